@@ -1,0 +1,54 @@
+"""Running a subcommand: absl flags, one-line errors, exit code 2."""
+
+import os
+import sys
+
+from absl import flags
+
+from keras_lm.errors import UsageError
+
+FLAGS = flags.FLAGS
+USAGE_ERROR = 2
+
+
+def fail(program, message):
+    """Prints `program: error: message` on stderr and exits with code 2."""
+    print(f"{program}: error: {message}", file=sys.stderr)
+    sys.exit(USAGE_ERROR)
+
+
+def run_subcommand(main, argv, module_name, doc):
+    """Parses `argv` into FLAGS and runs `main()`; user mistakes exit 2.
+
+    We parse with absl's FLAGS directly rather than `absl.app.run`: app.run
+    prints a multi-line usage and exits 1 on a bad flag, where we promise one
+    line and exit code 2; and its `--help` lists the flags of `sys.argv[0]`
+    (the console script), not of the subcommand.
+    """
+    program = argv[0]
+    if any(arg in ("-h", "--help", "-help", "--helpfull") for arg in argv[1:]):
+        print(doc.strip() + "\n")
+        print(FLAGS.module_help(module_name))
+        sys.exit(0)
+    try:
+        remaining = FLAGS(argv)
+    except flags.Error as error:
+        fail(program, error)
+    if len(remaining) > 1:
+        fail(program, f"unexpected argument {remaining[1]!r} (flags look like --name=value)")
+    _quiet_tensorflow()
+    try:
+        main()
+    except UsageError as error:
+        fail(program, error)
+    except KeyboardInterrupt:
+        print(f"{program}: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+def _quiet_tensorflow():
+    # TensorFlow's C++ start-up chatter hides our output; warnings still show.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from absl import logging
+
+    logging.set_verbosity(logging.WARNING)

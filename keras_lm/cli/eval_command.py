@@ -1,0 +1,44 @@
+"""keras-lm eval: loss, perplexity and bits per byte of a trained model.
+
+Prints one JSON object. Without --files it evaluates on the run's own
+validation files (as resolved from its config.json).
+
+Example:
+  keras-lm eval --model_dir=saved_models/quickstart
+"""
+
+import json
+
+from absl import flags
+
+from keras_lm import data
+from keras_lm.cli.app import run_subcommand
+from keras_lm.errors import UsageError
+from keras_lm.model_dir import load_model_dir
+from keras_lm.training import TrainConfig, evaluate_files
+from keras_lm.training.trainer import resolve_files
+
+flags.DEFINE_string("model_dir", "saved_models/quickstart", "A `keras-lm train` output directory.")
+flags.DEFINE_string("files", None, "Comma-separated files, directories or globs to evaluate on.")
+flags.DEFINE_integer("batch_size", 32, "Windows per batch.")
+
+FLAGS = flags.FLAGS
+
+
+def main():
+    if FLAGS.batch_size <= 0:
+        raise UsageError(f"--batch_size must be > 0, got {FLAGS.batch_size}")
+    model, tokenizer, config = load_model_dir(FLAGS.model_dir)
+    if FLAGS.files:
+        files = data.resolve_files(FLAGS.files, "--files")
+    else:
+        fields = {k: config[k] for k in ("corpus", "train_files", "val_files",
+                                         "validation_fraction") if k in config}
+        files = resolve_files(TrainConfig(**fields))[1]
+    result = evaluate_files(model, tokenizer, files, batch_size=FLAGS.batch_size)
+    result["files"] = len(files)
+    print(json.dumps(result))
+
+
+def run(argv):
+    run_subcommand(main, argv, __name__, __doc__)

@@ -1,0 +1,153 @@
+"""Text files -> tf.data windows of consecutive tokens, streamed."""
+
+import os
+
+import tensorflow as tf
+
+from keras_lm.errors import UsageError
+
+# Files are read in chunks of this many bytes, never whole.
+CHUNK_BYTES = 1 << 16
+
+
+def text_dataset(
+    files,
+    tokenizer,
+    sequence_length,
+    batch_size,
+    *,
+    shuffle=False,
+    repeat=False,
+    seed=None,
+    shuffle_buffer=2048,
+):
+    """A `tf.data.Dataset` of `(inputs, targets)` batches for language modelling.
+
+    Streams `files` (each read in 64 KiB chunks), encodes each as
+    `<bos> text <eos>`, packs the token stream into windows of
+    `sequence_length + 1` tokens (consecutive windows overlap by one token, so
+    every token is a target exactly once), then shuffles windows in a bounded
+    buffer, batches and prefetches. Inputs are `window[:-1]`, targets
+    `window[1:]`, both `(batch, sequence_length)` int32.
+
+    With `repeat=True` (training) the file order is reshuffled every pass and
+    the last partial batch is dropped; otherwise one pass keeps every window.
+
+    Example:
+    >>> import tempfile
+    >>> from keras_lm.tokenizers import ByteTokenizer
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.txt")
+    >>> _ = open(path, "w").write("hello world, " * 10)
+    >>> ds = text_dataset([path], ByteTokenizer(), sequence_length=8, batch_size=2)
+    >>> x, y = next(iter(ds))
+    >>> x.shape, y.shape
+    (TensorShape([2, 8]), TensorShape([2, 8]))
+    """
+    if int(sequence_length) < 2:
+        raise UsageError(f"sequence_length must be >= 2, got {sequence_length}")
+    if int(batch_size) <= 0:
+        raise UsageError(f"batch_size must be > 0, got {batch_size}")
+    windows = token_windows(
+        files, tokenizer, sequence_length, shuffle_files=shuffle, repeat=repeat, seed=seed
+    )
+    if shuffle:
+        windows = windows.shuffle(shuffle_buffer, seed=seed)
+    batches = windows.batch(batch_size, drop_remainder=repeat)
+    batches = batches.map(lambda w: (w[:, :-1], w[:, 1:]), num_parallel_calls=tf.data.AUTOTUNE)
+    return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def token_windows(files, tokenizer, sequence_length, *, shuffle_files=False, repeat=False, seed=None):
+    """A dataset of int32 windows `(sequence_length + 1,)` of consecutive tokens."""
+    files = _files_with_sizes(files)
+    if shuffle_files:
+        files = files.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        files = files.repeat()
+    tokens = files.flat_map(lambda path, size: document_tokens(path, size, tokenizer))
+    return _pack(tokens, int(sequence_length))
+
+
+def _files_with_sizes(files):
+    files = [str(f) for f in files]
+    sizes = [os.path.getsize(f) for f in files]
+    return tf.data.Dataset.from_tensor_slices((files, tf.constant(sizes, tf.int64)))
+
+
+def document_tokens(path, size, tokenizer):
+    """The chunks of ids of one file: `[<bos>]`, the text's ids..., `[<eos>]`.
+
+    `size` is the file's size in bytes: the reader needs it to read the last,
+    shorter chunk (a fixed-length record reader rejects a partial record).
+    """
+    tail = size % CHUNK_BYTES
+    chunks = tf.data.FixedLengthRecordDataset(path, CHUNK_BYTES, footer_bytes=tail)
+    last = tf.data.FixedLengthRecordDataset(path, tf.maximum(tail, 1), header_bytes=size - tail)
+    chunks = chunks.concatenate(last.take(tf.minimum(tail, 1)))
+    # An empty chunk marks the end of the file (real chunks are never empty).
+    chunks = chunks.concatenate(tf.data.Dataset.from_tensors(tf.constant("")))
+    text = chunks.scan(tf.constant(""), _cut_at_character_boundary)
+    ids = text.map(tokenizer.encode)
+    bos = tf.data.Dataset.from_tensors(tf.constant([tokenizer.bos_id], tf.int32))
+    eos = tf.data.Dataset.from_tensors(tf.constant([tokenizer.eos_id], tf.int32))
+    return bos.concatenate(ids).concatenate(eos)
+
+
+def _cut_at_character_boundary(carry, chunk):
+    """Scan step: emits whole UTF-8 characters, carries a split one onward.
+
+    A character split between two chunks would otherwise decode as two
+    replacement characters in a character-level tokenizer.
+    """
+    text = carry + chunk
+    size = tf.strings.length(text)
+    at_end = tf.equal(tf.strings.length(chunk), 0)
+    cut = tf.where(at_end, size, _complete_prefix_length(text))
+    return tf.strings.substr(text, cut, size - cut), tf.strings.substr(text, 0, cut)
+
+
+def _complete_prefix_length(text):
+    """Length of `text` without a trailing, incomplete UTF-8 sequence."""
+    size = tf.strings.length(text)
+    k = tf.minimum(size, 3)
+    tail = tf.cast(tf.io.decode_raw(tf.strings.substr(text, size - k, k), tf.uint8), tf.int32)
+    # Bytes a sequence needs, by its lead byte (0 for ASCII and continuations).
+    needed = tf.where(tail >= 0xF0, 4, tf.where(tail >= 0xE0, 3, tf.where(tail >= 0xC0, 2, 0)))
+    incomplete = tf.cast(needed > k - tf.range(k), tf.int32)
+    # A sentinel 1 at the end makes "none incomplete" cut at `size`.
+    first = tf.argmax(tf.concat([incomplete, [1]], 0), output_type=tf.int32)
+    return size - k + first
+
+
+def _pack(token_chunks, sequence_length):
+    """Packs a stream of id chunks into overlapping windows, carrying the rest."""
+
+    def step(carry, chunk):
+        buffer = tf.concat([carry, chunk], axis=0)
+        count = tf.maximum((tf.size(buffer) - 1) // sequence_length, 0)
+        index = tf.range(count)[:, None] * sequence_length + tf.range(sequence_length + 1)
+        # Keep the last window's final token: it is the next window's first.
+        return buffer[count * sequence_length :], tf.gather(buffer, index)
+
+    return token_chunks.scan(tf.zeros([0], tf.int32), step).unbatch()
+
+
+def tokens_per_byte(files, tokenizer, max_bytes=8 << 20):
+    """Tokens (with `<bos>`/`<eos>`) per byte of text, over up to `max_bytes`.
+
+    Converts a loss in nats per token into bits per byte, the scale on which
+    models with different tokenizers (and xz) compare.
+    """
+    sample, total = [], 0
+    for path in files:
+        if total >= max_bytes and sample:
+            break
+        sample.append(path)
+        total += os.path.getsize(path)
+    if total == 0:
+        raise UsageError("cannot measure tokens per byte: the files hold no text")
+    ds = _files_with_sizes(sample).flat_map(
+        lambda path, size: document_tokens(path, size, tokenizer)
+    )
+    tokens = ds.reduce(tf.constant(0, tf.int64), lambda n, ids: n + tf.size(ids, tf.int64))
+    return int(tokens) / total

@@ -1,0 +1,3 @@
+"""Generating text with a trained model."""
+
+from keras_lm.generation.generate import generate

@@ -1,0 +1,118 @@
+"""The base of our tokenizers: special ids, in-graph encode/decode, save/load."""
+
+import json
+import os
+
+import tensorflow as tf
+
+from keras_lm.errors import UsageError
+from keras_lm.io_utils import write_json
+
+PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
+
+
+class Tokenizer(tf.Module):
+    """Strings in, int32 ids out, and back, with TensorFlow ops only.
+
+    Because encode/decode are TensorFlow ops, the same tokenizer runs eagerly,
+    inside `tf.data` and inside an exported graph. A subclass sets
+    `self._id_to_piece` (the bytes each id decodes to; special ids decode to
+    nothing) and implements `_encode_flat`.
+
+    Every tokenizer has `pad_id`, `bos_id`, `eos_id`; a document is encoded
+    for training as `<bos> text <eos>`.
+    """
+
+    kind = None
+
+    def __init__(self, pieces, special_ids, name=None):
+        super().__init__(name=name)
+        self.pad_id = special_ids[PAD]
+        self.bos_id = special_ids[BOS]
+        self.eos_id = special_ids[EOS]
+        self.unk_id = special_ids.get(UNK)
+        self.special_ids = dict(special_ids)
+        self.vocabulary_size = len(pieces)
+        self._id_to_piece = tf.constant(pieces, dtype=tf.string)
+
+    def encode(self, text):
+        """Encodes a string (-> 1-D ids) or a 1-D batch (-> ragged ids)."""
+        text = tf.convert_to_tensor(text, dtype=tf.string)
+        if text.shape.rank == 0:
+            return self._encode_scalar(text)
+        return self._encode_flat(text)
+
+    def _encode_scalar(self, text):
+        return self._encode_flat(text[tf.newaxis])[0]
+
+    def decode(self, ids):
+        """Decodes 1-D ids to a string, or 2-D (dense or ragged) to strings.
+
+        Special ids decode to the empty string; the result is raw bytes
+        (`tf.string`), so byte-level ids round-trip exactly.
+        """
+        if not isinstance(ids, tf.RaggedTensor):
+            ids = tf.convert_to_tensor(ids)
+        ids = tf.cast(ids, tf.int32)
+        return tf.strings.reduce_join(tf.gather(self._id_to_piece, ids), axis=-1)
+
+    def decode_text(self, ids):
+        """Decodes 1-D ids to a Python `str` (invalid UTF-8 shown as U+FFFD)."""
+        return self.decode(ids).numpy().decode("utf-8", errors="replace")
+
+    def token_strings(self):
+        """A readable string for every id (for TensorBoard's projector)."""
+        names = {i: t for t, i in self.special_ids.items()}
+        pieces = self._id_to_piece.numpy()
+        return [
+            names.get(i) or pieces[i].decode("utf-8", errors="backslashreplace")
+            for i in range(self.vocabulary_size)
+        ]
+
+    def _encode_flat(self, text):
+        raise NotImplementedError
+
+    def get_config(self):
+        return {"kind": self.kind}
+
+    def save(self, path):
+        """Saves the tokenizer as plain JSON (readable without TensorFlow)."""
+        config = self.get_config()
+        config.update(
+            vocabulary_size=self.vocabulary_size, special_ids=self.special_ids
+        )
+        write_json(path, config)
+
+
+def load_tokenizer(path):
+    """Loads a tokenizer saved with `Tokenizer.save`.
+
+    Example:
+    >>> import tempfile
+    >>> from keras_lm.tokenizers import ByteTokenizer
+    >>> path = os.path.join(tempfile.mkdtemp(), "tokenizer.json")
+    >>> ByteTokenizer().save(path)
+    >>> load_tokenizer(path).vocabulary_size
+    259
+    """
+    from keras_lm.tokenizers.byte_tokenizer import ByteTokenizer
+    from keras_lm.tokenizers.char_tokenizer import CharTokenizer
+
+    kinds = {"byte": ByteTokenizer, "char": CharTokenizer}
+    if not os.path.isfile(path):
+        raise UsageError(f"tokenizer file not found: {path!r}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+        kind = config.pop("kind")
+        vocabulary_size = config.pop("vocabulary_size")
+        special_ids = config.pop("special_ids")
+        tokenizer = kinds[kind](**config)
+    except (ValueError, KeyError, TypeError) as error:
+        raise UsageError(f"tokenizer file {path!r} is corrupt: {error}") from None
+    if (tokenizer.vocabulary_size, tokenizer.special_ids) != (
+        vocabulary_size,
+        special_ids,
+    ):
+        raise UsageError(f"tokenizer file {path!r} is corrupt: ids do not match")
+    return tokenizer

@@ -1,0 +1,9 @@
+"""Training: optimizers, metrics, callbacks, recipes and the run itself."""
+
+from keras_lm.training.callbacks import LanguageModelLogs, SampleWriter, standard_callbacks
+from keras_lm.training.config import TrainConfig
+from keras_lm.training.evaluation import evaluate_files
+from keras_lm.metrics import TokenAccuracy
+from keras_lm.optimizers import OPTIMIZERS, make_optimizer, warmup_cosine
+from keras_lm.training.recipes import RECIPES, recipe_defaults
+from keras_lm.training.trainer import train

@@ -1,0 +1,141 @@
+"""Callbacks that make a language-model run readable as it trains."""
+
+import math
+import os
+import time
+
+import keras
+import tensorflow as tf
+
+from keras_lm.generation import generate
+
+
+class LanguageModelLogs(keras.callbacks.Callback):
+    """Adds bits per byte, tokens per second and tokens seen to the epoch logs.
+
+    Place it before `keras.callbacks.TensorBoard` in the callback list: the
+    logs dict is shared, so TensorBoard then writes these scalars too
+    (`val_bits_per_byte` goes to the validation run as `bits_per_byte`).
+
+    Args:
+        tokens_per_step: tokens in one training batch (batch x sequence).
+        tokens_per_byte: ratio that converts nats per token into bits per
+            byte (see `keras_lm.data.tokens_per_byte`).
+        val_tokens_per_byte: the same ratio for the validation files.
+    """
+
+    def __init__(self, tokens_per_step, tokens_per_byte, val_tokens_per_byte=None):
+        super().__init__()
+        self.tokens_per_step = tokens_per_step
+        self.tokens_per_byte = tokens_per_byte
+        self.val_tokens_per_byte = val_tokens_per_byte or tokens_per_byte
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start_time = time.perf_counter()
+        self._start_step = int(self.model.optimizer.iterations)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        steps = int(self.model.optimizer.iterations) - self._start_step
+        seconds = time.perf_counter() - self._start_time
+        logs["tokens_per_second"] = steps * self.tokens_per_step / max(seconds, 1e-9)
+        logs["tokens_seen"] = float(int(self.model.optimizer.iterations) * self.tokens_per_step)
+        for prefix, ratio in (("", self.tokens_per_byte), ("val_", self.val_tokens_per_byte)):
+            if prefix + "loss" in logs:
+                logs[prefix + "bits_per_byte"] = logs[prefix + "loss"] * ratio / math.log(2)
+
+
+class SampleWriter(keras.callbacks.Callback):
+    """Generates text for fixed prompts every `every` epochs.
+
+    Writes it to TensorBoard's text tab (`log_dir`, tag `samples`) and appends
+    it to `samples_path`, each with the step and the sampler settings.
+    """
+
+    def __init__(
+        self,
+        tokenizer,
+        prompts,
+        log_dir=None,
+        samples_path=None,
+        every=1,
+        max_new_tokens=128,
+        temperature=0.8,
+        seed=0,
+    ):
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.prompts = list(prompts)
+        self.samples_path = samples_path
+        self.every = every
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.seed = seed
+        self._writer = tf.summary.create_file_writer(log_dir) if log_dir else None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every == 0:
+            self.write_samples(int(self.model.optimizer.iterations))
+
+    def write_samples(self, step):
+        """Generates one sample per prompt; returns them as a list of str."""
+        samples = [
+            generate(
+                self.model,
+                self.tokenizer,
+                prompt,
+                self.max_new_tokens,
+                self.temperature,
+                seed=self.seed,
+            )
+            for prompt in self.prompts
+        ]
+        header = (
+            f"step {step} (temperature={self.temperature}, seed={self.seed}, "
+            f"max_new_tokens={self.max_new_tokens})"
+        )
+        if self.samples_path:
+            with open(self.samples_path, "a", encoding="utf-8") as f:
+                for prompt, sample in zip(self.prompts, samples):
+                    f.write(f"=== {header}\n{prompt}{sample}\n\n")
+        if self._writer is not None:
+            # Markdown code blocks keep indentation readable in TensorBoard.
+            markdown = "\n\n".join(
+                f"**{header}**\n\n```\n{p}{s}\n```" for p, s in zip(self.prompts, samples)
+            )
+            with self._writer.as_default():
+                tf.summary.text("samples", markdown, step=step)
+            self._writer.flush()
+        return samples
+
+
+def standard_callbacks(output_dir, tokenizer, tokens_per_step, tokens_per_byte,
+                       val_tokens_per_byte, prompts, sample_every=1,
+                       sample_tokens=128, temperature=0.8):
+    """The callbacks `keras-lm train` uses, in the order they must run.
+
+    Logs (bits per byte, throughput), samples, TensorBoard, the best
+    checkpoint, the resume backup and `TerminateOnNaN`.
+    """
+    log_dir = os.path.join(output_dir, "logs")
+    return [
+        LanguageModelLogs(tokens_per_step, tokens_per_byte, val_tokens_per_byte),
+        keras.callbacks.TerminateOnNaN(),
+        SampleWriter(
+            tokenizer,
+            prompts,
+            log_dir=os.path.join(log_dir, "samples"),
+            samples_path=os.path.join(output_dir, "samples.txt"),
+            every=sample_every,
+            max_new_tokens=sample_tokens,
+            temperature=temperature,
+        ),
+        keras.callbacks.TensorBoard(log_dir=log_dir),
+        keras.callbacks.ModelCheckpoint(
+            os.path.join(output_dir, "checkpoints", "best.keras"),
+            monitor="val_loss",
+            save_best_only=True,
+        ),
+        keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup")),
+    ]

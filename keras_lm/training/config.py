@@ -1,0 +1,92 @@
+"""The resolved configuration of a training run (written as config.json)."""
+
+import dataclasses
+
+from keras_lm.errors import UsageError
+from keras_lm.models import MODELS, PRESETS
+from keras_lm.tokenizers import TOKENIZERS
+from keras_lm.optimizers import OPTIMIZERS
+
+PRECISIONS = ("float32", "mixed_bfloat16")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Every setting of a run. Field names are the `keras-lm train` flags.
+
+    Example:
+    >>> config = TrainConfig(preset="tiny", steps=10, eval_interval=5)
+    >>> config.validate()
+    >>> config.model
+    'transformer'
+    """
+
+    recipe: str = "quickstart"
+    model: str = "transformer"
+    preset: str = "small"
+    model_args: dict = dataclasses.field(default_factory=dict)
+    corpus: str = "pystdlib"
+    train_files: str = None
+    val_files: str = None
+    validation_fraction: float = 0.05
+    tokenizer: str = "byte"
+    sequence_length: int = 256
+    batch_size: int = 32
+    steps: int = 1000
+    epochs: float = None
+    eval_interval: int = 200
+    val_steps: int = 20
+    optimizer: str = "adamw"
+    learning_rate: float = 1e-3
+    warmup_steps: int = None
+    weight_decay: float = 0.1
+    clipnorm: float = 1.0
+    dropout: float = None
+    precision: str = "float32"
+    jit_compile: bool = True
+    seed: int = 0
+    output_dir: str = None
+    sample_prompts: list = dataclasses.field(default_factory=lambda: [""])
+    sample_tokens: int = 200
+    temperature: float = 0.8
+    shuffle_buffer: int = 2048
+    verbose: int = 1
+
+    def validate(self):
+        """Raises `UsageError` naming the flag for the first bad setting."""
+        _choose("model", self.model, MODELS)
+        _choose("preset", self.preset, PRESETS[self.model])
+        _choose("tokenizer", self.tokenizer, TOKENIZERS)
+        _choose("optimizer", self.optimizer, OPTIMIZERS)
+        _choose("precision", self.precision, PRECISIONS)
+        _at_least("sequence_length", self.sequence_length, 2)
+        _at_least("batch_size", self.batch_size, 1)
+        _at_least("steps", self.steps, 1)
+        _at_least("eval_interval", self.eval_interval, 1)
+        _at_least("val_steps", self.val_steps, 1)
+        _at_least("sample_tokens", self.sample_tokens, 1)
+        if self.epochs is not None and self.epochs <= 0:
+            raise UsageError(f"--epochs must be > 0, got {self.epochs}")
+        if not self.learning_rate > 0:
+            raise UsageError(f"--learning_rate must be > 0, got {self.learning_rate}")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise UsageError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.temperature < 0:
+            raise UsageError(f"--temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.validation_fraction < 1:
+            raise UsageError(
+                f"--validation_fraction must be in (0, 1), got {self.validation_fraction}"
+            )
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+def _choose(flag, value, choices):
+    if value not in choices:
+        raise UsageError(f"--{flag}: unknown value {value!r}; choose from {', '.join(choices)}")
+
+
+def _at_least(flag, value, minimum):
+    if value is None or value < minimum:
+        raise UsageError(f"--{flag} must be >= {minimum}, got {value}")

@@ -1,0 +1,53 @@
+"""Evaluating a model on text files: loss, perplexity, bits per byte."""
+
+import math
+
+import tensorflow as tf
+
+from keras_lm.data import text_dataset, tokens_per_byte
+
+
+def evaluate_files(model, tokenizer, files, batch_size=32, sequence_length=None):
+    """Mean next-token loss over every window of `files`, and derived figures.
+
+    Returns a dict: `loss` (nats per token), `perplexity`, `bits_per_byte`
+    (loss summed over tokens / bytes of text / ln 2) and `tokens`.
+
+    Example:
+    >>> import os, tempfile
+    >>> from keras_lm.models import TransformerLM
+    >>> from keras_lm.tokenizers import ByteTokenizer
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.txt")
+    >>> _ = open(path, "w").write("hello world " * 50)
+    >>> model = TransformerLM.from_preset("tiny", vocabulary_size=259)
+    >>> result = evaluate_files(model, ByteTokenizer(), [path])
+    >>> sorted(result)
+    ['bits_per_byte', 'loss', 'perplexity', 'tokens']
+    """
+    sequence_length = sequence_length or model.sequence_length
+    dataset = text_dataset(files, tokenizer, sequence_length, batch_size)
+    pad_id = tokenizer.pad_id
+
+    @tf.function(jit_compile=True, reduce_retracing=True)
+    def batch_loss(x, y):
+        logits = model(x, training=False)
+        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits)
+        mask = tf.cast(tf.not_equal(y, pad_id), tf.float32)
+        return tf.reduce_sum(losses * mask), tf.reduce_sum(mask)
+
+    total = count = 0.0
+    for x, y in dataset:
+        loss, n = batch_loss(x, y)
+        total += float(loss)
+        count += float(n)
+    if count == 0:
+        raise ValueError(
+            f"the files hold fewer than {sequence_length + 1} tokens: nothing to evaluate"
+        )
+    loss = total / count
+    return {
+        "loss": loss,
+        "perplexity": math.exp(min(loss, 700.0)),
+        "bits_per_byte": loss * tokens_per_byte(files, tokenizer) / math.log(2),
+        "tokens": int(count),
+    }

@@ -1,0 +1,213 @@
+"""One training run from a `TrainConfig`: what `keras-lm train` does."""
+
+import math
+import os
+import time
+
+import keras
+
+from keras_lm import data
+from keras_lm.errors import UsageError
+from keras_lm.generation import generate
+from keras_lm.io_utils import atomic_path, write_json
+from keras_lm.model_dir import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE
+from keras_lm.models import MODELS
+from keras_lm.tokenizers import ByteTokenizer, CharTokenizer, load_tokenizer
+from keras_lm.training.callbacks import standard_callbacks
+from keras_lm.training.evaluation import evaluate_files
+
+
+def resolve_files(config):
+    """The (train, validation) file lists of a run."""
+    if config.train_files:
+        train = data.resolve_files(config.train_files, "--train_files")
+    else:
+        train = data.corpus_files(config.corpus)
+    if config.val_files:
+        val = data.resolve_files(config.val_files, "--val_files")
+    else:
+        train, val = data.split_files(train, config.validation_fraction)
+    return train, val
+
+
+def prepare_output_dir(path):
+    """Creates `path` and checks that it is writable, or raises UsageError."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, f".write-test-{os.getpid()}")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as error:
+        raise UsageError(
+            f"--output_dir: {path!r} is not writable ({error.strerror})"
+        ) from None
+
+
+def build_tokenizer(config, train_files, output_dir):
+    """The run's tokenizer: reloaded when resuming, else built (and trained)."""
+    path = os.path.join(output_dir, TOKENIZER_FILE)
+    if os.path.isfile(path) and _is_resuming(output_dir):
+        return load_tokenizer(path)
+    if config.tokenizer == "byte":
+        return ByteTokenizer()
+    return CharTokenizer.train(train_files)
+
+
+def build_model(config, tokenizer):
+    """The model of `config.model` / `config.preset`, sized for the tokenizer."""
+    args = dict(config.model_args)
+    if config.dropout is not None:
+        args["dropout"] = config.dropout
+    return MODELS[config.model].from_preset(
+        config.preset,
+        vocabulary_size=tokenizer.vocabulary_size,
+        sequence_length=config.sequence_length,
+        pad_id=tokenizer.pad_id,
+        **args,
+    )
+
+
+def _is_resuming(output_dir):
+    return os.path.isfile(os.path.join(output_dir, "backup", "training_metadata.json"))
+
+
+def train(config):
+    """Runs training as configured; returns the final metrics dict.
+
+    Writes into `config.output_dir`: `model.keras`, `tokenizer.json`,
+    `config.json`, `logs/`, `checkpoints/best.keras`, `backup/` (removed when
+    the run completes), `samples.txt` and `metrics.json`. Re-running the
+    same configuration after a crash resumes from the last backup.
+
+    Example:
+        from keras_lm.training import TrainConfig, train
+        train(TrainConfig(recipe="tiny", preset="tiny", steps=20,
+                          eval_interval=10, output_dir="/tmp/tiny"))
+    """
+    started = time.time()
+    config.validate()
+    train_files, val_files = resolve_files(config)
+    output_dir = config.output_dir or os.path.join("saved_models", config.recipe)
+    prepare_output_dir(output_dir)
+
+    keras.utils.set_random_seed(config.seed)
+    keras.config.set_dtype_policy(config.precision)
+    tokenizer = build_tokenizer(config, train_files, output_dir)
+    model = build_model(config, tokenizer)
+
+    tokens_per_step = config.batch_size * config.sequence_length
+    train_ratio = data.tokens_per_byte(train_files, tokenizer)
+    val_ratio = data.tokens_per_byte(val_files, tokenizer)
+    steps = config.steps
+    if config.epochs is not None:
+        train_bytes = sum(os.path.getsize(f) for f in train_files)
+        steps = math.ceil(config.epochs * train_bytes * train_ratio / tokens_per_step)
+    interval = min(config.eval_interval, steps)
+    num_evals = math.ceil(steps / interval)
+    steps = num_evals * interval  # whole evaluation intervals
+
+    model.compile(
+        config.optimizer,
+        learning_rate=config.learning_rate,
+        total_steps=steps,
+        warmup_steps=config.warmup_steps,
+        weight_decay=config.weight_decay,
+        clipnorm=config.clipnorm,
+        jit_compile=config.jit_compile,
+    )
+    num_parameters = model.count_params()
+    resolved = config.to_dict()
+    resolved.update(
+        output_dir=output_dir,
+        steps=steps,
+        eval_interval=interval,
+        vocabulary_size=tokenizer.vocabulary_size,
+        num_parameters=num_parameters,
+        num_train_files=len(train_files),
+        num_val_files=len(val_files),
+        tokens_per_byte=train_ratio,
+        val_tokens_per_byte=val_ratio,
+        model_config=model.get_config(),
+    )
+    resuming = _is_resuming(output_dir)
+    if not resuming:
+        for stale in ("samples.txt", "metrics.json"):
+            if os.path.exists(os.path.join(output_dir, stale)):
+                os.remove(os.path.join(output_dir, stale))
+    write_json(os.path.join(output_dir, CONFIG_FILE), resolved)
+    tokenizer.save(os.path.join(output_dir, TOKENIZER_FILE))
+    _log(
+        f"{config.model} ({config.preset}): {num_parameters:,} parameters; "
+        f"{len(train_files)} train / {len(val_files)} validation files; "
+        f"{steps} steps of {tokens_per_step} tokens"
+    )
+
+    train_ds = data.text_dataset(
+        train_files,
+        tokenizer,
+        config.sequence_length,
+        config.batch_size,
+        shuffle=True,
+        repeat=True,
+        seed=config.seed,
+        shuffle_buffer=config.shuffle_buffer,
+    )
+    val_ds = data.text_dataset(val_files, tokenizer, config.sequence_length, config.batch_size)
+    callbacks = standard_callbacks(
+        output_dir,
+        tokenizer,
+        tokens_per_step,
+        train_ratio,
+        val_ratio,
+        config.sample_prompts,
+        sample_tokens=config.sample_tokens,
+        temperature=config.temperature,
+    )
+    if resuming:
+        _log(f"resuming from the backup in {os.path.join(output_dir, 'backup')}")
+    history = model.fit(
+        train_ds,
+        epochs=num_evals,
+        steps_per_epoch=interval,
+        validation_data=val_ds,
+        validation_steps=config.val_steps,
+        callbacks=callbacks,
+        verbose=config.verbose,
+        shuffle=False,  # the dataset shuffles itself
+    )
+    with atomic_path(os.path.join(output_dir, MODEL_FILE)) as tmp:
+        model.save(tmp + ".keras")
+        os.replace(tmp + ".keras", tmp)
+
+    _log("evaluating on every validation window...")
+    metrics = {
+        "train_loss": history.history["loss"][-1] if history.history.get("loss") else None,
+        **{f"val_{k}": v for k, v in evaluate_files(
+            model, tokenizer, val_files, batch_size=config.batch_size).items()},
+        "xz_val_bits_per_byte": data.xz_bits_per_byte(val_files),
+        "steps": int(model.optimizer.iterations),
+        "tokens_seen": int(model.optimizer.iterations) * tokens_per_step,
+        "num_parameters": num_parameters,
+    }
+    if metrics["train_loss"] is not None:
+        metrics["train_bits_per_byte"] = metrics["train_loss"] * train_ratio / math.log(2)
+        metrics["train_perplexity"] = math.exp(min(metrics["train_loss"], 700.0))
+    sample = generate(
+        model, tokenizer, config.sample_prompts[0], config.sample_tokens, config.temperature, seed=0
+    )
+    metrics["wall_time_seconds"] = time.time() - started
+    write_json(os.path.join(output_dir, "metrics.json"), metrics)
+    _log(
+        f"validation: {metrics['val_bits_per_byte']:.3f} bits per byte "
+        f"(xz -9e on the same files: {metrics['xz_val_bits_per_byte']:.3f}); "
+        f"loss {metrics['val_loss']:.3f}, perplexity {metrics['val_perplexity']:.2f}; "
+        f"{metrics['wall_time_seconds']:.0f} s"
+    )
+    _log(f"sample:\n{config.sample_prompts[0]}{sample}")
+    _log(f"outputs in {output_dir}")
+    return metrics
+
+
+def _log(message):
+    print(message, flush=True)
