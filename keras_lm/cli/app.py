@@ -7,7 +7,6 @@ from absl import flags
 
 from keras_lm.errors import UsageError
 
-FLAGS = flags.FLAGS
 USAGE_ERROR = 2
 
 
@@ -17,8 +16,8 @@ def fail(program, message):
     sys.exit(USAGE_ERROR)
 
 
-def run_subcommand(main, argv, module_name, doc):
-    """Parses `argv` into FLAGS and runs `main()`; user mistakes exit 2.
+def run_subcommand(main, FLAGS, argv, module_name, doc):
+    """Parses `argv` into `FLAGS` (a FlagValues) and runs `main()`; mistakes exit 2.
 
     We parse with absl's FLAGS directly rather than `absl.app.run`: app.run
     prints a multi-line usage and exits 1 on a bad flag, where we promise one
@@ -30,6 +29,7 @@ def run_subcommand(main, argv, module_name, doc):
         print(doc.strip() + "\n")
         print(FLAGS.module_help(module_name))
         sys.exit(0)
+    FLAGS.unparse_flags()  # back to defaults, so repeated in-process runs are independent
     try:
         remaining = FLAGS(argv)
     except flags.Error as error:

@@ -18,11 +18,13 @@ from keras_lm.model_dir import load_model_dir
 from keras_lm.training import TrainConfig, evaluate_files
 from keras_lm.training.trainer import resolve_files
 
-flags.DEFINE_string("model_dir", "saved_models/quickstart", "A `keras-lm train` output directory.")
-flags.DEFINE_string("files", None, "Comma-separated files, directories or globs to evaluate on.")
-flags.DEFINE_integer("batch_size", 32, "Windows per batch.")
+# Each subcommand has its own flags, so they can share names (--batch_size).
+FLAGS = flags.FlagValues()
 
-FLAGS = flags.FLAGS
+flags.DEFINE_string("model_dir", "saved_models/quickstart", "A `keras-lm train` output directory.", flag_values=FLAGS)
+flags.DEFINE_string("files", None, "Comma-separated files, directories or globs to evaluate on.", flag_values=FLAGS)
+flags.DEFINE_integer("batch_size", 32, "Windows per batch.", flag_values=FLAGS)
+
 
 
 def main():
@@ -41,4 +43,4 @@ def main():
 
 
 def run(argv):
-    run_subcommand(main, argv, __name__, __doc__)
+    run_subcommand(main, FLAGS, argv, __name__, __doc__)

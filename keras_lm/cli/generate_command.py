@@ -14,13 +14,15 @@ from keras_lm.errors import UsageError
 from keras_lm.generation import generate
 from keras_lm.model_dir import load_model_dir
 
-flags.DEFINE_string("model_dir", "saved_models/quickstart", "A `keras-lm train` output directory.")
-flags.DEFINE_string("prompt", "", "Text to continue (empty: start a new document).")
-flags.DEFINE_integer("max_new_tokens", 200, "Tokens to generate at most.")
-flags.DEFINE_float("temperature", 0.0, "0 for greedy decoding, > 0 to sample.")
-flags.DEFINE_integer("seed", None, "Seed that makes sampling reproducible.")
+# Each subcommand has its own flags, so they can share names (--batch_size).
+FLAGS = flags.FlagValues()
 
-FLAGS = flags.FLAGS
+flags.DEFINE_string("model_dir", "saved_models/quickstart", "A `keras-lm train` output directory.", flag_values=FLAGS)
+flags.DEFINE_string("prompt", "", "Text to continue (empty: start a new document).", flag_values=FLAGS)
+flags.DEFINE_integer("max_new_tokens", 200, "Tokens to generate at most.", flag_values=FLAGS)
+flags.DEFINE_float("temperature", 0.0, "0 for greedy decoding, > 0 to sample.", flag_values=FLAGS)
+flags.DEFINE_integer("seed", None, "Seed that makes sampling reproducible.", flag_values=FLAGS)
+
 
 
 def main():
@@ -36,4 +38,4 @@ def main():
 
 
 def run(argv):
-    run_subcommand(main, argv, __name__, __doc__)
+    run_subcommand(main, FLAGS, argv, __name__, __doc__)

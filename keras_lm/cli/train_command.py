@@ -30,45 +30,49 @@ _DEFAULTS = {
     **RECIPES["quickstart"],
 }
 
-flags.DEFINE_enum("recipe", "quickstart", list(RECIPES), "Named default configuration.")
-flags.DEFINE_enum("model", _DEFAULTS["model"], list(MODELS), "Model family.")
-flags.DEFINE_string("preset", _DEFAULTS["preset"], "Model size: tiny, small or base.")
+# Each subcommand has its own flags, so they can share names (--batch_size).
+FLAGS = flags.FlagValues()
+
+flags.DEFINE_enum("recipe", "quickstart", list(RECIPES), "Named default configuration.", flag_values=FLAGS)
+flags.DEFINE_enum("model", _DEFAULTS["model"], list(MODELS), "Model family.", flag_values=FLAGS)
+flags.DEFINE_string("preset", _DEFAULTS["preset"], "Model size: tiny, small or base.", flag_values=FLAGS)
 flags.DEFINE_string(
     "model_args", None,
-    "Constructor overrides, e.g. 'hidden_dim=256,num_layers=6'.")
+    "Constructor overrides, e.g. 'hidden_dim=256,num_layers=6'.", flag_values=FLAGS)
 flags.DEFINE_enum("corpus", _DEFAULTS["corpus"], list(CORPORA),
-                  "Built-in corpus used when --train_files is not given.")
-flags.DEFINE_string("train_files", None, "Comma-separated files, directories or globs.")
+                  "Built-in corpus used when --train_files is not given.", flag_values=FLAGS)
+flags.DEFINE_string("train_files", None, "Comma-separated files, directories or globs.", flag_values=FLAGS)
 flags.DEFINE_string(
     "val_files", None,
-    "Validation files; default: a deterministic by-file split of the training files.")
+    "Validation files; default: a deterministic by-file split of the training files.", flag_values=FLAGS)
 flags.DEFINE_float("validation_fraction", _DEFAULTS["validation_fraction"],
-                   "Share of files held out when --val_files is not given.")
-flags.DEFINE_enum("tokenizer", _DEFAULTS["tokenizer"], list(TOKENIZERS), "Tokenizer.")
-flags.DEFINE_integer("sequence_length", _DEFAULTS["sequence_length"], "Context length.")
-flags.DEFINE_integer("batch_size", _DEFAULTS["batch_size"], "Sequences per step.")
-flags.DEFINE_integer("steps", _DEFAULTS["steps"], "Training steps.")
-flags.DEFINE_float("epochs", None, "Passes over the training files (instead of --steps).")
+                   "Share of files held out when --val_files is not given.", flag_values=FLAGS)
+flags.DEFINE_enum("tokenizer", _DEFAULTS["tokenizer"], list(TOKENIZERS), "Tokenizer.", flag_values=FLAGS)
+flags.DEFINE_integer("sequence_length", _DEFAULTS["sequence_length"], "Context length.", flag_values=FLAGS)
+flags.DEFINE_integer("batch_size", _DEFAULTS["batch_size"], "Sequences per step.", flag_values=FLAGS)
+flags.DEFINE_integer("steps", _DEFAULTS["steps"], "Training steps.", flag_values=FLAGS)
+flags.DEFINE_float("epochs", None, "Passes over the training files (instead of --steps).", flag_values=FLAGS)
 flags.DEFINE_integer("eval_interval", _DEFAULTS["eval_interval"],
-                     "Steps between validations, samples and backups.")
+                     "Steps between validations, samples and backups.", flag_values=FLAGS)
 flags.DEFINE_integer("val_steps", _DEFAULTS["val_steps"],
-                     "Validation batches per interval (the final evaluation reads all).")
-flags.DEFINE_enum("optimizer", _DEFAULTS["optimizer"], list(OPTIMIZERS), "Optimizer.")
-flags.DEFINE_float("learning_rate", _DEFAULTS["learning_rate"], "Peak learning rate.")
-flags.DEFINE_integer("warmup_steps", None, "Linear warm-up steps (default: 5% of steps).")
-flags.DEFINE_float("weight_decay", _DEFAULTS["weight_decay"], "Decoupled weight decay.")
-flags.DEFINE_float("clipnorm", _DEFAULTS["clipnorm"], "Global gradient-norm clip.")
-flags.DEFINE_float("dropout", None, "Dropout rate (default: the preset's).")
-flags.DEFINE_enum("precision", _DEFAULTS["precision"], list(PRECISIONS), "Compute precision.")
-flags.DEFINE_boolean("jit_compile", _DEFAULTS["jit_compile"], "Compile training with XLA.")
-flags.DEFINE_integer("seed", _DEFAULTS["seed"], "Random seed.")
-flags.DEFINE_string("output_dir", None, "Output directory (default: saved_models/<recipe>).")
-flags.DEFINE_multi_string("sample_prompt", None, "Prompt of the logged samples (repeatable).")
-flags.DEFINE_integer("sample_tokens", _DEFAULTS["sample_tokens"], "Tokens per sample.")
-flags.DEFINE_float("temperature", _DEFAULTS["temperature"], "Sampling temperature.")
-flags.DEFINE_integer("verbose", _DEFAULTS["verbose"], "0 silent, 1 progress bar, 2 one line per interval.")
+                     "Validation batches per interval (the final evaluation reads all).", flag_values=FLAGS)
+flags.DEFINE_enum("optimizer", _DEFAULTS["optimizer"], list(OPTIMIZERS), "Optimizer.", flag_values=FLAGS)
+flags.DEFINE_float("learning_rate", _DEFAULTS["learning_rate"], "Peak learning rate.", flag_values=FLAGS)
+flags.DEFINE_integer("warmup_steps", None, "Linear warm-up steps (default: 5% of steps).", flag_values=FLAGS)
+flags.DEFINE_float("weight_decay", _DEFAULTS["weight_decay"], "Decoupled weight decay.", flag_values=FLAGS)
+flags.DEFINE_float("clipnorm", _DEFAULTS["clipnorm"], "Global gradient-norm clip.", flag_values=FLAGS)
+flags.DEFINE_float("dropout", None, "Dropout rate (default: the preset's).", flag_values=FLAGS)
+flags.DEFINE_enum("precision", _DEFAULTS["precision"], list(PRECISIONS), "Compute precision.", flag_values=FLAGS)
+flags.DEFINE_boolean("jit_compile", _DEFAULTS["jit_compile"], "Compile training with XLA.", flag_values=FLAGS)
+flags.DEFINE_float("max_train_minutes", None,
+                   "Stop training after this many minutes since the start (a safety net).", flag_values=FLAGS)
+flags.DEFINE_integer("seed", _DEFAULTS["seed"], "Random seed.", flag_values=FLAGS)
+flags.DEFINE_string("output_dir", None, "Output directory (default: saved_models/<recipe>).", flag_values=FLAGS)
+flags.DEFINE_multi_string("sample_prompt", None, "Prompt of the logged samples (repeatable).", flag_values=FLAGS)
+flags.DEFINE_integer("sample_tokens", _DEFAULTS["sample_tokens"], "Tokens per sample.", flag_values=FLAGS)
+flags.DEFINE_float("temperature", _DEFAULTS["temperature"], "Sampling temperature.", flag_values=FLAGS)
+flags.DEFINE_integer("verbose", _DEFAULTS["verbose"], "0 silent, 1 progress bar, 2 one line per interval.", flag_values=FLAGS)
 
-FLAGS = flags.FLAGS
 _RENAMED = {"sample_prompt": "sample_prompts"}
 
 
@@ -113,4 +117,4 @@ def main():
 
 
 def run(argv):
-    run_subcommand(main, argv, __name__, __doc__)
+    run_subcommand(main, FLAGS, argv, __name__, __doc__)

@@ -110,6 +110,25 @@ class SampleWriter(keras.callbacks.Callback):
         return samples
 
 
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training once `seconds` have passed since `start` (a time.time()).
+
+    A safety net for runs that must end on time on machines of varying speed
+    (the quickstart promises six minutes on two cores).
+    """
+
+    def __init__(self, seconds, start=None):
+        super().__init__()
+        self.seconds = seconds
+        self.start = time.time() if start is None else start
+        self.stopped_at_step = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.time() - self.start > self.seconds:
+            self.model.stop_training = True
+            self.stopped_at_step = int(self.model.optimizer.iterations)
+
+
 def standard_callbacks(output_dir, tokenizer, tokens_per_step, tokens_per_byte,
                        val_tokens_per_byte, prompts, sample_every=1,
                        sample_tokens=128, temperature=0.8):
@@ -137,5 +156,8 @@ def standard_callbacks(output_dir, tokenizer, tokens_per_step, tokens_per_byte,
             monitor="val_loss",
             save_best_only=True,
         ),
-        keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup")),
+        # Two copies: a crash while one is written leaves the other whole.
+        keras.callbacks.BackupAndRestore(
+            os.path.join(output_dir, "backup"), double_checkpoint=True
+        ),
     ]

@@ -44,6 +44,7 @@ class TrainConfig:
     dropout: float = None
     precision: str = "float32"
     jit_compile: bool = True
+    max_train_minutes: float = None
     seed: int = 0
     output_dir: str = None
     sample_prompts: list = dataclasses.field(default_factory=lambda: [""])
@@ -71,6 +72,8 @@ class TrainConfig:
             raise UsageError(f"--learning_rate must be > 0, got {self.learning_rate}")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise UsageError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.max_train_minutes is not None and self.max_train_minutes <= 0:
+            raise UsageError(f"--max_train_minutes must be > 0, got {self.max_train_minutes}")
         if self.temperature < 0:
             raise UsageError(f"--temperature must be >= 0, got {self.temperature}")
         if not 0 < self.validation_fraction < 1:

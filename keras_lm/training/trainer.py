@@ -13,7 +13,7 @@ from keras_lm.io_utils import atomic_path, write_json
 from keras_lm.model_dir import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE
 from keras_lm.models import MODELS
 from keras_lm.tokenizers import ByteTokenizer, CharTokenizer, load_tokenizer
-from keras_lm.training.callbacks import standard_callbacks
+from keras_lm.training.callbacks import TimeBudget, standard_callbacks
 from keras_lm.training.evaluation import evaluate_files
 
 
@@ -164,6 +164,10 @@ def train(config):
         sample_tokens=config.sample_tokens,
         temperature=config.temperature,
     )
+    budget = None
+    if config.max_train_minutes:
+        budget = TimeBudget(60 * config.max_train_minutes, start=started)
+        callbacks.insert(0, budget)
     if resuming:
         _log(f"resuming from the backup in {os.path.join(output_dir, 'backup')}")
     history = model.fit(
@@ -189,6 +193,7 @@ def train(config):
         "steps": int(model.optimizer.iterations),
         "tokens_seen": int(model.optimizer.iterations) * tokens_per_step,
         "num_parameters": num_parameters,
+        "stopped_by_time_budget": bool(budget and budget.stopped_at_step),
     }
     if metrics["train_loss"] is not None:
         metrics["train_bits_per_byte"] = metrics["train_loss"] * train_ratio / math.log(2)

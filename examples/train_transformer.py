@@ -1,0 +1,35 @@
+"""Train a small byte-level Transformer on your own text with plain `model.fit`.
+
+    python examples/train_transformer.py [text files or globs...]
+
+Without arguments it trains on the Python standard library (built in).
+"""
+
+import sys
+
+import keras
+
+from keras_lm import data
+from keras_lm.generation import generate
+from keras_lm.models import TransformerLM
+from keras_lm.tokenizers import ByteTokenizer
+from keras_lm.training import evaluate_files
+
+files = data.resolve_files(sys.argv[1:]) if sys.argv[1:] else data.pystdlib_files()
+train_files, val_files = data.split_files(files, validation_fraction=0.05)
+
+tokenizer = ByteTokenizer()
+train_ds = data.text_dataset(train_files, tokenizer, sequence_length=128, batch_size=32,
+                             shuffle=True, repeat=True, seed=0)
+val_ds = data.text_dataset(val_files, tokenizer, sequence_length=128, batch_size=32)
+
+keras.utils.set_random_seed(0)
+model = TransformerLM(vocabulary_size=tokenizer.vocabulary_size, sequence_length=128,
+                      num_layers=2, num_heads=4, hidden_dim=128, pad_id=tokenizer.pad_id)
+model.compile("adamw", learning_rate=3e-3, total_steps=300)
+model.summary()
+model.fit(train_ds, steps_per_epoch=100, epochs=3, validation_data=val_ds, validation_steps=10)
+
+print(evaluate_files(model, tokenizer, val_files))
+print(generate(model, tokenizer, "def ", max_new_tokens=120, temperature=0.8, seed=0))
+model.save("transformer_example.keras")

@@ -1,0 +1,190 @@
+"""The `keras-lm` command line, end to end, on a tiny corpus."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from keras_lm.cli.main import run
+
+TINY = ["--recipe=tiny", "--sequence_length=32", "--batch_size=4", "--val_steps=1",
+        "--sample_tokens=8", "--verbose=2"]
+
+
+def keras_lm(*args, timeout=600):
+    """Runs the installed console script; returns the CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, "-m", "keras_lm.cli.main", *args],
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def run_in_process(capsys, *args):
+    """Runs `keras-lm args` in this process; returns (exit code, stdout, stderr)."""
+    with pytest.raises(SystemExit) as exit_info:
+        run(["keras-lm", *args])
+        sys.exit(0)
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One real tiny training run through the console script."""
+    root = tmp_path_factory.mktemp("run")
+    from conftest import write_corpus
+
+    files = write_corpus(str(root / "corpus"), num_files=5)
+    output = root / "out"
+    result = keras_lm("train", *TINY, f"--train_files={','.join(files[:4])}",
+                      f"--val_files={files[4]}", f"--output_dir={output}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return output, files, result
+
+
+def test_train_writes_every_artifact(trained):
+    output, _, result = trained
+    for name in ("model.keras", "tokenizer.json", "config.json", "metrics.json",
+                 "samples.txt", "checkpoints/best.keras"):
+        assert (output / name).is_file(), name
+    assert not (output / "backup").exists()  # removed once the run completes
+    assert any((output / "logs" / "train").iterdir())
+    assert any((output / "logs" / "validation").iterdir())
+    metrics = json.loads((output / "metrics.json").read_text())
+    for key in ("train_loss", "val_loss", "val_perplexity", "val_bits_per_byte",
+                "xz_val_bits_per_byte", "tokens_seen", "wall_time_seconds"):
+        assert isinstance(metrics[key], (int, float)), key
+    assert metrics["steps"] == 20
+    assert metrics["tokens_seen"] == 20 * 4 * 32
+    config = json.loads((output / "config.json").read_text())
+    assert config["recipe"] == "tiny" and config["sequence_length"] == 32
+    assert "bits per byte" in result.stdout and "xz" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_eval_prints_one_json_object(trained):
+    output, files, _ = trained
+    result = keras_lm("eval", f"--model_dir={output}", f"--files={files[4]}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = json.loads(result.stdout)
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert figures["loss"] == pytest.approx(metrics["val_loss"], rel=1e-4)
+    assert figures["bits_per_byte"] == pytest.approx(metrics["val_bits_per_byte"], rel=1e-4)
+
+
+def test_generate_continues_the_prompt(trained):
+    output, _, _ = trained
+    args = ("generate", f"--model_dir={output}", "--prompt=the quick",
+            "--max_new_tokens=12", "--temperature=0.8", "--seed=3")
+    first, second = keras_lm(*args), keras_lm(*args)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert first.stdout.startswith("the quick")
+    assert first.stdout == second.stdout  # seeded sampling is reproducible
+
+
+BAD_TRAIN_FLAGS = [
+    (["--train_files=/no/such/dir/*.txt"], "--train_files: no file matches"),
+    (["--train_files= , "], "--train_files: the file set is empty"),
+    (["--sequence_length=1"], "--sequence_length must be >= 2, got 1"),
+    (["--batch_size=0"], "--batch_size must be >= 1, got 0"),
+    (["--batch_size=-3"], "--batch_size must be >= 1, got -3"),
+    (["--model=gru"], "flag --model=gru: value should be one of"),
+    (["--preset=huge"], "--preset: unknown value 'huge'"),
+    (["--optimizer=rmsprop"], "flag --optimizer=rmsprop"),
+    (["--tokenizer=bpe"], "flag --tokenizer=bpe"),
+    (["--recipe=giant"], "flag --recipe=giant"),
+    (["--output_dir=/proc/keras_lm_cannot_write_here"], "--output_dir: '/proc/keras_lm_"),
+    (["--steps=many"], "flag --steps=many"),
+    (["--model_args=hidden_dim"], "--model_args: expected name=value"),
+]
+
+
+@pytest.mark.parametrize("flags,message", BAD_TRAIN_FLAGS, ids=[f[0][0] for f in BAD_TRAIN_FLAGS])
+def test_bad_train_flags_get_one_line_and_exit_2(capsys, tmp_path, flags, message):
+    output = tmp_path / "never_created"
+    args = ["train", *TINY, f"--output_dir={output}", *flags]
+    code, out, err = run_in_process(capsys, *args)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], err
+    assert lines[0].startswith("keras-lm train: error:")
+    assert not output.exists()  # nothing half-written
+
+
+def test_unreadable_output_parent_names_the_flag(capsys, tmp_path, corpus):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a directory")
+    code, _, err = run_in_process(
+        capsys, "train", *TINY, f"--train_files={','.join(corpus)}",
+        f"--output_dir={blocker}/sub")
+    assert code == 2 and "--output_dir" in err and "not writable" in err
+
+
+@pytest.mark.parametrize("command", ["eval", "generate"])
+def test_eval_and_generate_without_a_model(capsys, tmp_path, command):
+    code, out, err = run_in_process(capsys, command, f"--model_dir={tmp_path}")
+    assert code == 2
+    assert err.strip() == f"keras-lm {command}: error: --model_dir: no model.keras in '{tmp_path}' (train a model first)"
+
+
+def test_unknown_subcommand_and_help(capsys):
+    code, _, err = run_in_process(capsys, "fly")
+    assert code == 2 and "unknown subcommand 'fly'" in err
+    code, out, _ = run_in_process(capsys, "--help")
+    assert code == 0 and all(name in out for name in ("train", "eval", "generate"))
+    code, out, _ = run_in_process(capsys, "train", "--help")
+    assert code == 0 and "--sequence_length" in out and "--recipe" in out
+
+
+def test_console_script_reports_bad_input_without_traceback(tmp_path):
+    result = keras_lm("train", "--batch_size=0", f"--output_dir={tmp_path}/x")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "keras-lm train: error: --batch_size must be >= 1, got 0"
+
+
+def test_invalid_utf8_files_train_with_both_tokenizers(tmp_path, corpus):
+    bad = tmp_path / "corpus" / "latin1.txt"
+    bad.write_bytes("caf\xe9 na\xefve r\xe9sum\xe9\n".encode("latin-1") * 50)
+    for tokenizer in ("byte", "char"):
+        result = keras_lm(
+            "train", *TINY, "--steps=2", "--eval_interval=2", "--nojit_compile",
+            f"--tokenizer={tokenizer}", f"--train_files={tmp_path / 'corpus'}",
+            f"--output_dir={tmp_path / tokenizer}")
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert (tmp_path / tokenizer / "model.keras").is_file()
+
+
+def test_interrupted_run_resumes_where_it_stopped(tmp_path, corpus):
+    output = tmp_path / "out"
+    args = [sys.executable, "-m", "keras_lm.cli.main", "train", *TINY, "--nojit_compile",
+            "--steps=60", "--eval_interval=10", f"--train_files={','.join(corpus[:3])}",
+            f"--val_files={corpus[3]}", f"--output_dir={output}"]
+    metadata = output / "backup" / "training_metadata.json"
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    epoch = 0
+    while time.time() < deadline and process.poll() is None:
+        if metadata.is_file():
+            try:
+                epoch = json.loads(metadata.read_text())["epoch"]
+            except ValueError:
+                epoch = 0  # being written
+            if epoch >= 2:
+                break
+        time.sleep(0.05)
+    assert process.poll() is None, "the run finished before it could be interrupted"
+    process.send_signal(signal.SIGKILL)  # a crash: no clean-up of any kind
+    process.wait()
+    assert epoch >= 2 and not (output / "model.keras").exists()
+
+    result = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "resuming" in result.stdout
+    assert "Epoch 1/6" not in result.stdout  # it did not start over
+    assert f"Epoch {epoch + 1}/6" in result.stdout or f"Epoch {epoch + 2}/6" in result.stdout
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["steps"] == 60  # the optimizer's step count was restored too

@@ -1,0 +1,129 @@
+import os
+
+import numpy as np
+import pytest
+
+from keras_lm import data
+from keras_lm.errors import UsageError
+from keras_lm.tokenizers import ByteTokenizer, CharTokenizer
+
+BYTE = ByteTokenizer()
+
+
+def expected_stream(paths, tokenizer):
+    """The token stream written independently: <bos> bytes <eos> per file."""
+    stream = []
+    for path in paths:
+        with open(path, "rb") as f:
+            stream += [tokenizer.bos_id] + list(f.read()) + [tokenizer.eos_id]
+    return stream
+
+
+def test_windows_are_consecutive_tokens_with_separators(corpus):
+    length = 16
+    windows = [w.tolist() for w in data.token_windows(corpus, BYTE, length).as_numpy_iterator()]
+    stream = expected_stream(corpus, BYTE)
+    assert len(windows) == (len(stream) - 1) // length
+    for i, window in enumerate(windows):
+        assert window == stream[i * length : i * length + length + 1]
+    # Documents are separated by <eos> then <bos>.
+    flat = sum((w[:-1] for w in windows), [])
+    assert flat.count(BYTE.eos_id) >= len(corpus) - 1
+
+
+def test_batches_are_shifted_inputs_and_targets(corpus):
+    ds = data.text_dataset(corpus, BYTE, sequence_length=8, batch_size=4)
+    x, y = next(iter(ds))
+    assert x.shape == y.shape == (4, 8)
+    np.testing.assert_array_equal(x[:, 1:], y[:, :-1])
+
+
+def test_files_larger_than_a_chunk_keep_multibyte_characters(tmp_path):
+    # "é€" straddles the 64 KiB chunk boundaries at many offsets.
+    path = tmp_path / "big.txt"
+    text = "ab é€ " * 30000
+    path.write_text(text, encoding="utf-8")
+    assert os.path.getsize(path) > 3 * data.text_dataset.__globals__["CHUNK_BYTES"]
+    tokenizer = CharTokenizer(vocabulary=list("ab é€"))
+    windows = list(data.token_windows([str(path)], tokenizer, 1000).as_numpy_iterator())
+    ids = np.concatenate([w[:-1] for w in windows])
+    assert tokenizer.unk_id not in ids
+    assert tokenizer.decode_text(ids[1:]) == text[: len(ids) - 1]
+
+
+def test_byte_pipeline_is_exact_for_invalid_utf8(tmp_path):
+    path = tmp_path / "bad.bin"
+    raw = bytes(range(256)) * 3
+    path.write_bytes(raw)
+    windows = list(data.token_windows([str(path)], BYTE, 64).as_numpy_iterator())
+    stream = expected_stream([str(path)], BYTE)
+    assert [w.tolist() for w in windows][0] == stream[:65]
+
+
+def test_training_shuffle_is_seeded(corpus):
+    def first_batches(seed):
+        ds = data.text_dataset(corpus, BYTE, 8, 4, shuffle=True, repeat=True, seed=seed)
+        return [x.numpy() for x, _ in ds.take(3)]
+
+    np.testing.assert_array_equal(first_batches(1), first_batches(1))
+    assert not np.array_equal(first_batches(1), first_batches(2))
+
+
+def test_split_is_deterministic_and_by_file():
+    files = [f"/corpus/dir/file_{i}.txt" for i in range(200)]
+    train, val = data.split_files(files, 0.1)
+    assert (train, val) == data.split_files(list(reversed(files)), 0.1)
+    assert not set(train) & set(val)
+    assert sorted(train + val) == sorted(files)
+    assert 5 <= len(val) <= 40
+
+
+def test_resolve_files_expands_globs_and_directories(corpus, tmp_path):
+    directory = os.path.dirname(corpus[0])
+    assert data.resolve_files(directory) == sorted(corpus)
+    assert data.resolve_files(f"{directory}/doc_0.txt,{directory}/doc_1*") == sorted(corpus[:2])
+
+
+def test_resolve_files_errors_name_the_argument(tmp_path):
+    with pytest.raises(UsageError, match=r"--train_files: no file matches '.*nothing\*'"):
+        data.resolve_files(str(tmp_path / "nothing*"), "--train_files")
+    with pytest.raises(UsageError, match="file set is empty"):
+        data.resolve_files(" , ", "--train_files")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(UsageError, match="hold no text"):
+        data.resolve_files(str(empty), "--train_files")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any directory")
+def test_unreadable_directory_is_reported(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0)
+    try:
+        with pytest.raises(UsageError, match="not readable"):
+            data.resolve_files(str(locked), "--train_files")
+    finally:
+        locked.chmod(0o755)
+
+
+def test_pystdlib_corpus_is_real_python_without_tests():
+    files = data.pystdlib_files()
+    assert len(files) > 300
+    assert all(f.endswith(".py") for f in files)
+    assert not any(f"{os.sep}test{os.sep}" in f or "idlelib" in f for f in files)
+
+
+def test_tokens_per_byte_counts_separators(corpus):
+    size = sum(os.path.getsize(p) for p in corpus)
+    assert data.tokens_per_byte(corpus, BYTE) == pytest.approx((size + 2 * len(corpus)) / size)
+
+
+def test_xz_reference_is_computed_per_file(corpus):
+    import lzma
+
+    compressed = sum(
+        len(lzma.compress(open(p, "rb").read(), preset=9 | lzma.PRESET_EXTREME)) for p in corpus
+    )
+    size = sum(os.path.getsize(p) for p in corpus)
+    assert data.xz_bits_per_byte(corpus) == pytest.approx(8 * compressed / size)
