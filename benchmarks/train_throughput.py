@@ -63,18 +63,26 @@ def tokens_per_second(model_class, preset, batch_size, jit_compile, steps):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--only", default="", help="run only cases whose model name contains this")
     args = parser.parse_args()
     peak = matmul_peak_flops()
     print(f"Machine: {machine()}; float32 matmul peak (2048^2, XLA): {peak / 1e9:.0f} GFLOP/s\n")
     print("| model | preset | parameters | batch x context | XLA | tokens/s | MFU | XLA speed-up |")
     print("|---|---|---|---|---|---|---|---|")
     for model_class, preset, batch_size in CASES:
+        if args.only not in model_class.__name__:
+            continue
         rates = {}
         for jit in (False, True):
-            rate, model = tokens_per_second(model_class, preset, batch_size, jit, args.steps)
+            try:
+                rate, model = tokens_per_second(model_class, preset, batch_size, jit, args.steps)
+            except tf.errors.ResourceExhaustedError:
+                print(f"| {model_class.__name__} | {preset} | | {batch_size} | "
+                      f"{'on' if jit else 'off'} | out of memory | | |", flush=True)
+                continue
             rates[jit] = rate
             mfu = rate * flops_per_token(model) / peak
-            speedup = f"{rates[True] / rates[False]:.2f}x" if jit else ""
+            speedup = f"{rates[True] / rates[False]:.2f}x" if jit and False in rates else ""
             print(
                 f"| {model_class.__name__} | {preset} | {model.count_params():,} | "
                 f"{batch_size} x {model.sequence_length} | {'on' if jit else 'off'} | "

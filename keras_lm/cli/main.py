@@ -34,6 +34,9 @@ def run(argv=None):
         sys.exit(2)
     with _filtered_stderr():
         module = importlib.import_module(f"keras_lm.cli.{name}_command")
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # device start-up logs, filtered too
     module.run([f"keras-lm {name}"] + argv[2:])
 
 
@@ -55,8 +58,14 @@ def _filtered_stderr():
             os.close(saved)
             capture.seek(0)
             for line in capture.read().decode("utf-8", "replace").splitlines(True):
-                if not line.startswith(("I0000 ", "WARNING: All log messages before absl")):
+                if not _is_startup_noise(line):
                     sys.stderr.write(line)
+
+
+def _is_startup_noise(line):
+    return line.startswith(("I0000 ", "WARNING: All log messages before absl")) or (
+        line.startswith("E0000 ") and "cuInit" in line  # no GPU driver: expected on CPU
+    )
 
 
 if __name__ == "__main__":

@@ -63,7 +63,9 @@ flags.DEFINE_float("weight_decay", _DEFAULTS["weight_decay"], "Decoupled weight 
 flags.DEFINE_float("clipnorm", _DEFAULTS["clipnorm"], "Global gradient-norm clip.", flag_values=FLAGS)
 flags.DEFINE_float("dropout", None, "Dropout rate (default: the preset's).", flag_values=FLAGS)
 flags.DEFINE_enum("precision", _DEFAULTS["precision"], list(PRECISIONS), "Compute precision.", flag_values=FLAGS)
-flags.DEFINE_boolean("jit_compile", _DEFAULTS["jit_compile"], "Compile training with XLA.", flag_values=FLAGS)
+flags.DEFINE_boolean(
+    "jit_compile", None, "Compile training with XLA (default: the model family's choice).",
+    flag_values=FLAGS)
 flags.DEFINE_float("max_train_minutes", None,
                    "Stop training after this many minutes since the start (a safety net).", flag_values=FLAGS)
 flags.DEFINE_integer("seed", _DEFAULTS["seed"], "Random seed.", flag_values=FLAGS)

@@ -2,7 +2,7 @@
 
 A cached prefill/decode engine is a later step; this loop reruns the model
 over a window of `model.sequence_length` tokens per new token, compiled once
-with XLA for that fixed shape.
+(with XLA where the model family uses it) for that fixed shape.
 """
 
 import numpy as np
@@ -61,10 +61,12 @@ def _next_logits_function(model):
     function = getattr(model, "_keras_lm_next_logits", None)
     if function is None:
 
-        @tf.function(jit_compile=True, reduce_retracing=True)
+        @tf.function(jit_compile=getattr(model, "jit_compile_default", True))
         def function(window, index):
             # Causal: right padding after `index` does not change its logits.
-            return model(window, training=False)[0, index]
+            # A gather, not `[0, index]`: XLA compiles a slice with a tensor
+            # index as a constant, so each new index would recompile.
+            return tf.gather(model(window, training=False)[0], index)
 
         model._keras_lm_next_logits = function
     return function

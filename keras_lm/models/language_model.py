@@ -18,9 +18,13 @@ class LanguageModel(keras.Model):
     - optimizer: a name (`adamw`, `adam`, `sgd`, `momentum`, `muon`, `lion`)
       resolved with warm-up + cosine decay over `total_steps` and global-norm
       clipping, or any `keras.optimizers.Optimizer`;
-    - `jit_compile=True`: XLA on CPU too (Keras turns it off on CPU by
-      default; it trains ~1.5-2x faster here, see BENCHMARKS.md).
+    - `jit_compile="auto"`: the family's measured choice (`jit_compile_default`):
+      XLA for the Transformer (Keras turns XLA off on CPU, but the `base`
+      Transformer trains 2x faster with it here), none for the LSTM (slower
+      with XLA, and out of memory at `base`). See BENCHMARKS.md.
     """
+
+    jit_compile_default = True
 
     def __init__(self, vocabulary_size, sequence_length, pad_id=None, **kwargs):
         super().__init__(**kwargs)
@@ -48,7 +52,7 @@ class LanguageModel(keras.Model):
         warmup_steps=None,
         weight_decay=0.1,
         clipnorm=1.0,
-        jit_compile=True,
+        jit_compile="auto",
         **kwargs,
     ):
         """Configures training with language-modelling defaults.
@@ -71,6 +75,8 @@ class LanguageModel(keras.Model):
                 keras_hub.metrics.Perplexity(from_logits=True, mask_token_id=self.pad_id),
                 TokenAccuracy(ignore_id=self.pad_id),
             ]
+        if jit_compile == "auto":
+            jit_compile = self.jit_compile_default
         super().compile(
             optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile, **kwargs
         )

@@ -43,7 +43,7 @@ class TrainConfig:
     clipnorm: float = 1.0
     dropout: float = None
     precision: str = "float32"
-    jit_compile: bool = True
+    jit_compile: bool = None  # None: the model family's default
     max_train_minutes: float = None
     seed: int = 0
     output_dir: str = None

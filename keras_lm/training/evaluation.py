@@ -28,7 +28,7 @@ def evaluate_files(model, tokenizer, files, batch_size=32, sequence_length=None)
     dataset = text_dataset(files, tokenizer, sequence_length, batch_size)
     pad_id = tokenizer.pad_id
 
-    @tf.function(jit_compile=True, reduce_retracing=True)
+    @tf.function(jit_compile=getattr(model, "jit_compile_default", True), reduce_retracing=True)
     def batch_loss(x, y):
         logits = model(x, training=False)
         losses = tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits)

@@ -114,7 +114,7 @@ def train(config):
         warmup_steps=config.warmup_steps,
         weight_decay=config.weight_decay,
         clipnorm=config.clipnorm,
-        jit_compile=config.jit_compile,
+        jit_compile="auto" if config.jit_compile is None else config.jit_compile,
     )
     num_parameters = model.count_params()
     resolved = config.to_dict()
