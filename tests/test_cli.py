@@ -100,6 +100,8 @@ BAD_TRAIN_FLAGS = [
     (["--output_dir=/proc/keras_lm_cannot_write_here"], "--output_dir: '/proc/keras_lm_"),
     (["--steps=many"], "flag --steps=many"),
     (["--model_args=hidden_dim"], "--model_args: expected name=value"),
+    (["--train_minutes=0"], "--train_minutes must be > 0, got 0.0"),
+    (["--model_args=hidden_size=8"], "--model_args: "),
 ]
 
 
@@ -188,3 +190,23 @@ def test_interrupted_run_resumes_where_it_stopped(tmp_path, corpus):
     assert f"Epoch {epoch + 1}/6" in result.stdout or f"Epoch {epoch + 2}/6" in result.stdout
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["steps"] == 60  # the optimizer's step count was restored too
+
+
+def test_recipe_clock_gives_way_to_explicit_steps():
+    from keras_lm.cli import train_command
+
+    flags = train_command.FLAGS
+    flags.unparse_flags()
+    flags(["keras-lm train"])
+    assert train_command.config_from_flags().train_minutes == 4.6  # the quickstart's clock
+    flags.unparse_flags()
+    flags(["keras-lm train", "--steps=50"])
+    config = train_command.config_from_flags()
+    assert (config.steps, config.train_minutes) == (50, None)
+    flags.unparse_flags()
+    flags(["keras-lm train", "--steps=50", "--train_minutes=2"])
+    assert train_command.config_from_flags().train_minutes == 2.0
+    flags.unparse_flags()
+    flags(["keras-lm train", "--recipe=lstm_quickstart", "--model_args=hidden_dim=64"])
+    config = train_command.config_from_flags()
+    assert (config.model, config.model_args) == ("lstm", {"hidden_dim": 64})

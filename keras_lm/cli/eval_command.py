@@ -21,8 +21,12 @@ from keras_lm.training.trainer import resolve_files
 # Each subcommand has its own flags, so they can share names (--batch_size).
 FLAGS = flags.FlagValues()
 
-flags.DEFINE_string("model_dir", "saved_models/quickstart", "A `keras-lm train` output directory.", flag_values=FLAGS)
-flags.DEFINE_string("files", None, "Comma-separated files, directories or globs to evaluate on.", flag_values=FLAGS)
+flags.DEFINE_string(
+    "model_dir", "saved_models/quickstart", "A `keras-lm train` output directory.",
+    flag_values=FLAGS)
+flags.DEFINE_string(
+    "files", None, "Comma-separated files, directories or globs to evaluate on.",
+    flag_values=FLAGS)
 flags.DEFINE_integer("batch_size", 32, "Windows per batch.", flag_values=FLAGS)
 
 

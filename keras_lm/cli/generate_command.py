@@ -17,8 +17,11 @@ from keras_lm.model_dir import load_model_dir
 # Each subcommand has its own flags, so they can share names (--batch_size).
 FLAGS = flags.FlagValues()
 
-flags.DEFINE_string("model_dir", "saved_models/quickstart", "A `keras-lm train` output directory.", flag_values=FLAGS)
-flags.DEFINE_string("prompt", "", "Text to continue (empty: start a new document).", flag_values=FLAGS)
+flags.DEFINE_string(
+    "model_dir", "saved_models/quickstart", "A `keras-lm train` output directory.",
+    flag_values=FLAGS)
+flags.DEFINE_string(
+    "prompt", "", "Text to continue (empty: start a new document).", flag_values=FLAGS)
 flags.DEFINE_integer("max_new_tokens", 200, "Tokens to generate at most.", flag_values=FLAGS)
 flags.DEFINE_float("temperature", 0.0, "0 for greedy decoding, > 0 to sample.", flag_values=FLAGS)
 flags.DEFINE_integer("seed", None, "Seed that makes sampling reproducible.", flag_values=FLAGS)

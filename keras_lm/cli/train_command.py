@@ -12,6 +12,7 @@ Examples:
 """
 
 import dataclasses
+import functools
 import json
 
 from absl import flags
@@ -32,48 +33,47 @@ _DEFAULTS = {
 
 # Each subcommand has its own flags, so they can share names (--batch_size).
 FLAGS = flags.FlagValues()
+string, integer, number, enum, boolean = (
+    functools.partial(define, flag_values=FLAGS)
+    for define in (flags.DEFINE_string, flags.DEFINE_integer, flags.DEFINE_float,
+                   flags.DEFINE_enum, flags.DEFINE_boolean)
+)
+D = _DEFAULTS
 
-flags.DEFINE_enum("recipe", "quickstart", list(RECIPES), "Named default configuration.", flag_values=FLAGS)
-flags.DEFINE_enum("model", _DEFAULTS["model"], list(MODELS), "Model family.", flag_values=FLAGS)
-flags.DEFINE_string("preset", _DEFAULTS["preset"], "Model size: tiny, small or base.", flag_values=FLAGS)
-flags.DEFINE_string(
-    "model_args", None,
-    "Constructor overrides, e.g. 'hidden_dim=256,num_layers=6'.", flag_values=FLAGS)
-flags.DEFINE_enum("corpus", _DEFAULTS["corpus"], list(CORPORA),
-                  "Built-in corpus used when --train_files is not given.", flag_values=FLAGS)
-flags.DEFINE_string("train_files", None, "Comma-separated files, directories or globs.", flag_values=FLAGS)
-flags.DEFINE_string(
-    "val_files", None,
-    "Validation files; default: a deterministic by-file split of the training files.", flag_values=FLAGS)
-flags.DEFINE_float("validation_fraction", _DEFAULTS["validation_fraction"],
-                   "Share of files held out when --val_files is not given.", flag_values=FLAGS)
-flags.DEFINE_enum("tokenizer", _DEFAULTS["tokenizer"], list(TOKENIZERS), "Tokenizer.", flag_values=FLAGS)
-flags.DEFINE_integer("sequence_length", _DEFAULTS["sequence_length"], "Context length.", flag_values=FLAGS)
-flags.DEFINE_integer("batch_size", _DEFAULTS["batch_size"], "Sequences per step.", flag_values=FLAGS)
-flags.DEFINE_integer("steps", _DEFAULTS["steps"], "Training steps.", flag_values=FLAGS)
-flags.DEFINE_float("epochs", None, "Passes over the training files (instead of --steps).", flag_values=FLAGS)
-flags.DEFINE_integer("eval_interval", _DEFAULTS["eval_interval"],
-                     "Steps between validations, samples and backups.", flag_values=FLAGS)
-flags.DEFINE_integer("val_steps", _DEFAULTS["val_steps"],
-                     "Validation batches per interval (the final evaluation reads all).", flag_values=FLAGS)
-flags.DEFINE_enum("optimizer", _DEFAULTS["optimizer"], list(OPTIMIZERS), "Optimizer.", flag_values=FLAGS)
-flags.DEFINE_float("learning_rate", _DEFAULTS["learning_rate"], "Peak learning rate.", flag_values=FLAGS)
-flags.DEFINE_integer("warmup_steps", None, "Linear warm-up steps (default: 5% of steps).", flag_values=FLAGS)
-flags.DEFINE_float("weight_decay", _DEFAULTS["weight_decay"], "Decoupled weight decay.", flag_values=FLAGS)
-flags.DEFINE_float("clipnorm", _DEFAULTS["clipnorm"], "Global gradient-norm clip.", flag_values=FLAGS)
-flags.DEFINE_float("dropout", None, "Dropout rate (default: the preset's).", flag_values=FLAGS)
-flags.DEFINE_enum("precision", _DEFAULTS["precision"], list(PRECISIONS), "Compute precision.", flag_values=FLAGS)
-flags.DEFINE_boolean(
-    "jit_compile", None, "Compile training with XLA (default: the model family's choice).",
-    flag_values=FLAGS)
-flags.DEFINE_float("max_train_minutes", None,
-                   "Stop training after this many minutes since the start (a safety net).", flag_values=FLAGS)
-flags.DEFINE_integer("seed", _DEFAULTS["seed"], "Random seed.", flag_values=FLAGS)
-flags.DEFINE_string("output_dir", None, "Output directory (default: saved_models/<recipe>).", flag_values=FLAGS)
-flags.DEFINE_multi_string("sample_prompt", None, "Prompt of the logged samples (repeatable).", flag_values=FLAGS)
-flags.DEFINE_integer("sample_tokens", _DEFAULTS["sample_tokens"], "Tokens per sample.", flag_values=FLAGS)
-flags.DEFINE_float("temperature", _DEFAULTS["temperature"], "Sampling temperature.", flag_values=FLAGS)
-flags.DEFINE_integer("verbose", _DEFAULTS["verbose"], "0 silent, 1 progress bar, 2 one line per interval.", flag_values=FLAGS)
+enum("recipe", "quickstart", list(RECIPES), "Named default configuration.")
+enum("model", D["model"], list(MODELS), "Model family.")
+string("preset", D["preset"], "Model size: tiny, small or base.")
+string("model_args", None, "Constructor overrides, e.g. 'hidden_dim=256,num_layers=6'.")
+enum("corpus", D["corpus"], list(CORPORA), "Built-in corpus used without --train_files.")
+string("train_files", None, "Comma-separated files, directories or globs.")
+string("val_files", None, "Validation files (default: a by-file split of the training files).")
+number("validation_fraction", D["validation_fraction"], "Share of files held out.")
+enum("tokenizer", D["tokenizer"], list(TOKENIZERS), "Tokenizer.")
+integer("sequence_length", D["sequence_length"], "Context length in tokens.")
+integer("batch_size", D["batch_size"], "Sequences per step.")
+integer("steps", D["steps"], "Training steps.")
+number("epochs", None, "Passes over the training files (instead of --steps).")
+integer("eval_interval", D["eval_interval"], "Steps between validations, samples, backups.")
+integer("val_steps", D["val_steps"], "Validation batches per interval (the end reads all).")
+enum("optimizer", D["optimizer"], list(OPTIMIZERS), "Optimizer.")
+number("learning_rate", D["learning_rate"], "Peak learning rate.")
+integer("warmup_steps", None, "Linear warm-up steps (default: 5% of the steps).")
+number("weight_decay", D["weight_decay"], "Decoupled weight decay.")
+number("clipnorm", D["clipnorm"], "Global gradient-norm clip.")
+number("dropout", None, "Dropout rate (default: the preset's).")
+enum("precision", D["precision"], list(PRECISIONS), "Compute precision.")
+boolean("jit_compile", None, "Compile training with XLA (default: the family's choice).")
+number("train_minutes", D.get("train_minutes"),
+       "Train until this many minutes after the start, the learning-rate schedule "
+       "following the clock (--steps becomes an upper bound). Giving --steps or "
+       "--epochs alone turns a recipe's clock off.")
+integer("seed", D["seed"], "Random seed.")
+string("output_dir", None, "Output directory (default: saved_models/<recipe>).")
+flags.DEFINE_multi_string("sample_prompt", None, "Prompt of the samples (repeatable).",
+                          flag_values=FLAGS)
+integer("sample_tokens", D["sample_tokens"], "Tokens per sample.")
+number("temperature", D["temperature"], "Sampling temperature of the samples.")
+integer("verbose", D["verbose"], "0 silent, 1 progress bar, 2 one line per interval.")
 
 _RENAMED = {"sample_prompt": "sample_prompts"}
 
@@ -85,6 +85,9 @@ def config_from_flags():
     for name in _flag_names():
         if FLAGS[name].present:
             values[_RENAMED.get(name, name)] = FLAGS[name].value
+    # A run length given in steps or epochs replaces a recipe's clock.
+    if (FLAGS["steps"].present or FLAGS["epochs"].present) and not FLAGS["train_minutes"].present:
+        values["train_minutes"] = None
     if isinstance(values.get("model_args"), str):
         values["model_args"] = parse_model_args(values["model_args"])
     return TrainConfig(**values)
@@ -109,13 +112,7 @@ def _flag_names():
 
 
 def main():
-    config = config_from_flags()
-    try:
-        train(config)
-    except TypeError as error:
-        if "unexpected keyword" in str(error) and config.model_args:
-            raise UsageError(f"--model_args: {error}") from None
-        raise
+    train(config_from_flags())
 
 
 def run(argv):

@@ -6,15 +6,15 @@ PRESETS = {
     "transformer": {
         # For tests: builds and trains in a second.
         "tiny": dict(num_layers=2, num_heads=2, hidden_dim=32, sequence_length=64),
-        # CPU-friendly: minutes on a laptop.
-        "small": dict(num_layers=4, num_heads=4, hidden_dim=192, sequence_length=256),
+        # CPU-friendly: the quickstart model (0.83M parameters at 259 ids).
+        "small": dict(num_layers=4, num_heads=4, hidden_dim=128, sequence_length=256),
         # Larger: hours on a laptop, minutes on a GPU.
         "base": dict(num_layers=8, num_heads=8, hidden_dim=512, sequence_length=512),
     },
     "lstm": {
         "tiny": dict(embedding_dim=32, hidden_dim=64, num_layers=1, sequence_length=64),
-        "small": dict(embedding_dim=128, hidden_dim=512, num_layers=2, sequence_length=256),
-        "base": dict(embedding_dim=256, hidden_dim=1024, num_layers=3, sequence_length=256),
+        "small": dict(embedding_dim=64, hidden_dim=256, num_layers=2, sequence_length=128),
+        "base": dict(embedding_dim=256, hidden_dim=1024, num_layers=2, sequence_length=256),
     },
 }
 

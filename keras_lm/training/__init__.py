@@ -1,6 +1,11 @@
 """Training: optimizers, metrics, callbacks, recipes and the run itself."""
 
-from keras_lm.training.callbacks import LanguageModelLogs, SampleWriter, standard_callbacks
+from keras_lm.training.callbacks import (
+    LanguageModelLogs,
+    SampleWriter,
+    WallClockSchedule,
+    standard_callbacks,
+)
 from keras_lm.training.config import TrainConfig
 from keras_lm.training.evaluation import evaluate_files
 from keras_lm.metrics import TokenAccuracy

@@ -31,15 +31,20 @@ class LanguageModelLogs(keras.callbacks.Callback):
         self.val_tokens_per_byte = val_tokens_per_byte or tokens_per_byte
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._start_time = time.perf_counter()
+        self._start_time = self._last_batch_end = time.perf_counter()
         self._start_step = int(self.model.optimizer.iterations)
+
+    def on_train_batch_end(self, batch, logs=None):
+        # Throughput counts training only, not the validation that follows.
+        self._last_batch_end = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
         steps = int(self.model.optimizer.iterations) - self._start_step
-        seconds = time.perf_counter() - self._start_time
+        seconds = self._last_batch_end - self._start_time
         logs["tokens_per_second"] = steps * self.tokens_per_step / max(seconds, 1e-9)
+        logs["interval_steps"] = float(steps)
         logs["tokens_seen"] = float(int(self.model.optimizer.iterations) * self.tokens_per_step)
         for prefix, ratio in (("", self.tokens_per_byte), ("val_", self.val_tokens_per_byte)):
             if prefix + "loss" in logs:
@@ -110,23 +115,44 @@ class SampleWriter(keras.callbacks.Callback):
         return samples
 
 
-class TimeBudget(keras.callbacks.Callback):
-    """Stops training once `seconds` have passed since `start` (a time.time()).
+class WallClockSchedule(keras.callbacks.Callback):
+    """Trains for a fixed wall-clock time, the learning rate following the clock.
 
-    A safety net for runs that must end on time on machines of varying speed
-    (the quickstart promises six minutes on two cores).
+    Progress is `elapsed / seconds` instead of `step / total_steps`: linear
+    warm-up over the first `warmup_fraction`, then cosine decay to
+    `final_fraction` of the peak, and training stops when the time is up. A
+    run on a machine of any speed then ends on time with its schedule
+    complete (the quickstart promises six minutes on two cores, and these
+    shared machines vary by +-40% from minute to minute).
+
+    The optimizer needs a constant (variable) learning rate, not a schedule.
+    A run resumed from a backup starts its clock again.
     """
 
-    def __init__(self, seconds, start=None):
+    def __init__(self, learning_rate, seconds, start=None, warmup_fraction=0.05,
+                 final_fraction=0.1):
         super().__init__()
+        self.learning_rate = learning_rate
         self.seconds = seconds
         self.start = time.time() if start is None else start
+        self.warmup_fraction = warmup_fraction
+        self.final_fraction = final_fraction
         self.stopped_at_step = None
 
-    def on_train_batch_end(self, batch, logs=None):
-        if time.time() - self.start > self.seconds:
+    def rate_at(self, fraction):
+        """The learning rate when `fraction` of the time has passed."""
+        if fraction < self.warmup_fraction:
+            return self.learning_rate * fraction / self.warmup_fraction
+        decay = min((fraction - self.warmup_fraction) / (1 - self.warmup_fraction), 1.0)
+        cosine = 0.5 * (1 + math.cos(math.pi * decay))
+        return self.learning_rate * (self.final_fraction + (1 - self.final_fraction) * cosine)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        fraction = (time.time() - self.start) / self.seconds
+        if fraction >= 1:
             self.model.stop_training = True
             self.stopped_at_step = int(self.model.optimizer.iterations)
+        self.model.optimizer.learning_rate = self.rate_at(min(fraction, 1.0))
 
 
 def standard_callbacks(output_dir, tokenizer, tokens_per_step, tokens_per_byte,

@@ -1,6 +1,7 @@
 """The resolved configuration of a training run (written as config.json)."""
 
 import dataclasses
+import inspect
 
 from keras_lm.errors import UsageError
 from keras_lm.models import MODELS, PRESETS
@@ -44,7 +45,7 @@ class TrainConfig:
     dropout: float = None
     precision: str = "float32"
     jit_compile: bool = None  # None: the model family's default
-    max_train_minutes: float = None
+    train_minutes: float = None
     seed: int = 0
     output_dir: str = None
     sample_prompts: list = dataclasses.field(default_factory=lambda: [""])
@@ -57,6 +58,10 @@ class TrainConfig:
         """Raises `UsageError` naming the flag for the first bad setting."""
         _choose("model", self.model, MODELS)
         _choose("preset", self.preset, PRESETS[self.model])
+        accepted = set(inspect.signature(MODELS[self.model].__init__).parameters)
+        accepted -= {"self", "kwargs", "vocabulary_size", "sequence_length", "pad_id"}
+        for name in self.model_args:
+            _choose("model_args", name, sorted(accepted))
         _choose("tokenizer", self.tokenizer, TOKENIZERS)
         _choose("optimizer", self.optimizer, OPTIMIZERS)
         _choose("precision", self.precision, PRECISIONS)
@@ -72,8 +77,8 @@ class TrainConfig:
             raise UsageError(f"--learning_rate must be > 0, got {self.learning_rate}")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise UsageError(f"--dropout must be in [0, 1), got {self.dropout}")
-        if self.max_train_minutes is not None and self.max_train_minutes <= 0:
-            raise UsageError(f"--max_train_minutes must be > 0, got {self.max_train_minutes}")
+        if self.train_minutes is not None and self.train_minutes <= 0:
+            raise UsageError(f"--train_minutes must be > 0, got {self.train_minutes}")
         if self.temperature < 0:
             raise UsageError(f"--temperature must be >= 0, got {self.temperature}")
         if not 0 < self.validation_fraction < 1:

@@ -13,7 +13,7 @@ from keras_lm.io_utils import atomic_path, write_json
 from keras_lm.model_dir import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE
 from keras_lm.models import MODELS
 from keras_lm.tokenizers import ByteTokenizer, CharTokenizer, load_tokenizer
-from keras_lm.training.callbacks import TimeBudget, standard_callbacks
+from keras_lm.training.callbacks import WallClockSchedule, standard_callbacks
 from keras_lm.training.evaluation import evaluate_files
 
 
@@ -107,10 +107,15 @@ def train(config):
     num_evals = math.ceil(steps / interval)
     steps = num_evals * interval  # whole evaluation intervals
 
+    # With --train_minutes the clock drives the schedule (and `steps` is only
+    # an upper bound), so the optimizer gets a constant, assignable rate.
+    clock = None
+    if config.train_minutes:
+        clock = WallClockSchedule(config.learning_rate, 60 * config.train_minutes, start=started)
     model.compile(
         config.optimizer,
         learning_rate=config.learning_rate,
-        total_steps=steps,
+        total_steps=None if clock else steps,
         warmup_steps=config.warmup_steps,
         weight_decay=config.weight_decay,
         clipnorm=config.clipnorm,
@@ -137,10 +142,11 @@ def train(config):
                 os.remove(os.path.join(output_dir, stale))
     write_json(os.path.join(output_dir, CONFIG_FILE), resolved)
     tokenizer.save(os.path.join(output_dir, TOKENIZER_FILE))
+    length = f"{config.train_minutes} minutes (at most {steps} steps)" if clock else f"{steps} steps"
     _log(
         f"{config.model} ({config.preset}): {num_parameters:,} parameters; "
         f"{len(train_files)} train / {len(val_files)} validation files; "
-        f"{steps} steps of {tokens_per_step} tokens"
+        f"training for {length} of {tokens_per_step} tokens"
     )
 
     train_ds = data.text_dataset(
@@ -164,10 +170,8 @@ def train(config):
         sample_tokens=config.sample_tokens,
         temperature=config.temperature,
     )
-    budget = None
-    if config.max_train_minutes:
-        budget = TimeBudget(60 * config.max_train_minutes, start=started)
-        callbacks.insert(0, budget)
+    if clock:
+        callbacks.insert(0, clock)
     if resuming:
         _log(f"resuming from the backup in {os.path.join(output_dir, 'backup')}")
     history = model.fit(
@@ -186,14 +190,14 @@ def train(config):
 
     _log("evaluating on every validation window...")
     metrics = {
-        "train_loss": history.history["loss"][-1] if history.history.get("loss") else None,
+        "train_loss": _last_full_interval_loss(history.history, interval),
         **{f"val_{k}": v for k, v in evaluate_files(
             model, tokenizer, val_files, batch_size=config.batch_size).items()},
         "xz_val_bits_per_byte": data.xz_bits_per_byte(val_files),
         "steps": int(model.optimizer.iterations),
         "tokens_seen": int(model.optimizer.iterations) * tokens_per_step,
         "num_parameters": num_parameters,
-        "stopped_by_time_budget": bool(budget and budget.stopped_at_step),
+        "stopped_by_clock": bool(clock and clock.stopped_at_step),
     }
     if metrics["train_loss"] is not None:
         metrics["train_bits_per_byte"] = metrics["train_loss"] * train_ratio / math.log(2)
@@ -212,6 +216,17 @@ def train(config):
     _log(f"sample:\n{config.sample_prompts[0]}{sample}")
     _log(f"outputs in {output_dir}")
     return metrics
+
+
+def _last_full_interval_loss(history, interval):
+    """Mean training loss of the last complete evaluation interval.
+
+    A run stopped by the clock ends with a short interval (often one step),
+    whose loss is one batch's: too noisy to report.
+    """
+    full = [loss for loss, steps in zip(history.get("loss", []), history.get("interval_steps", []))
+            if steps >= interval]
+    return full[-1] if full else (history["loss"][-1] if history.get("loss") else None)
 
 
 def _log(message):
