@@ -198,7 +198,7 @@ def test_recipe_clock_gives_way_to_explicit_steps():
     flags = train_command.FLAGS
     flags.unparse_flags()
     flags(["keras-lm train"])
-    assert train_command.config_from_flags().train_minutes == 4.6  # the quickstart's clock
+    assert train_command.config_from_flags().train_minutes == 5.0  # the quickstart's clock
     flags.unparse_flags()
     flags(["keras-lm train", "--steps=50"])
     config = train_command.config_from_flags()

@@ -159,7 +159,13 @@ def train(config):
         seed=config.seed,
         shuffle_buffer=config.shuffle_buffer,
     )
+    # The same first `val_steps` batches at every interval, cached: Keras keeps
+    # its validation iterator across epochs, so a longer dataset would be
+    # read further on at each interval and the curve would mix subsets.
     val_ds = data.text_dataset(val_files, tokenizer, config.sequence_length, config.batch_size)
+    val_ds = val_ds.take(config.val_steps).cache()
+    for _ in val_ds:  # fill the cache now, whole (a partly read cache warns)
+        pass
     callbacks = standard_callbacks(
         output_dir,
         tokenizer,
@@ -179,7 +185,6 @@ def train(config):
         epochs=num_evals,
         steps_per_epoch=interval,
         validation_data=val_ds,
-        validation_steps=config.val_steps,
         callbacks=callbacks,
         verbose=config.verbose,
         shuffle=False,  # the dataset shuffles itself
