@@ -10,7 +10,8 @@ import shutil
 def atomic_path(path):
     """Yields a temporary path beside `path`; renames it to `path` on success.
 
-    Works for files and directories (e.g. a SavedModel). On error the
+    Works for files and directories (e.g. a SavedModel). The temporary keeps
+    the extension of `path` (Keras insists on `.keras`). On error the
     temporary is removed and `path` is left as it was.
 
     Example:
@@ -22,7 +23,8 @@ def atomic_path(path):
     'done'
     """
     directory, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{name}.tmp-{os.getpid()}")
+    stem, extension = os.path.splitext(name)
+    tmp = os.path.join(directory, f".{stem}.tmp-{os.getpid()}{extension}")
     _remove(tmp)
     try:
         yield tmp

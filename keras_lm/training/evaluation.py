@@ -4,11 +4,14 @@ import math
 
 import tensorflow as tf
 
-from keras_lm.data import text_dataset, tokens_per_byte
+from keras_lm import data
 
 
-def evaluate_files(model, tokenizer, files, batch_size=32, sequence_length=None):
+def evaluate_files(model, tokenizer, files, batch_size=32, sequence_length=None,
+                   tokens_per_byte=None):
     """Mean next-token loss over every window of `files`, and derived figures.
+
+    `tokens_per_byte` is measured on `files` unless the caller already has it.
 
     Returns a dict: `loss` (nats per token), `perplexity`, `bits_per_byte`
     (loss summed over tokens / bytes of text / ln 2) and `tokens`.
@@ -25,7 +28,7 @@ def evaluate_files(model, tokenizer, files, batch_size=32, sequence_length=None)
     ['bits_per_byte', 'loss', 'perplexity', 'tokens']
     """
     sequence_length = sequence_length or model.sequence_length
-    dataset = text_dataset(files, tokenizer, sequence_length, batch_size)
+    dataset = data.text_dataset(files, tokenizer, sequence_length, batch_size)
     pad_id = tokenizer.pad_id
 
     @tf.function(jit_compile=getattr(model, "jit_compile_default", True), reduce_retracing=True)
@@ -45,9 +48,11 @@ def evaluate_files(model, tokenizer, files, batch_size=32, sequence_length=None)
             f"the files hold fewer than {sequence_length + 1} tokens: nothing to evaluate"
         )
     loss = total / count
+    if tokens_per_byte is None:
+        tokens_per_byte = data.tokens_per_byte(files, tokenizer)
     return {
         "loss": loss,
         "perplexity": math.exp(min(loss, 700.0)),
-        "bits_per_byte": loss * tokens_per_byte(files, tokenizer) / math.log(2),
+        "bits_per_byte": loss * tokens_per_byte / math.log(2),
         "tokens": int(count),
     }

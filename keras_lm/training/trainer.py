@@ -44,10 +44,10 @@ def prepare_output_dir(path):
         ) from None
 
 
-def build_tokenizer(config, train_files, output_dir):
+def build_tokenizer(config, train_files, output_dir, resuming):
     """The run's tokenizer: reloaded when resuming, else built (and trained)."""
     path = os.path.join(output_dir, TOKENIZER_FILE)
-    if os.path.isfile(path) and _is_resuming(output_dir):
+    if resuming and os.path.isfile(path):
         return load_tokenizer(path)
     if config.tokenizer == "byte":
         return ByteTokenizer()
@@ -93,7 +93,8 @@ def train(config):
 
     keras.utils.set_random_seed(config.seed)
     keras.config.set_dtype_policy(config.precision)
-    tokenizer = build_tokenizer(config, train_files, output_dir)
+    resuming = _is_resuming(output_dir)
+    tokenizer = build_tokenizer(config, train_files, output_dir, resuming)
     model = build_model(config, tokenizer)
 
     tokens_per_step = config.batch_size * config.sequence_length
@@ -135,7 +136,6 @@ def train(config):
         val_tokens_per_byte=val_ratio,
         model_config=model.get_config(),
     )
-    resuming = _is_resuming(output_dir)
     if not resuming:
         for stale in ("samples.txt", "metrics.json"):
             if os.path.exists(os.path.join(output_dir, stale)):
@@ -190,14 +190,14 @@ def train(config):
         shuffle=False,  # the dataset shuffles itself
     )
     with atomic_path(os.path.join(output_dir, MODEL_FILE)) as tmp:
-        model.save(tmp + ".keras")
-        os.replace(tmp + ".keras", tmp)
+        model.save(tmp)
 
     _log("evaluating on every validation window...")
     metrics = {
         "train_loss": _last_full_interval_loss(history.history, interval),
         **{f"val_{k}": v for k, v in evaluate_files(
-            model, tokenizer, val_files, batch_size=config.batch_size).items()},
+            model, tokenizer, val_files, batch_size=config.batch_size,
+            tokens_per_byte=val_ratio).items()},
         "xz_val_bits_per_byte": data.xz_bits_per_byte(val_files),
         "steps": int(model.optimizer.iterations),
         "tokens_seen": int(model.optimizer.iterations) * tokens_per_step,
