@@ -10,7 +10,6 @@ import sys
 import keras
 
 from keras_lm import data
-from keras_lm.generation import generate
 from keras_lm.models import TransformerLM
 from keras_lm.tokenizers import ByteTokenizer
 from keras_lm.training import evaluate_files
@@ -31,5 +30,5 @@ model.summary()
 model.fit(train_ds, steps_per_epoch=100, epochs=3, validation_data=val_ds, validation_steps=10)
 
 print(evaluate_files(model, tokenizer, val_files))
-print(generate(model, tokenizer, "def ", max_new_tokens=120, temperature=0.8, seed=0))
+print(model.generate("def ", 120, tokenizer=tokenizer, sampler="top_p", top_p=0.9, seed=0))
 model.save("transformer_example.keras")

@@ -28,6 +28,8 @@ def load_model_dir(model_dir):
         model = keras.models.load_model(model_path)
     except Exception as error:  # noqa: BLE001  (any failure means a bad file)
         raise UsageError(f"--model_dir: cannot load {model_path!r}: {error}") from None
+    # So that `model.generate("text")` needs no tokenizer argument.
+    model.tokenizer = tokenizer
     config = {}
     config_path = os.path.join(model_dir, CONFIG_FILE)
     if os.path.isfile(config_path):

@@ -86,6 +86,60 @@ def test_generate_continues_the_prompt(trained):
     assert first.stdout == second.stdout  # seeded sampling is reproducible
 
 
+def test_generate_streams_samples_and_beams(trained):
+    output, _, _ = trained
+    result = keras_lm("generate", f"--model_dir={output}", "--prompt=the", "--num_samples=3",
+                      "--sampler=top_k", "--top_k=5", "--max_new_tokens=10", "--seed=1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [line for line in result.stdout.splitlines() if line.startswith("--- sample")] == [
+        f"--- sample {i} of 3 ---" for i in (1, 2, 3)]
+    result = keras_lm("generate", f"--model_dir={output}", "--prompt=the", "--beam_width=3",
+                      "--max_new_tokens=10", "--stop=.")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("the") and "." not in result.stdout
+
+
+def test_generate_truncates_a_long_prompt_only_when_asked(capsys, trained):
+    output, _, _ = trained
+    prompt = "the lazy dog " * 4  # 53 tokens with <bos>; the context is 32
+    code, _, err = run_in_process(capsys, "generate", f"--model_dir={output}",
+                                  f"--prompt={prompt}", "--max_new_tokens=8")
+    assert code == 2 and "exceed the model's context of 32 tokens" in err
+    assert "--truncate=left" in err
+    code, out, err = run_in_process(capsys, "generate", f"--model_dir={output}",
+                                    f"--prompt={prompt}", "--max_new_tokens=8", "--truncate=left")
+    assert code == 0 and out.startswith(prompt)
+    assert "prompt truncated from the left: kept its last 24 of 53 tokens" in err
+
+
+BAD_GENERATE_FLAGS = [
+    (["--max_new_tokens=0"], "max_new_tokens must be an integer > 0, got 0"),
+    (["--max_new_tokens=-3"], "max_new_tokens must be an integer > 0, got -3"),
+    (["--max_new_tokens=40"], "max_new_tokens must be < the model's context of 32 tokens"),
+    (["--top_k=0"], "top_k must be an integer > 0, got 0"),
+    (["--top_k=1000"], "top_k must be <= the vocabulary size 259, got 1000"),
+    (["--top_p=0"], "top_p must be in (0, 1], got 0.0"),
+    (["--top_p=1.5"], "top_p must be in (0, 1], got 1.5"),
+    (["--temperature=-1"], "temperature must be >= 0 (0 means greedy), got -1.0"),
+    (["--sampler=nucleus"], "flag --sampler=nucleus: value should be one of"),
+    (["--beam_width=0"], "beam_width must be an integer >= 1, got 0"),
+    (["--num_samples=0"], "--num_samples must be >= 1, got 0"),
+    (["--beam_width=2", "--num_samples=2"], "--num_samples=2: beam search gives one"),
+    (["--sampler=top_p", "--top_k=3"], "top_k is not an option of sampler='top_p'"),
+    (["--truncate=middle"], "flag --truncate=middle"),
+]
+
+
+@pytest.mark.parametrize("flags,message", BAD_GENERATE_FLAGS, ids=[" ".join(f[0]) for f in BAD_GENERATE_FLAGS])
+def test_bad_generate_flags_get_one_line_and_exit_2(capsys, trained, flags, message):
+    output, _, _ = trained
+    code, out, err = run_in_process(capsys, "generate", f"--model_dir={output}", *flags)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], err
+    assert lines[0].startswith("keras-lm generate: error:")
+
+
 BAD_TRAIN_FLAGS = [
     (["--train_files=/no/such/dir/*.txt"], "--train_files: no file matches"),
     (["--train_files= , "], "--train_files: the file set is empty"),
@@ -102,6 +156,7 @@ BAD_TRAIN_FLAGS = [
     (["--model_args=hidden_dim"], "--model_args: expected name=value"),
     (["--train_minutes=0"], "--train_minutes must be > 0, got 0.0"),
     (["--model_args=hidden_size=8"], "--model_args: "),
+    (["--sample_tokens=32"], "--sample_tokens must be < --sequence_length=32"),
 ]
 
 

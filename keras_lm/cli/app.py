@@ -1,5 +1,7 @@
 """Running a subcommand: absl flags, one-line errors, exit code 2."""
 
+import contextlib
+import logging
 import os
 import sys
 
@@ -38,12 +40,28 @@ def run_subcommand(main, FLAGS, argv, module_name, doc):
         fail(program, f"unexpected argument {remaining[1]!r} (flags look like --name=value)")
     _quiet_tensorflow()
     try:
-        main()
+        with _library_warnings_printed(program):
+            main()
     except UsageError as error:
         fail(program, error)
     except KeyboardInterrupt:
         print(f"{program}: interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+@contextlib.contextmanager
+def _library_warnings_printed(program):
+    """keras_lm's logged warnings (e.g. a truncated prompt) as `program: warning: ...`."""
+    logger = logging.getLogger("keras_lm")
+    handler = logging.StreamHandler(sys.stderr)  # the current stderr, also under test capture
+    handler.setFormatter(logging.Formatter(f"{program}: warning: %(message)s"))
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:  # leave the process as it was (commands also run in-process)
+        logger.removeHandler(handler)
+        logger.propagate = True
 
 
 def _quiet_tensorflow():

@@ -1,8 +1,14 @@
-"""keras-lm generate: continue a prompt with a trained model.
+"""keras-lm generate: continue a prompt with a trained model, streaming the text.
 
-Example:
-  keras-lm generate --model_dir=saved_models/quickstart --prompt='def ' \\
-      --max_new_tokens=200 --temperature=0.8 --seed=1
+Examples:
+  keras-lm generate --model_dir=saved_models/quickstart --prompt='def '
+  keras-lm generate --prompt='import ' --sampler=top_p --top_p=0.9 --seed=1
+  keras-lm generate --prompt='class ' --num_samples=3 --temperature=0.8
+  keras-lm generate --prompt='for ' --sampler=beam --beam_width=4 --stop='\\n'
+
+--sampler defaults to what the other flags ask for: beam with --beam_width,
+top_p with --top_p, top_k with --top_k, temperature with --temperature > 0,
+else greedy.
 """
 
 import sys
@@ -11,33 +17,94 @@ from absl import flags
 
 from keras_lm.cli.app import run_subcommand
 from keras_lm.errors import UsageError
-from keras_lm.generation import generate
+from keras_lm.generation import SAMPLERS, generate, stream
 from keras_lm.model_dir import load_model_dir
 
 # Each subcommand has its own flags, so they can share names (--batch_size).
 FLAGS = flags.FlagValues()
+DEFAULT_NEW_TOKENS = 200
 
 flags.DEFINE_string(
     "model_dir", "saved_models/quickstart", "A `keras-lm train` output directory.",
     flag_values=FLAGS)
 flags.DEFINE_string(
     "prompt", "", "Text to continue (empty: start a new document).", flag_values=FLAGS)
-flags.DEFINE_integer("max_new_tokens", 200, "Tokens to generate at most.", flag_values=FLAGS)
-flags.DEFINE_float("temperature", 0.0, "0 for greedy decoding, > 0 to sample.", flag_values=FLAGS)
+flags.DEFINE_integer(
+    "max_new_tokens", None,
+    f"Tokens to generate at most (default: {DEFAULT_NEW_TOKENS}, or what fits the context).",
+    flag_values=FLAGS)
+flags.DEFINE_enum(
+    "sampler", None, SAMPLERS, "How tokens are picked (default: from the flags below).",
+    flag_values=FLAGS)
+flags.DEFINE_float(
+    "temperature", None, "Softmax temperature; 0 is greedy.", flag_values=FLAGS)
+flags.DEFINE_integer("top_k", None, "Sample among the k most likely tokens.", flag_values=FLAGS)
+flags.DEFINE_float(
+    "top_p", None, "Sample in the smallest set of tokens holding this probability.",
+    flag_values=FLAGS)
+flags.DEFINE_integer("beam_width", None, "Beams of beam search.", flag_values=FLAGS)
+flags.DEFINE_integer(
+    "num_samples", 1, "Continuations of the prompt, generated as one batch.", flag_values=FLAGS)
 flags.DEFINE_integer("seed", None, "Seed that makes sampling reproducible.", flag_values=FLAGS)
+flags.DEFINE_multi_string(
+    "stop", [], "Stop a text before this string (repeatable).", flag_values=FLAGS)
+flags.DEFINE_enum(
+    "truncate", "none", ["none", "left"],
+    "A prompt too long for the context: error (none) or cut its beginning (left).",
+    flag_values=FLAGS)
 
+
+def inferred_sampler():
+    if FLAGS.sampler:
+        return FLAGS.sampler
+    if FLAGS.beam_width is not None:
+        return "beam"
+    if FLAGS.top_p is not None:
+        return "top_p"
+    if FLAGS.top_k is not None:
+        return "top_k"
+    return "temperature" if FLAGS.temperature else "greedy"
 
 
 def main():
-    if FLAGS.max_new_tokens <= 0:
-        raise UsageError(f"--max_new_tokens must be > 0, got {FLAGS.max_new_tokens}")
-    if FLAGS.temperature < 0:
-        raise UsageError(f"--temperature must be >= 0, got {FLAGS.temperature}")
-    model, tokenizer, _ = load_model_dir(FLAGS.model_dir)
-    text = generate(
-        model, tokenizer, FLAGS.prompt, FLAGS.max_new_tokens, FLAGS.temperature, FLAGS.seed
+    if FLAGS.num_samples < 1:
+        raise UsageError(f"--num_samples must be >= 1, got {FLAGS.num_samples}")
+    sampler = inferred_sampler()
+    if sampler == "beam" and FLAGS.num_samples > 1:
+        raise UsageError(
+            f"--num_samples={FLAGS.num_samples}: beam search gives one (deterministic) text"
+        )
+    options = dict(
+        sampler=sampler,
+        temperature=None if sampler == "greedy" else FLAGS.temperature,
+        top_k=FLAGS.top_k,
+        top_p=FLAGS.top_p,
+        seed=FLAGS.seed,
+        stop=FLAGS.stop,
+        truncate=None if FLAGS.truncate == "none" else FLAGS.truncate,
     )
-    sys.stdout.write(FLAGS.prompt + text + "\n")
+    if sampler == "beam":
+        options["beam_width"] = FLAGS.beam_width
+    if sampler == "greedy" and FLAGS.temperature:
+        raise UsageError(f"--temperature={FLAGS.temperature} is not an option of --sampler=greedy")
+    model, tokenizer, _ = load_model_dir(FLAGS.model_dir)
+    max_new_tokens = FLAGS.max_new_tokens
+    if max_new_tokens is None:
+        prompt_tokens = 1 + len(tokenizer.encode(FLAGS.prompt))
+        max_new_tokens = max(1, min(DEFAULT_NEW_TOKENS, model.sequence_length - prompt_tokens))
+    if FLAGS.num_samples == 1 and sampler != "beam":
+        sys.stdout.write(FLAGS.prompt)
+        sys.stdout.flush()
+        for piece in stream(model, tokenizer, FLAGS.prompt, max_new_tokens, **options):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        return
+    texts = generate(model, tokenizer, [FLAGS.prompt] * FLAGS.num_samples, max_new_tokens, **options)
+    for i, text in enumerate(texts):
+        if FLAGS.num_samples > 1:
+            sys.stdout.write(f"--- sample {i + 1} of {FLAGS.num_samples} ---\n")
+        sys.stdout.write(FLAGS.prompt + text + "\n")
 
 
 def run(argv):

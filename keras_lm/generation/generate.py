@@ -1,72 +1,196 @@
-"""Text generation by recomputing a fixed window (simple and always correct).
+"""Text in, text out: prompts, context limits, stop strings and streaming.
 
-A cached prefill/decode engine is a later step; this loop reruns the model
-over a window of `model.sequence_length` tokens per new token, compiled once
-(with XLA where the model family uses it) for that fixed shape.
+The token loop itself is `keras_lm.generation.decoding` (compiled, cached).
 """
 
+import logging
+
 import numpy as np
-import tensorflow as tf
 
 from keras_lm.errors import UsageError
+from keras_lm.generation import decoding
+from keras_lm.generation.samplers import BeamSampler, get_sampler
+
+logger = logging.getLogger("keras_lm")
+TRUNCATE = (None, "left")
+# With stop strings and no streaming, check the text every this many steps.
+_STOP_CHECK_STEPS = 16
 
 
-def generate(model, tokenizer, prompt="", max_new_tokens=100, temperature=0.0, seed=None):
-    """Continues `prompt` and returns the new text (without the prompt).
+def generate(
+    model,
+    tokenizer,
+    prompts,
+    max_new_tokens=100,
+    *,
+    sampler="greedy",
+    temperature=None,
+    top_k=None,
+    top_p=None,
+    beam_width=None,
+    seed=None,
+    stop=None,
+    truncate=None,
+):
+    """Continues each prompt and returns the new text (without the prompt).
 
-    `temperature=0` is greedy decoding; above 0 samples from
-    `softmax(logits / temperature)`, reproducibly for a given `seed`.
-    Generation stops at `<eos>` or after `max_new_tokens`. A context longer
-    than the model's window slides: the model sees the last
-    `model.sequence_length` tokens.
+    Args:
+        model: a `keras_lm` language model.
+        tokenizer: its tokenizer.
+        prompts: a string, or a list of strings (of any lengths; one batch).
+            The empty string starts a new document from `<bos>`.
+        max_new_tokens: new tokens per prompt at most; prompt plus new
+            tokens must fit the model's context (`model.sequence_length`).
+        sampler: `greedy`, `temperature`, `top_k`, `top_p`, `beam`, or a
+            `keras_lm.generation.Sampler`; `temperature`, `top_k`, `top_p`,
+            `beam_width` are its options (temperature 0 is greedy).
+        seed: int; the same seed gives the same text.
+        stop: a string or list of strings; a row's text ends before the
+            first one it produces. Every row also stops at `<eos>`.
+        truncate: None (a prompt too long for the context is an error) or
+            `"left"` (its beginning is cut off, with a warning).
+
+    Returns:
+        A string for a string prompt, else a list of strings.
 
     Example:
     >>> from keras_lm.models import TransformerLM
     >>> from keras_lm.tokenizers import ByteTokenizer
-    >>> tokenizer = ByteTokenizer()
     >>> model = TransformerLM.from_preset("tiny", vocabulary_size=259)
-    >>> text = generate(model, tokenizer, "def ", max_new_tokens=5)
+    >>> text = generate(model, ByteTokenizer(), "def ", max_new_tokens=5, stop=["\\n"])
     >>> isinstance(text, str)
     True
     """
-    if max_new_tokens <= 0:
-        raise UsageError(f"max_new_tokens must be > 0, got {max_new_tokens}")
-    if temperature < 0:
-        raise UsageError(f"temperature must be >= 0, got {temperature}")
-    window = model.sequence_length
-    next_logits = _next_logits_function(model)
-    rng = np.random.default_rng(seed)
-    ids = [tokenizer.bos_id] + tokenizer.encode(prompt).numpy().tolist()
-    new_ids = []
-    for _ in range(max_new_tokens):
-        context = ids[-window:]
-        padded = np.full((1, window), tokenizer.pad_id, np.int32)
-        padded[0, : len(context)] = context
-        logits = next_logits(padded, np.int32(len(context) - 1)).numpy().astype(np.float64)
-        logits[tokenizer.pad_id] = logits[tokenizer.bos_id] = -np.inf
-        if temperature == 0:
-            token = int(np.argmax(logits))
-        else:
-            probs = np.exp((logits - logits.max()) / temperature)
-            token = int(rng.choice(len(probs), p=probs / probs.sum()))
-        if token == tokenizer.eos_id:
+    texts = None
+    for texts in _generate_texts(
+        model, tokenizer, prompts, max_new_tokens, sampler,
+        dict(temperature=temperature, top_k=top_k, top_p=top_p, beam_width=beam_width),
+        seed, stop, truncate, streaming=False,
+    ):
+        pass
+    return texts[0] if isinstance(prompts, str) else texts
+
+
+def stream(
+    model,
+    tokenizer,
+    prompt,
+    max_new_tokens=100,
+    *,
+    sampler="greedy",
+    temperature=None,
+    top_k=None,
+    top_p=None,
+    seed=None,
+    stop=None,
+    truncate=None,
+):
+    """Like `generate` for one prompt, but yields the text piece by piece as it comes.
+
+    Beam search is not offered: its best beam is only known at the end.
+
+    Example:
+    >>> from keras_lm.models import TransformerLM
+    >>> from keras_lm.tokenizers import ByteTokenizer
+    >>> model = TransformerLM.from_preset("tiny", vocabulary_size=259)
+    >>> pieces = list(stream(model, ByteTokenizer(), "def ", max_new_tokens=4))
+    >>> isinstance("".join(pieces), str)
+    True
+    """
+    if not isinstance(prompt, str):
+        raise UsageError(f"prompt: stream takes one string, got {type(prompt).__name__}")
+    if sampler == "beam" or isinstance(sampler, BeamSampler):
+        raise UsageError("sampler: beam search cannot stream (use generate)")
+    emitted = ""
+    for (text,) in _generate_texts(
+        model, tokenizer, prompt, max_new_tokens, sampler,
+        dict(temperature=temperature, top_k=top_k, top_p=top_p, beam_width=None),
+        seed, stop, truncate, streaming=True,
+    ):
+        if len(text) > len(emitted):
+            yield text[len(emitted):]
+            emitted = text
+
+
+def encode_prompts(tokenizer, prompts, max_new_tokens, context, truncate=None):
+    """Token ids `<bos> prompt` per prompt, checked (or cut) to fit the context."""
+    if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens <= 0:
+        raise UsageError(f"max_new_tokens must be an integer > 0, got {max_new_tokens!r}")
+    if max_new_tokens >= context:
+        raise UsageError(
+            f"max_new_tokens must be < the model's context of {context} tokens "
+            f"(one is the prompt's <bos>), got {max_new_tokens}"
+        )
+    if truncate not in TRUNCATE:
+        raise UsageError(f"truncate must be None or 'left', got {truncate!r}")
+    if not prompts or not all(isinstance(p, str) for p in prompts):
+        raise UsageError(f"prompts must be a string or a non-empty list of strings, got {prompts!r}")
+    room = context - max_new_tokens
+    encoded = []
+    for prompt in prompts:
+        ids = [tokenizer.bos_id] + tokenizer.encode(prompt).numpy().tolist()
+        if len(ids) > room:
+            if truncate != "left":
+                raise UsageError(
+                    f"prompt: {len(ids)} tokens (with <bos>) + max_new_tokens={max_new_tokens} "
+                    f"exceed the model's context of {context} tokens; shorten it, lower "
+                    f"max_new_tokens, or truncate='left' (--truncate=left)"
+                )
+            logger.warning(
+                "prompt truncated from the left: kept its last %d of %d tokens "
+                "to fit the context of %d with max_new_tokens=%d",
+                room, len(ids), context, max_new_tokens,
+            )
+            ids = ids[-room:]
+        encoded.append(ids)
+    return encoded
+
+
+def _generate_texts(
+    model, tokenizer, prompts, max_new_tokens, sampler, options, seed, stop, truncate, streaming
+):
+    """Yields the texts of all rows so far (safe to show: no partial stop string)."""
+    sampler = get_sampler(sampler, **{k: v for k, v in options.items() if v is not None})
+    sampler.validate(model.vocabulary_size)
+    if seed is not None and not isinstance(seed, (int, np.integer)):
+        raise UsageError(f"seed must be an integer or None, got {seed!r}")
+    stops = [stop] if isinstance(stop, str) else list(stop or [])
+    if any(not isinstance(s, str) or not s for s in stops):
+        raise UsageError(f"stop must be a non-empty string or a list of them, got {stop!r}")
+    batch = encode_prompts(
+        tokenizer, [prompts] if isinstance(prompts, str) else list(prompts),
+        max_new_tokens, model.sequence_length, truncate,
+    )
+    special = dict(end_id=tokenizer.eos_id, pad_id=tokenizer.pad_id,
+                   banned_ids=(tokenizer.pad_id, tokenizer.bos_id))
+    if isinstance(sampler, BeamSampler):
+        rows = decoding.beam_search_tokens(model, batch, max_new_tokens, sampler.beam_width, **special)
+        yield [_cut_at_stop(tokenizer.decode_text(np.array(r, np.int32)), stops)[0] for r in rows]
+        return
+    steps = 1 if streaming else (_STOP_CHECK_STEPS if stops else None)
+    new_ids = [[] for _ in batch]
+    stopped = [False] * len(batch)
+    # Hold back text that may be the start of a stop string, or of a character.
+    hold = max((len(s) for s in stops), default=1) - 1
+    for chunk in decoding.decode_tokens(
+        model, batch, max_new_tokens, sampler, seed=seed, steps_per_call=steps, **special
+    ):
+        texts = []
+        for row, tokens in enumerate(chunk):
+            new_ids[row].extend(tokens)
+            text, stopped_here = _cut_at_stop(tokenizer.decode_text(np.array(new_ids[row], np.int32)), stops)
+            stopped[row] = stopped[row] or stopped_here
+            if not stopped[row]:
+                text = text[: len(text) - hold]
+                text = text[:-1] if text.endswith("\ufffd") else text
+            texts.append(text)
+        if all(stopped):
             break
-        ids.append(token)
-        new_ids.append(token)
-    return tokenizer.decode_text(np.array(new_ids, np.int32))
+        yield texts
+    yield [_cut_at_stop(tokenizer.decode_text(np.array(ids, np.int32)), stops)[0] for ids in new_ids]
 
 
-def _next_logits_function(model):
-    """A compiled `(window, index) -> logits at index`, one per model."""
-    function = getattr(model, "_keras_lm_next_logits", None)
-    if function is None:
-
-        @tf.function(jit_compile=getattr(model, "jit_compile_default", True))
-        def function(window, index):
-            # Causal: right padding after `index` does not change its logits.
-            # A gather, not `[0, index]`: XLA compiles a slice with a tensor
-            # index as a constant, so each new index would recompile.
-            return tf.gather(model(window, training=False)[0], index)
-
-        model._keras_lm_next_logits = function
-    return function
+def _cut_at_stop(text, stops):
+    """`(text before the first stop string, whether one was found)`."""
+    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)

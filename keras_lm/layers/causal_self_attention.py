@@ -10,8 +10,9 @@ class CausalSelfAttention(keras.layers.Layer):
     """Multi-head self-attention where position t sees positions <= t.
 
     Written with plain `keras.ops` (not `keras.layers.MultiHeadAttention`) so
-    that the attention weights are at hand for inspection and the same code
-    can later run over an explicit key/value cache.
+    that the attention weights are at hand for inspection and the same
+    projections serve training (`call`) and generation over a fixed-size
+    key/value cache (`call_cached`).
 
     Args:
         num_heads: number of attention heads; must divide the input width.
@@ -47,23 +48,63 @@ class CausalSelfAttention(keras.layers.Layer):
         self.attention_dropout = keras.layers.Dropout(self.dropout)
 
     def call(self, x, training=None, return_attention=False):
+        q, k, v = self._project(x, start_index=0)
+        time = ops.shape(x)[1]
+        causal = ops.tril(ops.ones((time, time), dtype="bool"))
+        out, weights = self._attend(q, k, v, causal, training)
+        return (out, weights) if return_attention else out
+
+    def call_cached(self, x, key_cache, value_cache, start_index):
+        """Attends from `x` at positions `start_index...` over a key/value cache.
+
+        The keys and values of `x` are written into the caches at
+        `start_index` (`slice_update`, which TFLite runs as its builtin
+        DYNAMIC_UPDATE_SLICE); each query then sees the cache up to its own
+        position. Cache slots past that hold stale values and are masked.
+
+        Args:
+            x: `(batch, time, hidden)` inputs at positions
+                `start_index .. start_index + time - 1`.
+            key_cache, value_cache: `(batch, heads, max_length, head_dim)`.
+            start_index: scalar int32 position of `x[:, 0]`.
+
+        Returns:
+            `(outputs, key_cache, value_cache)`.
+        """
+        q, k, v = self._project(x, start_index)
+        key_cache = ops.slice_update(key_cache, (0, 0, start_index, 0), ops.cast(k, key_cache.dtype))
+        value_cache = ops.slice_update(
+            value_cache, (0, 0, start_index, 0), ops.cast(v, value_cache.dtype)
+        )
+        query_positions = start_index + ops.arange(ops.shape(x)[1], dtype="int32")
+        key_positions = ops.arange(ops.shape(key_cache)[2], dtype="int32")
+        visible = key_positions[None, :] <= query_positions[:, None]  # (time, max_length)
+        out, _ = self._attend(q, key_cache, value_cache, visible, training=False)
+        return out, key_cache, value_cache
+
+    def _project(self, x, start_index):
+        """Queries, keys and values, each `(batch, heads, time, head_dim)`."""
         batch, time = ops.shape(x)[0], ops.shape(x)[1]
         qkv = ops.reshape(self.qkv(x), (batch, time, 3, self.num_heads, self.head_dim))
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (batch, time, heads, head_dim)
         if self.rotary_embedding is not None:
-            q, k = self.rotary_embedding(q), self.rotary_embedding(k)
-        q, k, v = (ops.transpose(t, (0, 2, 1, 3)) for t in (q, k, v))  # (batch, heads, time, head_dim)
-        scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) * self.head_dim**-0.5
-        causal = ops.tril(ops.ones((time, time), dtype="bool"))
+            # Queries and keys in one call: the sines and cosines are computed once.
+            qk = self.rotary_embedding(qkv[:, :, :2], start_index=start_index)
+            q, k = qk[:, :, 0], qk[:, :, 1]
+        return tuple(ops.transpose(t, (0, 2, 1, 3)) for t in (q, k, v))
+
+    def _attend(self, q, k, v, visible, training):
+        """Softmax attention of q over (k, v) where `visible` (queries, keys) allows."""
+        scores = ops.einsum("bhqd,bhkd->bhqk", q, k) * self.head_dim**-0.5
         # Softmax in float32: under mixed precision, bfloat16 logits lose the ranks.
-        scores = ops.where(causal, ops.cast(scores, "float32"), -1e9)
-        weights = ops.softmax(scores, axis=-1)  # (batch, heads, time, time)
-        out = ops.matmul(
-            ops.cast(self.attention_dropout(weights, training=training), v.dtype), v
+        scores = ops.where(visible, ops.cast(scores, "float32"), -1e9)
+        weights = ops.softmax(scores, axis=-1)  # (batch, heads, queries, keys)
+        out = ops.einsum(
+            "bhqk,bhkd->bqhd", ops.cast(self.attention_dropout(weights, training=training), v.dtype), v
         )
-        out = ops.reshape(ops.transpose(out, (0, 2, 1, 3)), (batch, time, -1))
-        out = self.output_dense(out)
-        return (out, weights) if return_attention else out
+        batch, time = ops.shape(out)[0], ops.shape(out)[1]
+        out = self.output_dense(ops.reshape(out, (batch, time, self.num_heads * self.head_dim)))
+        return out, weights
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -59,9 +59,23 @@ class TransformerBlock(keras.layers.Layer):
             self.attention_norm(x), training=training, return_attention=True
         )
         x = x + self.residual_dropout(h, training=training)
-        h = self.mlp_out(self.mlp_in(self.mlp_norm(x)))
-        x = x + self.residual_dropout(h, training=training)
+        x = x + self.residual_dropout(self._mlp(x), training=training)
         return (x, weights) if return_attention else x
+
+    def call_cached(self, x, key_cache, value_cache, start_index):
+        """`call` at positions `start_index...` over a key/value cache (no dropout).
+
+        Returns `(outputs, key_cache, value_cache)`; see
+        `CausalSelfAttention.call_cached`.
+        """
+        h, key_cache, value_cache = self.attention.call_cached(
+            self.attention_norm(x), key_cache, value_cache, start_index
+        )
+        x = x + h
+        return x + self._mlp(x), key_cache, value_cache
+
+    def _mlp(self, x):
+        return self.mlp_out(self.mlp_in(self.mlp_norm(x)))
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -10,8 +10,18 @@ from keras_lm.optimizers import make_optimizer
 class LanguageModel(keras.Model):
     """A `keras.Model` mapping token ids `(batch, time)` to next-token logits.
 
-    Subclasses build their layers in `__init__` and define `call`. This base
-    gives `compile` defaults for language modelling, each overridable:
+    Subclasses build their layers in `__init__` and define `call` (training,
+    whole sequences) and the step API that generation and export run:
+
+    - `initial_state(batch_size, max_length)` -> state, a dict of tensors
+      with static shapes (a key/value cache, or LSTM `h`/`c`);
+    - `prefill(token_ids, state)` -> `(logits, state)`: a whole prompt
+      `(batch, time)` at positions `0..time-1`, logits `(batch, time, vocab)`;
+    - `decode(token_ids, state, position)` -> `(logits, state)`: one token
+      per row `(batch,)` at scalar `position`, logits `(batch, vocab)`.
+
+    This base gives `generate` on top of the step API, and `compile`
+    defaults for language modelling, each overridable:
 
     - loss: sparse cross-entropy from logits, ignoring `pad_id`;
     - metrics: perplexity and token accuracy (padding ignored);
@@ -80,6 +90,41 @@ class LanguageModel(keras.Model):
         super().compile(
             optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile, **kwargs
         )
+
+    def initial_state(self, batch_size, max_length=None):
+        raise NotImplementedError
+
+    def prefill(self, token_ids, state):
+        """Runs a prompt `(batch, time)` from position 0; see the class doc."""
+        return self._forward_cached(token_ids, state, 0)
+
+    def decode(self, token_ids, state, position):
+        """Runs one token per row `(batch,)` at `position`; see the class doc."""
+        logits, state = self._forward_cached(token_ids[:, None], state, position)
+        return logits[:, 0], state
+
+    def _forward_cached(self, token_ids, state, start_index):
+        raise NotImplementedError
+
+    def generate(self, prompts, max_new_tokens=100, *, tokenizer=None, **options):
+        """Continues text prompts; see `keras_lm.generation.generate` for options.
+
+        `tokenizer` defaults to the one `keras_lm.load_model_dir` attached.
+
+        Example:
+        >>> from keras_lm.models import TransformerLM
+        >>> from keras_lm.tokenizers import ByteTokenizer
+        >>> model = TransformerLM.from_preset("tiny", vocabulary_size=259)
+        >>> texts = model.generate(["def ", "import"], 8, tokenizer=ByteTokenizer())
+        >>> len(texts)
+        2
+        """
+        from keras_lm.generation import generate
+
+        tokenizer = tokenizer or getattr(self, "tokenizer", None)
+        if tokenizer is None:
+            raise ValueError("tokenizer: generate needs a tokenizer to read text prompts, got None")
+        return generate(self, tokenizer, prompts, max_new_tokens, **options)
 
     def get_compile_config(self):
         # A saved model is reloaded uncompiled: `compile` is cheap to call

@@ -65,6 +65,50 @@ class LSTMLM(LanguageModel):
             x = dropout(lstm(x, training=training), training=training)  # (batch, time, hidden)
         return ops.cast(self.head(x), "float32")  # (batch, time, vocabulary)
 
+    def initial_state(self, batch_size, max_length=None):
+        """Zero `h` and `c` `(batch, hidden_dim)` per layer (`max_length` is unused:
+        an LSTM's state does not grow with the text).
+
+        Example:
+        >>> model = LSTMLM(vocabulary_size=259, embedding_dim=8, hidden_dim=16)
+        >>> state = model.initial_state(batch_size=1)
+        >>> logits, state = model.prefill(keras.ops.ones((1, 3), "int32"), state)
+        >>> logits, state = model.decode(keras.ops.ones((1,), "int32"), state, 3)
+        >>> logits.shape
+        (1, 259)
+        """
+        shape = (batch_size, self.hidden_dim)
+        return {
+            f"layer_{i}_{part}": ops.zeros(shape, self.compute_dtype)
+            for i in range(self.num_layers)
+            for part in ("h", "c")
+        }
+
+    def _forward_cached(self, token_ids, state, start_index):
+        # The LSTM recurrence written out over the trained layers' own weights:
+        # a Keras LSTM layer lowers to a WHILE loop over a TensorList, which
+        # TFLite cannot run with builtin ops. Prompts are short, so the loop
+        # over time is unrolled (`token_ids` has a static length).
+        x = self.token_embedding(token_ids)  # (batch, time, embedding)
+        new_state = {}
+        for i, lstm in enumerate(self.lstm_layers):
+            cell = lstm.cell
+            kernel, recurrent_kernel, bias = (
+                ops.cast(w, x.dtype) for w in (cell.kernel, cell.recurrent_kernel, cell.bias)
+            )
+            inputs = ops.matmul(x, kernel) + bias  # (batch, time, 4 * hidden): gates i, f, c, o
+            h, c = state[f"layer_{i}_h"], state[f"layer_{i}_c"]
+            outputs = []
+            for t in range(token_ids.shape[1]):
+                z = inputs[:, t] + ops.matmul(h, recurrent_kernel)
+                input_gate, forget_gate, candidate, output_gate = ops.split(z, 4, axis=-1)
+                c = ops.sigmoid(forget_gate) * c + ops.sigmoid(input_gate) * ops.tanh(candidate)
+                h = ops.sigmoid(output_gate) * ops.tanh(c)
+                outputs.append(h)
+            new_state[f"layer_{i}_h"], new_state[f"layer_{i}_c"] = h, c
+            x = ops.stack(outputs, axis=1)  # (batch, time, hidden)
+        return ops.cast(self.head(x), "float32"), new_state
+
     def get_config(self):
         return {
             **super().get_config(),

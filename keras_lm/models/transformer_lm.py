@@ -106,22 +106,63 @@ class TransformerLM(LanguageModel):
         self.build()
 
     def call(self, token_ids, training=None, return_attention=False):
-        x = self.token_embedding(token_ids)  # (batch, time, hidden)
-        if self.learned_positions is not None:
-            x = x + self.learned_positions(x)
-        x = self.embedding_dropout(x, training=training)
+        x = self.embedding_dropout(self._embed(token_ids, 0), training=training)
         attention = []
         for block in self.blocks:
             x, weights = block(x, training=training, return_attention=True)
             attention.append(weights)  # (batch, heads, time, time)
+        logits = self._logits(x)
+        return (logits, attention) if return_attention else logits
+
+    def initial_state(self, batch_size, max_length=None):
+        """An empty key/value cache: per layer `(batch, heads, max_length, head_dim)`.
+
+        Example:
+        >>> model = TransformerLM(259, sequence_length=16, num_layers=1,
+        ...                       num_heads=2, hidden_dim=8)
+        >>> state = model.initial_state(batch_size=1, max_length=16)
+        >>> logits, state = model.prefill(keras.ops.ones((1, 3), "int32"), state)
+        >>> logits, state = model.decode(keras.ops.ones((1,), "int32"), state, 3)
+        >>> logits.shape
+        (1, 259)
+        """
+        max_length = self.sequence_length if max_length is None else max_length
+        if not 1 <= max_length <= self.sequence_length:
+            raise ValueError(
+                f"max_length must be in [1, sequence_length={self.sequence_length}], "
+                f"got {max_length}"
+            )
+        shape = (batch_size, self.num_heads, max_length, self.hidden_dim // self.num_heads)
+        return {
+            f"layer_{i}_{part}": ops.zeros(shape, self.compute_dtype)
+            for i in range(self.num_layers)
+            for part in ("key", "value")
+        }
+
+    def _forward_cached(self, token_ids, state, start_index):
+        x = self._embed(token_ids, start_index)
+        new_state = {}
+        for i, block in enumerate(self.blocks):
+            key, value = f"layer_{i}_key", f"layer_{i}_value"
+            x, new_state[key], new_state[value] = block.call_cached(
+                x, state[key], state[value], start_index
+            )
+        return self._logits(x), new_state
+
+    def _embed(self, token_ids, start_index):
+        x = self.token_embedding(token_ids)  # (batch, time, hidden)
+        if self.learned_positions is not None:
+            x = x + self.learned_positions(x, start_index=start_index)
+        return x
+
+    def _logits(self, x):
         x = self.final_norm(x)
         if self.head is not None:
             logits = self.head(x)
         else:
             logits = ops.matmul(x, ops.transpose(ops.cast(self.token_embedding.embeddings, x.dtype)))
         # Logits in float32: the loss and sampling need the full range.
-        logits = ops.cast(logits, "float32")  # (batch, time, vocabulary)
-        return (logits, attention) if return_attention else logits
+        return ops.cast(logits, "float32")  # (batch, time, vocabulary)
 
     def get_config(self):
         return {

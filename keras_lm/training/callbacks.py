@@ -85,17 +85,17 @@ class SampleWriter(keras.callbacks.Callback):
 
     def write_samples(self, step):
         """Generates one sample per prompt; returns them as a list of str."""
-        samples = [
-            generate(
-                self.model,
-                self.tokenizer,
-                prompt,
-                self.max_new_tokens,
-                self.temperature,
-                seed=self.seed,
-            )
-            for prompt in self.prompts
-        ]
+        # All prompts in one batch; long ones keep their end (the context is fixed).
+        samples = generate(
+            self.model,
+            self.tokenizer,
+            self.prompts,
+            self.max_new_tokens,
+            sampler="temperature",
+            temperature=self.temperature,
+            seed=self.seed,
+            truncate="left",
+        )
         header = (
             f"step {step} (temperature={self.temperature}, seed={self.seed}, "
             f"max_new_tokens={self.max_new_tokens})"

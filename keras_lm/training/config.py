@@ -71,6 +71,11 @@ class TrainConfig:
         _at_least("eval_interval", self.eval_interval, 1)
         _at_least("val_steps", self.val_steps, 1)
         _at_least("sample_tokens", self.sample_tokens, 1)
+        if self.sample_tokens >= self.sequence_length:
+            raise UsageError(
+                f"--sample_tokens must be < --sequence_length={self.sequence_length} "
+                f"(samples fit the model's context), got {self.sample_tokens}"
+            )
         if self.epochs is not None and self.epochs <= 0:
             raise UsageError(f"--epochs must be > 0, got {self.epochs}")
         if not self.learning_rate > 0:

@@ -208,7 +208,8 @@ def train(config):
         metrics["train_bits_per_byte"] = metrics["train_loss"] * train_ratio / math.log(2)
         metrics["train_perplexity"] = math.exp(min(metrics["train_loss"], 700.0))
     sample = generate(
-        model, tokenizer, config.sample_prompts[0], config.sample_tokens, config.temperature, seed=0
+        model, tokenizer, config.sample_prompts[0], config.sample_tokens,
+        sampler="temperature", temperature=config.temperature, seed=0, truncate="left",
     )
     metrics["wall_time_seconds"] = time.time() - started
     write_json(os.path.join(output_dir, "metrics.json"), metrics)

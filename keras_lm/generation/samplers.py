@@ -1,0 +1,186 @@
+"""How the next token is picked from the logits: greedy, temperature, top-k, top-p, beam.
+
+We do not use keras-hub's samplers: a keras-hub `Sampler.__call__` owns the
+whole decoding loop (it runs `next(prompt, cache, index)` until the prompt
+buffer is full), so it cannot run a few steps at a time (streaming, stop
+strings), and its randomness lives in a `SeedGenerator` variable that each
+call advances. Ours are pure functions of `(logits, seed)`, called inside our
+compiled loop, so a seed gives the same text on every call.
+
+Example:
+>>> import tensorflow as tf
+>>> sampler = get_sampler("top_k", top_k=2, temperature=0.7)
+>>> int(sampler(tf.constant([[0.0, 5.0, 1.0]]), tf.constant([1, 2]))[0]) in (1, 2)
+True
+"""
+
+import tensorflow as tf
+
+from keras_lm.errors import UsageError
+
+
+class Sampler:
+    """Samples from `softmax(logits / temperature)`; `temperature=0` is greedy.
+
+    Subclasses narrow the distribution in `filter_logits` first. A sampler is
+    immutable and hashable: compiled generation programs are cached per sampler.
+    """
+
+    name = "temperature"
+
+    def __init__(self, temperature=1.0):
+        if not temperature >= 0:
+            raise UsageError(f"temperature must be >= 0 (0 means greedy), got {temperature}")
+        self.temperature = float(temperature)
+
+    def __call__(self, logits, seed):
+        """Picks one token id per row of `logits` `(batch, vocabulary)`.
+
+        `seed` is a `(2,)` integer tensor (stateless random ops).
+        """
+        if self.temperature == 0:
+            return tf.argmax(logits, axis=-1, output_type=tf.int32)
+        logits = self.filter_logits(logits / self.temperature)
+        return tf.random.stateless_categorical(logits, 1, seed, dtype=tf.int32)[:, 0]
+
+    def filter_logits(self, logits):
+        return logits
+
+    def validate(self, vocabulary_size):
+        """Raises UsageError (a ValueError) if the sampler cannot work with this vocabulary."""
+
+    def _key(self):
+        return (type(self), self.temperature)
+
+    def __eq__(self, other):
+        return isinstance(other, Sampler) and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __repr__(self):
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({fields})"
+
+
+class GreedySampler(Sampler):
+    """Always the most likely token."""
+
+    name = "greedy"
+
+    def __init__(self):
+        super().__init__(temperature=0.0)
+
+
+class TopKSampler(Sampler):
+    """Samples among the `top_k` most likely tokens."""
+
+    name = "top_k"
+
+    def __init__(self, top_k, temperature=1.0):
+        super().__init__(temperature)
+        if not (isinstance(top_k, int) and top_k > 0):
+            raise UsageError(f"top_k must be an integer > 0, got {top_k!r}")
+        self.top_k = top_k
+
+    def filter_logits(self, logits):
+        kth_best = tf.math.top_k(logits, k=self.top_k).values[:, -1:]
+        return tf.where(logits < kth_best, -float("inf"), logits)
+
+    def validate(self, vocabulary_size):
+        if self.top_k > vocabulary_size:
+            raise UsageError(
+                f"top_k must be <= the vocabulary size {vocabulary_size}, got {self.top_k}"
+            )
+
+    def _key(self):
+        return (*super()._key(), self.top_k)
+
+
+class TopPSampler(Sampler):
+    """Nucleus sampling: the fewest most-likely tokens whose probability reaches `top_p`."""
+
+    name = "top_p"
+
+    def __init__(self, top_p, temperature=1.0):
+        super().__init__(temperature)
+        if not 0 < top_p <= 1:
+            raise UsageError(f"top_p must be in (0, 1], got {top_p}")
+        self.top_p = float(top_p)
+
+    def filter_logits(self, logits):
+        sorted_logits = tf.sort(logits, axis=-1, direction="DESCENDING")
+        probabilities = tf.nn.softmax(sorted_logits, axis=-1)
+        # A token is kept if the tokens ranked above it hold less than top_p.
+        mass_above = tf.cumsum(probabilities, axis=-1, exclusive=True)
+        kept = tf.reduce_sum(tf.cast(mass_above < self.top_p, tf.int32), axis=-1)
+        threshold = tf.gather(sorted_logits, kept - 1, batch_dims=1)[:, None]
+        return tf.where(logits < threshold, -float("inf"), logits)
+
+    def _key(self):
+        return (*super()._key(), self.top_p)
+
+
+class BeamSampler(Sampler):
+    """Beam search: keeps the `beam_width` most likely continuations.
+
+    Not a per-token sampler: `keras_lm.generation.decoding` runs its own loop
+    for it. The result is the most likely beam (deterministic, no seed).
+    """
+
+    name = "beam"
+
+    def __init__(self, beam_width):
+        super().__init__(temperature=0.0)
+        if not (isinstance(beam_width, int) and beam_width >= 1):
+            raise UsageError(f"beam_width must be an integer >= 1, got {beam_width!r}")
+        self.beam_width = beam_width
+
+    def validate(self, vocabulary_size):
+        if self.beam_width > vocabulary_size:
+            raise UsageError(
+                f"beam_width must be <= the vocabulary size {vocabulary_size}, "
+                f"got {self.beam_width}"
+            )
+
+    def _key(self):
+        return (*super()._key(), self.beam_width)
+
+
+SAMPLERS = ("greedy", "temperature", "top_k", "top_p", "beam")
+
+
+def get_sampler(sampler="greedy", *, temperature=None, top_k=None, top_p=None, beam_width=None):
+    """A sampler from its name and options (a `Sampler` is returned as it is).
+
+    Options a sampler does not use are an error, so that a typo like
+    `get_sampler("top_p", top_k=5)` does not pass silently.
+    """
+    if isinstance(sampler, Sampler):
+        return sampler
+    options = {
+        "temperature": temperature, "top_k": top_k, "top_p": top_p, "beam_width": beam_width
+    }
+    uses = {
+        "greedy": (),
+        "temperature": ("temperature",),
+        "top_k": ("top_k", "temperature"),
+        "top_p": ("top_p", "temperature"),
+        "beam": ("beam_width",),
+    }
+    if sampler not in uses:
+        raise UsageError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    unused = [name for name, value in options.items() if value is not None and name not in uses[sampler]]
+    if unused:
+        raise UsageError(f"{unused[0]} is not an option of sampler={sampler!r}")
+    given = {name: options[name] for name in uses[sampler] if options[name] is not None}
+    if sampler in ("top_k", "top_p", "beam") and uses[sampler][0] not in given:
+        raise UsageError(f"sampler={sampler!r} needs {uses[sampler][0]}")
+    classes = {
+        "greedy": GreedySampler,
+        "temperature": Sampler,
+        "top_k": TopKSampler,
+        "top_p": TopPSampler,
+        "beam": BeamSampler,
+    }
+    return classes[sampler](**given)
