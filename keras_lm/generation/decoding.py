@@ -5,7 +5,7 @@ stepping through the same positions (the layout keras-hub uses too):
 
 1. `prefill` runs the first `prefill_length` tokens of every row at once
    (the shortest prompt rounded down to a power of two, so that each prompt
-   length does not compile a new program);
+   length does not compile a new program, and at most `model.longest_prefill`);
 2. `decode` then runs one position per step. At a position still inside a
    row's prompt, the row's next prompt token is forced; past it, the sampler
    picks one. Each row stops at its end token or after `max_new_tokens`.
@@ -37,9 +37,9 @@ def bucket_length(length, limit, multiple=64):
     return min(limit, -(-length // multiple) * multiple)
 
 
-def prefill_bucket(length):
-    """The largest power of two <= `length` (prefill program sizes)."""
-    return 1 << (length.bit_length() - 1)
+def prefill_bucket(length, longest):
+    """The largest power of two <= `length` and <= `longest` (prefill program sizes)."""
+    return 1 << (min(length, longest).bit_length() - 1)
 
 
 def decode_tokens(
@@ -73,7 +73,7 @@ def decode_tokens(
     batch = len(prompts)
     lengths = np.array([len(p) for p in prompts], np.int32)
     max_length = bucket_length(int(lengths.max()) + max_new_tokens, model.sequence_length)
-    prefill_length = prefill_bucket(int(lengths.min()))
+    prefill_length = prefill_bucket(int(lengths.min()), model.longest_prefill)
     ids = np.full((batch, max_length), pad_id, np.int32)
     for row, prompt in enumerate(prompts):
         ids[row, : len(prompt)] = prompt
@@ -128,7 +128,7 @@ def beam_search_tokens(model, prompts, max_new_tokens, beam_width, *, end_id, pa
     batch = len(prompts)
     lengths = np.array([len(p) for p in prompts], np.int32)
     max_length = bucket_length(int(lengths.max()) + max_new_tokens, model.sequence_length)
-    prefill_length = prefill_bucket(int(lengths.min()))
+    prefill_length = prefill_bucket(int(lengths.min()), model.longest_prefill)
     ids = np.full((batch * beam_width, max_length), pad_id, np.int32)
     for row, prompt in enumerate(prompts):
         ids[row * beam_width : (row + 1) * beam_width, : len(prompt)] = prompt

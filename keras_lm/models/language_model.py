@@ -35,6 +35,8 @@ class LanguageModel(keras.Model):
     """
 
     jit_compile_default = True
+    # Generation prefills at most this many prompt tokens in one call.
+    longest_prefill = 1024
 
     def __init__(self, vocabulary_size, sequence_length, pad_id=None, **kwargs):
         super().__init__(**kwargs)

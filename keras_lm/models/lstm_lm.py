@@ -30,6 +30,9 @@ class LSTMLM(LanguageModel):
     # Keras' LSTM under XLA trained slower here and ran out of memory at the
     # `base` size (BENCHMARKS.md), so it compiles without XLA by default.
     jit_compile_default = False
+    # Prefill is an unrolled loop (see `_forward_cached`): longer prompts go
+    # on through the decode loop, as fast for a recurrence and compiled once.
+    longest_prefill = 16
 
     def __init__(
         self,
