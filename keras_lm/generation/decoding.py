@@ -198,38 +198,49 @@ def _write_column(ids, column, position):
 
 def _make_sample_loop(model, sampler, shape):
     @tf.function(jit_compile=True)
-    def run(carry, steps, lengths, max_new_tokens, end_id, pad_id, banned, seed):
+    def run(carry, steps, **constants):
         trace_counts["sample"] += 1
-        last = tf.minimum(tf.shape(carry["ids"])[1], tf.reduce_max(lengths) + max_new_tokens)
-
-        def condition(step, carry):
-            return (step < steps) & (carry["position"] < last) & ~tf.reduce_all(carry["done"])
-
-        def body(step, carry):
-            ids, position, done = carry["ids"], carry["position"], carry["done"]
-            logits = tf.where(banned, _NEG_INF, carry["logits"])
-            sampled = sampler(logits, tf.random.experimental.stateless_fold_in(seed, position))
-            in_prompt = position < lengths
-            token = tf.where(in_prompt, tf.gather(ids, position, axis=1), sampled)
-            token = tf.where(done, pad_id, token)
-            is_new = ~in_prompt & ~done
-            num_new = carry["num_new"] + tf.cast(is_new, tf.int32)
-            done = done | (is_new & (token == end_id)) | (num_new >= max_new_tokens)
-            logits, state = model.decode(token, carry["state"], position)
-            carry = dict(
-                ids=_write_column(ids, token, position),
-                state=state,
-                logits=logits,
-                position=position + 1,
-                done=done,
-                num_new=num_new,
-            )
-            return step + 1, carry
-
-        _, carry = tf.while_loop(condition, body, (tf.constant(0), carry))
-        return carry
+        return sampling_loop(model, sampler, carry, steps, **constants)
 
     return run
+
+
+def sampling_loop(model, select, carry, steps, lengths, max_new_tokens, end_id, pad_id, banned, seed):
+    """Up to `steps` positions of the decoding loop, as plain TensorFlow ops.
+
+    `carry` holds `ids` (batch, max_length), the model `state`, the `logits`
+    (batch, vocabulary) for the token at `position`, and per row `done` and
+    `num_new`; `select(logits, seed)` picks the next ids. Compiled by
+    `decode_tokens`, and traced as it is into an exported SavedModel.
+    """
+    last = tf.minimum(tf.shape(carry["ids"])[1], tf.reduce_max(lengths) + max_new_tokens)
+
+    def condition(step, carry):
+        return (step < steps) & (carry["position"] < last) & ~tf.reduce_all(carry["done"])
+
+    def body(step, carry):
+        ids, position, done = carry["ids"], carry["position"], carry["done"]
+        logits = tf.where(banned, _NEG_INF, carry["logits"])
+        sampled = select(logits, tf.random.experimental.stateless_fold_in(seed, position))
+        in_prompt = position < lengths
+        token = tf.where(in_prompt, tf.gather(ids, position, axis=1), sampled)
+        token = tf.where(done, pad_id, token)
+        is_new = ~in_prompt & ~done
+        num_new = carry["num_new"] + tf.cast(is_new, tf.int32)
+        done = done | (is_new & (token == end_id)) | (num_new >= max_new_tokens)
+        logits, state = model.decode(token, carry["state"], position)
+        carry = dict(
+            ids=_write_column(ids, token, position),
+            state=state,
+            logits=logits,
+            position=position + 1,
+            done=done,
+            num_new=num_new,
+        )
+        return step + 1, carry
+
+    _, carry = tf.while_loop(condition, body, (tf.constant(0), carry))
+    return carry
 
 
 def _make_beam_loop(model, sampler, shape):

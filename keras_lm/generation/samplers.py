@@ -109,13 +109,7 @@ class TopPSampler(Sampler):
         self.top_p = float(top_p)
 
     def filter_logits(self, logits):
-        sorted_logits = tf.sort(logits, axis=-1, direction="DESCENDING")
-        probabilities = tf.nn.softmax(sorted_logits, axis=-1)
-        # A token is kept if the tokens ranked above it hold less than top_p.
-        mass_above = tf.cumsum(probabilities, axis=-1, exclusive=True)
-        kept = tf.reduce_sum(tf.cast(mass_above < self.top_p, tf.int32), axis=-1)
-        threshold = tf.gather(sorted_logits, kept - 1, batch_dims=1)[:, None]
-        return tf.where(logits < threshold, -float("inf"), logits)
+        return keep_top_p(logits, self.top_p)
 
     def _key(self):
         return (*super()._key(), self.top_p)
@@ -145,6 +139,39 @@ class BeamSampler(Sampler):
 
     def _key(self):
         return (*super()._key(), self.beam_width)
+
+
+def keep_top_p(logits, top_p):
+    """`logits` with every token outside the top-p nucleus set to -inf (`top_p` may be a tensor)."""
+    sorted_logits = tf.sort(logits, axis=-1, direction="DESCENDING")
+    probabilities = tf.nn.softmax(sorted_logits, axis=-1)
+    # A token is kept if the tokens ranked above it hold less than top_p.
+    mass_above = tf.cumsum(probabilities, axis=-1, exclusive=True)
+    kept = tf.reduce_sum(tf.cast(mass_above < top_p, tf.int32), axis=-1)
+    threshold = tf.gather(sorted_logits, tf.maximum(kept, 1) - 1, batch_dims=1)[:, None]
+    return tf.where(logits < threshold, -float("inf"), logits)
+
+
+def tensor_sampler(temperature, top_k, top_p):
+    """A `select(logits, seed)` whose options are tensors (an exported signature's inputs).
+
+    `temperature <= 0` is greedy; `top_k <= 0` and `top_p >= 1` switch those
+    filters off. The sampler classes above take Python numbers instead, so
+    XLA sees a fixed `k`.
+    """
+
+    def select(logits, seed):
+        vocabulary = tf.shape(logits)[-1]
+        scaled = logits / tf.maximum(temperature, 1e-6)
+        k = tf.where(top_k > 0, tf.minimum(top_k, vocabulary), vocabulary)
+        kth_best = tf.gather(tf.sort(scaled, axis=-1, direction="DESCENDING"), k - 1, axis=-1)
+        scaled = tf.where(scaled < kth_best[:, None], -float("inf"), scaled)
+        scaled = keep_top_p(scaled, tf.minimum(top_p, 1.0))
+        sampled = tf.random.stateless_categorical(scaled, 1, seed, dtype=tf.int32)[:, 0]
+        greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        return tf.where(temperature > 0, sampled, greedy)
+
+    return select
 
 
 SAMPLERS = ("greedy", "temperature", "top_k", "top_p", "beam")

@@ -1,6 +1,7 @@
 """Stacked LSTM language model."""
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from keras_lm.models.language_model import LanguageModel
@@ -90,8 +91,9 @@ class LSTMLM(LanguageModel):
     def _forward_cached(self, token_ids, state, start_index):
         # The LSTM recurrence written out over the trained layers' own weights:
         # a Keras LSTM layer lowers to a WHILE loop over a TensorList, which
-        # TFLite cannot run with builtin ops. Prompts are short, so the loop
-        # over time is unrolled (`token_ids` has a static length).
+        # TFLite cannot run with builtin ops. With a static length (generation,
+        # TFLite) the loop over time is unrolled; with a dynamic one (a
+        # SavedModel signature) it is a scan.
         x = self.token_embedding(token_ids)  # (batch, time, embedding)
         new_state = {}
         for i, lstm in enumerate(self.lstm_layers):
@@ -99,17 +101,33 @@ class LSTMLM(LanguageModel):
             kernel, recurrent_kernel, bias = (
                 ops.cast(w, x.dtype) for w in (cell.kernel, cell.recurrent_kernel, cell.bias)
             )
-            inputs = ops.matmul(x, kernel) + bias  # (batch, time, 4 * hidden): gates i, f, c, o
-            h, c = state[f"layer_{i}_h"], state[f"layer_{i}_c"]
-            outputs = []
-            for t in range(token_ids.shape[1]):
-                z = inputs[:, t] + ops.matmul(h, recurrent_kernel)
+
+            def step(carry, inputs_t, recurrent_kernel=recurrent_kernel):
+                h, c = carry
+                z = inputs_t + ops.matmul(h, recurrent_kernel)  # gates i, f, c, o
                 input_gate, forget_gate, candidate, output_gate = ops.split(z, 4, axis=-1)
                 c = ops.sigmoid(forget_gate) * c + ops.sigmoid(input_gate) * ops.tanh(candidate)
                 h = ops.sigmoid(output_gate) * ops.tanh(c)
-                outputs.append(h)
-            new_state[f"layer_{i}_h"], new_state[f"layer_{i}_c"] = h, c
-            x = ops.stack(outputs, axis=1)  # (batch, time, hidden)
+                return (h, c), h
+
+            inputs = ops.matmul(x, kernel) + bias  # (batch, time, 4 * hidden)
+            carry = (state[f"layer_{i}_h"], state[f"layer_{i}_c"])
+            if token_ids.shape[1] is None:
+                # tf.scan stacks the carried (h, c) of every step.
+                hs, cs = tf.scan(
+                    lambda carry, inputs_t: step(carry, inputs_t)[0],
+                    ops.moveaxis(inputs, 1, 0),
+                    initializer=carry,
+                )
+                carry = (hs[-1], cs[-1])
+                x = ops.moveaxis(hs, 0, 1)  # (batch, time, hidden)
+            else:
+                outputs = []
+                for t in range(token_ids.shape[1]):
+                    carry, h = step(carry, inputs[:, t])
+                    outputs.append(h)
+                x = ops.stack(outputs, axis=1)  # (batch, time, hidden)
+            new_state[f"layer_{i}_h"], new_state[f"layer_{i}_c"] = carry
         return ops.cast(self.head(x), "float32"), new_state
 
     def get_config(self):

@@ -1,0 +1,168 @@
+"""SavedModel export for servers: text in, text out, plus the step API.
+
+Signatures (TensorFlow Serving conventions; inputs have no defaults, so the
+default one is minimal):
+
+- `serving_default(prompts: string[batch], max_new_tokens: int32)` ->
+  `{"text": string[batch]}`: greedy continuations, tokenizer in the graph.
+- `sample(prompts, max_new_tokens, temperature: float32, top_k: int32,
+  top_p: float32, seed: int64)` -> `{"text"}`: `temperature <= 0` is
+  greedy, `top_k <= 0` and `top_p >= 1` switch those filters off.
+- `logits(token_ids: int32[batch, time])` -> `{"logits"}`.
+- `prefill(token_ids, <state...>)` -> `{"logits", <state...>}` and
+  `decode(token_ids: int32[batch], position: int32, <state...>)` ->
+  `{"logits", <state...>}`: the model's step API, the state passed in and
+  out as named tensors (`layer_0_key`, ... or `layer_0_h`, ...) whose
+  `max_length` is the model's context.
+
+A prompt that does not fit the context with `max_new_tokens` loses its
+beginning (a served graph cannot stop to ask); `max_new_tokens` is clipped
+to `[1, context - 1]`. The directory loads with plain TensorFlow:
+
+    import tensorflow as tf
+    served = tf.saved_model.load("saved_models/quickstart/saved_model")
+    served.signatures["serving_default"](
+        prompts=tf.constant(["def "]), max_new_tokens=tf.constant(50))["text"]
+"""
+
+import keras
+import tensorflow as tf
+
+from keras_lm.generation.decoding import sampling_loop
+from keras_lm.generation.samplers import tensor_sampler
+from keras_lm.io_utils import atomic_path
+
+SIGNATURES = ("serving_default", "sample", "logits", "prefill", "decode")
+
+
+def export_saved_model(model, tokenizer, path):
+    """Writes `model` and `tokenizer` as a SavedModel directory at `path` (atomically).
+
+    Example:
+    >>> import tempfile, os
+    >>> from keras_lm.models import LSTMLM
+    >>> from keras_lm.tokenizers import ByteTokenizer
+    >>> model = LSTMLM.from_preset("tiny", vocabulary_size=259)
+    >>> export_saved_model(model, ByteTokenizer(), os.path.join(tempfile.mkdtemp(), "sm"))
+    """
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.track(tokenizer)
+    prompts = tf.TensorSpec([None], tf.string, name="prompts")
+    max_new_tokens = tf.TensorSpec([], tf.int32, name="max_new_tokens")
+
+    def serving_default(prompts, max_new_tokens):
+        greedy = tensor_sampler(tf.constant(0.0), tf.constant(0), tf.constant(1.0))
+        seed = tf.constant([0, 0], tf.int64)
+        return {"text": generate_text(model, tokenizer, prompts, max_new_tokens, greedy, seed)}
+
+    def sample(prompts, max_new_tokens, temperature, top_k, top_p, seed):
+        select = tensor_sampler(temperature, top_k, top_p)
+        seed = tf.stack([seed, tf.constant(0, tf.int64)])
+        return {"text": generate_text(model, tokenizer, prompts, max_new_tokens, select, seed)}
+
+    archive.add_endpoint("serving_default", serving_default, [prompts, max_new_tokens])
+    archive.add_endpoint(
+        "sample",
+        sample,
+        [
+            prompts,
+            max_new_tokens,
+            tf.TensorSpec([], tf.float32, name="temperature"),
+            tf.TensorSpec([], tf.int32, name="top_k"),
+            tf.TensorSpec([], tf.float32, name="top_p"),
+            tf.TensorSpec([], tf.int64, name="seed"),
+        ],
+    )
+    archive.add_endpoint(
+        "logits",
+        lambda token_ids: {"logits": model(token_ids, training=False)},
+        [tf.TensorSpec([None, None], tf.int32, name="token_ids")],
+    )
+    names, state_specs = state_signature(model, batch_size=None)
+
+    def prefill(token_ids, *state):
+        logits, state = model.prefill(token_ids, dict(zip(names, state)))
+        return {"logits": logits, **state}
+
+    def decode(token_ids, position, *state):
+        logits, state = model.decode(token_ids, dict(zip(names, state)), position)
+        return {"logits": logits, **state}
+
+    archive.add_endpoint(
+        "prefill", prefill, [tf.TensorSpec([None, None], tf.int32, name="token_ids"), *state_specs]
+    )
+    archive.add_endpoint(
+        "decode",
+        decode,
+        [
+            tf.TensorSpec([None], tf.int32, name="token_ids"),
+            tf.TensorSpec([], tf.int32, name="position"),
+            *state_specs,
+        ],
+    )
+    with atomic_path(path) as tmp:
+        archive.write_out(tmp, verbose=False)
+
+
+def state_signature(model, batch_size):
+    """`(names, TensorSpecs)` of the model's state at full context length."""
+    state = model.initial_state(1, model.sequence_length)
+    names = sorted(state)
+    specs = [
+        tf.TensorSpec([batch_size, *state[name].shape[1:]], state[name].dtype, name=name)
+        for name in names
+    ]
+    return names, specs
+
+
+def generate_text(model, tokenizer, prompts, max_new_tokens, select, seed):
+    """The generation loop of `keras_lm.generation` with dynamic shapes, text in and out."""
+    context = model.sequence_length
+    max_new_tokens = tf.clip_by_value(max_new_tokens, 1, context - 1)
+    batch = tf.shape(prompts)[0]
+    ids = tokenizer.encode(prompts)  # ragged (batch, None)
+    ids = tf.concat([tf.RaggedTensor.from_tensor(tf.fill([batch, 1], tokenizer.bos_id)), ids], 1)
+    full_lengths = tf.cast(ids.row_lengths(), tf.int32)
+    # Keep the end of each prompt that fits beside max_new_tokens.
+    lengths = tf.minimum(full_lengths, context - max_new_tokens)
+    longest = tf.reduce_max(lengths)
+    columns = tf.range(longest)[None, :]
+    dense = ids.to_tensor(default_value=tokenizer.pad_id)
+    kept = tf.gather(
+        dense, tf.minimum((full_lengths - lengths)[:, None] + columns, tf.shape(dense)[1] - 1),
+        batch_dims=1,
+    )
+    kept = tf.where(columns < lengths[:, None], kept, tokenizer.pad_id)
+    buffer = tf.concat([kept, tf.fill([batch, context - longest], tokenizer.pad_id)], axis=1)
+
+    prefill_length = tf.reduce_min(lengths)
+    logits, state = model.prefill(buffer[:, :prefill_length], model.initial_state(batch, context))
+    banned = tf.scatter_nd(
+        [[tokenizer.pad_id], [tokenizer.bos_id]], [True, True], [model.vocabulary_size]
+    )
+    carry = sampling_loop(
+        model,
+        select,
+        dict(
+            ids=buffer,
+            state=state,
+            logits=logits[:, -1],
+            position=prefill_length,
+            done=tf.zeros([batch], tf.bool),
+            num_new=tf.zeros([batch], tf.int32),
+        ),
+        steps=tf.constant(context),
+        lengths=lengths,
+        max_new_tokens=max_new_tokens,
+        end_id=tf.constant(tokenizer.eos_id),
+        pad_id=tf.constant(tokenizer.pad_id),
+        banned=banned,
+        seed=seed,
+    )
+    new = tf.range(max_new_tokens)[None, :]
+    tokens = tf.gather(
+        carry["ids"], tf.minimum(lengths[:, None] + new, context - 1), batch_dims=1
+    )
+    keep = (new < carry["num_new"][:, None]) & (tokens != tokenizer.eos_id)
+    return tokenizer.decode(tf.ragged.boolean_mask(tokens, keep))
