@@ -30,6 +30,6 @@ model.compile("adamw", learning_rate=3e-3, total_steps=300)
 model.fit(train_ds, steps_per_epoch=100, epochs=3, validation_data=val_ds, validation_steps=10)
 
 print(evaluate_files(model, tokenizer, val_files))
-print(model.generate("def ", 60, tokenizer=tokenizer, sampler="top_p", top_p=0.9, seed=0))
+print(model.generate("def ", 50, tokenizer=tokenizer, sampler="top_p", top_p=0.9, seed=0))
 model.save("lstm_example.keras")
 tokenizer.save("lstm_example_tokenizer.json")
