@@ -10,9 +10,9 @@ stepping through the same positions (the layout keras-hub uses too):
    row's prompt, the row's next prompt token is forced; past it, the sampler
    picks one. Each row stops at its end token or after `max_new_tokens`.
 
-The loop runs under XLA (on CPU too) inside one `tf.function` per model and
-sampler; it is traced once per shape bucket `(batch, prefill_length,
-max_length)` and runs a bounded number of steps per call, which is how
+The loop runs under XLA (on CPU too) inside one `tf.function` per model,
+sampler and shape bucket `(batch, prefill_length, max_length)`, traced once;
+it runs a bounded number of steps per call, which is how
 streaming works: call it for one step (or a few), read the new tokens,
 call again with the returned state.
 """
@@ -71,16 +71,8 @@ def decode_tokens(
         One list per row of the ids produced since the previous yield.
     """
     batch = len(prompts)
-    lengths = np.array([len(p) for p in prompts], np.int32)
-    max_length = bucket_length(int(lengths.max()) + max_new_tokens, model.sequence_length)
-    prefill_length = prefill_bucket(int(lengths.min()), model.longest_prefill)
-    ids = np.full((batch, max_length), pad_id, np.int32)
-    for row, prompt in enumerate(prompts):
-        ids[row, : len(prompt)] = prompt
-
-    shape = (batch, prefill_length, max_length)
-    prefill = _program(model, "prefill", None, shape)
-    logits, state = prefill(tf.constant(ids[:, :prefill_length]))
+    lengths, ids, logits, state, shape = _prefill_prompts(model, prompts, max_new_tokens, pad_id)
+    prefill_length, max_length = shape[1:]
     run = _program(model, "sample", sampler, shape)
     constants = dict(
         lengths=tf.constant(lengths),
@@ -126,22 +118,17 @@ def beam_search_tokens(model, prompts, max_new_tokens, beam_width, *, end_id, pa
     returned has the best mean log-probability per new token.
     """
     batch = len(prompts)
-    lengths = np.array([len(p) for p in prompts], np.int32)
-    max_length = bucket_length(int(lengths.max()) + max_new_tokens, model.sequence_length)
-    prefill_length = prefill_bucket(int(lengths.min()), model.longest_prefill)
-    ids = np.full((batch * beam_width, max_length), pad_id, np.int32)
-    for row, prompt in enumerate(prompts):
-        ids[row * beam_width : (row + 1) * beam_width, : len(prompt)] = prompt
-    shape = (batch * beam_width, prefill_length, max_length)
-    prefill = _program(model, "prefill", None, shape)
-    logits, state = prefill(tf.constant(ids[:, :prefill_length]))
+    # Each prompt once per beam: rows row * beam_width ... are its beams.
+    beams = [prompt for prompt in prompts for _ in range(beam_width)]
+    lengths, ids, logits, state, shape = _prefill_prompts(model, beams, max_new_tokens, pad_id)
+    prefill_length = shape[1]
     run = _program(model, "beam", BeamSampler(beam_width), shape)
     ids, num_new, scores = run(
         ids=tf.constant(ids),
         state=state,
         logits=logits,
         position=tf.constant(prefill_length, tf.int32),
-        lengths=tf.constant(np.repeat(lengths, beam_width)),
+        lengths=tf.constant(lengths),
         max_new_tokens=tf.constant(max_new_tokens, tf.int32),
         end_id=tf.constant(end_id, tf.int32),
         pad_id=tf.constant(pad_id, tf.int32),
@@ -154,9 +141,27 @@ def beam_search_tokens(model, prompts, max_new_tokens, beam_width, *, end_id, pa
     results = []
     for row in range(batch):
         best = row * beam_width + int(np.argmax(per_token[row]))
-        tokens = ids[best, lengths[row] : lengths[row] + num_new[best]].tolist()
+        tokens = ids[best, lengths[best] : lengths[best] + num_new[best]].tolist()
         results.append([t for t in tokens if t != end_id])
     return results
+
+
+def _prefill_prompts(model, prompts, max_new_tokens, pad_id):
+    """Right-pads the prompts into their bucket and prefills them.
+
+    Returns `(lengths, ids, logits, state, shape)`; `shape` is the bucket
+    `(batch, prefill_length, max_length)`.
+    """
+    lengths = np.array([len(p) for p in prompts], np.int32)
+    max_length = bucket_length(int(lengths.max()) + max_new_tokens, model.sequence_length)
+    prefill_length = prefill_bucket(int(lengths.min()), model.longest_prefill)
+    ids = np.full((len(prompts), max_length), pad_id, np.int32)
+    for row, prompt in enumerate(prompts):
+        ids[row, : len(prompt)] = prompt
+    shape = (len(prompts), prefill_length, max_length)
+    prefill = _program(model, "prefill", None, shape)
+    logits, state = prefill(tf.constant(ids[:, :prefill_length]))
+    return lengths, ids, logits, state, shape
 
 
 def _banned_mask(vocabulary_size, banned_ids):
