@@ -32,6 +32,14 @@ def run_in_process(capsys, *args):
     return exit_info.value.code, out, err
 
 
+def assert_one_line_usage_error(code, err, command, message):
+    """Exit code 2 and one line on stderr: `keras-lm command: error: ...message...`."""
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], err
+    assert lines[0].startswith(f"keras-lm {command}: error:")
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One real tiny training run through the console script."""
@@ -133,11 +141,8 @@ BAD_GENERATE_FLAGS = [
 @pytest.mark.parametrize("flags,message", BAD_GENERATE_FLAGS, ids=[" ".join(f[0]) for f in BAD_GENERATE_FLAGS])
 def test_bad_generate_flags_get_one_line_and_exit_2(capsys, trained, flags, message):
     output, _, _ = trained
-    code, out, err = run_in_process(capsys, "generate", f"--model_dir={output}", *flags)
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], err
-    assert lines[0].startswith("keras-lm generate: error:")
+    code, _, err = run_in_process(capsys, "generate", f"--model_dir={output}", *flags)
+    assert_one_line_usage_error(code, err, "generate", message)
 
 
 BAD_TRAIN_FLAGS = [
@@ -164,11 +169,8 @@ BAD_TRAIN_FLAGS = [
 def test_bad_train_flags_get_one_line_and_exit_2(capsys, tmp_path, flags, message):
     output = tmp_path / "never_created"
     args = ["train", *TINY, f"--output_dir={output}", *flags]
-    code, out, err = run_in_process(capsys, *args)
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], err
-    assert lines[0].startswith("keras-lm train: error:")
+    code, _, err = run_in_process(capsys, *args)
+    assert_one_line_usage_error(code, err, "train", message)
     assert not output.exists()  # nothing half-written
 
 

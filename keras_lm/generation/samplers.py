@@ -14,6 +14,8 @@ Example:
 True
 """
 
+import inspect
+
 import tensorflow as tf
 
 from keras_lm.errors import UsageError
@@ -174,40 +176,32 @@ def tensor_sampler(temperature, top_k, top_p):
     return select
 
 
-SAMPLERS = ("greedy", "temperature", "top_k", "top_p", "beam")
+_SAMPLER_CLASSES = {
+    cls.name: cls for cls in (GreedySampler, Sampler, TopKSampler, TopPSampler, BeamSampler)
+}
+SAMPLERS = tuple(_SAMPLER_CLASSES)
 
 
 def get_sampler(sampler="greedy", *, temperature=None, top_k=None, top_p=None, beam_width=None):
     """A sampler from its name and options (a `Sampler` is returned as it is).
 
-    Options a sampler does not use are an error, so that a typo like
-    `get_sampler("top_p", top_k=5)` does not pass silently.
+    A sampler's options are its constructor's arguments. Options it does not
+    use are an error, so that a typo like `get_sampler("top_p", top_k=5)`
+    does not pass silently.
     """
     if isinstance(sampler, Sampler):
         return sampler
+    if sampler not in _SAMPLER_CLASSES:
+        raise UsageError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
     options = {
         "temperature": temperature, "top_k": top_k, "top_p": top_p, "beam_width": beam_width
     }
-    uses = {
-        "greedy": (),
-        "temperature": ("temperature",),
-        "top_k": ("top_k", "temperature"),
-        "top_p": ("top_p", "temperature"),
-        "beam": ("beam_width",),
-    }
-    if sampler not in uses:
-        raise UsageError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
-    unused = [name for name, value in options.items() if value is not None and name not in uses[sampler]]
+    parameters = inspect.signature(_SAMPLER_CLASSES[sampler]).parameters
+    unused = [name for name, value in options.items() if value is not None and name not in parameters]
     if unused:
         raise UsageError(f"{unused[0]} is not an option of sampler={sampler!r}")
-    given = {name: options[name] for name in uses[sampler] if options[name] is not None}
-    if sampler in ("top_k", "top_p", "beam") and uses[sampler][0] not in given:
-        raise UsageError(f"sampler={sampler!r} needs {uses[sampler][0]}")
-    classes = {
-        "greedy": GreedySampler,
-        "temperature": Sampler,
-        "top_k": TopKSampler,
-        "top_p": TopPSampler,
-        "beam": BeamSampler,
-    }
-    return classes[sampler](**given)
+    missing = [name for name, p in parameters.items() if p.default is p.empty and options[name] is None]
+    if missing:
+        raise UsageError(f"sampler={sampler!r} needs {missing[0]}")
+    given = {name: options[name] for name in parameters if options[name] is not None}
+    return _SAMPLER_CLASSES[sampler](**given)
