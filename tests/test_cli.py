@@ -134,6 +134,8 @@ BAD_GENERATE_FLAGS = [
     (["--num_samples=0"], "--num_samples must be >= 1, got 0"),
     (["--beam_width=2", "--num_samples=2"], "--num_samples=2: beam search gives one"),
     (["--sampler=top_p", "--top_k=3"], "top_k is not an option of sampler='top_p'"),
+    (["--sampler=top_k", "--top_k=3", "--beam_width=2"], "beam_width is not an option of sampler='top_k'"),
+    (["--sampler=greedy", "--temperature=0.5"], "temperature is not an option of sampler='greedy'"),
     (["--truncate=middle"], "flag --truncate=middle"),
 ]
 

@@ -17,7 +17,7 @@ from absl import flags
 
 from keras_lm.cli.app import run_subcommand
 from keras_lm.errors import UsageError
-from keras_lm.generation import SAMPLERS, generate, stream
+from keras_lm.generation import SAMPLERS, generate, get_sampler, stream
 from keras_lm.model_dir import load_model_dir
 
 # Each subcommand has its own flags, so they can share names (--batch_size).
@@ -69,30 +69,31 @@ def inferred_sampler():
 def main():
     if FLAGS.num_samples < 1:
         raise UsageError(f"--num_samples must be >= 1, got {FLAGS.num_samples}")
-    sampler = inferred_sampler()
-    if sampler == "beam" and FLAGS.num_samples > 1:
+    name = inferred_sampler()
+    # Checked before the model loads; an option the sampler does not use is an error.
+    sampler = get_sampler(
+        name,
+        temperature=None if name == "greedy" and not FLAGS.temperature else FLAGS.temperature,
+        top_k=FLAGS.top_k,
+        top_p=FLAGS.top_p,
+        beam_width=FLAGS.beam_width,
+    )
+    if name == "beam" and FLAGS.num_samples > 1:
         raise UsageError(
             f"--num_samples={FLAGS.num_samples}: beam search gives one (deterministic) text"
         )
     options = dict(
         sampler=sampler,
-        temperature=None if sampler == "greedy" else FLAGS.temperature,
-        top_k=FLAGS.top_k,
-        top_p=FLAGS.top_p,
         seed=FLAGS.seed,
         stop=FLAGS.stop,
         truncate=None if FLAGS.truncate == "none" else FLAGS.truncate,
     )
-    if sampler == "beam":
-        options["beam_width"] = FLAGS.beam_width
-    if sampler == "greedy" and FLAGS.temperature:
-        raise UsageError(f"--temperature={FLAGS.temperature} is not an option of --sampler=greedy")
     model, tokenizer, _ = load_model_dir(FLAGS.model_dir)
     max_new_tokens = FLAGS.max_new_tokens
     if max_new_tokens is None:
         prompt_tokens = 1 + len(tokenizer.encode(FLAGS.prompt))
         max_new_tokens = max(1, min(DEFAULT_NEW_TOKENS, model.sequence_length - prompt_tokens))
-    if FLAGS.num_samples == 1 and sampler != "beam":
+    if FLAGS.num_samples == 1 and name != "beam":
         sys.stdout.write(FLAGS.prompt)
         sys.stdout.flush()
         for piece in stream(model, tokenizer, FLAGS.prompt, max_new_tokens, **options):
