@@ -68,6 +68,8 @@ def test_in_graph_and_tf_data_agree_with_eager(tokenizer):
         for ids in tf.data.Dataset.from_tensor_slices(texts).map(tokenizer.encode)
     ]
     assert graph == eager == from_data
+    # A batch of only empty texts (an empty prompt served alone) has no pieces at all.
+    assert encode_batch(tf.constant(["", ""])).to_list() == [[], []]
 
     @tf.function
     def decode_batch(ids):

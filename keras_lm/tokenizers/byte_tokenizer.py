@@ -35,8 +35,9 @@ class ByteTokenizer(Tokenizer):
 
     def _encode_flat(self, text):
         # (batch,) strings -> (batch, None) one-byte strings -> uint8 -> int32.
+        # fixed_length=1 keeps the shape (n, 1) when n = 0 (all texts empty).
         pieces = tf.strings.bytes_split(text)
         return tf.ragged.map_flat_values(
-            lambda p: tf.cast(tf.io.decode_raw(p, tf.uint8)[:, 0], tf.int32),
+            lambda p: tf.cast(tf.io.decode_raw(p, tf.uint8, fixed_length=1)[:, 0], tf.int32),
             pieces,
         )

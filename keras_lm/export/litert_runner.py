@@ -1,0 +1,342 @@
+"""Run a `.tflite` file written by `keras_lm.export.tflite` with LiteRT, in NumPy.
+
+This module needs only `numpy`, `ai_edge_litert` (and `flatbuffers`, which
+`ai_edge_litert` depends on): it never imports Keras or TensorFlow, so it runs
+where an app's Python would, and shows what an app does with the file:
+
+1. `prefill_{N}`: the first `N` prompt tokens at positions `0..N-1`, from the
+   zero state, in one call;
+2. `decode`: every further token, one call per position, feeding each
+   call's state outputs back as the next call's inputs of the same names.
+
+See `keras_lm.export.tflite` for the file's signatures and tensor names.
+
+`JsonTokenizer` reads the bundle's `tokenizer.json` (plain JSON, no
+TensorFlow) and `choose_token` samples in NumPy, so `generate_text` is the
+whole text-in, text-out loop of an app.
+
+Example (not run here: it needs an exported file):
+
+    runner = LiteRTRunner("model.tflite")
+    new_ids = runner.generate_ids([72, 105], max_new_tokens=20, end_id=257)
+"""
+
+import json
+import re
+
+import numpy as np
+
+METADATA_NAME = "keras_lm"
+_PREFILL = re.compile(r"^prefill_(\d+)$")
+_NON_BUILTIN_PREFIX = "CUSTOM:"
+
+
+def _schema():
+    from ai_edge_litert import schema_py_generated
+
+    return schema_py_generated
+
+
+def _model_bytes(model):
+    """`model` as bytes: a path, or the bytes of a `.tflite` file."""
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return bytes(model)
+    with open(model, "rb") as f:
+        return f.read()
+
+
+def _root(data):
+    return _schema().Model.GetRootAs(data, 0)
+
+
+def operator_names(model):
+    """Every operator name in a `.tflite` file (path or bytes), sorted, one each.
+
+    Builtin operators are named as in the schema (`FULLY_CONNECTED`, ...);
+    a custom operator, Flex (Select TF) ops included, is named
+    `CUSTOM:<custom code>` (e.g. `CUSTOM:FlexErf`).
+    """
+    schema = _schema()
+    root = _root(_model_bytes(model))
+    codes = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    # Only opcodes some operator uses: the converter may list more.
+    used = set()
+    for s in range(root.SubgraphsLength()):
+        subgraph = root.Subgraphs(s)
+        for o in range(subgraph.OperatorsLength()):
+            used.add(subgraph.Operators(o).OpcodeIndex())
+    names = set()
+    for i in used:
+        opcode = root.OperatorCodes(i)
+        # Codes < 127 live in the deprecated int8 field; the larger of the two is the code.
+        code = max(opcode.BuiltinCode(), opcode.DeprecatedBuiltinCode())
+        if code == schema.BuiltinOperator.CUSTOM:
+            custom = opcode.CustomCode()
+            custom = custom.decode() if isinstance(custom, bytes) else str(custom)
+            names.add(_NON_BUILTIN_PREFIX + custom)
+        else:
+            names.add(codes.get(code, f"UNKNOWN_{code}"))
+    return sorted(names)
+
+
+def float_operator_names(model):
+    """Operators that read or write float32 activations (sorted, one each).
+
+    Constants (weights) are not counted, nor `QUANTIZE`/`DEQUANTIZE` at the
+    float interface. In a fully integer model this is empty; after a
+    partial int8 conversion it names the operators that stayed in float.
+    """
+    schema = _schema()
+    root = _root(_model_bytes(model))
+    codes = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    names = set()
+    for s in range(root.SubgraphsLength()):
+        subgraph = root.Subgraphs(s)
+        for o in range(subgraph.OperatorsLength()):
+            op = subgraph.Operators(o)
+            opcode = root.OperatorCodes(op.OpcodeIndex())
+            name = codes.get(max(opcode.BuiltinCode(), opcode.DeprecatedBuiltinCode()), "?")
+            if name in ("QUANTIZE", "DEQUANTIZE"):
+                continue
+            tensors = [op.Inputs(i) for i in range(op.InputsLength())]
+            tensors += [op.Outputs(i) for i in range(op.OutputsLength())]
+            for t in tensors:
+                if t < 0:
+                    continue
+                tensor = subgraph.Tensors(t)
+                buffer = root.Buffers(tensor.Buffer())
+                is_constant = tensor.Buffer() > 0 and (
+                    buffer.DataLength() > 0 or buffer.Size() > 0
+                )
+                if tensor.Type() == schema.TensorType.FLOAT32 and not is_constant:
+                    names.add(name)
+                    break
+    return sorted(names)
+
+
+def read_metadata(model):
+    """The `keras_lm` JSON metadata of an exported file (a dict), or None."""
+    data = _model_bytes(model)
+    root = _root(data)
+    for i in range(root.MetadataLength()):
+        entry = root.Metadata(i)
+        name = entry.Name()
+        name = name.decode() if isinstance(name, bytes) else name
+        if name == METADATA_NAME:
+            buffer = root.Buffers(entry.Buffer())
+            if buffer.Offset() > 0:  # stored past the flatbuffer (files > 2 GB)
+                raw = data[buffer.Offset() : buffer.Offset() + buffer.Size()]
+            else:
+                raw = buffer.DataAsNumpy().tobytes()
+            return json.loads(raw.decode("utf-8"))
+    return None
+
+
+class LiteRTRunner:
+    """Greedy generation and single steps over an exported `.tflite` file.
+
+    Args:
+        model: path of the `.tflite` file (or its bytes).
+        max_length: positions a text may reach (default: the `sequence_length`
+            recorded in the file; else the key/value cache length).
+        num_threads: LiteRT CPU threads (None: LiteRT's default).
+
+    Attributes:
+        prefill_lengths: the `N` of each `prefill_{N}` signature, ascending.
+        state_specs: `{name: (shape, dtype)}` of the state tensors.
+        vocabulary_size, max_length, metadata (the file's JSON, or None).
+    """
+
+    def __init__(self, model, *, max_length=None, num_threads=None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        data = _model_bytes(model)
+        self.metadata = read_metadata(data)
+        self.interpreter = Interpreter(model_content=data, num_threads=num_threads)
+        signatures = self.interpreter.get_signature_list()
+        if "decode" not in signatures:
+            raise ValueError(
+                f"model: no `decode` signature in the file, found {sorted(signatures)}"
+            )
+        self.prefill_lengths = sorted(
+            int(m.group(1)) for m in map(_PREFILL.match, signatures) if m
+        )
+        self._runners = {name: self.interpreter.get_signature_runner(name) for name in signatures}
+        decode = self._runners["decode"]
+        inputs = decode.get_input_details()
+        self.state_specs = {
+            name: (tuple(int(d) for d in detail["shape"]), detail["dtype"])
+            for name, detail in sorted(inputs.items())
+            if name not in ("token_ids", "position")
+        }
+        self.vocabulary_size = int(decode.get_output_details()["logits"]["shape"][-1])
+        if max_length is None and self.metadata:
+            max_length = self.metadata.get("sequence_length")
+        if max_length is None:  # a cache (batch, heads, length, head_dim) bounds positions
+            lengths = [shape[2] for shape, _ in self.state_specs.values() if len(shape) == 4]
+            max_length = min(lengths) if lengths else None
+        self.max_length = max_length
+
+    def initial_state(self):
+        """The zero state: `{name: np.ndarray}`."""
+        return {name: np.zeros(shape, dtype) for name, (shape, dtype) in self.state_specs.items()}
+
+    def prefill(self, token_ids):
+        """Runs `N` prompt tokens from position 0 (`N` one of `prefill_lengths`).
+
+        Returns `(logits (1, N, vocabulary), state)`.
+        """
+        token_ids = np.asarray(token_ids, np.int32).reshape(1, -1)
+        length = token_ids.shape[1]
+        if length not in self.prefill_lengths:
+            raise ValueError(
+                f"token_ids: prefill takes one of {self.prefill_lengths} tokens, got {length}"
+            )
+        outputs = self._runners[f"prefill_{length}"](token_ids=token_ids, **self.initial_state())
+        return self._split(outputs)
+
+    def decode(self, token_id, state, position):
+        """Runs one token at `position` over `state`; returns `(logits (1, vocabulary), state)`."""
+        if self.max_length is not None and not 0 <= int(position) < self.max_length:
+            raise ValueError(f"position must be in [0, {self.max_length}), got {position}")
+        outputs = self._runners["decode"](
+            token_ids=np.asarray(token_id, np.int32).reshape(1),
+            position=np.asarray(position, np.int32).reshape(()),
+            **state,
+        )
+        return self._split(outputs)
+
+    def generate_ids(self, prompt_ids, max_new_tokens, end_id=None, banned_ids=(), choose=None):
+        """Continuation of `prompt_ids`: the list of new ids.
+
+        The longest `prefill_N` that fits the prompt runs first; the rest of
+        the prompt is decoded one token at a time, then new tokens, each
+        picked by `choose(logits)` (default: the most likely), never one of
+        `banned_ids`. Stops after `end_id` (not returned), `max_new_tokens`,
+        or at `max_length`.
+        """
+        choose = choose or (lambda logits: int(np.argmax(logits)))
+        prompt_ids = [int(t) for t in prompt_ids]
+        if not prompt_ids:
+            raise ValueError("prompt_ids: needs at least one token, got none")
+        if self.max_length is not None and len(prompt_ids) > self.max_length:
+            raise ValueError(
+                f"prompt_ids: {len(prompt_ids)} tokens exceed max_length={self.max_length}"
+            )
+        fitting = [n for n in self.prefill_lengths if n <= len(prompt_ids)]
+        if fitting:
+            logits, state = self.prefill(prompt_ids[: fitting[-1]])
+            logits, position = logits[:, -1], fitting[-1]
+        else:
+            state, position = self.initial_state(), 0
+        for token in prompt_ids[position:]:
+            logits, state = self.decode(token, state, position)
+            position += 1
+        banned = np.zeros(self.vocabulary_size, bool)
+        banned[list(banned_ids)] = True
+        new_ids = []
+        limit = self.max_length if self.max_length is not None else float("inf")
+        while len(new_ids) < max_new_tokens and position < limit:
+            token = choose(np.where(banned, -np.inf, logits[0]))
+            if token == end_id:
+                break
+            new_ids.append(token)
+            if len(new_ids) == max_new_tokens or position + 1 >= limit:
+                break  # the last token's logits are not needed
+            logits, state = self.decode(token, state, position)
+            position += 1
+        return new_ids
+
+    def _split(self, outputs):
+        logits = outputs.pop("logits")
+        return logits, outputs
+
+
+def choose_token(logits, rng, temperature=1.0, top_k=0, top_p=1.0):
+    """Samples one id from `logits` (1-D) in NumPy: what an app's sampler does.
+
+    `temperature <= 0` is greedy; `top_k > 0` keeps the k most likely
+    tokens, `top_p < 1` the smallest set holding that probability.
+
+    Example:
+    >>> choose_token(np.array([0.0, 5.0, 1.0]), np.random.default_rng(0), temperature=0)
+    1
+    """
+    logits = np.asarray(logits, np.float64)
+    if temperature <= 0:
+        return int(np.argmax(logits))
+    logits = logits / temperature
+    if 0 < top_k < logits.size:
+        kth = np.partition(logits, -top_k)[-top_k]
+        logits = np.where(logits < kth, -np.inf, logits)
+    probabilities = np.exp(logits - logits.max())
+    probabilities /= probabilities.sum()
+    if top_p < 1:
+        order = np.argsort(-probabilities)
+        # Keep a token while the mass before it is below top_p (the top one always).
+        before = np.cumsum(probabilities[order]) - probabilities[order]
+        keep = order[before < top_p]
+        kept = np.zeros_like(probabilities)
+        kept[keep] = probabilities[keep]
+        probabilities = kept / kept.sum()
+    return int(rng.choice(probabilities.size, p=probabilities))
+
+
+class JsonTokenizer:
+    """The tokenizer of an export bundle's `tokenizer.json`, in plain Python.
+
+    What an app does with the file: `byte` ids are the UTF-8 bytes
+    (0-255) with special tokens above them; `char` ids are the specials
+    (`<pad>`, `<bos>`, `<eos>`, `<unk>`) then one id per character of
+    `vocabulary`, an unknown character being `<unk>`.
+
+    Example:
+    >>> tokenizer = JsonTokenizer({"kind": "char", "vocabulary": ["a", "b"],
+    ...     "special_ids": {"<pad>": 0, "<bos>": 1, "<eos>": 2, "<unk>": 3}})
+    >>> tokenizer.encode("abc"), tokenizer.decode([4, 5, 2])
+    ([4, 5, 3], 'ab')
+    """
+
+    def __init__(self, config):
+        self.kind = config["kind"]
+        self.special_ids = dict(config["special_ids"])
+        if self.kind == "char":
+            offset = len(self.special_ids)
+            self._ids = {c: offset + i for i, c in enumerate(config["vocabulary"])}
+            self._pieces = {i: c for c, i in self._ids.items()}
+            self._pieces[self.special_ids["<unk>"]] = "\ufffd"
+        elif self.kind != "byte":
+            raise ValueError(f"tokenizer kind {self.kind!r} is not supported here")
+
+    @classmethod
+    def load(cls, path):
+        with open(path, encoding="utf-8") as f:
+            return cls(json.load(f))
+
+    def encode(self, text):
+        if self.kind == "byte":
+            return list(text.encode("utf-8"))
+        return [self._ids.get(c, self.special_ids["<unk>"]) for c in text]
+
+    def decode(self, ids):
+        if self.kind == "byte":
+            return bytes(i for i in ids if i < 256).decode("utf-8", "replace")
+        return "".join(self._pieces.get(i, "") for i in ids)
+
+
+def generate_text(runner, tokenizer, prompt, max_new_tokens, seed=None, **sampling):
+    """`prompt` continued through LiteRT: `<bos>` + prompt, then sampled tokens.
+
+    `sampling` holds `choose_token`'s options (default: greedy).
+    """
+    rng = np.random.default_rng(seed)
+    sampling.setdefault("temperature", 0.0)
+    special = tokenizer.special_ids
+    new_ids = runner.generate_ids(
+        [special["<bos>"]] + tokenizer.encode(prompt),
+        max_new_tokens,
+        end_id=special["<eos>"],
+        banned_ids=(special["<pad>"], special["<bos>"]),
+        choose=lambda logits: choose_token(logits, rng, **sampling),
+    )
+    return tokenizer.decode(new_ids)

@@ -1,0 +1,469 @@
+"""Export a language model's step API to one LiteRT (`.tflite`) file.
+
+`export_tflite(model, path)` writes a single file holding one set of weights
+and these signatures (batch size 1; `V` = vocabulary size):
+
+- `prefill_{N}`, one per prompt length `N` in `prefill_lengths`:
+  inputs `token_ids` int32 `(1, N)` and every state tensor; outputs `logits`
+  float32 `(1, N, V)` (the next-token logits at positions `0..N-1`) and every
+  state tensor. Run it from the zero state: it places the prompt at
+  positions `0..N-1`.
+- `decode`: inputs `token_ids` int32 `(1,)`, `position` int32 scalar and every
+  state tensor; outputs `logits` float32 `(1, V)` and every state tensor.
+
+State tensors are named by the keys of `model.initial_state`, the same name
+as an input and as an output, so an app feeds each output straight back as
+the same-named input of the next call:
+
+- Transformer: `layer_{i}_key`, `layer_{i}_value`, float32
+  `(1, num_heads, sequence_length, head_dim)`: the key/value cache (a
+  position at or past `sequence_length` is out of range);
+- LSTM: `layer_{i}_h`, `layer_{i}_c`, float32 `(1, hidden_dim)`.
+
+The zero state is all zeros. A text of `L` prompt tokens runs the largest
+`prefill_N` with `N <= L`, then `decode` at positions `N..L-1` (forced
+prompt tokens) and on (generated tokens); `keras_lm.export.litert_runner`
+does exactly that in NumPy.
+
+Only TFLite builtin operators are used (no Select TF / Flex ops, no custom
+ops): the Transformer's cache write is `DYNAMIC_UPDATE_SLICE`, and the LSTM
+step is written with matmuls, `LOGISTIC` and `TANH` (no `WHILE` loop).
+
+The file also carries a metadata entry `keras_lm` (JSON: family,
+vocabulary and context sizes, signatures, state names, quantization),
+read by `keras_lm.export.litert_runner.read_metadata`.
+
+Quantization (`quantize`):
+
+- `none`: float32 weights and compute;
+- `fp16`: float16 weights (half the size), dequantized to float32 on load;
+- `dynamic_int8`: int8 weights; matmuls quantize activations on the fly;
+- `int8`: int8 weights and activations, ranges calibrated by running
+  `representative_ids` through the signatures (prefill from the zero state,
+  decode over the states the model itself produces). Calibrated once, then:
+
+  1. `full`: every operator that has an int8 builtin kernel gets int8
+     activations (as with `TFLITE_BUILTINS_INT8`); operators without one
+     stay float32 (the cache write `DYNAMIC_UPDATE_SLICE`, the rotary
+     `SIN`/`COS`, ...). It is kept if it picks the float model's top token
+     at >= `INT8_MIN_TOP1_AGREEMENT` of the representative positions.
+  2. otherwise `matmuls`, if it agrees more often than `full`: int8
+     activations only for `INT8_MATMUL_OPS` (matmuls and the embedding
+     lookup); layer norms, softmax and its mask, residual adds, rotary and
+     the LSTM gates stay float32. Measured on a briefly trained tiny rotary
+     Transformer (top token vs float32 over 64 positions): `full` 33%;
+     `full` with softmax, its -1e9 mask and the layer norm ops kept float
+     34%, with MUL and ADD too 70%; `matmuls` 100%; `dynamic_int8` 98%.
+
+  `TFLiteExport` records the mode, each candidate's agreement and error,
+  and `float_operators` (what still computes on float32 activations).
+  Matmul and embedding weights are int8 in both modes.
+
+Inputs and outputs stay float32 (int32 for ids and positions) in every mode,
+so an app's code is the same for each, and the state round-trips unchanged.
+"""
+
+import dataclasses
+import json
+import operator
+import os
+import shutil
+import tempfile
+import warnings
+
+import numpy as np
+
+from keras_lm.errors import UsageError
+from keras_lm.io_utils import atomic_path
+from keras_lm.export.litert_runner import (
+    METADATA_NAME,
+    float_operator_names,
+    operator_names,
+    read_metadata,
+)
+
+QUANTIZATIONS = ("none", "fp16", "dynamic_int8", "int8")
+# Decode positions calibrated for `int8`, over all representative texts.
+CALIBRATION_DECODE_STEPS = 256
+# `int8` keeps full integer when it picks the float model's top token at
+# least this often on the representative texts; else int8 matmuls only.
+INT8_MIN_TOP1_AGREEMENT = 0.95
+# The operators that keep int8 activations in the `matmuls` fallback: the
+# weight-heavy ones, where int8 pays (size, speed) and costs little accuracy.
+INT8_MATMUL_OPS = ("BATCH_MATMUL", "FULLY_CONNECTED", "GATHER")
+
+__all__ = [
+    "QUANTIZATIONS",
+    "NonBuiltinOperatorError",
+    "TFLiteExport",
+    "builtin_operator_names",
+    "export_tflite",
+    "read_metadata",
+]
+
+
+class NonBuiltinOperatorError(RuntimeError):
+    """A `.tflite` file needs a custom or Flex (Select TF) operator."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TFLiteExport:
+    """What `export_tflite` wrote.
+
+    Attributes:
+        path: the `.tflite` file.
+        quantize: the quantization asked for.
+        signatures: signature names (`prefill_{N}`..., `decode`).
+        size_bytes: file size.
+        operators: builtin operator names in the file (sorted).
+        float_operators: operators computing on float32 activations.
+        int8_mode: for `quantize="int8"`: `"full"` (every operator with an
+            int8 kernel quantized) or `"matmuls"` (the fallback); else None.
+        int8_top1_agreement: for `int8`, `{candidate: fraction}`: how often
+            each candidate (`full`, then `matmuls` if tried) picked the float
+            model's top token on the representative texts.
+        int8_max_abs_error: for `int8`, `{candidate: max |logit error|}` there.
+        int8_fallback_reason: why `full` was not kept, or None.
+    """
+
+    path: str
+    quantize: str
+    signatures: tuple
+    size_bytes: int
+    operators: tuple
+    float_operators: tuple
+    int8_mode: str = None
+    int8_top1_agreement: dict = None
+    int8_max_abs_error: dict = None
+    int8_fallback_reason: str = None
+
+
+def builtin_operator_names(path):
+    """The operator names in a `.tflite` file (path or bytes), sorted, one each.
+
+    Raises `NonBuiltinOperatorError` if the file uses any custom operator,
+    Flex (`Flex...`, Select TF) operators included: such a file needs more
+    than the builtin LiteRT runtime.
+
+    Example (not run here: it needs an exported file):
+
+        builtin_operator_names("model.tflite")  # ['ADD', 'BATCH_MATMUL', ...]
+    """
+    names = operator_names(path)
+    custom = [name for name in names if name.startswith("CUSTOM:")]
+    if custom:
+        raise NonBuiltinOperatorError(
+            f"{path if isinstance(path, (str, os.PathLike)) else 'model'} needs non-builtin "
+            f"operators: {', '.join(custom)}"
+        )
+    return names
+
+
+def export_tflite(
+    model, path, prefill_lengths=(8, 32), quantize="none", representative_ids=None
+):
+    """Writes `model`'s prefill and decode steps to one `.tflite` file at `path`.
+
+    See the module docstring for the signatures, tensor names and
+    quantization modes.
+
+    Args:
+        model: a `keras_lm.models.LanguageModel` (Transformer or LSTM); a
+            mixed-precision model is exported from a float32 copy.
+        path: the file to write (replaced atomically; nothing is left at
+            `path` if the export fails).
+        prefill_lengths: prompt lengths with a `prefill_{N}` signature, each
+            in `[1, model.sequence_length]`.
+        quantize: one of `QUANTIZATIONS`.
+        representative_ids: for `quantize="int8"` (and only then): a list of
+            1-D arrays of token ids, typical texts to calibrate ranges on.
+
+    Returns:
+        A `TFLiteExport`.
+
+    Raises:
+        keras_lm.errors.UsageError (a `ValueError`) naming the bad argument,
+        before anything is converted or written.
+
+    Example (not run here: converting takes seconds):
+
+        model = TransformerLM.from_preset("tiny", vocabulary_size=259)
+        export_tflite(model, "model.tflite", prefill_lengths=(8,))
+    """
+    prefill_lengths = check_prefill_lengths(model, prefill_lengths)
+    if quantize not in QUANTIZATIONS:
+        raise UsageError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
+    if quantize == "int8":
+        representative_ids = _check_representative_ids(model, representative_ids)
+    elif representative_ids is not None:
+        raise UsageError(
+            f"representative_ids: only used with quantize='int8', got quantize={quantize!r}"
+        )
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise UsageError(f"path: directory {directory} does not exist")
+
+    model = _float32_model(model)
+    data, int8_info = _convert(model, prefill_lengths, quantize, representative_ids)
+    int8_info = int8_info or {}
+    operators = builtin_operator_names(data)
+    signatures = tuple(f"prefill_{n}" for n in prefill_lengths) + ("decode",)
+    metadata = {
+        "format": "keras_lm.tflite",
+        "version": 1,
+        "family": getattr(model, "family", None),
+        "vocabulary_size": int(model.vocabulary_size),
+        "sequence_length": int(model.sequence_length),
+        "prefill_lengths": list(prefill_lengths),
+        "signatures": list(signatures),
+        "state_names": sorted(model.initial_state(1, model.sequence_length)),
+        "quantize": quantize,
+        **int8_info,
+    }
+    data = _add_metadata(data, metadata)
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as f:
+            f.write(data)
+    return TFLiteExport(
+        path=path,
+        quantize=quantize,
+        signatures=signatures,
+        size_bytes=len(data),
+        operators=tuple(operators),
+        float_operators=tuple(float_operator_names(data)),
+        **int8_info,
+    )
+
+
+def check_prefill_lengths(model, prefill_lengths):
+    try:
+        lengths = sorted({operator.index(n) for n in prefill_lengths})
+    except (TypeError, ValueError):
+        raise UsageError(
+            f"prefill_lengths must be a list of ints, got {prefill_lengths!r}"
+        ) from None
+    if not lengths:
+        raise UsageError("prefill_lengths must name at least one length, got none")
+    bad = [n for n in lengths if not 1 <= n <= model.sequence_length]
+    if bad:
+        raise UsageError(
+            f"prefill_lengths must be in [1, sequence_length={model.sequence_length}], got {bad}"
+        )
+    return tuple(lengths)
+
+
+def _check_representative_ids(model, representative_ids):
+    if representative_ids is None or not len(representative_ids):
+        raise UsageError(
+            "representative_ids: quantize='int8' needs a list of token id arrays to "
+            "calibrate on, got none"
+        )
+    texts = []
+    for ids in representative_ids:
+        ids = np.asarray(ids)
+        if ids.ndim != 1 or not ids.size or not np.issubdtype(ids.dtype, np.integer):
+            raise UsageError(
+                "representative_ids must hold non-empty 1-D integer arrays, got one of "
+                f"shape {ids.shape} and dtype {ids.dtype}"
+            )
+        if ids.min() < 0 or ids.max() >= model.vocabulary_size:
+            raise UsageError(
+                f"representative_ids must be in [0, {model.vocabulary_size}), got "
+                f"{int(ids.min())}..{int(ids.max())}"
+            )
+        texts.append(ids[: model.sequence_length].astype(np.int32))
+    return texts
+
+
+def _float32_model(model):
+    """`model`, or a float32 copy of it when it computes in another dtype."""
+    if model.compute_dtype == "float32" and all(w.dtype == "float32" for w in model.weights):
+        return model
+    copy = type(model).from_config({**model.get_config(), "dtype": "float32"})
+    copy.set_weights([np.asarray(w, np.float32) for w in model.get_weights()])
+    return copy
+
+
+def _step_functions(model, prefill_lengths):
+    """`{signature: (function, input_signature)}` over the model's step API."""
+    import tensorflow as tf
+
+    state = model.initial_state(1, model.sequence_length)
+    state_specs = {
+        name: tf.TensorSpec(tuple(value.shape), tf.float32, name=name)
+        for name, value in state.items()
+    }
+
+    def make_prefill(length):
+        def prefill(token_ids, state):
+            logits, state = model.prefill(token_ids, state)
+            return {"logits": logits, **state}
+
+        spec = tf.TensorSpec((1, length), tf.int32, name="token_ids")
+        return prefill, [spec, state_specs]
+
+    def decode(token_ids, position, state):
+        logits, state = model.decode(token_ids, state, position)
+        return {"logits": logits, **state}
+
+    functions = {f"prefill_{n}": make_prefill(n) for n in prefill_lengths}
+    functions["decode"] = (
+        decode,
+        [
+            tf.TensorSpec((1,), tf.int32, name="token_ids"),
+            tf.TensorSpec((), tf.int32, name="position"),
+            state_specs,
+        ],
+    )
+    return functions
+
+
+def _convert(model, prefill_lengths, quantize, representative_ids):
+    """The `.tflite` bytes and, for int8, a dict describing the choice made."""
+    import keras
+    import tensorflow as tf
+
+    functions = _step_functions(model, prefill_lengths)
+    # Keras variables reach the converter through a SavedModel written by
+    # ExportArchive: converting a bare tf.function over Keras layers gave NaNs.
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for name, (function, input_signature) in functions.items():
+        archive.add_endpoint(name, function, input_signature=input_signature)
+    saved_model = tempfile.mkdtemp(prefix="keras_lm_tflite_")
+    try:
+        archive.write_out(saved_model, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(
+            saved_model, signature_keys=list(functions)
+        )
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if quantize == "fp16":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_types = [tf.float16]
+        elif quantize == "dynamic_int8":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        elif quantize == "int8":
+            return _convert_int8(converter, model, functions, prefill_lengths, representative_ids)
+        return converter.convert(), None
+    finally:
+        shutil.rmtree(saved_model, ignore_errors=True)
+
+
+def _convert_int8(converter, model, functions, prefill_lengths, texts):
+    """Calibrates once, then picks full int8 or int8 matmuls (see the module doc)."""
+    import tensorflow as tf
+
+    # Selective quantization as `tf.lite.experimental.QuantizationDebugger`
+    # does it (`get_nondebug_quantized_model`): calibrate only, then quantize
+    # the calibrated model with some operators denylisted. The debugger itself
+    # instruments the model and runs `tf.lite.Interpreter` on one signature.
+    from tensorflow.lite.python.convert import mlir_quantize
+
+    compiled = {
+        key: tf.function(function, input_signature=signature)
+        for key, (function, signature) in functions.items()
+    }
+
+    def samples():
+        return _calibration_samples(model, compiled, prefill_lengths, texts)
+
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.representative_dataset = lambda: ((key, inputs) for key, inputs, _ in samples())
+    converter._experimental_calibrate_only = True  # the debugger's switch
+    with warnings.catch_warnings():
+        # The calibrator runs the deprecated tf.lite.Interpreter internally.
+        warnings.filterwarnings("ignore", r".*tf\.lite\.Interpreter is deprecated", UserWarning)
+        calibrated = converter.convert()
+
+    full = mlir_quantize(calibrated)
+    full_stats = _agreement(full, samples())
+    info = {
+        "int8_mode": "full",
+        "int8_top1_agreement": {"full": full_stats[0]},
+        "int8_max_abs_error": {"full": full_stats[1]},
+        "int8_fallback_reason": None,
+    }
+    if full_stats[0] >= INT8_MIN_TOP1_AGREEMENT:
+        return full, info
+    denied = [op for op in operator_names(calibrated) if op not in INT8_MATMUL_OPS]
+    matmuls = mlir_quantize(calibrated, denylisted_ops=denied)
+    matmul_stats = _agreement(matmuls, samples())
+    info["int8_top1_agreement"]["matmuls"] = matmul_stats[0]
+    info["int8_max_abs_error"]["matmuls"] = matmul_stats[1]
+    if matmul_stats[0] < full_stats[0]:  # no better: keep the smaller, faster one
+        return full, info
+    info["int8_mode"] = "matmuls"
+    info["int8_fallback_reason"] = (
+        f"full int8 agreed with float32 on the top token at {full_stats[0]:.1%} of "
+        f"representative positions (< {INT8_MIN_TOP1_AGREEMENT:.0%}); int8 activations "
+        f"for {', '.join(INT8_MATMUL_OPS)} only: {matmul_stats[0]:.1%}"
+    )
+    return matmuls, info
+
+
+def _agreement(data, samples):
+    """Top-1 agreement and max |logit error| of a `.tflite` model vs the float model."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=data)
+    runners = {}
+    agree = total = 0
+    worst = 0.0
+    for key, inputs, expected in samples:
+        if key not in runners:
+            runners[key] = interpreter.get_signature_runner(key)
+        logits = runners[key](**inputs)["logits"]
+        agree += int((logits.argmax(-1) == expected.argmax(-1)).sum())
+        total += expected[..., 0].size
+        worst = max(worst, float(np.abs(logits - expected).max()))
+    return round(agree / total, 4), round(worst, 6)
+
+
+def _calibration_samples(model, compiled, prefill_lengths, texts):
+    """Yields `(signature, inputs, float32 logits)` for the int8 calibrator.
+
+    Each text runs every `prefill_N` from the zero state (a text shorter
+    than `N` is repeated to length `N`), and `decode` over its positions
+    with the state the model itself produced, up to
+    `CALIBRATION_DECODE_STEPS` positions over all texts. Computed afresh on
+    each pass, so no more than one state is held at a time.
+    """
+    zeros = {
+        name: np.zeros(value.shape, np.float32)
+        for name, value in model.initial_state(1, model.sequence_length).items()
+    }
+    for ids in texts:
+        for n in prefill_lengths:
+            token_ids = np.resize(ids, n)[None].astype(np.int32)
+            outputs = compiled[f"prefill_{n}"](token_ids, zeros)
+            yield f"prefill_{n}", {"token_ids": token_ids, **zeros}, outputs["logits"].numpy()
+    steps = max(1, CALIBRATION_DECODE_STEPS // len(texts))
+    for ids in texts:
+        state = zeros
+        for position, token in enumerate(ids[:steps]):
+            inputs = {
+                "token_ids": np.array([token], np.int32),
+                "position": np.array(position, np.int32),
+                **state,
+            }
+            outputs = compiled["decode"](inputs["token_ids"], inputs["position"], state)
+            yield "decode", inputs, outputs["logits"].numpy()
+            state = {name: outputs[name].numpy() for name in zeros}
+
+
+def _add_metadata(data, metadata):
+    """`data` with a `keras_lm` metadata entry holding `metadata` as JSON."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(json.dumps(metadata).encode("utf-8"), np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name = METADATA_NAME
+    entry.buffer = len(model.buffers) - 1
+    model.metadata = (model.metadata or []) + [entry]
+    return flatbuffer_utils.convert_object_to_bytearray(model)
