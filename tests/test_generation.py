@@ -44,6 +44,8 @@ def test_prefill_and_decode_equal_the_full_forward_at_every_position(models, nam
     model = models[name]
     ids = np.random.default_rng(0).integers(0, 256, (2, model.sequence_length)).astype("int32")
     full = model(ids).numpy()
+    # A one-token text (one key: no softmax) is the first position of the full forward.
+    np.testing.assert_allclose(model(ids[:, :1]).numpy(), full[:, :1], atol=1e-5)
     state = model.initial_state(2, model.sequence_length)
     logits, state = model.prefill(ids[:, :prefill_length], state)
     np.testing.assert_allclose(logits, full[:, :prefill_length], atol=1e-5)

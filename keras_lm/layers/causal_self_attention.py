@@ -98,7 +98,12 @@ class CausalSelfAttention(keras.layers.Layer):
         scores = ops.einsum("bhqd,bhkd->bhqk", q, k) * self.head_dim**-0.5
         # Softmax in float32: under mixed precision, bfloat16 logits lose the ranks.
         scores = ops.where(visible, ops.cast(scores, "float32"), -1e9)
-        weights = ops.softmax(scores, axis=-1)  # (batch, heads, queries, keys)
+        if scores.shape[-1] == 1:
+            # One key (a one-token text) takes all the weight; Keras' softmax
+            # warns about a size-1 axis, so skip it.
+            weights = ops.ones_like(scores)
+        else:
+            weights = ops.softmax(scores, axis=-1)  # (batch, heads, queries, keys)
         out = ops.einsum(
             "bhqk,bhkd->bqhd", ops.cast(self.attention_dropout(weights, training=training), v.dtype), v
         )
