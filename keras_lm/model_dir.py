@@ -36,3 +36,16 @@ def load_model_dir(model_dir):
         with open(config_path, encoding="utf-8") as f:
             config = json.load(f)
     return model, tokenizer, config
+
+
+def run_files(config):
+    """The `(train, validation)` file lists of a finished run, from its `config.json` dict.
+
+    Resolved the way training resolved them (same corpus, globs and split),
+    so `eval` and `export` find the run's own validation text.
+    """
+    from keras_lm.training import TrainConfig
+    from keras_lm.training.trainer import resolve_files
+
+    fields = ("corpus", "train_files", "val_files", "validation_fraction")
+    return resolve_files(TrainConfig(**{k: config[k] for k in fields if k in config}))

@@ -14,9 +14,8 @@ from absl import flags
 from keras_lm import data
 from keras_lm.cli.app import run_subcommand
 from keras_lm.errors import UsageError
-from keras_lm.model_dir import load_model_dir
-from keras_lm.training import TrainConfig, evaluate_files
-from keras_lm.training.trainer import resolve_files
+from keras_lm.model_dir import load_model_dir, run_files
+from keras_lm.training import evaluate_files
 
 # Each subcommand has its own flags, so they can share names (--batch_size).
 FLAGS = flags.FlagValues()
@@ -38,9 +37,7 @@ def main():
     if FLAGS.files:
         files = data.resolve_files(FLAGS.files, "--files")
     else:
-        fields = {k: config[k] for k in ("corpus", "train_files", "val_files",
-                                         "validation_fraction") if k in config}
-        files = resolve_files(TrainConfig(**fields))[1]
+        files = run_files(config)[1]
     result = evaluate_files(model, tokenizer, files, batch_size=FLAGS.batch_size)
     result["files"] = len(files)
     print(json.dumps(result))

@@ -5,6 +5,13 @@ Examples:
   keras-lm generate --prompt='import ' --sampler=top_p --top_p=0.9 --seed=1
   keras-lm generate --prompt='class ' --num_samples=3 --temperature=0.8
   keras-lm generate --prompt='for ' --sampler=beam --beam_width=4 --stop='\\n'
+  keras-lm generate --model=saved_models/quickstart/tflite/model_fp16.tflite --prompt='def '
+  keras-lm generate --model=saved_models/quickstart/saved_model --prompt='def '
+
+--model runs an exported file instead of the Keras model (after `keras-lm
+export`): a `.tflite` file through LiteRT, with the tokenizer.json beside it
+and sampling in NumPy, or a SavedModel directory through its signatures.
+Exported models do not stream and have no beam search.
 
 --sampler defaults to what the other flags ask for: beam with --beam_width,
 top_p with --top_p, top_k with --top_k, temperature with --temperature > 0,
@@ -17,6 +24,7 @@ from absl import flags
 
 from keras_lm.cli.app import run_subcommand
 from keras_lm.errors import UsageError
+from keras_lm.export.exported import load_exported
 from keras_lm.generation import SAMPLERS, generate, get_sampler, stream
 from keras_lm.model_dir import load_model_dir
 
@@ -26,6 +34,10 @@ DEFAULT_NEW_TOKENS = 200
 
 flags.DEFINE_string(
     "model_dir", "saved_models/quickstart", "A `keras-lm train` output directory.",
+    flag_values=FLAGS)
+flags.DEFINE_string(
+    "model", None,
+    "An exported model to run instead: a .tflite file or a SavedModel directory.",
     flag_values=FLAGS)
 flags.DEFINE_string(
     "prompt", "", "Text to continue (empty: start a new document).", flag_values=FLAGS)
@@ -88,6 +100,8 @@ def main():
         stop=FLAGS.stop,
         truncate=None if FLAGS.truncate == "none" else FLAGS.truncate,
     )
+    if FLAGS.model is not None:
+        return generate_exported(sampler)
     model, tokenizer, _ = load_model_dir(FLAGS.model_dir)
     max_new_tokens = FLAGS.max_new_tokens
     if max_new_tokens is None:
@@ -101,10 +115,44 @@ def main():
             sys.stdout.flush()
         sys.stdout.write("\n")
         return
-    texts = generate(model, tokenizer, [FLAGS.prompt] * FLAGS.num_samples, max_new_tokens, **options)
+    _print_samples(
+        generate(model, tokenizer, [FLAGS.prompt] * FLAGS.num_samples, max_new_tokens, **options)
+    )
+
+
+def generate_exported(sampler):
+    """`--model`: the same flags (`sampler` built from them), run on the exported file."""
+    if FLAGS["model_dir"].present:
+        raise UsageError("--model and --model_dir: give one (--model runs an exported file)")
+    if sampler.name == "beam":
+        raise UsageError(f"--sampler=beam: exported models have no beam search (--model={FLAGS.model})")
+    if FLAGS.truncate != "none":
+        raise UsageError(f"--truncate={FLAGS.truncate}: not available with --model")
+    exported = load_exported(FLAGS.model, "--model")
+    room = exported.context - exported.prompt_length(FLAGS.prompt)
+    max_new_tokens = FLAGS.max_new_tokens
+    if max_new_tokens is None:
+        max_new_tokens = max(1, min(DEFAULT_NEW_TOKENS, room))
+    elif not 0 < max_new_tokens <= room:
+        raise UsageError(
+            f"--max_new_tokens={max_new_tokens}: the prompt leaves room for 1..{room} new "
+            f"tokens in the context of {exported.context}"
+        )
+    texts = exported.generate(
+        [FLAGS.prompt] * FLAGS.num_samples, max_new_tokens,
+        temperature=sampler.temperature,
+        top_k=getattr(sampler, "top_k", 0),
+        top_p=getattr(sampler, "top_p", 1.0),
+        seed=FLAGS.seed,
+        stop=FLAGS.stop,
+    )
+    _print_samples(texts)
+
+
+def _print_samples(texts):
     for i, text in enumerate(texts):
-        if FLAGS.num_samples > 1:
-            sys.stdout.write(f"--- sample {i + 1} of {FLAGS.num_samples} ---\n")
+        if len(texts) > 1:
+            sys.stdout.write(f"--- sample {i + 1} of {len(texts)} ---\n")
         sys.stdout.write(FLAGS.prompt + text + "\n")
 
 

@@ -9,7 +9,8 @@ import tempfile
 SUBCOMMANDS = {
     "train": "train a language model on text files (or the built-in corpus)",
     "eval": "loss, perplexity and bits per byte of a trained model on files",
-    "generate": "continue a prompt with a trained model",
+    "generate": "continue a prompt with a trained model (Keras, SavedModel or LiteRT)",
+    "export": "write a SavedModel and LiteRT files (quantized, verified against Keras)",
 }
 
 USAGE = "usage: keras-lm <subcommand> [--flag=value ...]\n\nsubcommands:\n" + "".join(

@@ -1,3 +1,11 @@
-"""Exporting trained models: SavedModel (servers) and TFLite/LiteRT (phones)."""
+"""Exporting trained models: SavedModel (servers) and TFLite/LiteRT (phones).
 
+`export` writes both, with the LiteRT bundle (tokenizer JSON, metadata) and
+parity figures; `export_saved_model` and `export_tflite` write one format.
+`litert_runner` runs the `.tflite` files with NumPy and LiteRT only.
+"""
+
+from keras_lm.export.bundle import FORMATS, VARIANTS, VerificationError, export
+from keras_lm.export.litert_runner import JsonTokenizer, LiteRTRunner
 from keras_lm.export.saved_model import SIGNATURES, export_saved_model
+from keras_lm.export.tflite import QUANTIZATIONS, TFLiteExport, export_tflite

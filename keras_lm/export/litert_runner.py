@@ -151,6 +151,8 @@ class LiteRTRunner:
         from ai_edge_litert.interpreter import Interpreter
 
         data = _model_bytes(model)
+        if data[4:8] != b"TFL3":  # the flatbuffer file identifier of every .tflite file
+            raise ValueError("not a .tflite file (no TFL3 identifier)")
         self.metadata = read_metadata(data)
         self.interpreter = Interpreter(model_content=data, num_threads=num_threads)
         signatures = self.interpreter.get_signature_list()

@@ -1,0 +1,282 @@
+"""Export a trained model for deployment: a SavedModel and a LiteRT bundle, verified.
+
+`export(model, tokenizer, directory)` writes, under `directory`:
+
+- `saved_model/`: for servers (see `keras_lm.export.saved_model`);
+- `tflite/`: for phones, the bundle an app ships:
+  - `model_{variant}.tflite`, one per quantization (`float32`, `fp16`,
+    `dynamic_int8`, `int8`), see `keras_lm.export.tflite`;
+  - `tokenizer.json`: the tokenizer in plain JSON (no TensorFlow needed,
+    see `keras_lm.export.litert_runner.JsonTokenizer`);
+  - `metadata.json`: vocabulary size, special ids, context length, the
+    signatures with every input and output (name, shape, dtype), the
+    state tensors, and per file its quantization, size, operators and the
+    parity figures measured at export (`keras_lm.export.verify`).
+
+Each part is written atomically: `saved_model/` and `tflite/` are built
+under temporary names and renamed into place whole, so a failed export
+leaves the previous ones (or nothing) and `tflite/` always holds exactly
+the variants of one export.
+
+Example (not run here: converting takes a minute):
+
+    model, tokenizer, config = keras_lm.load_model_dir("saved_models/quickstart")
+    report = export(model, tokenizer, "saved_models/quickstart",
+                    quantize=("none", "fp16"), validation_files=["notes.txt"])
+    report["files"]["fp16"]["parity"]["perplexity_change"]
+"""
+
+import os
+
+import numpy as np
+
+from keras_lm.errors import UsageError
+from keras_lm.export.tflite import QUANTIZATIONS, check_prefill_lengths, export_tflite
+from keras_lm.export.verify import check_parity, measure_parity
+from keras_lm.io_utils import atomic_path, write_json
+
+FORMATS = ("saved_model", "tflite")
+VARIANTS = {"none": "float32", "fp16": "fp16", "dynamic_int8": "dynamic_int8", "int8": "int8"}
+SAVED_MODEL_DIR = "saved_model"
+TFLITE_DIR = "tflite"
+METADATA_FILE = "metadata.json"
+TOKENIZER_FILE = "tokenizer.json"
+DEFAULT_PREFILL_LENGTHS = (8, 32)
+# Texts from the training files that calibrate int8 ranges.
+CALIBRATION_TEXTS = 8
+# Validation windows (of the longest prefill length) for perplexity.
+VALIDATION_WINDOWS = 64
+# Windows are cut from this much of the start of each file.
+WINDOW_SOURCE_BYTES = 1 << 16
+
+
+class VerificationError(RuntimeError):
+    """An exported file missed a parity bound (`export(..., verify=True)`)."""
+
+
+def tflite_file_name(quantize):
+    """`model_{variant}.tflite`: `model_float32.tflite` for `quantize="none"`."""
+    return f"model_{VARIANTS[quantize]}.tflite"
+
+
+def export(
+    model,
+    tokenizer,
+    directory,
+    *,
+    formats=FORMATS,
+    quantize=("none",),
+    prefill_lengths=DEFAULT_PREFILL_LENGTHS,
+    calibration_files=None,
+    validation_files=None,
+    verify=False,
+):
+    """Writes the formats in `formats` under `directory`; returns the report.
+
+    Args:
+        model, tokenizer: a trained model and its tokenizer.
+        directory: where `saved_model/` and `tflite/` go (must exist).
+        formats: some of `FORMATS`.
+        quantize: the TFLite variants, some of `QUANTIZATIONS`.
+        prefill_lengths: prompt lengths with a `prefill_{N}` TFLite signature.
+        calibration_files: text files (training text) that calibrate `int8`.
+        validation_files: text files for the perplexity figures; without
+            them parity is measured on logits and greedy tokens only.
+        verify: raise `VerificationError` if a bound of
+            `keras_lm.export.verify.check_parity` is missed (after writing,
+            so the files can be inspected).
+
+    Returns:
+        The metadata dict (also written to `tflite/metadata.json`), with
+        `saved_model_parity` and `failures` added.
+    """
+    formats = _check_choices("format", formats, FORMATS)
+    quantize = _check_choices("quantize", quantize, QUANTIZATIONS)
+    if "tflite" in formats:
+        prefill_lengths = check_prefill_lengths(model, prefill_lengths)
+    if not os.path.isdir(directory):
+        raise UsageError(f"directory: {directory!r} does not exist")
+    calibration = None
+    if "tflite" in formats and "int8" in quantize:
+        if not calibration_files:
+            raise UsageError(
+                "quantize: int8 needs training text to calibrate on (calibration_files), got none"
+            )
+        calibration = token_windows(
+            tokenizer, calibration_files, model.sequence_length, CALIBRATION_TEXTS,
+            "calibration_files",
+        )
+    window_length = max(prefill_lengths) if "tflite" in formats else 32
+    windows = []
+    if validation_files:
+        windows = token_windows(
+            tokenizer, validation_files, window_length, VALIDATION_WINDOWS, "validation_files"
+        )
+    prompts = verification_prompts(model, tokenizer, windows, prefill_lengths)
+
+    saved_model = os.path.join(directory, SAVED_MODEL_DIR)
+    if "saved_model" in formats:
+        from keras_lm.export.saved_model import export_saved_model
+
+        export_saved_model(model, tokenizer, saved_model)
+    report = {"saved_model_parity": None}
+    if "tflite" in formats:
+        with atomic_path(os.path.join(directory, TFLITE_DIR)) as bundle:
+            os.makedirs(bundle)
+            report = _write_bundle(
+                model, tokenizer, bundle, quantize, prefill_lengths, calibration, prompts,
+                windows, saved_model if "saved_model" in formats else None,
+            )
+    else:
+        parity = measure_parity(model, tokenizer, prompts, saved_model=saved_model)
+        report["saved_model_parity"] = parity["saved_model"]
+        report["failures"] = check_parity(parity)
+    if verify and report["failures"]:
+        raise VerificationError("; ".join(report["failures"]))
+    return report
+
+
+def _write_bundle(model, tokenizer, bundle, quantize, prefill_lengths, calibration, prompts,
+                  windows, saved_model):
+    files = {}
+    for q in quantize:
+        info = export_tflite(
+            model, os.path.join(bundle, tflite_file_name(q)), prefill_lengths, q,
+            representative_ids=calibration if q == "int8" else None,
+        )
+        files[VARIANTS[q]] = {
+            "file": os.path.basename(info.path),
+            "quantize": q,
+            "size_bytes": info.size_bytes,
+            "operators": list(info.operators),
+            "float_operators": list(info.float_operators),
+            **({} if q != "int8" else {
+                "int8_mode": info.int8_mode,
+                "int8_top1_agreement": info.int8_top1_agreement,
+                "int8_fallback_reason": info.int8_fallback_reason,
+            }),
+        }
+    parity = measure_parity(
+        model, tokenizer, prompts, windows, saved_model=saved_model,
+        tflite={v: os.path.join(bundle, f["file"]) for v, f in files.items()},
+    )
+    for variant, figures in parity["tflite"].items():
+        files[variant]["parity"] = figures
+    tokenizer.save(os.path.join(bundle, TOKENIZER_FILE))
+    metadata = {
+        "format": "keras_lm.litert_bundle",
+        "version": 1,
+        "family": getattr(model, "family", None),
+        "vocabulary_size": int(model.vocabulary_size),
+        "context_length": int(model.sequence_length),
+        "special_ids": dict(tokenizer.special_ids),
+        "tokenizer": TOKENIZER_FILE,
+        "prefill_lengths": list(prefill_lengths),
+        "signatures": signature_specs(model, prefill_lengths),
+        "state": [
+            {"name": name, "shape": list(shape), "dtype": "float32"}
+            for name, shape in state_shapes(model).items()
+        ],
+        "files": files,
+        "parity_setup": {k: parity[k] for k in ("prompts", "greedy_tokens", "windows",
+                                                "window_tokens")},
+        "saved_model_parity": parity.get("saved_model"),
+        "failures": check_parity(parity),
+    }
+    write_json(os.path.join(bundle, METADATA_FILE), metadata)
+    return metadata
+
+
+def state_shapes(model):
+    """`{name: shape}` of the batch-1 state at full context, sorted by name."""
+    state = model.initial_state(1, model.sequence_length)
+    return {name: tuple(int(d) for d in state[name].shape) for name in sorted(state)}
+
+
+def signature_specs(model, prefill_lengths):
+    """Every TFLite signature's inputs and outputs: `{name: {"inputs": [...], ...}}`."""
+    vocabulary = int(model.vocabulary_size)
+    state = [
+        {"name": name, "shape": list(shape), "dtype": "float32"}
+        for name, shape in state_shapes(model).items()
+    ]
+
+    def ids(shape):
+        return {"name": "token_ids", "shape": shape, "dtype": "int32"}
+
+    def logits(shape):
+        return {"name": "logits", "shape": shape, "dtype": "float32"}
+
+    specs = {
+        f"prefill_{n}": {"inputs": [ids([1, n])] + state, "outputs": [logits([1, n, vocabulary])] + state}
+        for n in prefill_lengths
+    }
+    specs["decode"] = {
+        "inputs": [ids([1]), {"name": "position", "shape": [], "dtype": "int32"}] + state,
+        "outputs": [logits([1, vocabulary])] + state,
+    }
+    return specs
+
+
+def token_windows(tokenizer, files, length, count, argument):
+    """Up to `count` arrays of `length + 1` consecutive tokens from `files`.
+
+    Spread over the files: up to `count` of them, evenly spaced in sorted
+    order, each giving windows at seeded random offsets within its first
+    `WINDOW_SOURCE_BYTES`. The same files give the same windows. Raises
+    UsageError naming `argument` when the files cannot be read or hold too
+    little text.
+    """
+    from keras_lm import data
+
+    files = data.resolve_files(files, argument)
+    chosen = [files[int(i)] for i in np.linspace(0, len(files) - 1, min(count, len(files)))]
+    per_file = -(-count // len(chosen))
+    rng = np.random.default_rng(0)
+    windows = []
+    for path in chosen:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                text = f.read(WINDOW_SOURCE_BYTES)
+        except OSError as error:
+            raise UsageError(f"{argument}: cannot read {path!r} ({error.strerror})") from None
+        ids = np.concatenate([[tokenizer.bos_id], tokenizer.encode(text).numpy()])
+        if len(ids) > length:
+            for start in rng.integers(0, len(ids) - length, per_file):
+                windows.append(ids[start : start + length + 1].astype(np.int32))
+    if not windows:
+        raise UsageError(
+            f"{argument}: no file holds {length + 1} tokens of text, got {len(files)} file(s)"
+        )
+    return np.stack(windows[:count])
+
+
+def verification_prompts(model, tokenizer, windows, prefill_lengths):
+    """Prompt id lists (`<bos>` first) that exercise every path of the runner.
+
+    Lengths: `<bos>` alone (no prefill fits), the shortest prefill plus a
+    few forced decodes, and the longest prefill plus some; at most half the
+    context, so greedy continuations have room. Texts come from the
+    validation windows (made valid text first, so that the SavedModel's
+    text-in path sees the same ids), else fixed strings.
+    """
+    limit = model.sequence_length // 2
+    lengths = sorted({1, min(limit, min(prefill_lengths) + 3), min(limit, max(prefill_lengths) + 5)})
+    texts = [tokenizer.decode_text(w) for w in windows[: len(lengths)]]
+    texts += ["The quick brown fox jumps over the lazy dog. " * 8] * (len(lengths) - len(texts))
+    prompts = []
+    for text, length in zip(texts, lengths):
+        ids = [tokenizer.bos_id] + [int(i) for i in tokenizer.encode(text).numpy()][: length - 1]
+        text = tokenizer.decode_text(np.array(ids[1:], np.int32))
+        prompts.append([tokenizer.bos_id] + [int(i) for i in tokenizer.encode(text).numpy()])
+    return prompts
+
+
+def _check_choices(argument, values, choices):
+    values = [values] if isinstance(values, str) else list(values)
+    bad = [v for v in values if v not in choices]
+    if bad or not values:
+        raise UsageError(
+            f"{argument} must be some of {', '.join(choices)}, got {', '.join(map(str, values)) or 'none'}"
+        )
+    return tuple(dict.fromkeys(values))

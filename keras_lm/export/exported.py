@@ -1,0 +1,129 @@
+"""Generating text from exported files: a `.tflite` bundle file or a SavedModel.
+
+`load_exported(path)` opens either and gives one `generate` for both, so
+`keras-lm generate --model=PATH` (and a Python user) checks an export the
+way it will be served: LiteRT with the bundle's `tokenizer.json` and NumPy
+sampling, or the SavedModel's `serving_default` / `sample` signatures.
+
+Example (not run here: it needs exported files):
+
+    exported = load_exported("saved_models/quickstart/tflite/model_fp16.tflite")
+    exported.generate(["def "], max_new_tokens=40, temperature=0.8, seed=1)
+"""
+
+import os
+import random
+
+from keras_lm.errors import UsageError
+
+
+def load_exported(path, argument="model"):
+    """An `ExportedLiteRT` (a `.tflite` file) or `ExportedSavedModel` (a directory).
+
+    Errors name `argument`: a missing path, a corrupt file, a `.tflite`
+    without `tokenizer.json` beside it.
+    """
+    if not os.path.exists(path):
+        raise UsageError(f"{argument}: {path!r} does not exist")
+    if os.path.isfile(os.path.join(path, "model.keras")):
+        raise UsageError(
+            f"{argument}: {path!r} is a training output directory; pass its "
+            "saved_model/ or a tflite/*.tflite file (or use --model_dir)"
+        )
+    if os.path.isdir(path):
+        return ExportedSavedModel(path, argument)
+    return ExportedLiteRT(path, argument)
+
+
+def _cut_at_stop(text, stop):
+    cuts = [text.find(s) for s in stop if s in text]
+    return text[: min(cuts)] if cuts else text
+
+
+class ExportedLiteRT:
+    """A `.tflite` file of an export bundle, run by LiteRT (batch 1, no beam)."""
+
+    def __init__(self, path, argument="model"):
+        from keras_lm.export.litert_runner import JsonTokenizer, LiteRTRunner
+
+        tokenizer_path = os.path.join(os.path.dirname(os.path.abspath(path)), "tokenizer.json")
+        if not os.path.isfile(tokenizer_path):
+            raise UsageError(
+                f"{argument}: no tokenizer.json beside {path!r} (export writes the two together)"
+            )
+        try:
+            self.runner = LiteRTRunner(path)
+        except Exception as error:  # noqa: BLE001  (LiteRT raises ValueError/RuntimeError)
+            raise UsageError(f"{argument}: cannot load {path!r} as a LiteRT model ({error})") from None
+        try:
+            self.tokenizer = JsonTokenizer.load(tokenizer_path)
+        except (ValueError, KeyError, TypeError) as error:
+            raise UsageError(f"{argument}: {tokenizer_path!r} is corrupt ({error})") from None
+        self.context = self.runner.max_length
+
+    def prompt_length(self, prompt):
+        """Tokens of `prompt` with `<bos>`."""
+        return 1 + len(self.tokenizer.encode(prompt))
+
+    def generate(self, prompts, max_new_tokens, *, temperature=0.0, top_k=0, top_p=1.0,
+                 seed=None, stop=()):
+        """One continuation per prompt; sampling in NumPy (seeded per prompt)."""
+        from keras_lm.export.litert_runner import generate_text
+
+        return [
+            _cut_at_stop(
+                generate_text(
+                    self.runner, self.tokenizer, prompt, max_new_tokens,
+                    seed=None if seed is None else seed + i,
+                    temperature=temperature, top_k=top_k, top_p=top_p,
+                ),
+                stop,
+            )
+            for i, prompt in enumerate(prompts)
+        ]
+
+
+class ExportedSavedModel:
+    """A SavedModel directory written by `export_saved_model`, run by TensorFlow."""
+
+    def __init__(self, path, argument="model"):
+        import tensorflow as tf
+
+        try:
+            self.loaded = tf.saved_model.load(path)
+            self.signatures = dict(self.loaded.signatures)
+        except Exception as error:  # noqa: BLE001  (OSError, parse errors, ...)
+            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise UsageError(f"{argument}: cannot load {path!r} as a SavedModel ({message})") from None
+        missing = {"serving_default", "sample", "prefill"} - set(self.signatures)
+        if missing:
+            raise UsageError(
+                f"{argument}: {path!r} is not a keras_lm SavedModel (no {', '.join(sorted(missing))} "
+                "signature)"
+            )
+        # The cache length of the `prefill` signature's state is the context.
+        state = [
+            spec for name, spec in self.signatures["prefill"].structured_input_signature[1].items()
+            if name != "token_ids"
+        ]
+        self.context = int(state[0].shape[2]) if len(state[0].shape) == 4 else None
+        self._encode = None
+
+    def prompt_length(self, prompt):
+        """Tokens of `prompt` with `<bos>` (through the SavedModel's `logits` path: unknown)."""
+        return 1 + len(prompt.encode("utf-8"))  # an upper bound for byte and char tokenizers
+
+    def generate(self, prompts, max_new_tokens, *, temperature=0.0, top_k=0, top_p=1.0,
+                 seed=None, stop=()):
+        """The `sample` signature (greedy when `temperature` is 0): one text per prompt."""
+        import tensorflow as tf
+
+        out = self.signatures["sample"](
+            prompts=tf.constant(list(prompts)),
+            max_new_tokens=tf.constant(max_new_tokens, tf.int32),
+            temperature=tf.constant(temperature, tf.float32),
+            top_k=tf.constant(top_k, tf.int32),
+            top_p=tf.constant(top_p, tf.float32),
+            seed=tf.constant(random.randrange(2**31) if seed is None else seed, tf.int64),
+        )["text"].numpy()
+        return [_cut_at_stop(t.decode("utf-8", "replace"), stop) for t in out]
