@@ -4,6 +4,9 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
 import pytest  # noqa: E402
 
 WORDS = "the quick brown fox jumps over a lazy dog while seven tiny models learn".split()
@@ -32,3 +35,48 @@ def write_corpus(directory, num_files=4, lines=60, seed=0):
 def corpus(tmp_path):
     """Four small text files; returns their paths."""
     return write_corpus(str(tmp_path / "corpus"))
+
+
+# --- the command line ----------------------------------------------------------
+
+TINY = ["--recipe=tiny", "--sequence_length=32", "--batch_size=4", "--val_steps=1",
+        "--sample_tokens=8", "--verbose=2"]
+
+
+def keras_lm(*args, timeout=600):
+    """Runs the installed console script; returns the CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, "-m", "keras_lm.cli.main", *args],
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def run_in_process(capsys, *args):
+    """Runs `keras-lm args` in this process; returns (exit code, stdout, stderr)."""
+    from keras_lm.cli.main import run
+
+    with pytest.raises(SystemExit) as exit_info:
+        run(["keras-lm", *args])
+        sys.exit(0)
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def assert_one_line_usage_error(code, err, command, message):
+    """Exit code 2 and one line on stderr: `keras-lm command: error: ...message...`."""
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], err
+    assert lines[0].startswith(f"keras-lm {command}: error:")
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """One real tiny training run through the console script."""
+    root = tmp_path_factory.mktemp("run")
+    files = write_corpus(str(root / "corpus"), num_files=5)
+    output = root / "out"
+    result = keras_lm("train", *TINY, f"--train_files={','.join(files[:4])}",
+                      f"--val_files={files[4]}", f"--output_dir={output}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return output, files, result

@@ -9,49 +9,7 @@ import time
 
 import pytest
 
-from keras_lm.cli.main import run
-
-TINY = ["--recipe=tiny", "--sequence_length=32", "--batch_size=4", "--val_steps=1",
-        "--sample_tokens=8", "--verbose=2"]
-
-
-def keras_lm(*args, timeout=600):
-    """Runs the installed console script; returns the CompletedProcess."""
-    return subprocess.run(
-        [sys.executable, "-m", "keras_lm.cli.main", *args],
-        capture_output=True, text=True, timeout=timeout,
-    )
-
-
-def run_in_process(capsys, *args):
-    """Runs `keras-lm args` in this process; returns (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as exit_info:
-        run(["keras-lm", *args])
-        sys.exit(0)
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
-
-
-def assert_one_line_usage_error(code, err, command, message):
-    """Exit code 2 and one line on stderr: `keras-lm command: error: ...message...`."""
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], err
-    assert lines[0].startswith(f"keras-lm {command}: error:")
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """One real tiny training run through the console script."""
-    root = tmp_path_factory.mktemp("run")
-    from conftest import write_corpus
-
-    files = write_corpus(str(root / "corpus"), num_files=5)
-    output = root / "out"
-    result = keras_lm("train", *TINY, f"--train_files={','.join(files[:4])}",
-                      f"--val_files={files[4]}", f"--output_dir={output}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return output, files, result
+from conftest import TINY, assert_one_line_usage_error, keras_lm, run_in_process
 
 
 def test_train_writes_every_artifact(trained):
