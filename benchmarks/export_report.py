@@ -9,13 +9,15 @@ LiteRT (batch 1, 2 threads):
 
 - file size;
 - prefill latency: one `prefill_32` call (median of `--repeats`);
-- decode latency: one `decode` call at positions 32..159 (median);
+- decode latency: one `decode` call at positions 32..159 (median; up to
+  the context);
 - validation perplexity change vs Keras on 64 windows of 32 tokens, and
   greedy agreement (the share of Keras' greedy tokens, up to 64 per prompt,
   reproduced before the first difference), both measured by the export;
 
 and decode tokens/s of LiteRT float32 (the runner's greedy loop) vs our Keras
-`generate` (XLA), 128 new tokens after a 32-token prompt, batch 1.
+`generate` (XLA), 128 new tokens after a 32-token prompt (or what fits the
+context), batch 1.
 
     python benchmarks/export_report.py [--model_dirs=D1,D2] [--repeats=30]
 
@@ -58,7 +60,7 @@ def litert_latencies(path, prompt_ids, repeats):
     _, state = runner.prefill(prompt_ids)
     steps = []
     token = int(prompt_ids[-1])
-    for position in range(PROMPT, PROMPT + NEW):
+    for position in range(PROMPT, min(PROMPT + NEW, runner.max_length)):
         start = time.perf_counter()
         logits, state = runner.decode(token, state, position)
         steps.append(time.perf_counter() - start)
@@ -70,12 +72,13 @@ def tokens_per_second(model, tokenizer, path, prompt_ids, repeats):
     """Greedy decode tokens/s: LiteRT float32 runner vs Keras `generate`, same prompt."""
     runner = LiteRTRunner(path, num_threads=2)
     text = tokenizer.decode_text(np.array(prompt_ids[1:], np.int32))
+    new = min(NEW, model.sequence_length - PROMPT)
 
     def litert():
-        return runner.generate_ids(prompt_ids, NEW)
+        return runner.generate_ids(prompt_ids, new)
 
     def keras_generate():
-        return generate(model, tokenizer, text, NEW, sampler="greedy")
+        return generate(model, tokenizer, text, new, sampler="greedy")
 
     # eos may stop greedy text early; count the tokens each produced.
     litert_tokens = len(litert())
