@@ -81,8 +81,8 @@ def test_attention_and_position_loss_images(tensorboard_run):
         width, height, encoded = images[-1].tensor_proto.string_val  # tf.summary.image layout
         h, w, channels = png_size(encoded)
         assert (int(width), int(height)) == (w, h) and channels in (3, 4)
-        # Two heads side by side, each wide enough for 32 token labels.
-        assert 600 <= w <= 1400 and 300 <= h <= 800, (w, h)
+        # Two heads stacked, each as wide as TensorBoard's image card.
+        assert 330 <= w <= 400 and 2 * 330 <= h <= 2 * 400, (w, h)
     curve = events(logs / "position_loss").Tensors("position_loss")
     assert [e.step for e in curve] == [2, 4]
     h, w, _ = png_size(curve[-1].tensor_proto.string_val[2])

@@ -152,7 +152,7 @@ def test_images(server):
         png = server.get(f"/data/plugin/images/individualImage?{images[-1]['query']}")
         assert png[:8] == b"\x89PNG\r\n\x1a\n"
         height, width, _ = tf.image.decode_png(png).shape
-        assert 300 <= height <= 800 and 600 <= width <= 1400, (height, width)
+        assert 330 <= width <= 700 and 330 <= height <= 800, (height, width)
 
 
 def test_hparams_compare_runs(server):

@@ -6,7 +6,6 @@ figure state, no display needed), returned as PNG bytes that
 """
 
 import io
-import math
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -52,27 +51,27 @@ def token_labels(tokenizer):
 def attention_figure(weights, labels, title):
     """PNG of one layer's attention: one heatmap per head, tokens on the axes.
 
+    The heads are stacked in one column, each ~360 pixels wide: TensorBoard
+    shows an image at its card's width (~360 px) unless asked for its
+    actual size, so a panel that wide keeps its token labels readable there.
+
     Args:
         weights: `(heads, queries, keys)` attention probabilities.
         labels: one string per position (the probe's tokens).
-        title: shown above the grid (e.g. "layer 0, step 200").
+        title: shown above the panels (e.g. "layer 0, step 200").
     """
     heads, time = weights.shape[0], weights.shape[-1]
-    columns = min(heads, 4)
-    rows = math.ceil(heads / columns)
-    # ~0.11 inch per token keeps 7-point labels apart; at least 3 inches a panel.
-    panel = max(3.0, 0.11 * time + 0.9)
-    figure = Figure(figsize=(columns * panel, rows * panel + 0.5), dpi=100,
-                    layout="constrained")
-    figure.suptitle(title, fontsize=11)
-    font = 7 if time <= 48 else 5
+    font = 8 if time <= 28 else 6 if time <= 40 else 4
+    upright = max(len(label) for label in labels) <= 2  # single characters fit unrotated
+    figure = Figure(figsize=(3.6, 3.6 * heads + 0.3), dpi=100, layout="constrained")
+    figure.suptitle(title, fontsize=10)
     for head in range(heads):
-        axes = figure.add_subplot(rows, columns, head + 1)
+        axes = figure.add_subplot(heads, 1, head + 1)
         # Rows are queries (the token reading), columns keys (the token read).
         axes.imshow(weights[head], cmap="viridis", vmin=0.0, vmax=1.0,
                     interpolation="nearest")
-        axes.set_title(f"head {head}", fontsize=9)
-        axes.set_xticks(range(time), labels, rotation=90, fontsize=font,
+        axes.set_title(f"head {head}", fontsize=9, pad=2)
+        axes.set_xticks(range(time), labels, rotation=0 if upright else 90, fontsize=font,
                         fontfamily="monospace")
         axes.set_yticks(range(time), labels, fontsize=font, fontfamily="monospace")
         axes.tick_params(length=0, pad=1)

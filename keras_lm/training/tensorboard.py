@@ -33,7 +33,7 @@ from keras_lm.training.figures import (
 # Two copies of one line: from the second copy on, a head that attends to the
 # token after the previous occurrence of the current one (an induction head,
 # the mechanism behind in-context copying) draws an off-diagonal stripe.
-DEFAULT_PROBE_TEXT = "x = fib(10) + 7\nx = fib(10) + 7\n"
+DEFAULT_PROBE_TEXT = "x = fib(10)\nx = fib(10)\n"
 
 
 class _View(keras.callbacks.Callback):
@@ -91,7 +91,7 @@ class AttentionMaps(_ImageView):
     >>> view = AttentionMaps(ByteTokenizer(), tempfile.mkdtemp())
     >>> view.set_model(TransformerLM.from_preset("tiny", vocabulary_size=259))
     >>> view.attention().shape  # (layers, heads, probe tokens, probe tokens)
-    (2, 2, 32, 32)
+    (2, 2, 24, 24)
     """
 
     def __init__(self, tokenizer, log_dir, probe_text=DEFAULT_PROBE_TEXT, every=1):
