@@ -80,3 +80,29 @@ def trained(tmp_path_factory):
                       f"--val_files={files[4]}", f"--output_dir={output}")
     assert result.returncode == 0, result.stderr[-3000:]
     return output, files, result
+
+
+@pytest.fixture(scope="session")
+def tensorboard_run(tmp_path_factory):
+    """One tiny `keras-lm train` run with every TensorBoard view on.
+
+    Returns the output directory. 4 steps, 2 evaluation intervals, weight
+    histograms and a profile of steps 2-3.
+    """
+    from keras_lm.cli.main import run
+
+    root = tmp_path_factory.mktemp("tensorboard_run")
+    files = write_corpus(str(root / "corpus"), num_files=5)
+    output = root / "out"
+    # In this process (the CLI's own entry point, flags and all): a second
+    # TensorFlow start-up would cost more than the run. No XLA: compiling
+    # takes longer than these 4 steps.
+    with pytest.raises(SystemExit) as exit_info:
+        run(["keras-lm", "train", "--recipe=tiny", "--sequence_length=32", "--batch_size=4",
+             "--val_steps=2", "--sample_tokens=8", "--steps=4", "--eval_interval=2",
+             "--verbose=0", "--nojit_compile", "--histograms", "--profile_steps=2,3",
+             f"--train_files={','.join(files[:4])}", f"--val_files={files[4]}",
+             f"--output_dir={output}"])
+        raise SystemExit(0)
+    assert exit_info.value.code == 0
+    return output

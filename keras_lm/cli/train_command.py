@@ -74,6 +74,19 @@ flags.DEFINE_multi_string("sample_prompt", None, "Prompt of the samples (repeata
 integer("sample_tokens", D["sample_tokens"], "Tokens per sample.")
 number("temperature", D["temperature"], "Sampling temperature of the samples.")
 integer("verbose", D["verbose"], "0 silent, 1 progress bar, 2 one line per interval.")
+boolean("samples", D["samples"], "Write samples to TensorBoard's text tab and samples.txt.")
+boolean("attention_maps", D["attention_maps"],
+        "TensorBoard images of every layer's and head's attention on a probe text "
+        "(Transformer only).")
+boolean("position_loss", D["position_loss"],
+        "TensorBoard image of the validation loss by position in the context.")
+boolean("embedding_projector", D["embedding_projector"],
+        "The token embedding and its tokens for TensorBoard's Projector tab.")
+boolean("hparams", D["hparams"],
+        "The run's settings and final metrics for TensorBoard's HParams tab.")
+boolean("histograms", D["histograms"], "TensorBoard histograms of the weights per layer.")
+string("profile_steps", None,
+       "Trace training steps 'first,last' (e.g. '5,7') for TensorBoard's profile tab.")
 
 _RENAMED = {"sample_prompt": "sample_prompts"}
 
@@ -90,7 +103,17 @@ def config_from_flags():
         values["train_minutes"] = None
     if isinstance(values.get("model_args"), str):
         values["model_args"] = parse_model_args(values["model_args"])
+    if values.get("profile_steps") is not None:
+        values["profile_steps"] = parse_profile_steps(values["profile_steps"])
     return TrainConfig(**values)
+
+
+def parse_profile_steps(text):
+    """'5,7' -> (5, 7): the first and last training step to trace."""
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) != 2 or not all(part.isdigit() for part in parts):
+        raise UsageError(f"--profile_steps: expected two step numbers 'first,last', got {text!r}")
+    return int(parts[0]), int(parts[1])
 
 
 def parse_model_args(text):

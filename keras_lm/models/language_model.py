@@ -2,6 +2,7 @@
 
 import keras
 import keras_hub
+import tensorflow as tf
 
 from keras_lm.metrics import TokenAccuracy
 from keras_lm.optimizers import make_optimizer
@@ -20,8 +21,9 @@ class LanguageModel(keras.Model):
     - `decode(token_ids, state, position)` -> `(logits, state)`: one token
       per row `(batch,)` at scalar `position`, logits `(batch, vocab)`.
 
-    This base gives `generate` on top of the step API, and `compile`
-    defaults for language modelling, each overridable:
+    This base gives `generate` on top of the step API, a training step that
+    also reports the gradient global norm (`gradient_norm` in the logs), and
+    `compile` defaults for language modelling, each overridable:
 
     - loss: sparse cross-entropy from logits, ignoring `pad_id`;
     - metrics: perplexity and token accuracy (padding ignored);
@@ -47,6 +49,10 @@ class LanguageModel(keras.Model):
         self.vocabulary_size = vocabulary_size
         self.sequence_length = sequence_length
         self.pad_id = pad_id
+        # Set past Keras' attribute tracking: a train-only figure, kept out of
+        # `model.metrics` (evaluation would report it as 0) and out of the
+        # weights that `.keras` files and checkpoints hold.
+        object.__setattr__(self, "_gradient_norm", keras.metrics.Mean(name="gradient_norm"))
 
     def build(self, input_shape=None):
         # Run one forward pass so every sublayer creates its weights.
@@ -92,6 +98,47 @@ class LanguageModel(keras.Model):
         super().compile(
             optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile, **kwargs
         )
+
+    def train_step(self, data):
+        """Keras' TensorFlow `train_step`, plus the gradient global norm.
+
+        The same forward pass, loss, update and metrics as Keras 3's own
+        step (the documented way to customise `fit`); it adds `gradient_norm`
+        to the logs: the global norm of the gradients before clipping,
+        averaged over the steps since the metrics were last reset, like the
+        loss. TensorBoard shows it as `epoch_gradient_norm`.
+
+        Example:
+        >>> from keras_lm.models import TransformerLM
+        >>> model = TransformerLM.from_preset("tiny", vocabulary_size=259)
+        >>> model.compile("adamw", jit_compile=False)
+        >>> x = keras.ops.ones((2, 8), "int32")
+        >>> history = model.fit(x, x, epochs=1, verbose=0)
+        >>> history.history["gradient_norm"][0] > 0
+        True
+        """
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(x, y, y_pred, sample_weight, training=True)
+            # Keras scales the loss down by the replica count under a
+            # tf.distribute strategy; the tracker records the unscaled loss.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            self._loss_tracker.update_state(loss * replicas, sample_weight=tf.shape(x)[0])
+            scaled_loss = self.optimizer.scale_loss(loss)
+        weights = self.trainable_weights
+        gradients = tape.gradient(scaled_loss, weights)
+        norm = tf.linalg.global_norm(gradients)  # before the optimizer clips them
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            norm = norm / tf.cast(self.optimizer.dynamic_scale, norm.dtype)
+        self.optimizer.apply_gradients(zip(gradients, weights))
+        self._gradient_norm.update_state(norm)
+        logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        return {**logs, "gradient_norm": self._gradient_norm.result()}
+
+    def reset_metrics(self):
+        super().reset_metrics()
+        self._gradient_norm.reset_state()
 
     def initial_state(self, batch_size, max_length=None):
         raise NotImplementedError

@@ -7,6 +7,13 @@ from keras_lm.training.callbacks import (
     standard_callbacks,
 )
 from keras_lm.training.config import TrainConfig
+from keras_lm.training.tensorboard import (
+    AttentionMaps,
+    EmbeddingProjector,
+    HParamsLogger,
+    PositionLoss,
+    tensorboard_callbacks,
+)
 from keras_lm.training.evaluation import evaluate_files
 from keras_lm.metrics import TokenAccuracy
 from keras_lm.optimizers import OPTIMIZERS, make_optimizer, warmup_cosine

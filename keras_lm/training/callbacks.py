@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 from keras_lm.generation import generate
+from keras_lm.training.tensorboard import tensorboard_callbacks
 
 
 class LanguageModelLogs(keras.callbacks.Callback):
@@ -97,7 +98,7 @@ class SampleWriter(keras.callbacks.Callback):
             truncate="left",
         )
         header = (
-            f"step {step} (temperature={self.temperature}, seed={self.seed}, "
+            f"step {step} (sampler=temperature, temperature={self.temperature}, seed={self.seed}, "
             f"max_new_tokens={self.max_new_tokens})"
         )
         if self.samples_path:
@@ -157,17 +158,23 @@ class WallClockSchedule(keras.callbacks.Callback):
 
 def standard_callbacks(output_dir, tokenizer, tokens_per_step, tokens_per_byte,
                        val_tokens_per_byte, prompts, sample_every=1,
-                       sample_tokens=128, temperature=0.8):
+                       sample_tokens=128, temperature=0.8, samples=True,
+                       validation_data=None, hparams=None, **views):
     """The callbacks `keras-lm train` uses, in the order they must run.
 
-    Logs (bits per byte, throughput), samples, TensorBoard, the best
+    Logs (bits per byte, throughput), samples (unless `samples=False`),
+    TensorBoard with keras_lm's views (`views` are the switches of
+    `tensorboard_callbacks`: `attention_maps`, `position_loss`,
+    `embedding_projector`, `histograms`, `profile_steps`), the best
     checkpoint, the resume backup and `TerminateOnNaN`.
     """
     log_dir = os.path.join(output_dir, "logs")
-    return [
+    callbacks = [
         LanguageModelLogs(tokens_per_step, tokens_per_byte, val_tokens_per_byte),
         keras.callbacks.TerminateOnNaN(),
-        SampleWriter(
+    ]
+    if samples:
+        callbacks.append(SampleWriter(
             tokenizer,
             prompts,
             log_dir=os.path.join(log_dir, "samples"),
@@ -175,8 +182,9 @@ def standard_callbacks(output_dir, tokenizer, tokens_per_step, tokens_per_byte,
             every=sample_every,
             max_new_tokens=sample_tokens,
             temperature=temperature,
-        ),
-        keras.callbacks.TensorBoard(log_dir=log_dir),
+        ))
+    callbacks += tensorboard_callbacks(log_dir, tokenizer, validation_data, hparams, **views)
+    callbacks += [
         keras.callbacks.ModelCheckpoint(
             os.path.join(output_dir, "checkpoints", "best.keras"),
             monitor="val_loss",
@@ -187,3 +195,4 @@ def standard_callbacks(output_dir, tokenizer, tokens_per_step, tokens_per_byte,
             os.path.join(output_dir, "backup"), double_checkpoint=True
         ),
     ]
+    return callbacks

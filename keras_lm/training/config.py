@@ -53,6 +53,14 @@ class TrainConfig:
     temperature: float = 0.8
     shuffle_buffer: int = 2048
     verbose: int = 1
+    # TensorBoard views (see keras_lm.training.tensorboard).
+    samples: bool = True
+    attention_maps: bool = True  # Transformer only
+    position_loss: bool = True
+    embedding_projector: bool = True
+    hparams: bool = True
+    histograms: bool = False
+    profile_steps: tuple = None  # (first, last) training step to trace
 
     def validate(self):
         """Raises `UsageError` naming the flag for the first bad setting."""
@@ -86,6 +94,16 @@ class TrainConfig:
             raise UsageError(f"--train_minutes must be > 0, got {self.train_minutes}")
         if self.temperature < 0:
             raise UsageError(f"--temperature must be >= 0, got {self.temperature}")
+        if self.profile_steps is not None:
+            first, last = self.profile_steps
+            if not 1 <= first <= last:
+                raise UsageError(
+                    f"--profile_steps: expected 1 <= first <= last, got {first},{last}"
+                )
+            if self.epochs is None and last > self.steps:
+                raise UsageError(
+                    f"--profile_steps: last step {last} is past --steps={self.steps}"
+                )
         if not 0 < self.validation_fraction < 1:
             raise UsageError(
                 f"--validation_fraction must be in (0, 1), got {self.validation_fraction}"

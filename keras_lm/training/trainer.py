@@ -14,6 +14,7 @@ from keras_lm.model_dir import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE
 from keras_lm.models import MODELS
 from keras_lm.tokenizers import ByteTokenizer, CharTokenizer, load_tokenizer
 from keras_lm.training.callbacks import WallClockSchedule, standard_callbacks
+from keras_lm.training.tensorboard import HParamsLogger
 from keras_lm.training.evaluation import evaluate_files
 
 
@@ -175,7 +176,19 @@ def train(config):
         config.sample_prompts,
         sample_tokens=config.sample_tokens,
         temperature=config.temperature,
+        samples=config.samples,
+        validation_data=val_ds,
+        hparams=resolved if config.hparams else None,
+        attention_maps=config.attention_maps and config.model == "transformer",
+        position_loss=config.position_loss,
+        embedding_projector=config.embedding_projector,
+        histograms=config.histograms,
+        profile_steps=config.profile_steps,
     )
+    # The HParams tab gets the final evaluation below, not the last interval's.
+    hparams_logger = next((c for c in callbacks if isinstance(c, HParamsLogger)), None)
+    if hparams_logger:
+        hparams_logger.final_metrics_from_logs = False
     if clock:
         callbacks.insert(0, clock)
     if resuming:
@@ -207,6 +220,8 @@ def train(config):
     if metrics["train_loss"] is not None:
         metrics["train_bits_per_byte"] = metrics["train_loss"] * train_ratio / math.log(2)
         metrics["train_perplexity"] = math.exp(min(metrics["train_loss"], 700.0))
+    if hparams_logger:
+        hparams_logger.write_metrics(metrics, metrics["steps"])
     sample = generate(
         model, tokenizer, config.sample_prompts[0], config.sample_tokens,
         sampler="temperature", temperature=config.temperature, seed=0, truncate="left",
