@@ -9,6 +9,8 @@ Examples:
   keras-lm train --recipe=lstm_quickstart
   keras-lm train --train_files='notes/*.txt' --tokenizer=char --steps=2000 \\
       --output_dir=saved_models/notes
+  keras-lm train --train_files='books/' --tokenizer=sentencepiece --vocab_size=8000 \\
+      --normalize=nfkc
 """
 
 import dataclasses
@@ -21,7 +23,7 @@ from keras_lm.cli.app import run_subcommand
 from keras_lm.data import CORPORA
 from keras_lm.errors import UsageError
 from keras_lm.models import MODELS
-from keras_lm.tokenizers import TOKENIZERS
+from keras_lm.tokenizers import NORMALIZATIONS, TOKENIZERS
 from keras_lm.training import OPTIMIZERS, RECIPES, TrainConfig, recipe_defaults, train
 from keras_lm.training.config import PRECISIONS
 
@@ -48,7 +50,14 @@ enum("corpus", D["corpus"], list(CORPORA), "Built-in corpus used without --train
 string("train_files", None, "Comma-separated files, directories or globs.")
 string("val_files", None, "Validation files (default: a by-file split of the training files).")
 number("validation_fraction", D["validation_fraction"], "Share of files held out.")
-enum("tokenizer", D["tokenizer"], list(TOKENIZERS), "Tokenizer.")
+enum("tokenizer", D["tokenizer"], list(TOKENIZERS),
+     "byte, char, or a subword vocabulary learned from (a sample of) the training files.")
+integer("vocab_size", None,
+        "Vocabulary size: wordpiece/sentencepiece (default 4096), the maximum for char.")
+enum("sentencepiece_model_type", D["sentencepiece_model_type"], ["unigram", "bpe"],
+     "SentencePiece algorithm.")
+enum("normalize", D["normalize"], list(NORMALIZATIONS),
+     "Unicode normalisation before tokenising (training, generation and export alike).")
 integer("sequence_length", D["sequence_length"], "Context length in tokens.")
 integer("batch_size", D["batch_size"], "Sequences per step.")
 integer("steps", D["steps"], "Training steps.")

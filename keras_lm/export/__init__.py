@@ -6,6 +6,7 @@ parity figures; `export_saved_model` and `export_tflite` write one format.
 """
 
 from keras_lm.export.bundle import FORMATS, VARIANTS, VerificationError, export
-from keras_lm.export.litert_runner import JsonTokenizer, LiteRTRunner
+from keras_lm.export.json_tokenizer import JsonTokenizer
+from keras_lm.export.litert_runner import LiteRTRunner
 from keras_lm.export.saved_model import SIGNATURES, export_saved_model
 from keras_lm.export.tflite import QUANTIZATIONS, TFLiteExport, export_tflite

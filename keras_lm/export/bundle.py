@@ -7,7 +7,8 @@
   - `model_{variant}.tflite`, one per quantization (`float32`, `fp16`,
     `dynamic_int8`, `int8`), see `keras_lm.export.tflite`;
   - `tokenizer.json`: the tokenizer in plain JSON (no TensorFlow needed,
-    see `keras_lm.export.litert_runner.JsonTokenizer`);
+    see `keras_lm.export.json_tokenizer.JsonTokenizer`), and for
+    SentencePiece also `tokenizer.model` (its own format);
   - `metadata.json`: vocabulary size, special ids, context length, the
     signatures with every input and output (name, shape, dtype), the
     state tensors, and per file its quantization, size, operators and the
@@ -163,6 +164,9 @@ def _write_bundle(model, tokenizer, bundle, quantize, prefill_lengths, calibrati
     for variant, figures in parity["tflite"].items():
         files[variant]["parity"] = figures
     tokenizer.save(os.path.join(bundle, TOKENIZER_FILE))
+    if getattr(tokenizer, "proto", None):  # SentencePiece's own format, for its app libraries
+        with open(os.path.join(bundle, "tokenizer.model"), "wb") as f:
+            f.write(tokenizer.proto)
     metadata = {
         "format": "keras_lm.litert_bundle",
         "version": 1,

@@ -44,7 +44,8 @@ class ExportedLiteRT:
     """A `.tflite` file of an export bundle, run by LiteRT (batch 1, no beam)."""
 
     def __init__(self, path, argument="model"):
-        from keras_lm.export.litert_runner import JsonTokenizer, LiteRTRunner
+        from keras_lm.export.json_tokenizer import JsonTokenizer
+        from keras_lm.export.litert_runner import LiteRTRunner
 
         tokenizer_path = os.path.join(os.path.dirname(os.path.abspath(path)), "tokenizer.json")
         if not os.path.isfile(tokenizer_path):
@@ -70,6 +71,8 @@ class ExportedLiteRT:
         """One continuation per prompt; sampling in NumPy (seeded per prompt)."""
         from keras_lm.export.litert_runner import generate_text
 
+        if not prompts:
+            return []
         return [
             _cut_at_stop(
                 generate_text(

@@ -11,9 +11,9 @@ where an app's Python would, and shows what an app does with the file:
 
 See `keras_lm.export.tflite` for the file's signatures and tensor names.
 
-`JsonTokenizer` reads the bundle's `tokenizer.json` (plain JSON, no
-TensorFlow) and `choose_token` samples in NumPy, so `generate_text` is the
-whole text-in, text-out loop of an app.
+`keras_lm.export.json_tokenizer.JsonTokenizer` reads the bundle's
+`tokenizer.json` (plain JSON, no TensorFlow) and `choose_token` samples in
+NumPy, so `generate_text` is the whole text-in, text-out loop of an app.
 
 Example (not run here: it needs an exported file):
 
@@ -282,48 +282,6 @@ def choose_token(logits, rng, temperature=1.0, top_k=0, top_p=1.0):
         kept[keep] = probabilities[keep]
         probabilities = kept / kept.sum()
     return int(rng.choice(probabilities.size, p=probabilities))
-
-
-class JsonTokenizer:
-    """The tokenizer of an export bundle's `tokenizer.json`, in plain Python.
-
-    What an app does with the file: `byte` ids are the UTF-8 bytes
-    (0-255) with special tokens above them; `char` ids are the specials
-    (`<pad>`, `<bos>`, `<eos>`, `<unk>`) then one id per character of
-    `vocabulary`, an unknown character being `<unk>`.
-
-    Example:
-    >>> tokenizer = JsonTokenizer({"kind": "char", "vocabulary": ["a", "b"],
-    ...     "special_ids": {"<pad>": 0, "<bos>": 1, "<eos>": 2, "<unk>": 3}})
-    >>> tokenizer.encode("abc"), tokenizer.decode([4, 5, 2])
-    ([4, 5, 3], 'ab')
-    """
-
-    def __init__(self, config):
-        self.kind = config["kind"]
-        self.special_ids = dict(config["special_ids"])
-        if self.kind == "char":
-            offset = len(self.special_ids)
-            self._ids = {c: offset + i for i, c in enumerate(config["vocabulary"])}
-            self._pieces = {i: c for c, i in self._ids.items()}
-            self._pieces[self.special_ids["<unk>"]] = "\ufffd"
-        elif self.kind != "byte":
-            raise ValueError(f"tokenizer kind {self.kind!r} is not supported here")
-
-    @classmethod
-    def load(cls, path):
-        with open(path, encoding="utf-8") as f:
-            return cls(json.load(f))
-
-    def encode(self, text):
-        if self.kind == "byte":
-            return list(text.encode("utf-8"))
-        return [self._ids.get(c, self.special_ids["<unk>"]) for c in text]
-
-    def decode(self, ids):
-        if self.kind == "byte":
-            return bytes(i for i in ids if i < 256).decode("utf-8", "replace")
-        return "".join(self._pieces.get(i, "") for i in ids)
 
 
 def generate_text(runner, tokenizer, prompt, max_new_tokens, seed=None, **sampling):

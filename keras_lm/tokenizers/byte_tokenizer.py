@@ -24,10 +24,10 @@ class ByteTokenizer(Tokenizer):
 
     kind = "byte"
 
-    def __init__(self, name=None):
+    def __init__(self, name=None, normalize="none"):
         pieces = [bytes([i]) for i in range(256)] + [b"", b"", b""]
         special_ids = {PAD: 256, BOS: 257, EOS: 258}
-        super().__init__(pieces, special_ids, name=name)
+        super().__init__(pieces, special_ids, name=name, normalize=normalize)
 
     def _encode_scalar(self, text):
         # Faster than splitting into one-byte strings: one string, one read.

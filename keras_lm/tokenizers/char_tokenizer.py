@@ -28,7 +28,7 @@ class CharTokenizer(Tokenizer):
 
     kind = "char"
 
-    def __init__(self, vocabulary, name=None):
+    def __init__(self, vocabulary, name=None, normalize="none"):
         vocabulary = list(vocabulary)
         bad = [c for c in vocabulary if not isinstance(c, str) or len(c) != 1]
         if bad or len(set(vocabulary)) != len(vocabulary) or _REPLACEMENT in vocabulary:
@@ -40,7 +40,7 @@ class CharTokenizer(Tokenizer):
         pieces = [b"", b"", b"", _REPLACEMENT.encode()]
         pieces += [c.encode("utf-8", "surrogatepass") for c in vocabulary]
         special_ids = {t: i for i, t in enumerate(_SPECIALS)}
-        super().__init__(pieces, special_ids, name=name)
+        super().__init__(pieces, special_ids, name=name, normalize=normalize)
         self._table = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
                 tf.constant(pieces[len(_SPECIALS):], tf.string),
@@ -54,30 +54,30 @@ class CharTokenizer(Tokenizer):
         return tf.ragged.map_flat_values(self._table.lookup, chars)
 
     def get_config(self):
-        return {"kind": self.kind, "vocabulary": self.vocabulary}
+        return {**super().get_config(), "vocabulary": self.vocabulary}
 
     @classmethod
-    def train(cls, files, max_vocabulary_size=1024, max_bytes=64 << 20):
+    def train(cls, files, max_vocabulary_size=1024, max_bytes=64 << 20, normalize="none"):
         """Learns the most frequent characters of (a bounded sample of) files.
 
-        Reads at most `max_bytes` in total, streaming, so a huge corpus costs
-        bounded time and memory. Ties are broken by code point, so the result
-        is deterministic.
+        Reads at most `max_bytes`, a block from each of files spread over the
+        list, so a huge corpus costs bounded time and memory. Ties are broken
+        by code point, so the result is deterministic.
         """
+        from keras_lm.data.text_sample import sample_text
+        from keras_lm.tokenizers.normalization import normalize_text
+
+        if max_vocabulary_size <= len(_SPECIALS):
+            raise UsageError(
+                f"--vocab_size={max_vocabulary_size} leaves no room for characters beside "
+                f"the {len(_SPECIALS)} special tokens"
+            )
+        sample = sample_text(files, max_bytes)
         counts = collections.Counter()
-        budget = max_bytes
-        for path in files:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                while budget > 0:
-                    chunk = f.read(min(1 << 20, budget))
-                    if not chunk:
-                        break
-                    counts.update(chunk)
-                    budget -= len(chunk)
-            if budget <= 0:
-                break
+        for chunk in sample.chunks:
+            counts.update(normalize_text(chunk, normalize))
         counts.pop(_REPLACEMENT, None)
         if not counts:
             raise UsageError("cannot learn a character vocabulary: the files hold no text")
         ranked = sorted(counts, key=lambda c: (-counts[c], c))
-        return cls(sorted(ranked[: max_vocabulary_size - len(_SPECIALS)]))
+        return cls(sorted(ranked[: max_vocabulary_size - len(_SPECIALS)]), normalize=normalize)

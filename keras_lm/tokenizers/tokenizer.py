@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from keras_lm.errors import UsageError
 from keras_lm.io_utils import write_json
+from keras_lm.tokenizers.normalization import check_normalization, normalize_graph
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 
@@ -20,13 +21,16 @@ class Tokenizer(tf.Module):
     nothing) and implements `_encode_flat`.
 
     Every tokenizer has `pad_id`, `bos_id`, `eos_id`; a document is encoded
-    for training as `<bos> text <eos>`.
+    for training as `<bos> text <eos>`. `normalize` (see
+    `keras_lm.tokenizers.normalization`) is applied to the text before
+    encoding, everywhere the tokenizer runs.
     """
 
     kind = None
 
-    def __init__(self, pieces, special_ids, name=None):
+    def __init__(self, pieces, special_ids, name=None, normalize="none"):
         super().__init__(name=name)
+        self.normalize = check_normalization(normalize)
         self.pad_id = special_ids[PAD]
         self.bos_id = special_ids[BOS]
         self.eos_id = special_ids[EOS]
@@ -37,7 +41,7 @@ class Tokenizer(tf.Module):
 
     def encode(self, text):
         """Encodes a string (-> 1-D ids) or a 1-D batch (-> ragged ids)."""
-        text = tf.convert_to_tensor(text, dtype=tf.string)
+        text = normalize_graph(tf.convert_to_tensor(text, dtype=tf.string), self.normalize)
         if text.shape.rank == 0:
             return self._encode_scalar(text)
         return self._encode_flat(text)
@@ -73,7 +77,11 @@ class Tokenizer(tf.Module):
         raise NotImplementedError
 
     def get_config(self):
-        return {"kind": self.kind}
+        return {"kind": self.kind, "normalize": self.normalize}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
     def save(self, path):
         """Saves the tokenizer as plain JSON (readable without TensorFlow)."""
@@ -95,10 +103,8 @@ def load_tokenizer(path):
     >>> load_tokenizer(path).vocabulary_size
     259
     """
-    from keras_lm.tokenizers.byte_tokenizer import ByteTokenizer
-    from keras_lm.tokenizers.char_tokenizer import CharTokenizer
+    from keras_lm.tokenizers import TOKENIZER_CLASSES
 
-    kinds = {"byte": ByteTokenizer, "char": CharTokenizer}
     if not os.path.isfile(path):
         raise UsageError(f"tokenizer file not found: {path!r}")
     try:
@@ -107,7 +113,7 @@ def load_tokenizer(path):
         kind = config.pop("kind")
         vocabulary_size = config.pop("vocabulary_size")
         special_ids = config.pop("special_ids")
-        tokenizer = kinds[kind](**config)
+        tokenizer = TOKENIZER_CLASSES[kind].from_config(config)
     except (ValueError, KeyError, TypeError) as error:
         raise UsageError(f"tokenizer file {path!r} is corrupt: {error}") from None
     if (tokenizer.vocabulary_size, tokenizer.special_ids) != (

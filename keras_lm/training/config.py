@@ -5,7 +5,8 @@ import inspect
 
 from keras_lm.errors import UsageError
 from keras_lm.models import MODELS, PRESETS
-from keras_lm.tokenizers import TOKENIZERS
+from keras_lm.tokenizers import NORMALIZATIONS, TOKENIZERS
+from keras_lm.tokenizers.sentencepiece_tokenizer import MODEL_TYPES
 from keras_lm.optimizers import OPTIMIZERS
 
 PRECISIONS = ("float32", "mixed_bfloat16")
@@ -31,6 +32,9 @@ class TrainConfig:
     val_files: str = None
     validation_fraction: float = 0.05
     tokenizer: str = "byte"
+    vocab_size: int = None  # wordpiece/sentencepiece size (default 4096); char maximum
+    sentencepiece_model_type: str = "unigram"
+    normalize: str = "none"
     sequence_length: int = 256
     batch_size: int = 32
     steps: int = 1000
@@ -71,6 +75,18 @@ class TrainConfig:
         for name in self.model_args:
             _choose("model_args", name, sorted(accepted))
         _choose("tokenizer", self.tokenizer, TOKENIZERS)
+        _choose("normalize", self.normalize, NORMALIZATIONS)
+        _choose("sentencepiece_model_type", self.sentencepiece_model_type, MODEL_TYPES)
+        if self.vocab_size is not None and self.tokenizer == "byte":
+            raise UsageError(
+                f"--vocab_size={self.vocab_size}: not used by --tokenizer=byte (259 ids); "
+                "choose --tokenizer=char, wordpiece or sentencepiece"
+            )
+        if self.sentencepiece_model_type != "unigram" and self.tokenizer != "sentencepiece":
+            raise UsageError(
+                f"--sentencepiece_model_type={self.sentencepiece_model_type}: only used by "
+                f"--tokenizer=sentencepiece, got --tokenizer={self.tokenizer}"
+            )
         _choose("optimizer", self.optimizer, OPTIMIZERS)
         _choose("precision", self.precision, PRECISIONS)
         _at_least("sequence_length", self.sequence_length, 2)

@@ -12,7 +12,8 @@ from keras_lm.generation import generate
 from keras_lm.io_utils import atomic_path, write_json
 from keras_lm.model_dir import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE
 from keras_lm.models import MODELS
-from keras_lm.tokenizers import ByteTokenizer, CharTokenizer, load_tokenizer
+from keras_lm.data.text_sample import count_invalid_utf8
+from keras_lm.tokenizers import load_tokenizer, train_tokenizer
 from keras_lm.training.callbacks import WallClockSchedule, standard_callbacks
 from keras_lm.training.tensorboard import HParamsLogger
 from keras_lm.training.evaluation import evaluate_files
@@ -50,9 +51,13 @@ def build_tokenizer(config, train_files, output_dir, resuming):
     path = os.path.join(output_dir, TOKENIZER_FILE)
     if resuming and os.path.isfile(path):
         return load_tokenizer(path)
-    if config.tokenizer == "byte":
-        return ByteTokenizer()
-    return CharTokenizer.train(train_files)
+    if config.tokenizer != "byte":
+        # Byte ids keep invalid UTF-8 as it is; every other tokenizer replaces it.
+        count_invalid_utf8(train_files).report("training files")
+    return train_tokenizer(
+        config.tokenizer, train_files, config.vocab_size, config.normalize,
+        config.sentencepiece_model_type,
+    )
 
 
 def build_model(config, tokenizer):

@@ -1,0 +1,49 @@
+"""Text normalisation before tokenising, the same in graphs and in plain Python.
+
+- `none`: the text as it is;
+- `nfkc`: Unicode NFKC (compatibility characters folded: `ﬁ` -> `fi`, full-width
+  letters -> ASCII, ...);
+- `nfkc_lower`: NFKC and case folding (ICU's NFKC_Casefold in graphs,
+  `unicodedata` NFKC + `str.casefold` in Python: the same on the text we
+  tested; ICU also drops default-ignorable code points such as U+200B).
+
+The graph form (`normalize_graph`) runs in `tf.data`, in training and in the
+exported SavedModel; the Python form (`normalize_text`) in the LiteRT runner.
+
+Example:
+>>> normalize_text("Ｆｕｌｌ ﬁ", "nfkc_lower")
+'full fi'
+"""
+
+import unicodedata
+
+NORMALIZATIONS = ("none", "nfkc", "nfkc_lower")
+_ICU_FORMS = {"nfkc": "NFKC", "nfkc_lower": "NFKC_CF"}
+
+
+def check_normalization(normalize, argument="normalize"):
+    from keras_lm.errors import UsageError
+
+    if normalize not in NORMALIZATIONS:
+        raise UsageError(f"{argument} must be one of {', '.join(NORMALIZATIONS)}, got {normalize!r}")
+    return normalize
+
+
+def normalize_graph(text, normalize):
+    """`text` (a string tensor, any shape) normalised with TensorFlow ops."""
+    if normalize == "none":
+        return text
+    import tensorflow as tf
+    import tensorflow_text as tf_text
+
+    # ICU rejects invalid UTF-8: replace it (with U+FFFD) first.
+    text = tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace")
+    return tf_text.normalize_utf8(text, _ICU_FORMS[normalize])
+
+
+def normalize_text(text, normalize):
+    """`text` (a Python str) normalised as `normalize_graph` does."""
+    if normalize == "none":
+        return text
+    text = unicodedata.normalize("NFKC", text)
+    return text.casefold() if normalize == "nfkc_lower" else text
