@@ -114,9 +114,10 @@ def test_pystdlib_corpus_is_real_python_without_tests():
     assert not any(f"{os.sep}test{os.sep}" in f or "idlelib" in f for f in files)
 
 
-def test_tokens_per_byte_counts_separators(corpus):
+def test_tokens_per_byte_counts_predicted_tokens(corpus):
+    # Every byte and each document's <eos> are predicted; its <bos> is given.
     size = sum(os.path.getsize(p) for p in corpus)
-    assert data.tokens_per_byte(corpus, BYTE) == pytest.approx((size + 2 * len(corpus)) / size)
+    assert data.tokens_per_byte(corpus, BYTE) == pytest.approx((size + len(corpus)) / size)
 
 
 def test_xz_reference_is_computed_per_file(corpus):

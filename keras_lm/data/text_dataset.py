@@ -133,10 +133,12 @@ def _pack(token_chunks, sequence_length):
 
 
 def tokens_per_byte(files, tokenizer, max_bytes=8 << 20):
-    """Tokens (with `<bos>`/`<eos>`) per byte of text, over up to `max_bytes`.
+    """Predicted tokens per byte of text, over up to `max_bytes`.
 
     Converts a loss in nats per token into bits per byte, the scale on which
-    models with different tokenizers (and xz) compare.
+    models with different tokenizers (and xz) compare. A document of `n`
+    ids is coded as `n + 1` predictions: its ids and `<eos>` (its `<bos>`
+    is given, never predicted), so that is what is counted.
     """
     sample, total = [], 0
     for path in files:
@@ -150,4 +152,4 @@ def tokens_per_byte(files, tokenizer, max_bytes=8 << 20):
         lambda path, size: document_tokens(path, size, tokenizer)
     )
     tokens = ds.reduce(tf.constant(0, tf.int64), lambda n, ids: n + tf.size(ids, tf.int64))
-    return int(tokens) / total
+    return (int(tokens) - len(sample)) / total  # less one <bos> per document

@@ -3,9 +3,10 @@
 - `none`: the text as it is;
 - `nfkc`: Unicode NFKC (compatibility characters folded: `ﬁ` -> `fi`, full-width
   letters -> ASCII, ...);
-- `nfkc_lower`: NFKC and case folding (ICU's NFKC_Casefold in graphs,
-  `unicodedata` NFKC + `str.casefold` in Python: the same on the text we
-  tested; ICU also drops default-ignorable code points such as U+200B).
+- `nfkc_lower`: NFKC, then full case folding (`ß` -> `ss`): tensorflow-text's
+  `normalize_utf8` + `case_fold_utf8` in graphs, `unicodedata` NFKC +
+  `str.casefold` in Python (equal on the texts we test; ICU's case folding
+  also drops default-ignorable code points such as U+200B).
 
 The graph form (`normalize_graph`) runs in `tf.data`, in training and in the
 exported SavedModel; the Python form (`normalize_text`) in the LiteRT runner.
@@ -18,7 +19,6 @@ Example:
 import unicodedata
 
 NORMALIZATIONS = ("none", "nfkc", "nfkc_lower")
-_ICU_FORMS = {"nfkc": "NFKC", "nfkc_lower": "NFKC_CF"}
 
 
 def check_normalization(normalize, argument="normalize"):
@@ -38,7 +38,8 @@ def normalize_graph(text, normalize):
 
     # ICU rejects invalid UTF-8: replace it (with U+FFFD) first.
     text = tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace")
-    return tf_text.normalize_utf8(text, _ICU_FORMS[normalize])
+    text = tf_text.normalize_utf8(text, "NFKC")
+    return tf_text.case_fold_utf8(text) if normalize == "nfkc_lower" else text
 
 
 def normalize_text(text, normalize):

@@ -90,14 +90,16 @@ class SentencePieceTokenizer(Tokenizer):
             raise UsageError(
                 f"--sentencepiece_model_type must be one of {', '.join(MODEL_TYPES)}, got {model_type!r}"
             )
-        minimum = len(SPECIALS) + 256 + 1
-        if vocabulary_size < minimum:
-            raise UsageError(
-                f"--vocab_size={vocabulary_size} is too small for SentencePiece: {len(SPECIALS)} "
-                f"special tokens + 256 byte pieces + at least one piece need {minimum}"
-            )
         sample = sample_text(files, max_bytes)
         text = "".join(normalize_text(t, normalize) for t in sample.chunks)
+        alphabet = set(text) - {"\ufffd"}
+        minimum = len(SPECIALS) + 256 + len(alphabet)
+        if vocabulary_size < minimum:
+            raise UsageError(
+                f"--vocab_size={vocabulary_size} is too small for SentencePiece on this corpus: "
+                f"{len(SPECIALS)} special tokens + 256 byte pieces + {len(alphabet)} characters "
+                f"need {minimum}"
+            )
         sentences = [
             text[i : i + SENTENCE_CHARACTERS] for i in range(0, len(text), SENTENCE_CHARACTERS)
         ]

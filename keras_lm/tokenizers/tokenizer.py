@@ -114,7 +114,8 @@ def load_tokenizer(path):
         vocabulary_size = config.pop("vocabulary_size")
         special_ids = config.pop("special_ids")
         tokenizer = TOKENIZER_CLASSES[kind].from_config(config)
-    except (ValueError, KeyError, TypeError) as error:
+    except (ValueError, KeyError, TypeError, RuntimeError) as error:
+        # RuntimeError: SentencePiece rejecting its model.
         raise UsageError(f"tokenizer file {path!r} is corrupt: {error}") from None
     if (tokenizer.vocabulary_size, tokenizer.special_ids) != (
         vocabulary_size,
