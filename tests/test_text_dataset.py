@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from keras_lm import data
+from keras_lm.data.text_dataset import STREAMS
 from keras_lm.errors import UsageError
 from keras_lm.tokenizers import ByteTokenizer, CharTokenizer
 
@@ -128,3 +129,25 @@ def test_xz_reference_is_computed_per_file(corpus):
     )
     size = sum(os.path.getsize(p) for p in corpus)
     assert data.xz_bits_per_byte(corpus) == pytest.approx(8 * compressed / size)
+
+
+def test_shuffled_files_are_read_side_by_side_each_token_once(tmp_path):
+    """Training reads several files at once (interleaved), each token still a target once."""
+    paths = []
+    for i, letter in enumerate("abcdefghij"):
+        path = tmp_path / f"{letter}.txt"
+        path.write_text(letter * (40 + 7 * i))
+        paths.append(str(path))
+    windows = [w.numpy() for w in data.token_windows(paths, BYTE, 8, shuffle_files=True, seed=3)]
+    targets = np.concatenate([w[1:] for w in windows])
+    sizes = [40 + 7 * i for i in range(10)]
+    for letter, size in zip("abcdefghij", sizes):
+        assert 0 < (targets == ord(letter)).sum() <= size  # no file read twice
+    # Only each stream's last partial window is lost.
+    assert (targets < 256).sum() >= sum(sizes) - STREAMS * 8
+    # Neighbouring windows mostly come from different files.
+    majority = [np.bincount(w[w < 256]).argmax() for w in windows]
+    changes = sum(a != b for a, b in zip(majority, majority[1:]))
+    assert changes > 0.8 * (len(windows) - 1)
+    again = [w.numpy() for w in data.token_windows(paths, BYTE, 8, shuffle_files=True, seed=3)]
+    np.testing.assert_array_equal(np.stack(windows), np.stack(again))

@@ -2,12 +2,15 @@
 
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from keras_lm.errors import UsageError
 
 # Files are read in chunks of this many bytes, never whole.
 CHUNK_BYTES = 1 << 16
+# Files read side by side (interleaved) when training shuffles.
+STREAMS = 8
 
 
 def text_dataset(
@@ -58,14 +61,45 @@ def text_dataset(
 
 
 def token_windows(files, tokenizer, sequence_length, *, shuffle_files=False, repeat=False, seed=None):
-    """A dataset of int32 windows `(sequence_length + 1,)` of consecutive tokens."""
+    """A dataset of int32 windows `(sequence_length + 1,)` of consecutive tokens.
+
+    In order, one file after the other; with `shuffle_files` (training),
+    `STREAMS` files are read side by side, their windows interleaved, so
+    consecutive windows come from different files however large each file
+    is. Memory stays bounded either way: each stream holds one 64 KiB chunk
+    and a window's worth of tokens.
+    """
+    if not shuffle_files:
+        files = _files_with_sizes(files)
+        files = files.repeat() if repeat else files
+        return _pack(files.flat_map(lambda path, size: document_tokens(path, size, tokenizer)),
+                     int(sequence_length))
+    count = len(files)
     files = _files_with_sizes(files)
-    if shuffle_files:
-        files = files.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        files = files.repeat()
-    tokens = files.flat_map(lambda path, size: document_tokens(path, size, tokenizer))
-    return _pack(tokens, int(sequence_length))
+    # A new order every pass, the same for every stream (each takes its own
+    # share of it): a stateless shuffle keyed by (seed, pass). A stateful
+    # `Dataset.shuffle` hands each stream's iterator a different order.
+    seed = int(np.random.randint(2**31)) if seed is None else int(seed)
+    passes = tf.data.Dataset.counter() if repeat else tf.data.Dataset.range(1)
+
+    def one_pass(index):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(count, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), index])
+        )
+        return files.batch(count).map(lambda p, s: (tf.gather(p, order), tf.gather(s, order))).unbatch()
+
+    files = passes.flat_map(one_pass)
+    streams = min(STREAMS, count)
+
+    def stream(index):
+        mine = files.shard(streams, index)  # every `streams`-th file of the order
+        return _pack(mine.flat_map(lambda path, size: document_tokens(path, size, tokenizer)),
+                     int(sequence_length))
+
+    return tf.data.Dataset.range(streams).interleave(
+        stream, cycle_length=streams, block_length=1, num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
 
 
 def _files_with_sizes(files):

@@ -8,8 +8,8 @@ from keras_lm import data
 
 
 def evaluate_files(model, tokenizer, files, batch_size=32, sequence_length=None,
-                   tokens_per_byte=None):
-    """Mean next-token loss over every window of `files`, and derived figures.
+                   tokens_per_byte=None, max_tokens=None):
+    """Mean next-token loss over every window of `files` (or the first `max_tokens`).
 
     `tokens_per_byte` is measured on `files` unless the caller already has it.
 
@@ -29,6 +29,8 @@ def evaluate_files(model, tokenizer, files, batch_size=32, sequence_length=None,
     """
     sequence_length = sequence_length or model.sequence_length
     dataset = data.text_dataset(files, tokenizer, sequence_length, batch_size)
+    if max_tokens is not None:
+        dataset = dataset.take(max(1, max_tokens // (batch_size * sequence_length)))
     pad_id = tokenizer.pad_id
 
     @tf.function(jit_compile=getattr(model, "jit_compile_default", True), reduce_retracing=True)

@@ -19,6 +19,11 @@ from keras_lm.training.tensorboard import HParamsLogger
 from keras_lm.training.evaluation import evaluate_files
 
 
+# The final evaluation reads at most this many validation tokens (the whole
+# validation split of the built-in corpus is ~0.6M): bounded on huge corpora.
+FINAL_EVAL_TOKENS = 1 << 22
+
+
 def resolve_files(config):
     """The (train, validation) file lists of a run."""
     if config.train_files:
@@ -210,12 +215,12 @@ def train(config):
     with atomic_path(os.path.join(output_dir, MODEL_FILE)) as tmp:
         model.save(tmp)
 
-    _log("evaluating on every validation window...")
+    _log(f"evaluating on the validation files (up to {FINAL_EVAL_TOKENS:,} tokens)...")
     metrics = {
         "train_loss": _last_full_interval_loss(history.history, interval),
         **{f"val_{k}": v for k, v in evaluate_files(
             model, tokenizer, val_files, batch_size=config.batch_size,
-            tokens_per_byte=val_ratio).items()},
+            tokens_per_byte=val_ratio, max_tokens=FINAL_EVAL_TOKENS).items()},
         "xz_val_bits_per_byte": data.xz_bits_per_byte(val_files),
         "steps": int(model.optimizer.iterations),
         "tokens_seen": int(model.optimizer.iterations) * tokens_per_step,
