@@ -91,6 +91,7 @@ class ExportedSavedModel:
 
     def __init__(self, path, argument="model"):
         import tensorflow as tf
+        import tensorflow_text  # noqa: F401  (registers the ops of in-graph subword tokenizers)
 
         try:
             self.loaded = tf.saved_model.load(path)
