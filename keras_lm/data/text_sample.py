@@ -1,8 +1,9 @@
 """Bounded samples of a corpus as Python text, and a count of its invalid UTF-8.
 
 Vocabulary training reads a sample, not the corpus: `sample_text` takes up
-to `max_bytes`, a block from each of many files spread over the file list
-(not the first files only: a corpus sorted by name would give one topic).
+to `max_bytes`, a block from each file in a spread order until the budget
+is spent (not the first files only: a corpus sorted by name would give one
+topic).
 
 Example:
 >>> import os, tempfile
@@ -62,23 +63,20 @@ def _counting_decoder():
 
 
 def sample_text(files, max_bytes, block_bytes=SAMPLE_BLOCK_BYTES):
-    """Up to `max_bytes` of text from `files`, a block from each of files spread evenly.
+    """Up to `max_bytes` of text from `files`: up to `block_bytes` from each, in a spread order.
 
-    Deterministic: the same files give the same sample. Invalid UTF-8 is
-    replaced by U+FFFD and counted.
+    The files are visited in a fixed pseudo-random order (seed 0), so the
+    sample covers the whole list, not its first files, and the same files
+    give the same sample. Invalid UTF-8 is replaced by U+FFFD and counted.
     """
     files = list(files)
-    count = max(1, min(len(files), -(-max_bytes // block_bytes)))
-    chosen = [files[int(i)] for i in np.linspace(0, len(files) - 1, count)]
-    if len(chosen) < len(files) and count * block_bytes < max_bytes:
-        chosen = files
     sample = TextSample(chunks=[])
-    per_file = max(block_bytes, max_bytes // len(chosen))
-    for path in dict.fromkeys(chosen):
+    for index in np.random.default_rng(0).permutation(len(files)):
         if sample.bytes_read >= max_bytes:
             break
+        path = files[index]
         with open(path, "rb") as f:
-            data = f.read(min(per_file, max_bytes - sample.bytes_read))
+            data = f.read(min(block_bytes, max_bytes - sample.bytes_read))
         decoder, counter = _counting_decoder()
         sample.chunks.append(decoder.decode(data, final=False))
         sample.bytes_read += len(data)
