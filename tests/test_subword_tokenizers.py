@@ -207,7 +207,7 @@ def test_sample_spreads_over_the_files_and_is_bounded(tmp_path):
     assert sample.bytes_read <= 100_000
     seen = sorted(int(chunk[5:7]) for chunk in sample.chunks)
     assert len(seen) == 10  # ten 10 KB blocks from ten files...
-    assert seen[0] < 10 and seen[-1] >= 40  # ...spread over the list, not its first files
+    assert seen[-1] - seen[0] >= 25  # ...spread over the list, not its first files
     assert sample_text(paths, max_bytes=100_000, block_bytes=10_000).chunks == sample.chunks
 
 
