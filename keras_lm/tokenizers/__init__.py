@@ -7,6 +7,7 @@
 
 from keras_lm.tokenizers.byte_tokenizer import ByteTokenizer
 from keras_lm.tokenizers.char_tokenizer import CharTokenizer
+from keras_lm.tokenizers.id_tokenizer import IdTokenizer
 from keras_lm.tokenizers.normalization import NORMALIZATIONS
 from keras_lm.tokenizers.sentencepiece_tokenizer import SentencePieceTokenizer
 from keras_lm.tokenizers.tokenizer import Tokenizer, load_tokenizer
@@ -17,6 +18,8 @@ TOKENIZER_CLASSES = {
     for cls in (ByteTokenizer, CharTokenizer, WordPieceTokenizer, SentencePieceTokenizer)
 }
 TOKENIZERS = tuple(TOKENIZER_CLASSES)
+# Loadable from tokenizer.json, but not a --tokenizer choice: `--task` runs make it.
+TOKENIZER_CLASSES[IdTokenizer.kind] = IdTokenizer
 
 
 def train_tokenizer(kind, files, vocabulary_size=None, normalize="none",

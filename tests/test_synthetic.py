@@ -1,0 +1,127 @@
+"""Synthetic tasks: each definition checked by independent code, and bad parameters."""
+
+import numpy as np
+import pytest
+
+from keras_lm.data.synthetic import Task, task_dataset, task_tokenizer, training_pairs
+from keras_lm.errors import UsageError
+
+
+def sample(task, batch_size=16, seed=0):
+    return task.sample(np.random.default_rng(seed), batch_size)
+
+
+def full_sequences(batch):
+    """Tokens 0..L of each row, rebuilt from inputs and targets."""
+    assert np.array_equal(batch["inputs"][:, 1:], batch["targets"][:, :-1])
+    return np.concatenate([batch["inputs"], batch["targets"][:, -1:]], axis=1)
+
+
+def test_induction_is_a_repeated_block_and_answers_are_the_repeats():
+    task = Task("induction", sequence_length=48, vocabulary_size=32,
+                induction_min_length=5, induction_max_length=20)
+    batch = sample(task, 64)
+    periods = set()
+    for row, tokens in enumerate(full_sequences(batch)):
+        answer = batch["answer_group"][row] > 0
+        # The block length is the row's smallest period in [5, 20] (a shorter
+        # one within a random block of 32 ids is vanishingly rare). A target
+        # is an answer exactly when its token index (t + 1) is past the first block.
+        length = next(b for b in range(5, 21) if np.array_equal(tokens[b:], tokens[:-b]))
+        periods.add(length)
+        assert np.array_equal(answer, np.arange(1, 49) >= length)
+        assert tokens.max() < 32 and tokens.min() >= 0
+    assert len(periods) > 5  # the block length varies between sequences
+
+
+def test_mqar_follows_zoology():
+    L, V, n = 64, 128, 8
+    task = Task("mqar", sequence_length=L, vocabulary_size=V, mqar_num_pairs=n)
+    batch = sample(task, 32)
+    for row, tokens in enumerate(full_sequences(batch)):
+        keys, values = tokens[0:2 * n:2], tokens[1:2 * n:2]
+        assert len(set(keys)) == n and all(1 <= k < V // 2 for k in keys)
+        assert len(set(values)) == n and all(V // 2 <= v < V for v in values)
+        mapping = dict(zip(keys, values))
+        answers = np.nonzero(batch["answer_group"][row])[0]  # target indices
+        assert len(answers) == n
+        queried = []
+        for t in answers:
+            key, value = tokens[t], tokens[t + 1]  # input at t, its target at t + 1
+            assert t >= 2 * n and (t - 2 * n) % 2 == 0  # an even offset after the pairs
+            assert mapping[key] == value
+            queried.append(key)
+        assert sorted(queried) == sorted(keys)  # each key queried exactly once
+    # Answer positions only: non-answer targets are left out by training_pairs.
+    ds = training_pairs(task_dataset(task, 4), task, pad_id=V)
+    _, targets = next(iter(ds))
+    assert int(np.sum(targets.numpy() != V)) == 4 * n
+
+
+@pytest.mark.parametrize("k", [0, 3])
+def test_fewshot_mapping_is_consistent_and_shots_count_earlier_examples(k):
+    V, C = 40, 3
+    task = Task("fewshot", sequence_length=64, vocabulary_size=V, fewshot_k=k, fewshot_labels=C)
+    batch = sample(task, 16)
+    mappings = set()
+    for row, tokens in enumerate(full_sequences(batch)):
+        items, labels = tokens[0::2], tokens[1::2]
+        assert all(i < V - C for i in items) and all(V - C <= y < V for y in labels)
+        mapping = {}
+        for item, label in zip(items, labels):
+            assert mapping.setdefault(item, label) == label  # one label per item
+        mappings.add(tuple(sorted(mapping.items())))
+        answers = np.nonzero(batch["answer_group"][row])[0]
+        counts = {}
+        for t in answers:
+            item = tokens[t]
+            assert batch["targets"][row, t] == mapping[item]
+            assert batch["shots"][row, t] == counts.get(item, 0)
+            counts[item] = counts.get(item, 0) + 1
+        assert set(counts.values()) == {k + 1}  # every item shown k + 1 times
+    assert len(mappings) == 16  # a fresh mapping per sequence
+
+
+@pytest.mark.parametrize("reverse", [True, False])
+def test_addition_answers_are_the_sums(reverse):
+    task = Task("addition", sequence_length=40, addition_digits=3, addition_reverse=reverse)
+    tokenizer = task_tokenizer(task)
+    batch = sample(task, 8)
+    for row, tokens in enumerate(full_sequences(batch)):
+        text = tokenizer.decode_text(tokens).replace(" ", "")
+        problems = [p for p in text.split(";") if "=" in p]
+        assert len(problems) == 41 // 13
+        answer_digits = [str(tokens[t + 1]) for t in np.nonzero(batch["answer_group"][row])[0]]
+        expected = ""
+        for problem in problems:
+            left, result = problem.split("=")
+            a, b = left.split("+")
+            assert len(a) == len(b) == 3 and len(result) == 4
+            total = f"{int(a) + int(b):04d}"
+            assert result == (total[::-1] if reverse else total)
+            expected += result
+        assert "".join(answer_digits) == expected
+
+
+def test_datasets_are_seeded_and_splits_differ():
+    task = Task("induction", sequence_length=16)
+    first = next(iter(task_dataset(task, 4, seed=1)))["inputs"].numpy()
+    again = next(iter(task_dataset(task, 4, seed=1)))["inputs"].numpy()
+    other = next(iter(task_dataset(task, 4, seed=1, split="validation")))["inputs"].numpy()
+    assert np.array_equal(first, again) and not np.array_equal(first, other)
+
+
+@pytest.mark.parametrize("kwargs, flag", [
+    (dict(name="mqar", sequence_length=64, vocabulary_size=128, mqar_num_pairs=17),
+     "--mqar_num_pairs=17"),
+    (dict(name="mqar", sequence_length=64, vocabulary_size=64), "--vocab_size=64"),
+    (dict(name="nope", sequence_length=64), "--task: unknown task 'nope'"),
+    (dict(name="induction", sequence_length=16, induction_max_length=9),
+     "--induction_max_length=9"),
+    (dict(name="fewshot", sequence_length=16, fewshot_k=8), "--fewshot_k=8"),
+    (dict(name="addition", sequence_length=8, addition_digits=3), "--addition_digits=3"),
+    (dict(name="addition", sequence_length=64, vocabulary_size=20), "--vocab_size=20"),
+])
+def test_bad_parameters_name_the_flag(kwargs, flag):
+    with pytest.raises(UsageError, match=flag.replace("+", r"\+")):
+        Task(**kwargs)
