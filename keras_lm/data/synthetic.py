@@ -314,8 +314,11 @@ def task_dataset(task, batch_size, seed=0, split="train", num_batches=None):
 
     keys = ["inputs", "targets", "answer_group"] + (["shots"] if task.name == "fewshot" else [])
     spec = tf.TensorSpec((batch_size, task.sequence_length), tf.int32)
-    return tf.data.Dataset.from_generator(
-        batches, output_signature={key: spec for key in keys}).prefetch(2)
+    dataset = tf.data.Dataset.from_generator(batches, output_signature={key: spec for key in keys})
+    # A generator's length is unknown to tf.data; Keras then warns that a
+    # finite one "ran out of data". State it.
+    length = tf.data.INFINITE_CARDINALITY if num_batches is None else num_batches
+    return dataset.apply(tf.data.experimental.assert_cardinality(length)).prefetch(2)
 
 
 def training_pairs(dataset, task, pad_id):

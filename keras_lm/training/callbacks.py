@@ -48,7 +48,7 @@ class LanguageModelLogs(keras.callbacks.Callback):
         logs["interval_steps"] = float(steps)
         logs["tokens_seen"] = float(int(self.model.optimizer.iterations) * self.tokens_per_step)
         for prefix, ratio in (("", self.tokens_per_byte), ("val_", self.val_tokens_per_byte)):
-            if prefix + "loss" in logs:
+            if prefix + "loss" in logs and ratio:  # no ratio on synthetic tasks
                 logs[prefix + "bits_per_byte"] = logs[prefix + "loss"] * ratio / math.log(2)
 
 

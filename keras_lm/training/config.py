@@ -28,6 +28,9 @@ class TrainConfig:
     preset: str = "small"
     model_args: dict = dataclasses.field(default_factory=dict)
     corpus: str = "pystdlib"
+    # A synthetic task instead of text (keras_lm.data.synthetic), its flags in task_args.
+    task: str = None
+    task_args: dict = dataclasses.field(default_factory=dict)
     train_files: str = None
     val_files: str = None
     validation_fraction: float = 0.05
@@ -74,10 +77,12 @@ class TrainConfig:
         accepted -= {"self", "kwargs", "vocabulary_size", "sequence_length", "pad_id"}
         for name in self.model_args:
             _choose("model_args", name, sorted(accepted))
+        if self.task is not None:
+            self._validate_task()
         _choose("tokenizer", self.tokenizer, TOKENIZERS)
         _choose("normalize", self.normalize, NORMALIZATIONS)
         _choose("sentencepiece_model_type", self.sentencepiece_model_type, MODEL_TYPES)
-        if self.vocab_size is not None and self.tokenizer == "byte":
+        if self.vocab_size is not None and self.tokenizer == "byte" and not self.task:
             raise UsageError(
                 f"--vocab_size={self.vocab_size}: not used by --tokenizer=byte (259 ids); "
                 "choose --tokenizer=char, wordpiece or sentencepiece"
@@ -95,7 +100,7 @@ class TrainConfig:
         _at_least("eval_interval", self.eval_interval, 1)
         _at_least("val_steps", self.val_steps, 1)
         _at_least("sample_tokens", self.sample_tokens, 1)
-        if self.sample_tokens >= self.sequence_length:
+        if self.sample_tokens >= self.sequence_length and not self.task:  # task runs: no samples
             raise UsageError(
                 f"--sample_tokens must be < --sequence_length={self.sequence_length} "
                 f"(samples fit the model's context), got {self.sample_tokens}"
@@ -124,6 +129,16 @@ class TrainConfig:
             raise UsageError(
                 f"--validation_fraction must be in (0, 1), got {self.validation_fraction}"
             )
+
+    def _validate_task(self):
+        from keras_lm.training.task_run import task_from_config
+
+        task_from_config(self)  # raises naming the task's flag
+        for flag, given in (("epochs", self.epochs), ("train_files", self.train_files),
+                            ("val_files", self.val_files)):
+            if given is not None:
+                raise UsageError(f"--{flag}={given}: not used with --task={self.task} "
+                                 "(a synthetic source; give --steps)")
 
     def to_dict(self):
         return dataclasses.asdict(self)

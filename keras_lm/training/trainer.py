@@ -17,6 +17,7 @@ from keras_lm.tokenizers import load_tokenizer, train_tokenizer
 from keras_lm.training.callbacks import WallClockSchedule, standard_callbacks
 from keras_lm.training.tensorboard import HParamsLogger
 from keras_lm.training.evaluation import evaluate_files
+from keras_lm.training import task_run
 
 
 # The final evaluation reads at most this many validation tokens (the whole
@@ -98,19 +99,24 @@ def train(config):
     """
     started = time.time()
     config.validate()
-    train_files, val_files = resolve_files(config)
+    # A --task run trains on a synthetic source, not on files (see task_run).
+    task = task_run.task_from_config(config) if config.task else None
+    train_files, val_files = ([], []) if task else resolve_files(config)
     output_dir = config.output_dir or os.path.join("saved_models", config.recipe)
     prepare_output_dir(output_dir)
 
     keras.utils.set_random_seed(config.seed)
     keras.config.set_dtype_policy(config.precision)
     resuming = _is_resuming(output_dir)
-    tokenizer = build_tokenizer(config, train_files, output_dir, resuming)
+    if task:
+        tokenizer = task_run.task_tokenizer(task)
+    else:
+        tokenizer = build_tokenizer(config, train_files, output_dir, resuming)
     model = build_model(config, tokenizer)
 
     tokens_per_step = config.batch_size * config.sequence_length
-    train_ratio = data.tokens_per_byte(train_files, tokenizer)
-    val_ratio = data.tokens_per_byte(val_files, tokenizer)
+    train_ratio = None if task else data.tokens_per_byte(train_files, tokenizer)
+    val_ratio = None if task else data.tokens_per_byte(val_files, tokenizer)
     steps = config.steps
     if config.epochs is not None:
         train_bytes = sum(os.path.getsize(f) for f in train_files)
@@ -154,29 +160,19 @@ def train(config):
     write_json(os.path.join(output_dir, CONFIG_FILE), resolved)
     tokenizer.save(os.path.join(output_dir, TOKENIZER_FILE))
     length = f"{config.train_minutes} minutes (at most {steps} steps)" if clock else f"{steps} steps"
+    source = (f"task {task.name} ({task.vocabulary} ids)" if task else
+              f"{len(train_files)} train / {len(val_files)} validation files")
     _log(
         f"{config.model} ({config.preset}): {num_parameters:,} parameters; "
-        f"{len(train_files)} train / {len(val_files)} validation files; "
-        f"training for {length} of {tokens_per_step} tokens"
+        f"{source}; training for {length} of {tokens_per_step} tokens"
     )
 
-    train_ds = data.text_dataset(
-        train_files,
-        tokenizer,
-        config.sequence_length,
-        config.batch_size,
-        shuffle=True,
-        repeat=True,
-        seed=config.seed,
-        shuffle_buffer=config.shuffle_buffer,
-    )
-    # The same first `val_steps` batches at every interval, cached: Keras keeps
-    # its validation iterator across epochs, so a longer dataset would be
-    # read further on at each interval and the curve would mix subsets.
-    val_ds = data.text_dataset(val_files, tokenizer, config.sequence_length, config.batch_size)
-    val_ds = val_ds.take(config.val_steps).cache()
-    for _ in val_ds:  # fill the cache now, whole (a partly read cache warns)
-        pass
+    views = {}
+    if task:
+        train_ds, val_ds = task_run.task_datasets(task, config, tokenizer.pad_id)
+        views["probe_text"] = task_run.task_probe_text(task, tokenizer)
+    else:
+        train_ds, val_ds = _text_datasets(config, tokenizer, train_files, val_files)
     callbacks = standard_callbacks(
         output_dir,
         tokenizer,
@@ -186,7 +182,7 @@ def train(config):
         config.sample_prompts,
         sample_tokens=config.sample_tokens,
         temperature=config.temperature,
-        samples=config.samples,
+        samples=config.samples and not task,  # ids, not text: no samples
         validation_data=val_ds,
         hparams=resolved if config.hparams else None,
         attention_maps=config.attention_maps and config.model == "transformer",
@@ -194,6 +190,7 @@ def train(config):
         embedding_projector=config.embedding_projector,
         histograms=config.histograms,
         profile_steps=config.profile_steps,
+        **views,
     )
     # The HParams tab gets the final evaluation below, not the last interval's.
     hparams_logger = next((c for c in callbacks if isinstance(c, HParamsLogger)), None)
@@ -215,29 +212,44 @@ def train(config):
     with atomic_path(os.path.join(output_dir, MODEL_FILE)) as tmp:
         model.save(tmp)
 
-    _log(f"evaluating on the validation files (up to {FINAL_EVAL_TOKENS:,} tokens)...")
+    if task:
+        _log(f"scoring the answers of {task_run.FINAL_EVAL_BATCHES} held-out batches...")
+        final = {"val_loss": history.history["val_loss"][-1],
+                 **task_run.final_task_scores(model, task, config)}
+    else:
+        _log(f"evaluating on the validation files (up to {FINAL_EVAL_TOKENS:,} tokens)...")
+        final = {
+            **{f"val_{k}": v for k, v in evaluate_files(
+                model, tokenizer, val_files, batch_size=config.batch_size,
+                tokens_per_byte=val_ratio, max_tokens=FINAL_EVAL_TOKENS).items()},
+            "xz_val_bits_per_byte": data.xz_bits_per_byte(val_files),
+        }
     metrics = {
         "train_loss": _last_full_interval_loss(history.history, interval),
-        **{f"val_{k}": v for k, v in evaluate_files(
-            model, tokenizer, val_files, batch_size=config.batch_size,
-            tokens_per_byte=val_ratio, max_tokens=FINAL_EVAL_TOKENS).items()},
-        "xz_val_bits_per_byte": data.xz_bits_per_byte(val_files),
+        **final,
         "steps": int(model.optimizer.iterations),
         "tokens_seen": int(model.optimizer.iterations) * tokens_per_step,
         "num_parameters": num_parameters,
         "stopped_by_clock": bool(clock and clock.stopped_at_step),
     }
-    if metrics["train_loss"] is not None:
+    if metrics["train_loss"] is not None and train_ratio:
         metrics["train_bits_per_byte"] = metrics["train_loss"] * train_ratio / math.log(2)
         metrics["train_perplexity"] = math.exp(min(metrics["train_loss"], 700.0))
     if hparams_logger:
         hparams_logger.write_metrics(metrics, metrics["steps"])
+    metrics["wall_time_seconds"] = time.time() - started
+    write_json(os.path.join(output_dir, "metrics.json"), metrics)
+    if task:
+        _log(f"{task.name}: exact match {metrics['exact_match']:.3f}, token accuracy "
+             f"{metrics['token_accuracy']:.3f}, answer log-likelihood "
+             f"{metrics['answer_log_likelihood']:.3f} nats; "
+             f"{metrics['wall_time_seconds']:.0f} s")
+        _log(f"outputs in {output_dir}")
+        return metrics
     sample = generate(
         model, tokenizer, config.sample_prompts[0], config.sample_tokens,
         sampler="temperature", temperature=config.temperature, seed=0, truncate="left",
     )
-    metrics["wall_time_seconds"] = time.time() - started
-    write_json(os.path.join(output_dir, "metrics.json"), metrics)
     _log(
         f"validation: {metrics['val_bits_per_byte']:.3f} bits per byte "
         f"(xz -9e on the same files: {metrics['xz_val_bits_per_byte']:.3f}); "
@@ -247,6 +259,28 @@ def train(config):
     _log(f"sample:\n{config.sample_prompts[0]}{sample}")
     _log(f"outputs in {output_dir}")
     return metrics
+
+
+def _text_datasets(config, tokenizer, train_files, val_files):
+    """`(train, validation)` windows of the text files."""
+    train_ds = data.text_dataset(
+        train_files,
+        tokenizer,
+        config.sequence_length,
+        config.batch_size,
+        shuffle=True,
+        repeat=True,
+        seed=config.seed,
+        shuffle_buffer=config.shuffle_buffer,
+    )
+    # The same first `val_steps` batches at every interval, cached: Keras keeps
+    # its validation iterator across epochs, so a longer dataset would be
+    # read further on at each interval and the curve would mix subsets.
+    val_ds = data.text_dataset(val_files, tokenizer, config.sequence_length, config.batch_size)
+    val_ds = val_ds.take(config.val_steps).cache()
+    for _ in val_ds:  # fill the cache now, whole (a partly read cache warns)
+        pass
+    return train_ds, val_ds
 
 
 def _last_full_interval_loss(history, interval):
