@@ -11,6 +11,8 @@ SUBCOMMANDS = {
     "eval": "loss, perplexity and bits per byte of a trained model on files",
     "generate": "continue a prompt with a trained model (Keras, SavedModel or LiteRT)",
     "export": "write a SavedModel and LiteRT files (quantized, verified against Keras)",
+    "probe": "measure in-context learning: loss by position, ICL score, induction",
+    "sweep": "train and score a grid of models on a task; tables and plots against size",
 }
 
 USAGE = "usage: keras-lm <subcommand> [--flag=value ...]\n\nsubcommands:\n" + "".join(

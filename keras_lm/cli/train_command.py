@@ -22,13 +22,13 @@ import json
 from absl import flags
 
 from keras_lm.cli.app import run_subcommand
+from keras_lm.cli.task_flags import define_task_flags, task_args_from
 from keras_lm.data import CORPORA
 from keras_lm.errors import UsageError
 from keras_lm.models import MODELS
 from keras_lm.tokenizers import NORMALIZATIONS, TOKENIZERS
 from keras_lm.training import OPTIMIZERS, RECIPES, TrainConfig, recipe_defaults, train
 from keras_lm.training.config import PRECISIONS
-from keras_lm.training.task_run import TASK_ARGS
 
 _DEFAULTS = {
     **{f.name: f.default for f in dataclasses.fields(TrainConfig)
@@ -50,17 +50,7 @@ enum("model", D["model"], list(MODELS), "Model family.")
 string("preset", D["preset"], "Model size: tiny, small or base.")
 string("model_args", None, "Constructor overrides, e.g. 'hidden_dim=256,num_layers=6'.")
 enum("corpus", D["corpus"], list(CORPORA), "Built-in corpus used without --train_files.")
-string("task", None,
-       "Train on a synthetic task instead of text: induction, mqar, fewshot or addition "
-       "(keras_lm.data.synthetic); --vocab_size is then its number of ids.")
-integer("induction_min_length", None, "induction: shortest repeated block (default L/8).")
-integer("induction_max_length", None, "induction: longest repeated block (default L/2).")
-integer("mqar_num_pairs", None, "mqar: key-value pairs N (default 8; needs 4N <= L).")
-integer("fewshot_k", None, "fewshot: examples of each item, the last one unseen (default 8).")
-integer("fewshot_labels", None, "fewshot: number of labels (default 2).")
-integer("addition_digits", None, "addition: digits of each operand (default 3).")
-boolean("addition_reverse", None, "addition: write the sum least significant digit first "
-        "(default true).")
+define_task_flags(FLAGS, __name__)
 string("train_files", None, "Comma-separated files, directories or globs.")
 string("val_files", None, "Validation files (default: a by-file split of the training files).")
 number("validation_fraction", D["validation_fraction"], "Share of files held out.")
@@ -118,13 +108,13 @@ def config_from_flags():
     """The run's TrainConfig: the recipe's settings, then the flags given."""
     values = recipe_defaults(FLAGS.recipe)
     values["recipe"] = FLAGS.recipe
+    values["task_args"] = task_args_from(FLAGS)
     for name in _flag_names():
-        if FLAGS[name].present:
+        if FLAGS[name].present and name not in values["task_args"]:
             values[_RENAMED.get(name, name)] = FLAGS[name].value
     # A run length given in steps or epochs replaces a recipe's clock.
     if (FLAGS["steps"].present or FLAGS["epochs"].present) and not FLAGS["train_minutes"].present:
         values["train_minutes"] = None
-    values["task_args"] = {name: values.pop(name) for name in TASK_ARGS if name in values}
     if isinstance(values.get("model_args"), str):
         values["model_args"] = parse_model_args(values["model_args"])
     if values.get("profile_steps") is not None:

@@ -1,0 +1,147 @@
+"""In-context learning probes: loss by position, the ICL score, induction.
+
+Each probe takes a model (and data) and returns a dict of plain numbers and
+lists, ready for JSON; `keras-lm probe` writes it with a plot and TensorBoard
+summaries.
+
+Example:
+>>> from keras_lm.models import TransformerLM
+>>> model = TransformerLM.from_preset("tiny", vocabulary_size=40, sequence_length=32)
+>>> result = induction(model, special_ids=[], batches=1, batch_size=4)
+>>> sorted(k for k in result if k.startswith("loss_"))
+['loss_first', 'loss_repeat']
+>>> icl_positions(512), icl_positions(64)
+((50, 500), (6, 62))
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_lm.training.tensorboard import PositionLoss
+
+
+def icl_positions(sequence_length):
+    """The early and late position of the ICL score, scaled from Olsson et al.
+
+    Olsson et al. (2022) take the loss of the 500th token minus that of the
+    50th in a 512-token context; we keep the ratios: the tokens at
+    `round(L * 50 / 512)` and `round(L * 500 / 512)` (1-based, at least 1).
+    """
+    early = max(1, round(sequence_length * 50 / 512))
+    late = max(early + 1, round(sequence_length * 500 / 512))
+    return early, late
+
+
+def per_position_loss(model, batches):
+    """Mean loss (nats) at every position of the context window.
+
+    `batches`: a finite dataset of `(inputs, targets)`; position p (1-based)
+    is the loss of predicting token p + 1 after reading p tokens.
+    """
+    view = PositionLoss(batches, log_dir=None, pad_id=getattr(model, "pad_id", None))
+    view.set_model(model)
+    losses = view.losses()
+    return {"positions": list(range(1, len(losses) + 1)), "losses": losses.tolist()}
+
+
+def icl_score(model, batches):
+    """Olsson et al.'s in-context learning score: loss late minus loss early.
+
+    More negative means the model predicts better the more it has read.
+    """
+    result = per_position_loss(model, batches)
+    losses = result["losses"]
+    early, late = icl_positions(len(losses))
+    return {
+        "icl_score": losses[late - 1] - losses[early - 1],
+        "early_position": early,
+        "late_position": late,
+        "loss_early": losses[early - 1],
+        "loss_late": losses[late - 1],
+        **result,
+    }
+
+
+def repeated_random_tokens(vocabulary_size, special_ids, sequence_length, batch_size, seed):
+    """`(batch, sequence_length + 1)` ids: a random block of length (L+1)//2, twice.
+
+    Ids are drawn uniformly from the vocabulary without the special ids.
+    """
+    rng = np.random.default_rng(seed)
+    ordinary = np.setdiff1d(np.arange(vocabulary_size), list(special_ids))
+    block = (sequence_length + 1) // 2
+    tokens = rng.choice(ordinary, size=(batch_size, block))
+    return np.concatenate([tokens, tokens, tokens], axis=1)[:, :sequence_length + 1], block
+
+
+def induction(model, special_ids, batches=8, batch_size=32, seed=0):
+    """Loss and next-token accuracy on a repeat of random tokens versus its first copy.
+
+    A model that copies from context (an induction head) predicts the
+    second copy; the first is unpredictable (loss ~ ln of the vocabulary).
+    """
+    L = model.sequence_length
+    predict = _position_sums(model)
+    loss_sum = np.zeros(L)
+    hit_sum = np.zeros(L)
+    count = 0
+    for i in range(batches):
+        tokens, block = repeated_random_tokens(model.vocabulary_size, special_ids, L, batch_size,
+                                               [seed, i])
+        losses, hits = predict(tokens[:, :-1].astype("int32"), tokens[:, 1:].astype("int32"))
+        loss_sum += losses.numpy()
+        hit_sum += hits.numpy()
+        count += batch_size
+    losses, accuracy = loss_sum / count, hit_sum / count
+    first = slice(0, block - 1)  # targets 1 .. block-1: inside the first copy
+    repeat = slice(block - 1, L)  # targets block .. L: the repeat
+    return {
+        "block_length": block,
+        "loss_first": float(losses[first].mean()),
+        "loss_repeat": float(losses[repeat].mean()),
+        "accuracy_first": float(accuracy[first].mean()),
+        "accuracy_repeat": float(accuracy[repeat].mean()),
+        "positions": list(range(1, L + 1)),
+        "losses": losses.tolist(),
+        "accuracy": accuracy.tolist(),
+    }
+
+
+def _position_sums(model):
+    @tf.function(jit_compile=getattr(model, "jit_compile_default", False), reduce_retracing=True)
+    def sums(inputs, targets):
+        logits = tf.cast(model(inputs, training=False), tf.float32)
+        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)
+        hits = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), targets), tf.float32)
+        return tf.reduce_sum(losses, 0), tf.reduce_sum(hits, 0)
+
+    return sums
+
+
+def induction_heads(model, special_ids, batch_size=16, seed=0):
+    """Per layer and head: attention of a repeated token to where it can copy from.
+
+    On a random block repeated, the query at position t of the repeat
+    (t >= block) scores:
+    - `prefix_matching`: its attention to position t - block + 1, the token
+      after the previous occurrence of the current token: what an induction
+      head reads (Olsson et al. 2022);
+    - `previous_token`: its attention to t - 1, what the previous-token head
+      of the first layer of an induction circuit reads.
+    Needs a Transformer (`call(..., return_attention=True)`).
+    """
+    L = model.sequence_length
+    tokens, block = repeated_random_tokens(model.vocabulary_size, special_ids, L, batch_size, seed)
+    _, weights = model(tokens[:, :-1].astype("int32"), training=False, return_attention=True)
+    # (layers, batch, heads, queries, keys)
+    weights = np.stack([np.asarray(w, dtype="float64") for w in weights])
+    queries = np.arange(block, L)
+    prefix = weights[:, :, :, queries, queries - block + 1].mean(axis=(1, 3))
+    previous = weights[:, :, :, queries, queries - 1].mean(axis=(1, 3))
+    return {
+        "block_length": block,
+        "prefix_matching": prefix.tolist(),  # (layers, heads)
+        "previous_token": previous.tolist(),
+        "max_prefix_matching": float(prefix.max()),
+        "uniform_baseline": float(np.mean(1.0 / (queries + 1))),
+    }

@@ -1,0 +1,55 @@
+"""PNG plots of probes and sweeps (matplotlib's object API, no pyplot state).
+
+Example:
+>>> png = head_scores_figure([[0.1, 0.9], [0.0, 0.2]], "prefix matching")
+>>> png[:4]
+b'\\x89PNG'
+"""
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from keras_lm.training.figures import _png, position_loss_figure
+
+__all__ = ["head_scores_figure", "position_loss_figure", "sweep_figure"]
+
+
+def head_scores_figure(scores, title):
+    """A layers x heads heatmap of one score per attention head, values written in."""
+    scores = np.asarray(scores, dtype="float64")
+    layers, heads = scores.shape
+    figure = Figure(figsize=(1.2 + 0.9 * heads, 1.0 + 0.7 * layers), dpi=100,
+                    layout="constrained")
+    axes = figure.add_subplot()
+    axes.imshow(scores, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    for (layer, head), value in np.ndenumerate(scores):
+        axes.text(head, layer, f"{value:.2f}", ha="center", va="center",
+                  color="white" if value < 0.6 else "black", fontsize=9)
+    axes.set_xticks(range(heads), [f"head {h}" for h in range(heads)])
+    axes.set_yticks(range(layers), [f"layer {i}" for i in range(layers)])
+    axes.set_title(title, fontsize=10)
+    return _png(figure)
+
+
+def sweep_figure(rows, metrics, title, x="num_parameters", group="family"):
+    """One panel per metric, the metric against parameter count, one line per family.
+
+    `rows`: dicts holding `x`, `group` and the metrics (e.g. the rows of a
+    sweep's results.csv). Lines join the points of a group in order of `x`.
+    """
+    figure = Figure(figsize=(4.2 * len(metrics), 3.6), dpi=100, layout="constrained")
+    figure.suptitle(title, fontsize=11)
+    groups = sorted({row[group] for row in rows})
+    for i, metric in enumerate(metrics):
+        axes = figure.add_subplot(1, len(metrics), i + 1)
+        for name in groups:
+            points = sorted((float(row[x]), float(row[metric])) for row in rows
+                            if row[group] == name and row.get(metric) not in (None, ""))
+            if points:
+                axes.plot(*zip(*points), marker="o", label=str(name))
+        axes.set_xscale("log")
+        axes.set_xlabel("parameters" if x == "num_parameters" else x)
+        axes.set_ylabel(metric)
+        axes.grid(True, which="both", alpha=0.3)
+        axes.legend(fontsize=8)
+    return _png(figure)
