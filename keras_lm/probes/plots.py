@@ -8,10 +8,13 @@ b'\\x89PNG'
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from keras_lm.training.figures import _png, position_loss_figure
 
 __all__ = ["head_scores_figure", "position_loss_figure", "sweep_figure"]
+
+SHARES = ("exact_match", "token_accuracy")
 
 
 def head_scores_figure(scores, title):
@@ -48,8 +51,21 @@ def sweep_figure(rows, metrics, title, x="num_parameters", group="family"):
             if points:
                 axes.plot(*zip(*points), marker="o", label=str(name))
         axes.set_xscale("log")
+        # Ticks at the runs' own sizes: a grid often spans less than a decade.
+        sizes = sorted({float(row[x]) for row in rows})
+        axes.set_xticks(sizes, [_short(v) for v in sizes], rotation=45 if len(sizes) > 4 else 0)
+        axes.xaxis.set_minor_formatter(NullFormatter())
+        if metric in SHARES:
+            axes.set_ylim(-0.02, 1.02)  # shares on one scale, so panels compare
         axes.set_xlabel("parameters" if x == "num_parameters" else x)
         axes.set_ylabel(metric)
         axes.grid(True, which="both", alpha=0.3)
         axes.legend(fontsize=8)
     return _png(figure)
+
+
+def _short(number):
+    """12345 -> '12k', 1500000 -> '1.5M'."""
+    if number >= 1e6:
+        return f"{number / 1e6:.3g}M"
+    return f"{number / 1e3:.3g}k" if number >= 1e3 else f"{number:.0f}"

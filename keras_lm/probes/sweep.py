@@ -75,8 +75,11 @@ class Sweep:
         cells = []
         for family, width, steps in itertools.product(self.families, self.sizes, self.steps):
             for layers in self.num_layers or [DEFAULT_LAYERS[family]]:
+                group = f"{family}, {layers} layer{'s' * (layers > 1)}"
+                if len(self.steps) > 1:  # one line per training length too
+                    group += f", {steps} steps"
                 cells.append(dict(family=family, width=width, num_layers=layers, steps=steps,
-                                  group=f"{family}, {layers} layer{'s' * (layers > 1)}"))
+                                  group=group))
         return cells
 
     def config(self, cell):
