@@ -47,5 +47,10 @@ def run_files(config):
     from keras_lm.training import TrainConfig
     from keras_lm.training.trainer import resolve_files
 
+    if config.get("task"):
+        raise UsageError(
+            f"--model_dir: this run trained on the synthetic task {config['task']!r}, not on "
+            "text files; score it with `keras-lm probe` (or pass text with --files/--data_files)"
+        )
     fields = ("corpus", "train_files", "val_files", "validation_fraction")
     return resolve_files(TrainConfig(**{k: config[k] for k in fields if k in config}))

@@ -128,3 +128,11 @@ def test_accuracy_counts_answer_positions_only():
     scores.update(predictions, targets, groups, np.zeros((1, 4)))
     result = scores.result()
     assert result["token_accuracy"] == 0.0 and result["answer_tokens"] == 1
+
+
+def test_eval_and_export_of_a_task_run_say_why_not(tmp_path, capsys):
+    run = save_untrained(str(tmp_path / "run"), "lstm")
+    code, _, err = run_in_process(capsys, "eval", f"--model_dir={run}")
+    assert_one_line_usage_error(code, err, "eval", "trained on the synthetic task 'induction'")
+    code, _, err = run_in_process(capsys, "export", f"--model_dir={run}")
+    assert_one_line_usage_error(code, err, "export", "a --task=induction run has an id tokenizer")

@@ -70,6 +70,11 @@ def main():
                 f"--{flag} must be some of {', '.join(choices)}, got {','.join(FLAGS[flag].value)!r}"
             )
     model, tokenizer, config = load_model_dir(FLAGS.model_dir)
+    if config.get("task"):
+        raise UsageError(
+            f"--model_dir: a --task={config['task']} run has an id tokenizer, not text: "
+            "export is for text models"
+        )
     needs_calibration = "tflite" in FLAGS.format and "int8" in FLAGS.quantize
     calibration_files, validation_files = _data_files(config, needs_calibration)
     try:
