@@ -14,6 +14,7 @@ from keras_lm.model_dir import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE
 from keras_lm.models import MODELS
 from keras_lm.tokenizers import ByteTokenizer, CharTokenizer, load_tokenizer
 from keras_lm.training.callbacks import WallClockSchedule, standard_callbacks
+from keras_lm.training.distribute import make_strategy, weights_digest
 from keras_lm.training.tensorboard import HParamsLogger
 from keras_lm.training.evaluation import evaluate_files
 
@@ -81,6 +82,12 @@ def train(config):
     the run completes), `samples.txt` and `metrics.json`. Re-running the
     same configuration after a crash resumes from the last backup.
 
+    Under `config.strategy` (see `keras_lm.training.distribute`) the model is
+    built and compiled in the strategy's scope; only the chief writes
+    `output_dir` (other workers write to a temporary directory in it, removed
+    at the end, and resume from the chief's backup), and only the chief runs
+    the final evaluation. Every process returns `weights_digest`.
+
     Example:
         from keras_lm.training import TrainConfig, train
         train(TrainConfig(recipe="tiny", preset="tiny", steps=20,
@@ -88,15 +95,27 @@ def train(config):
     """
     started = time.time()
     config.validate()
+    # First: a strategy may configure TensorFlow's runtime (logical CPUs,
+    # collective ops), which is only possible before it starts.
+    distribution = make_strategy(config.strategy, config.devices, config.batch_size)
     train_files, val_files = resolve_files(config)
     output_dir = config.output_dir or os.path.join("saved_models", config.recipe)
-    prepare_output_dir(output_dir)
+    write_dir = distribution.write_dir(output_dir)
+    prepare_output_dir(write_dir)
+    try:
+        return _train(config, started, distribution, train_files, val_files, output_dir, write_dir)
+    finally:
+        distribution.cleanup(output_dir)
+
+
+def _train(config, started, distribution, train_files, val_files, output_dir, write_dir):
 
     keras.utils.set_random_seed(config.seed)
     keras.config.set_dtype_policy(config.precision)
     resuming = _is_resuming(output_dir)
     tokenizer = build_tokenizer(config, train_files, output_dir, resuming)
-    model = build_model(config, tokenizer)
+    with distribution.strategy.scope():  # the variables: one copy per replica
+        model = build_model(config, tokenizer)
 
     tokens_per_step = config.batch_size * config.sequence_length
     train_ratio = data.tokens_per_byte(train_files, tokenizer)
@@ -114,15 +133,19 @@ def train(config):
     clock = None
     if config.train_minutes:
         clock = WallClockSchedule(config.learning_rate, 60 * config.train_minutes, start=started)
-    model.compile(
-        config.optimizer,
-        learning_rate=config.learning_rate,
-        total_steps=None if clock else steps,
-        warmup_steps=config.warmup_steps,
-        weight_decay=config.weight_decay,
-        clipnorm=config.clipnorm,
-        jit_compile="auto" if config.jit_compile is None else config.jit_compile,
-    )
+    jit_compile = "auto" if config.jit_compile is None else config.jit_compile
+    if distribution.name != "default" and config.jit_compile is None:
+        jit_compile = False  # Keras' own default under tf.distribute
+    with distribution.strategy.scope():  # the optimizer's variables too
+        model.compile(
+            config.optimizer,
+            learning_rate=config.learning_rate,
+            total_steps=None if clock else steps,
+            warmup_steps=config.warmup_steps,
+            weight_decay=config.weight_decay,
+            clipnorm=config.clipnorm,
+            jit_compile=jit_compile,
+        )
     num_parameters = model.count_params()
     resolved = config.to_dict()
     resolved.update(
@@ -136,18 +159,23 @@ def train(config):
         tokens_per_byte=train_ratio,
         val_tokens_per_byte=val_ratio,
         model_config=model.get_config(),
+        distribute={**distribution.describe(config.batch_size, config.learning_rate),
+                    "jit_compile": bool(model.jit_compile)},
     )
     if not resuming:
         for stale in ("samples.txt", "metrics.json"):
-            if os.path.exists(os.path.join(output_dir, stale)):
-                os.remove(os.path.join(output_dir, stale))
-    write_json(os.path.join(output_dir, CONFIG_FILE), resolved)
-    tokenizer.save(os.path.join(output_dir, TOKENIZER_FILE))
+            if os.path.exists(os.path.join(write_dir, stale)):
+                os.remove(os.path.join(write_dir, stale))
+    write_json(os.path.join(write_dir, CONFIG_FILE), resolved)
+    tokenizer.save(os.path.join(write_dir, TOKENIZER_FILE))
     length = f"{config.train_minutes} minutes (at most {steps} steps)" if clock else f"{steps} steps"
     _log(
         f"{config.model} ({config.preset}): {num_parameters:,} parameters; "
         f"{len(train_files)} train / {len(val_files)} validation files; "
         f"training for {length} of {tokens_per_step} tokens"
+        + (f"; {distribution.name}: {distribution.num_replicas} replicas on "
+           f"{distribution.num_workers} worker(s), {config.batch_size // distribution.num_replicas} "
+           f"sequences each" if distribution.name != "default" else "")
     )
 
     train_ds = data.text_dataset(
@@ -160,6 +188,7 @@ def train(config):
         seed=config.seed,
         shuffle_buffer=config.shuffle_buffer,
     )
+    train_ds = distribution.shard(train_ds)
     # The same first `val_steps` batches at every interval, cached: Keras keeps
     # its validation iterator across epochs, so a longer dataset would be
     # read further on at each interval and the curve would mix subsets.
@@ -167,8 +196,9 @@ def train(config):
     val_ds = val_ds.take(config.val_steps).cache()
     for _ in val_ds:  # fill the cache now, whole (a partly read cache warns)
         pass
+    val_ds = distribution.shard(val_ds)
     callbacks = standard_callbacks(
-        output_dir,
+        write_dir,
         tokenizer,
         tokens_per_step,
         train_ratio,
@@ -184,6 +214,7 @@ def train(config):
         embedding_projector=config.embedding_projector,
         histograms=config.histograms,
         profile_steps=config.profile_steps,
+        restore_dir=os.path.join(output_dir, "backup"),
     )
     # The HParams tab gets the final evaluation below, not the last interval's.
     hparams_logger = next((c for c in callbacks if isinstance(c, HParamsLogger)), None)
@@ -202,6 +233,10 @@ def train(config):
         verbose=config.verbose,
         shuffle=False,  # the dataset shuffles itself
     )
+    digest = weights_digest(model)
+    _log(f"final weights digest: {digest}")
+    if not distribution.is_chief:  # the chief saves and evaluates the same weights
+        return {"steps": int(model.optimizer.iterations.numpy()), "weights_digest": digest}
     with atomic_path(os.path.join(output_dir, MODEL_FILE)) as tmp:
         model.save(tmp)
 
@@ -212,10 +247,11 @@ def train(config):
             model, tokenizer, val_files, batch_size=config.batch_size,
             tokens_per_byte=val_ratio).items()},
         "xz_val_bits_per_byte": data.xz_bits_per_byte(val_files),
-        "steps": int(model.optimizer.iterations),
-        "tokens_seen": int(model.optimizer.iterations) * tokens_per_step,
+        "steps": int(model.optimizer.iterations.numpy()),
+        "tokens_seen": int(model.optimizer.iterations.numpy()) * tokens_per_step,
         "num_parameters": num_parameters,
         "stopped_by_clock": bool(clock and clock.stopped_at_step),
+        "weights_digest": digest,
     }
     if metrics["train_loss"] is not None:
         metrics["train_bits_per_byte"] = metrics["train_loss"] * train_ratio / math.log(2)
