@@ -143,7 +143,24 @@ class LanguageModel(keras.Model):
         self.optimizer.apply_gradients(zip(gradients, weights))
         self._gradient_norm.update_state(norm)
         logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
-        return {**logs, "gradient_norm": self._gradient_norm.result()}
+        return _reducible({**logs, "gradient_norm": self._gradient_norm.result()})
+
+    def test_step(self, data):
+        return _reducible(super().test_step(data))
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3.15 under a tf.distribute strategy builds the optimizer and
+        # metrics from a batch it draws from a *new* iterator over the
+        # training data: a reshuffling dataset then trains on its second
+        # permutation, not the one a single device sees, and under
+        # MultiWorkerMirroredStrategy reducing that batch fails (PerReplica to
+        # Tensor). Our inputs are known, token ids (batch, time): build from
+        # a dummy batch instead. (Private Keras API; tests/test_distribute*.py
+        # catch a change.)
+        if iterator is not None and self._distribute_strategy is not None:
+            ids = tf.zeros((1, 2), tf.int32)
+            iterator, data_batch = None, (ids, ids, None)
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def reset_metrics(self):
         super().reset_metrics()
@@ -236,3 +253,18 @@ def _summed_and_clipped(gradients, optimizer, replicas):
     for i, g in zip(present, summed):
         shares[i] = g / replicas
     return shares, norm
+
+
+def _reducible(logs):
+    """Step logs that Keras 3.15 can reduce across workers.
+
+    Under a multi-worker strategy Keras reduces each replica's logs with
+    `strategy.reduce("MEAN", value, axis=0)`, which fails on a scalar; as
+    1-vectors they reduce to the scalar mean (the same check as Keras').
+    Elsewhere the logs are returned as they are.
+    """
+    strategy = tf.distribute.get_strategy()
+    if not (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and strategy.extended._in_multi_worker_mode()):
+        return logs
+    return {name: tf.reshape(value, [1]) for name, value in logs.items()}
