@@ -197,6 +197,7 @@ def _train(config, started, distribution, train_files, val_files, output_dir, wr
     for _ in val_ds:  # fill the cache now, whole (a partly read cache warns)
         pass
     val_ds = distribution.shard(val_ds)
+    chief = distribution.is_chief
     callbacks = standard_callbacks(
         write_dir,
         tokenizer,
@@ -206,14 +207,16 @@ def _train(config, started, distribution, train_files, val_files, output_dir, wr
         config.sample_prompts,
         sample_tokens=config.sample_tokens,
         temperature=config.temperature,
-        samples=config.samples,
+        # The views only read the model (no collective op), so other workers,
+        # whose files are thrown away, skip them instead of competing for CPU.
+        samples=config.samples and chief,
         validation_data=val_ds,
-        hparams=resolved if config.hparams else None,
-        attention_maps=config.attention_maps and config.model == "transformer",
-        position_loss=config.position_loss,
-        embedding_projector=config.embedding_projector,
-        histograms=config.histograms,
-        profile_steps=config.profile_steps,
+        hparams=resolved if config.hparams and chief else None,
+        attention_maps=config.attention_maps and config.model == "transformer" and chief,
+        position_loss=config.position_loss and chief,
+        embedding_projector=config.embedding_projector and chief,
+        histograms=config.histograms and chief,
+        profile_steps=config.profile_steps if chief else None,
         restore_dir=os.path.join(output_dir, "backup"),
     )
     # The HParams tab gets the final evaluation below, not the last interval's.
