@@ -101,7 +101,7 @@ def test_multi_worker_interrupted_then_resumed(tmp_path):
 
     files = write_corpus(str(tmp_path / "corpus"), num_files=5)
     output = tmp_path / "out"
-    args = [*TINY, *QUIET, *corpus_args(files), "--steps=12", "--eval_interval=2",
+    args = [*TINY, *QUIET, *corpus_args(files), "--steps=8", "--eval_interval=2",
             "--strategy=multi_worker", f"--output_dir={output}"]
 
     # 1. Interrupt both workers (SIGKILL, as a lost machine) after the first backup.
@@ -116,7 +116,7 @@ def test_multi_worker_interrupted_then_resumed(tmp_path):
         w.communicate()
     assert metadata.exists() and not (output / "model.keras").exists()
     interrupted_at = json.loads(metadata.read_text())["epoch"]
-    assert 1 <= interrupted_at < 6
+    assert 1 <= interrupted_at < 4
 
     # 2. The same command resumes both from the chief's backup and finishes.
     workers = start_cluster(args)
@@ -124,12 +124,12 @@ def test_multi_worker_interrupted_then_resumed(tmp_path):
     for out in (chief_out, other_out):
         assert "resuming from the backup" in out
     # Only the epochs left were trained.
-    assert len(interval_figures(chief_out, "loss")) == 6 - interrupted_at
+    assert len(interval_figures(chief_out, "loss")) == 4 - interrupted_at
 
     # The chief saved what the other worker holds at the end, bit for bit.
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["weights_digest"] == digest_of(chief_out) == digest_of(other_out)
-    assert metrics["steps"] == 12 and metrics["tokens_seen"] == 12 * 4 * 32
+    assert metrics["steps"] == 8 and metrics["tokens_seen"] == 8 * 4 * 32
     for name in ("model.keras", "tokenizer.json", "config.json", "metrics.json",
                  "samples.txt", "checkpoints/best.keras"):
         assert (output / name).is_file(), name
@@ -142,10 +142,9 @@ def test_multi_worker_interrupted_then_resumed(tmp_path):
     assert config["auto_shard_policy"] == "DATA"
 
     # The saved model is the one trained: its weights give the same digest.
-    check = subprocess.run(
-        [sys.executable, "-c",
-         "import sys, keras; from keras_lm.training.distribute import weights_digest; "
-         "print(weights_digest(keras.saving.load_model(sys.argv[1])))", str(output / "model.keras")],
-        capture_output=True, text=True, timeout=300)
-    assert check.returncode == 0, check.stderr[-2000:]
-    assert check.stdout.strip().splitlines()[-1] == metrics["weights_digest"]
+    import keras
+
+    from keras_lm.training.distribute import weights_digest
+
+    saved = keras.saving.load_model(output / "model.keras")
+    assert weights_digest(saved) == metrics["weights_digest"]
