@@ -46,7 +46,8 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(tmp_path):
     from conftest import write_corpus
 
     files = write_corpus(str(tmp_path / "corpus"), num_files=5)
-    common = [*TINY, *QUIET, *corpus_args(files), "--steps=4", "--eval_interval=2"]
+    # Samples under a strategy are checked in the multi-worker test.
+    common = [*TINY, *QUIET, "--nosamples", *corpus_args(files), "--steps=4", "--eval_interval=2"]
     single = start([*common, f"--output_dir={tmp_path / 'one'}"])
     mirrored = start([*common, "--strategy=mirrored", "--devices=CPU:0,CPU:1",
                       f"--output_dir={tmp_path / 'two'}"])
@@ -68,7 +69,6 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(tmp_path):
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert two["val_loss"] == pytest.approx(one["val_loss"], rel=1e-4)
     assert two["steps"] == one["steps"] == 4
-    assert (tmp_path / "two" / "samples.txt").read_text().count("=== step") == 2
     assert (tmp_path / "two" / "model.keras").is_file()
 
 
