@@ -13,6 +13,10 @@ Examples:
       --normalize=nfkc
   keras-lm train --task=mqar --mqar_num_pairs=8 --sequence_length=64 --vocab_size=256 \\
       --preset=tiny --steps=2000 --output_dir=saved_models/mqar
+  keras-lm train --strategy=mirrored --devices=GPU:0,GPU:1 --batch_size=64
+  TF_CONFIG='{"cluster": {"worker": ["host1:2222", "host2:2222"]},
+              "task": {"type": "worker", "index": 0}}' \
+      keras-lm train --strategy=multi_worker --steps=5000 --output_dir=/shared/run
 """
 
 import dataclasses
@@ -29,6 +33,7 @@ from keras_lm.models import MODELS
 from keras_lm.tokenizers import NORMALIZATIONS, TOKENIZERS
 from keras_lm.training import OPTIMIZERS, RECIPES, TrainConfig, recipe_defaults, train
 from keras_lm.training.config import PRECISIONS
+from keras_lm.training.distribute import STRATEGIES
 
 _DEFAULTS = {
     **{f.name: f.default for f in dataclasses.fields(TrainConfig)
@@ -100,6 +105,12 @@ boolean("hparams", D["hparams"],
 boolean("histograms", D["histograms"], "TensorBoard histograms of the weights per layer.")
 string("profile_steps", None,
        "Trace training steps 'first,last' (e.g. '5,7') for TensorBoard's profile tab.")
+enum("strategy", D["strategy"], list(STRATEGIES),
+     "tf.distribute strategy: default (one device), mirrored (this machine's devices), "
+     "multi_worker (the cluster in TF_CONFIG), tpu. --batch_size stays the global batch.")
+string("devices", None,
+       "Devices of --strategy=mirrored, e.g. 'GPU:0,GPU:1', or 'CPU:0,CPU:1' to split "
+       "the CPU into logical devices (default: every GPU, else the CPU).")
 
 _RENAMED = {"sample_prompt": "sample_prompts"}
 

@@ -7,6 +7,7 @@ from keras_lm.training.callbacks import (
     standard_callbacks,
 )
 from keras_lm.training.config import TrainConfig
+from keras_lm.training.distribute import Distribution, make_strategy
 from keras_lm.training.tensorboard import (
     AttentionMaps,
     EmbeddingProjector,

@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 from keras_lm.generation import generate
+from keras_lm.training.distribute import backup_callback
 from keras_lm.training.tensorboard import tensorboard_callbacks
 
 
@@ -33,7 +34,7 @@ class LanguageModelLogs(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start_time = self._last_batch_end = time.perf_counter()
-        self._start_step = int(self.model.optimizer.iterations)
+        self._start_step = int(self.model.optimizer.iterations.numpy())
 
     def on_train_batch_end(self, batch, logs=None):
         # Throughput counts training only, not the validation that follows.
@@ -42,11 +43,11 @@ class LanguageModelLogs(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
-        steps = int(self.model.optimizer.iterations) - self._start_step
+        steps = int(self.model.optimizer.iterations.numpy()) - self._start_step
         seconds = self._last_batch_end - self._start_time
         logs["tokens_per_second"] = steps * self.tokens_per_step / max(seconds, 1e-9)
         logs["interval_steps"] = float(steps)
-        logs["tokens_seen"] = float(int(self.model.optimizer.iterations) * self.tokens_per_step)
+        logs["tokens_seen"] = float(int(self.model.optimizer.iterations.numpy()) * self.tokens_per_step)
         for prefix, ratio in (("", self.tokens_per_byte), ("val_", self.val_tokens_per_byte)):
             if prefix + "loss" in logs and ratio:  # no ratio on synthetic tasks
                 logs[prefix + "bits_per_byte"] = logs[prefix + "loss"] * ratio / math.log(2)
@@ -82,7 +83,7 @@ class SampleWriter(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every == 0:
-            self.write_samples(int(self.model.optimizer.iterations))
+            self.write_samples(int(self.model.optimizer.iterations.numpy()))
 
     def write_samples(self, step):
         """Generates one sample per prompt; returns them as a list of str."""
@@ -152,21 +153,23 @@ class WallClockSchedule(keras.callbacks.Callback):
         fraction = (time.time() - self.start) / self.seconds
         if fraction >= 1:
             self.model.stop_training = True
-            self.stopped_at_step = int(self.model.optimizer.iterations)
+            self.stopped_at_step = int(self.model.optimizer.iterations.numpy())
         self.model.optimizer.learning_rate = self.rate_at(min(fraction, 1.0))
 
 
 def standard_callbacks(output_dir, tokenizer, tokens_per_step, tokens_per_byte,
                        val_tokens_per_byte, prompts, sample_every=1,
                        sample_tokens=128, temperature=0.8, samples=True,
-                       validation_data=None, hparams=None, **views):
+                       validation_data=None, hparams=None, restore_dir=None, **views):
     """The callbacks `keras-lm train` uses, in the order they must run.
 
     Logs (bits per byte, throughput), samples (unless `samples=False`),
     TensorBoard with keras_lm's views (`views` are the switches of
     `tensorboard_callbacks`: `attention_maps`, `position_loss`,
     `embedding_projector`, `histograms`, `profile_steps`), the best
-    checkpoint, the resume backup and `TerminateOnNaN`.
+    checkpoint, the resume backup and `TerminateOnNaN`. The backup resumes
+    from `restore_dir` when given (a multi-worker run's non-chief workers read
+    the chief's backup; see `keras_lm.training.distribute.backup_callback`).
     """
     log_dir = os.path.join(output_dir, "logs")
     callbacks = [
@@ -191,8 +194,6 @@ def standard_callbacks(output_dir, tokenizer, tokens_per_step, tokens_per_byte,
             save_best_only=True,
         ),
         # Two copies: a crash while one is written leaves the other whole.
-        keras.callbacks.BackupAndRestore(
-            os.path.join(output_dir, "backup"), double_checkpoint=True
-        ),
+        backup_callback(os.path.join(output_dir, "backup"), restore_dir),
     ]
     return callbacks

@@ -68,6 +68,9 @@ class TrainConfig:
     hparams: bool = True
     histograms: bool = False
     profile_steps: tuple = None  # (first, last) training step to trace
+    # tf.distribute (see keras_lm.training.distribute); batch_size is global.
+    strategy: str = "default"
+    devices: str = None  # mirrored only, e.g. "CPU:0,CPU:1"
 
     def validate(self):
         """Raises `UsageError` naming the flag for the first bad setting."""
@@ -125,6 +128,7 @@ class TrainConfig:
                 raise UsageError(
                     f"--profile_steps: last step {last} is past --steps={self.steps}"
                 )
+        _validate_distribution(self)
         if not 0 < self.validation_fraction < 1:
             raise UsageError(
                 f"--validation_fraction must be in (0, 1), got {self.validation_fraction}"
@@ -142,6 +146,26 @@ class TrainConfig:
 
     def to_dict(self):
         return dataclasses.asdict(self)
+
+
+def _validate_distribution(config):
+    """The strategy checks that need no TensorFlow (devices are checked later)."""
+    from keras_lm.training.distribute import STRATEGIES, parse_devices
+
+    _choose("strategy", config.strategy, STRATEGIES)
+    if config.devices is not None:
+        if config.strategy != "mirrored":
+            raise UsageError(f"--devices={config.devices!r} applies to --strategy=mirrored "
+                             f"only, got --strategy={config.strategy}")
+        replicas = len(parse_devices(config.devices))
+        if config.batch_size % replicas:
+            raise UsageError(f"--batch_size={config.batch_size} (the global batch) is not "
+                             f"divisible by the {replicas} replicas of --devices={config.devices}")
+    if config.strategy == "multi_worker" and config.train_minutes:
+        # Each worker would read its own clock and stop at its own step,
+        # leaving the others waiting in a collective forever.
+        raise UsageError(f"--train_minutes={config.train_minutes} cannot end a multi_worker "
+                         f"run (workers' clocks differ); give --steps or --epochs")
 
 
 def _choose(flag, value, choices):

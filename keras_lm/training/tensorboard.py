@@ -62,7 +62,7 @@ class _ImageView(_View):
 
     def on_epoch_end(self, epoch, logs=None):
         if self._due(epoch):
-            self.write(int(self.model.optimizer.iterations))
+            self.write(int(self.model.optimizer.iterations.numpy()))
 
     def _image(self, tag, png, step):
         with self._summaries():
@@ -239,7 +239,7 @@ class EmbeddingProjector(_View):
         """Writes the embedding as it is now; returns the checkpoint path."""
         layer = getattr(self.model, self.layer_name)
         self._variable.assign(keras.ops.convert_to_numpy(layer.embeddings))
-        step = int(self.model.optimizer.iterations)
+        step = int(self.model.optimizer.iterations.numpy())
         path = self._manager.save(checkpoint_number=step)
         # The projector lists only directories that hold an event file (runs);
         # a one-line note in the text tab makes this one a run.
@@ -285,7 +285,7 @@ class HParamsLogger(_View):
 
     def on_train_end(self, logs=None):
         if self.final_metrics_from_logs and self._last_logs:
-            self.write_metrics(self._last_logs, int(self.model.optimizer.iterations))
+            self.write_metrics(self._last_logs, int(self.model.optimizer.iterations.numpy()))
 
     def write_metrics(self, metrics, step):
         """Writes the numbers of `metrics` as `final/<name>` scalars at `step`."""

@@ -15,6 +15,7 @@ from keras_lm.models import MODELS
 from keras_lm.data.text_sample import count_invalid_utf8
 from keras_lm.tokenizers import load_tokenizer, train_tokenizer
 from keras_lm.training.callbacks import WallClockSchedule, standard_callbacks
+from keras_lm.training.distribute import make_strategy, weights_digest
 from keras_lm.training.tensorboard import HParamsLogger
 from keras_lm.training.evaluation import evaluate_files
 from keras_lm.training import task_run
@@ -92,6 +93,12 @@ def train(config):
     the run completes), `samples.txt` and `metrics.json`. Re-running the
     same configuration after a crash resumes from the last backup.
 
+    Under `config.strategy` (see `keras_lm.training.distribute`) the model is
+    built and compiled in the strategy's scope; only the chief writes
+    `output_dir` (other workers write to a temporary directory in it, removed
+    at the end, and resume from the chief's backup), and only the chief runs
+    the final evaluation. Every process returns `weights_digest`.
+
     Example:
         from keras_lm.training import TrainConfig, train
         train(TrainConfig(recipe="tiny", preset="tiny", steps=20,
@@ -99,11 +106,23 @@ def train(config):
     """
     started = time.time()
     config.validate()
+    # First: a strategy may configure TensorFlow's runtime (logical CPUs,
+    # collective ops), which is only possible before it starts.
+    distribution = make_strategy(config.strategy, config.devices, config.batch_size)
     # A --task run trains on a synthetic source, not on files (see task_run).
     task = task_run.task_from_config(config) if config.task else None
     train_files, val_files = ([], []) if task else resolve_files(config)
     output_dir = config.output_dir or os.path.join("saved_models", config.recipe)
-    prepare_output_dir(output_dir)
+    write_dir = distribution.write_dir(output_dir)
+    prepare_output_dir(write_dir)
+    try:
+        return _train(config, started, distribution, task, train_files, val_files, output_dir,
+                      write_dir)
+    finally:
+        distribution.cleanup(output_dir)
+
+
+def _train(config, started, distribution, task, train_files, val_files, output_dir, write_dir):
 
     keras.utils.set_random_seed(config.seed)
     keras.config.set_dtype_policy(config.precision)
@@ -112,7 +131,8 @@ def train(config):
         tokenizer = task_run.task_tokenizer(task)
     else:
         tokenizer = build_tokenizer(config, train_files, output_dir, resuming)
-    model = build_model(config, tokenizer)
+    with distribution.strategy.scope():  # the variables: one copy per replica
+        model = build_model(config, tokenizer)
 
     tokens_per_step = config.batch_size * config.sequence_length
     train_ratio = None if task else data.tokens_per_byte(train_files, tokenizer)
@@ -130,15 +150,19 @@ def train(config):
     clock = None
     if config.train_minutes:
         clock = WallClockSchedule(config.learning_rate, 60 * config.train_minutes, start=started)
-    model.compile(
-        config.optimizer,
-        learning_rate=config.learning_rate,
-        total_steps=None if clock else steps,
-        warmup_steps=config.warmup_steps,
-        weight_decay=config.weight_decay,
-        clipnorm=config.clipnorm,
-        jit_compile="auto" if config.jit_compile is None else config.jit_compile,
-    )
+    jit_compile = "auto" if config.jit_compile is None else config.jit_compile
+    if distribution.name != "default" and config.jit_compile is None:
+        jit_compile = False  # Keras' own default under tf.distribute
+    with distribution.strategy.scope():  # the optimizer's variables too
+        model.compile(
+            config.optimizer,
+            learning_rate=config.learning_rate,
+            total_steps=None if clock else steps,
+            warmup_steps=config.warmup_steps,
+            weight_decay=config.weight_decay,
+            clipnorm=config.clipnorm,
+            jit_compile=jit_compile,
+        )
     num_parameters = model.count_params()
     resolved = config.to_dict()
     resolved.update(
@@ -152,19 +176,24 @@ def train(config):
         tokens_per_byte=train_ratio,
         val_tokens_per_byte=val_ratio,
         model_config=model.get_config(),
+        distribute={**distribution.describe(config.batch_size, config.learning_rate),
+                    "jit_compile": bool(model.jit_compile)},
     )
     if not resuming:
         for stale in ("samples.txt", "metrics.json"):
-            if os.path.exists(os.path.join(output_dir, stale)):
-                os.remove(os.path.join(output_dir, stale))
-    write_json(os.path.join(output_dir, CONFIG_FILE), resolved)
-    tokenizer.save(os.path.join(output_dir, TOKENIZER_FILE))
+            if os.path.exists(os.path.join(write_dir, stale)):
+                os.remove(os.path.join(write_dir, stale))
+    write_json(os.path.join(write_dir, CONFIG_FILE), resolved)
+    tokenizer.save(os.path.join(write_dir, TOKENIZER_FILE))
     length = f"{config.train_minutes} minutes (at most {steps} steps)" if clock else f"{steps} steps"
     source = (f"task {task.name} ({task.vocabulary} ids)" if task else
               f"{len(train_files)} train / {len(val_files)} validation files")
     _log(
         f"{config.model} ({config.preset}): {num_parameters:,} parameters; "
         f"{source}; training for {length} of {tokens_per_step} tokens"
+        + (f"; {distribution.name}: {distribution.num_replicas} replicas on "
+           f"{distribution.num_workers} worker(s), {config.batch_size // distribution.num_replicas} "
+           f"sequences each" if distribution.name != "default" else "")
     )
 
     views = {}
@@ -173,8 +202,10 @@ def train(config):
         views["probe_text"] = task_run.task_probe_text(task, tokenizer)
     else:
         train_ds, val_ds = _text_datasets(config, tokenizer, train_files, val_files)
+    train_ds, val_ds = distribution.shard(train_ds), distribution.shard(val_ds)
+    chief = distribution.is_chief
     callbacks = standard_callbacks(
-        output_dir,
+        write_dir,
         tokenizer,
         tokens_per_step,
         train_ratio,
@@ -182,14 +213,17 @@ def train(config):
         config.sample_prompts,
         sample_tokens=config.sample_tokens,
         temperature=config.temperature,
-        samples=config.samples and not task,  # ids, not text: no samples
+        # The views only read the model (no collective op), so other workers,
+        # whose files are thrown away, skip them instead of competing for CPU.
+        samples=config.samples and chief and not task,  # a task's ids are not text
         validation_data=val_ds,
-        hparams=resolved if config.hparams else None,
-        attention_maps=config.attention_maps and config.model == "transformer",
-        position_loss=config.position_loss,
-        embedding_projector=config.embedding_projector,
-        histograms=config.histograms,
-        profile_steps=config.profile_steps,
+        hparams=resolved if config.hparams and chief else None,
+        attention_maps=config.attention_maps and config.model == "transformer" and chief,
+        position_loss=config.position_loss and chief,
+        embedding_projector=config.embedding_projector and chief,
+        histograms=config.histograms and chief,
+        profile_steps=config.profile_steps if chief else None,
+        restore_dir=os.path.join(output_dir, "backup"),
         **views,
     )
     # The HParams tab gets the final evaluation below, not the last interval's.
@@ -209,6 +243,10 @@ def train(config):
         verbose=config.verbose,
         shuffle=False,  # the dataset shuffles itself
     )
+    digest = weights_digest(model)
+    _log(f"final weights digest: {digest}")
+    if not distribution.is_chief:  # the chief saves and evaluates the same weights
+        return {"steps": int(model.optimizer.iterations.numpy()), "weights_digest": digest}
     with atomic_path(os.path.join(output_dir, MODEL_FILE)) as tmp:
         model.save(tmp)
 
@@ -227,10 +265,11 @@ def train(config):
     metrics = {
         "train_loss": _last_full_interval_loss(history.history, interval),
         **final,
-        "steps": int(model.optimizer.iterations),
-        "tokens_seen": int(model.optimizer.iterations) * tokens_per_step,
+        "steps": int(model.optimizer.iterations.numpy()),
+        "tokens_seen": int(model.optimizer.iterations.numpy()) * tokens_per_step,
         "num_parameters": num_parameters,
         "stopped_by_clock": bool(clock and clock.stopped_at_step),
+        "weights_digest": digest,
     }
     if metrics["train_loss"] is not None and train_ratio:
         metrics["train_bits_per_byte"] = metrics["train_loss"] * train_ratio / math.log(2)
