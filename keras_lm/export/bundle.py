@@ -177,10 +177,7 @@ def _write_bundle(model, tokenizer, bundle, quantize, prefill_lengths, calibrati
         "tokenizer": TOKENIZER_FILE,
         "prefill_lengths": list(prefill_lengths),
         "signatures": signature_specs(model, prefill_lengths),
-        "state": [
-            {"name": name, "shape": list(shape), "dtype": "float32"}
-            for name, shape in state_shapes(model).items()
-        ],
+        "state": state_specs(model),
         "files": files,
         "parity_setup": {k: parity[k] for k in ("prompts", "greedy_tokens", "windows",
                                                 "window_tokens")},
@@ -191,19 +188,19 @@ def _write_bundle(model, tokenizer, bundle, quantize, prefill_lengths, calibrati
     return metadata
 
 
-def state_shapes(model):
-    """`{name: shape}` of the batch-1 state at full context, sorted by name."""
+def state_specs(model):
+    """`[{name, shape, dtype}]` of the batch-1 state at full context, sorted by name."""
     state = model.initial_state(1, model.sequence_length)
-    return {name: tuple(int(d) for d in state[name].shape) for name in sorted(state)}
+    return [
+        {"name": name, "shape": [int(d) for d in state[name].shape], "dtype": "float32"}
+        for name in sorted(state)
+    ]
 
 
 def signature_specs(model, prefill_lengths):
     """Every TFLite signature's inputs and outputs: `{name: {"inputs": [...], ...}}`."""
     vocabulary = int(model.vocabulary_size)
-    state = [
-        {"name": name, "shape": list(shape), "dtype": "float32"}
-        for name, shape in state_shapes(model).items()
-    ]
+    state = state_specs(model)
 
     def ids(shape):
         return {"name": "token_ids", "shape": shape, "dtype": "int32"}

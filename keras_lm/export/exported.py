@@ -15,6 +15,7 @@ import os
 import random
 
 from keras_lm.errors import UsageError
+from keras_lm.generation.generate import cut_at_stop
 
 
 def load_exported(path, argument="model"):
@@ -33,11 +34,6 @@ def load_exported(path, argument="model"):
     if os.path.isdir(path):
         return ExportedSavedModel(path, argument)
     return ExportedLiteRT(path, argument)
-
-
-def _cut_at_stop(text, stop):
-    cuts = [text.find(s) for s in stop if s in text]
-    return text[: min(cuts)] if cuts else text
 
 
 class ExportedLiteRT:
@@ -74,14 +70,14 @@ class ExportedLiteRT:
         if not prompts:
             return []
         return [
-            _cut_at_stop(
+            cut_at_stop(
                 generate_text(
                     self.runner, self.tokenizer, prompt, max_new_tokens,
                     seed=None if seed is None else seed + i,
                     temperature=temperature, top_k=top_k, top_p=top_p,
                 ),
                 stop,
-            )
+            )[0]
             for i, prompt in enumerate(prompts)
         ]
 
@@ -130,4 +126,4 @@ class ExportedSavedModel:
             top_p=tf.constant(top_p, tf.float32),
             seed=tf.constant(random.randrange(2**31) if seed is None else seed, tf.int64),
         )["text"].numpy()
-        return [_cut_at_stop(t.decode("utf-8", "replace"), stop) for t in out]
+        return [cut_at_stop(t.decode("utf-8", "replace"), stop)[0] for t in out]

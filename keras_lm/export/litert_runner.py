@@ -49,34 +49,37 @@ def _root(data):
     return _schema().Model.GetRootAs(data, 0)
 
 
-def operator_names(model):
-    """Every operator name in a `.tflite` file (path or bytes), sorted, one each.
+def _operators(root):
+    """Yields `(subgraph, operator, name)` for every operator of a parsed file.
 
     Builtin operators are named as in the schema (`FULLY_CONNECTED`, ...);
     a custom operator, Flex (Select TF) ops included, is named
     `CUSTOM:<custom code>` (e.g. `CUSTOM:FlexErf`).
     """
     schema = _schema()
-    root = _root(_model_bytes(model))
     codes = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    # Only opcodes some operator uses: the converter may list more.
-    used = set()
     for s in range(root.SubgraphsLength()):
         subgraph = root.Subgraphs(s)
         for o in range(subgraph.OperatorsLength()):
-            used.add(subgraph.Operators(o).OpcodeIndex())
-    names = set()
-    for i in used:
-        opcode = root.OperatorCodes(i)
-        # Codes < 127 live in the deprecated int8 field; the larger of the two is the code.
-        code = max(opcode.BuiltinCode(), opcode.DeprecatedBuiltinCode())
-        if code == schema.BuiltinOperator.CUSTOM:
-            custom = opcode.CustomCode()
-            custom = custom.decode() if isinstance(custom, bytes) else str(custom)
-            names.add(_NON_BUILTIN_PREFIX + custom)
-        else:
-            names.add(codes.get(code, f"UNKNOWN_{code}"))
-    return sorted(names)
+            op = subgraph.Operators(o)
+            opcode = root.OperatorCodes(op.OpcodeIndex())
+            # Codes < 127 live in the deprecated int8 field; the larger of the two is the code.
+            code = max(opcode.BuiltinCode(), opcode.DeprecatedBuiltinCode())
+            if code == schema.BuiltinOperator.CUSTOM:
+                custom = opcode.CustomCode()
+                custom = custom.decode() if isinstance(custom, bytes) else str(custom)
+                yield subgraph, op, _NON_BUILTIN_PREFIX + custom
+            else:
+                yield subgraph, op, codes.get(code, f"UNKNOWN_{code}")
+
+
+def operator_names(model):
+    """Every operator name in a `.tflite` file (path or bytes), sorted, one each.
+
+    Named as `_operators` names them; only opcodes some operator uses (the
+    converter may list more).
+    """
+    return sorted({name for _, _, name in _operators(_root(_model_bytes(model)))})
 
 
 def float_operator_names(model):
@@ -88,29 +91,23 @@ def float_operator_names(model):
     """
     schema = _schema()
     root = _root(_model_bytes(model))
-    codes = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     names = set()
-    for s in range(root.SubgraphsLength()):
-        subgraph = root.Subgraphs(s)
-        for o in range(subgraph.OperatorsLength()):
-            op = subgraph.Operators(o)
-            opcode = root.OperatorCodes(op.OpcodeIndex())
-            name = codes.get(max(opcode.BuiltinCode(), opcode.DeprecatedBuiltinCode()), "?")
-            if name in ("QUANTIZE", "DEQUANTIZE"):
+    for subgraph, op, name in _operators(root):
+        if name in ("QUANTIZE", "DEQUANTIZE"):
+            continue
+        tensors = [op.Inputs(i) for i in range(op.InputsLength())]
+        tensors += [op.Outputs(i) for i in range(op.OutputsLength())]
+        for t in tensors:
+            if t < 0:
                 continue
-            tensors = [op.Inputs(i) for i in range(op.InputsLength())]
-            tensors += [op.Outputs(i) for i in range(op.OutputsLength())]
-            for t in tensors:
-                if t < 0:
-                    continue
-                tensor = subgraph.Tensors(t)
-                buffer = root.Buffers(tensor.Buffer())
-                is_constant = tensor.Buffer() > 0 and (
-                    buffer.DataLength() > 0 or buffer.Size() > 0
-                )
-                if tensor.Type() == schema.TensorType.FLOAT32 and not is_constant:
-                    names.add(name)
-                    break
+            tensor = subgraph.Tensors(t)
+            buffer = root.Buffers(tensor.Buffer())
+            is_constant = tensor.Buffer() > 0 and (
+                buffer.DataLength() > 0 or buffer.Size() > 0
+            )
+            if tensor.Type() == schema.TensorType.FLOAT32 and not is_constant:
+                names.add(name)
+                break
     return sorted(names)
 
 

@@ -165,7 +165,7 @@ def _generate_texts(
                    banned_ids=(tokenizer.pad_id, tokenizer.bos_id))
     if isinstance(sampler, BeamSampler):
         rows = decoding.beam_search_tokens(model, batch, max_new_tokens, sampler.beam_width, **special)
-        yield [_cut_at_stop(tokenizer.decode_text(np.array(r, np.int32)), stops)[0] for r in rows]
+        yield [cut_at_stop(tokenizer.decode_text(np.array(r, np.int32)), stops)[0] for r in rows]
         return
     steps = 1 if streaming else (_STOP_CHECK_STEPS if stops else None)
     new_ids = [[] for _ in batch]
@@ -178,7 +178,7 @@ def _generate_texts(
         texts = []
         for row, tokens in enumerate(chunk):
             new_ids[row].extend(tokens)
-            text, stopped_here = _cut_at_stop(tokenizer.decode_text(np.array(new_ids[row], np.int32)), stops)
+            text, stopped_here = cut_at_stop(tokenizer.decode_text(np.array(new_ids[row], np.int32)), stops)
             stopped[row] = stopped[row] or stopped_here
             if not stopped[row]:
                 text = text[: len(text) - hold]
@@ -187,10 +187,10 @@ def _generate_texts(
         if all(stopped):
             break
         yield texts
-    yield [_cut_at_stop(tokenizer.decode_text(np.array(ids, np.int32)), stops)[0] for ids in new_ids]
+    yield [cut_at_stop(tokenizer.decode_text(np.array(ids, np.int32)), stops)[0] for ids in new_ids]
 
 
-def _cut_at_stop(text, stops):
+def cut_at_stop(text, stops):
     """`(text before the first stop string, whether one was found)`."""
     cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
     return (text[:cut], True) if cut >= 0 else (text, False)
