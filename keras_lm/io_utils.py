@@ -50,8 +50,8 @@ def write_json(path, obj):
             f.write("\n")
 
 
-def write_text(path, text):
-    """Writes `text` to `path` (UTF-8), atomically."""
+def write_bytes(path, content):
+    """Writes `content` (bytes) to `path`, atomically."""
     with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+        with open(tmp, "wb") as f:
+            f.write(content)

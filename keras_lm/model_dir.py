@@ -7,10 +7,9 @@ import keras
 
 import keras_lm.models  # noqa: F401  (registers the classes for loading)
 from keras_lm.errors import UsageError
-from keras_lm.tokenizers import load_tokenizer
+from keras_lm.tokenizers import TOKENIZER_FILE, load_tokenizer
 
 MODEL_FILE = "model.keras"
-TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "config.json"
 
 

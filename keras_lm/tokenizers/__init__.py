@@ -10,7 +10,7 @@ from keras_lm.tokenizers.char_tokenizer import CharTokenizer
 from keras_lm.tokenizers.id_tokenizer import IdTokenizer
 from keras_lm.tokenizers.normalization import NORMALIZATIONS
 from keras_lm.tokenizers.sentencepiece_tokenizer import SentencePieceTokenizer
-from keras_lm.tokenizers.tokenizer import Tokenizer, load_tokenizer
+from keras_lm.tokenizers.tokenizer import TOKENIZER_FILE, Tokenizer, load_tokenizer
 from keras_lm.tokenizers.wordpiece_tokenizer import WordPieceTokenizer
 
 TOKENIZER_CLASSES = {

@@ -10,6 +10,8 @@ from keras_lm.io_utils import write_json
 from keras_lm.tokenizers.normalization import check_normalization, normalize_graph
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
+# The file a run directory (and an export bundle) keeps its tokenizer in.
+TOKENIZER_FILE = "tokenizer.json"
 
 
 class Tokenizer(tf.Module):
