@@ -21,12 +21,12 @@ def load_model_dir(model_dir):
     """
     model_path = os.path.join(model_dir, MODEL_FILE)
     if not os.path.isfile(model_path):
-        raise UsageError(f"--model_dir: no {MODEL_FILE} in {model_dir!r} (train a model first)")
+        raise UsageError(f"model_dir: no {MODEL_FILE} in {model_dir!r} (train a model first)", argument="model_dir")
     tokenizer = load_tokenizer(os.path.join(model_dir, TOKENIZER_FILE))
     try:
         model = keras.models.load_model(model_path)
     except Exception as error:  # noqa: BLE001  (any failure means a bad file)
-        raise UsageError(f"--model_dir: cannot load {model_path!r}: {error}") from None
+        raise UsageError(f"model_dir: cannot load {model_path!r}: {error}", argument="model_dir") from None
     # So that `model.generate("text")` needs no tokenizer argument.
     model.tokenizer = tokenizer
     config = {}
@@ -48,8 +48,7 @@ def run_files(config):
 
     if config.get("task"):
         raise UsageError(
-            f"--model_dir: this run trained on the synthetic task {config['task']!r}, not on "
-            "text files; score it with `keras-lm probe` (or pass text with --files/--data_files)"
-        )
+            f"model_dir: this run trained on the synthetic task {config['task']!r}, not on "
+            "text files; score it with `keras-lm probe` (or pass text with files/data_files)", argument="model_dir")
     fields = ("corpus", "train_files", "val_files", "validation_fraction")
     return resolve_files(TrainConfig(**{k: config[k] for k in fields if k in config}))

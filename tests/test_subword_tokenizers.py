@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_lm.data.text_sample import count_invalid_utf8, sample_text
+from keras_lm.tokenizers.text_sample import count_invalid_utf8, sample_text
 from keras_lm.errors import UsageError
 from keras_lm.export.json_tokenizer import JsonTokenizer
 from keras_lm.models import TransformerLM

@@ -4,6 +4,7 @@ import glob
 import os
 import zlib
 
+from keras_lm.data.corpora import corpus_files
 from keras_lm.errors import UsageError
 
 
@@ -33,21 +34,22 @@ def resolve_files(patterns, name="files"):
                 if os.path.isdir(directory):
                     matched += _walk(directory, name)
         if not matched:
-            raise UsageError(f"{name}: no file matches {pattern!r}")
+            raise UsageError(f"{name}: no file matches {pattern!r}", argument=name)
         files.update(os.path.abspath(p) for p in matched)
     if not files:
-        raise UsageError(f"{name}: the file set is empty (got {patterns!r})")
+        raise UsageError(f"{name}: the file set is empty (got {patterns!r})", argument=name)
     for path in files:
         if not os.access(path, os.R_OK):
-            raise UsageError(f"{name}: file {path!r} is not readable")
+            raise UsageError(f"{name}: file {path!r} is not readable", argument=name)
     if sum(os.path.getsize(p) for p in files) == 0:
-        raise UsageError(f"{name}: the files hold no text (all {len(files)} are empty)")
+        raise UsageError(f"{name}: the files hold no text (all {len(files)} are empty)",
+                         argument=name)
     return sorted(files)
 
 
 def _walk(directory, name):
     if not os.access(directory, os.R_OK | os.X_OK):
-        raise UsageError(f"{name}: directory {directory!r} is not readable")
+        raise UsageError(f"{name}: directory {directory!r} is not readable", argument=name)
     found = []
     for root, dirs, names in os.walk(directory):
         dirs.sort()
@@ -68,13 +70,12 @@ def split_files(files, validation_fraction=0.05):
     """
     if not 0 < validation_fraction < 1:
         raise UsageError(
-            f"validation_fraction must be in (0, 1), got {validation_fraction}"
-        )
+            f"validation_fraction must be in (0, 1), got {validation_fraction}",
+            argument="validation_fraction")
     if len(files) < 2:
         raise UsageError(
-            f"cannot split {len(files)} file into train and validation by file; "
-            "pass validation files explicitly (--val_files)"
-        )
+            f"files: cannot split {len(files)} file into train and validation by file; "
+            "pass validation files explicitly (val_files)", argument="files")
     root = os.path.commonpath(files) if len(files) > 1 else ""
     keyed = sorted((zlib.crc32(os.path.relpath(f, root).encode()), f) for f in files)
     threshold = validation_fraction * 2**32
@@ -83,3 +84,25 @@ def split_files(files, validation_fraction=0.05):
     if not train:
         train, val = [f for f in files if f != keyed[-1][1]], [keyed[-1][1]]
     return sorted(train), sorted(val)
+
+
+def run_files(corpus="pystdlib", train_files=None, val_files=None, validation_fraction=0.05):
+    """The `(train, validation)` file lists of a run, as training resolves them.
+
+    `train_files` (files, directories or globs) or else the built-in `corpus`;
+    `val_files`, or else a deterministic split of the training files. `eval`,
+    `export` and the probes call it with a finished run's settings and find
+    the same validation text.
+
+    Example:
+    >>> train, val = run_files()  # the Python standard library, split by file
+    >>> len(train) > len(val) > 0
+    True
+    """
+    if train_files:
+        train = resolve_files(train_files, "train_files")
+    else:
+        train = corpus_files(corpus)
+    if val_files:
+        return train, resolve_files(val_files, "val_files")
+    return split_files(train, validation_fraction)

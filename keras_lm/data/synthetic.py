@@ -54,6 +54,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_lm.errors import UsageError
+from keras_lm.tokenizers import IdTokenizer
 
 TASKS = ("induction", "mqar", "fewshot", "addition")
 
@@ -132,64 +133,64 @@ class Task:
     def check(self):
         """Raises `UsageError` naming the flag when no valid sequence exists."""
         if self.name not in TASKS:
-            raise UsageError(f"--task: unknown task {self.name!r}; choose from {', '.join(TASKS)}")
+            raise UsageError(f"task: unknown task {self.name!r}; choose from {', '.join(TASKS)}", argument="task")
         L, V = self.sequence_length, self.vocabulary_size
         if L is None or L < 2:
-            raise UsageError(f"--sequence_length must be >= 2, got {L}")
+            raise UsageError(f"sequence_length must be >= 2, got {L}", argument="sequence_length")
         if self.name == "addition":
             if V is not None:
-                raise UsageError(f"--vocab_size={V}: --task=addition has its own 13 ids "
-                                 "(digits, +, =, ;); leave --vocab_size out")
+                raise UsageError(f"vocabulary_size={V}: task=addition has its own 13 ids "
+                                 "(digits, +, =, ;); leave vocabulary_size out", argument="vocabulary_size")
         elif V is not None and V < 2:
-            raise UsageError(f"--vocab_size must be >= 2, got {V}")
+            raise UsageError(f"vocabulary_size must be >= 2, got {V}", argument="vocabulary_size")
         V = self.vocabulary
         if self.name == "induction":
             low, high = self.block_lengths
             if not 1 <= low <= high:
                 raise UsageError(
-                    f"--induction_min_length={low} must be >= 1 and <= "
-                    f"--induction_max_length={high}")
+                    f"induction_min_length={low} must be >= 1 and <= "
+                    f"induction_max_length={high}", argument="induction_min_length")
             if 2 * high > L + 1:
                 raise UsageError(
-                    f"--induction_max_length={high}: the block must fit twice in "
-                    f"--sequence_length={L} + 1 tokens (at most {(L + 1) // 2})")
+                    f"induction_max_length={high}: the block must fit twice in "
+                    f"sequence_length={L} + 1 tokens (at most {(L + 1) // 2})", argument="induction_max_length")
         elif self.name == "mqar":
             n = self.mqar_num_pairs
             if n is None or n < 1:
-                raise UsageError(f"--mqar_num_pairs must be >= 1, got {n}")
+                raise UsageError(f"mqar_num_pairs must be >= 1, got {n}", argument="mqar_num_pairs")
             if 4 * n > L:
                 raise UsageError(
-                    f"--mqar_num_pairs={n}: MQAR needs 4N <= L, got 4*{n} > "
-                    f"--sequence_length={L}")
+                    f"mqar_num_pairs={n}: MQAR needs 4N <= L, got 4*{n} > "
+                    f"sequence_length={L}", argument="mqar_num_pairs")
             if V <= L:
                 raise UsageError(
-                    f"--vocab_size={V}: MQAR needs V > L, got --sequence_length={L}")
+                    f"vocabulary_size={V}: MQAR needs V > L, got sequence_length={L}", argument="vocabulary_size")
             if n > V // 2 - 1:
                 raise UsageError(
-                    f"--mqar_num_pairs={n}: more keys than the {V // 2 - 1} key ids of "
-                    f"--vocab_size={V}")
+                    f"mqar_num_pairs={n}: more keys than the {V // 2 - 1} key ids of "
+                    f"vocabulary_size={V}", argument="mqar_num_pairs")
         elif self.name == "fewshot":
             k, c = self.fewshot_k, self.fewshot_labels
             if k is None or k < 0:
-                raise UsageError(f"--fewshot_k must be >= 0, got {k}")
+                raise UsageError(f"fewshot_k must be >= 0, got {k}", argument="fewshot_k")
             if c is None or not 2 <= c < V:
-                raise UsageError(f"--fewshot_labels must be in [2, --vocab_size={V}), got {c}")
+                raise UsageError(f"fewshot_labels must be in [2, vocabulary_size={V}), got {c}", argument="fewshot_labels")
             if self.fewshot_items < 1:
                 raise UsageError(
-                    f"--fewshot_k={k}: {k + 1} examples of one item need "
-                    f"{2 * (k + 1)} tokens, more than --sequence_length={L} + 1")
+                    f"fewshot_k={k}: {k + 1} examples of one item need "
+                    f"{2 * (k + 1)} tokens, more than sequence_length={L} + 1", argument="fewshot_k")
             if self.fewshot_items > V - c:
                 raise UsageError(
-                    f"--vocab_size={V}: {self.fewshot_items} items per sequence need "
-                    f"{self.fewshot_items} input ids besides the {c} labels")
+                    f"vocabulary_size={V}: {self.fewshot_items} items per sequence need "
+                    f"{self.fewshot_items} input ids besides the {c} labels", argument="vocabulary_size")
         elif self.name == "addition":
             n = self.addition_digits
             if n is None or n < 1:
-                raise UsageError(f"--addition_digits must be >= 1, got {n}")
+                raise UsageError(f"addition_digits must be >= 1, got {n}", argument="addition_digits")
             if 3 * n + 4 > L + 1:
                 raise UsageError(
-                    f"--addition_digits={n}: one problem takes {3 * n + 4} tokens, "
-                    f"more than --sequence_length={L} + 1")
+                    f"addition_digits={n}: one problem takes {3 * n + 4} tokens, "
+                    f"more than sequence_length={L} + 1", argument="addition_digits")
 
     def sample(self, rng, batch_size):
         """One batch: a dict of `(batch_size, sequence_length)` int32 arrays."""
@@ -339,6 +340,4 @@ def training_pairs(dataset, task, pad_id):
 
 def task_tokenizer(task):
     """The run's tokenizer: the task's ids by name, then the special ids."""
-    from keras_lm.tokenizers import IdTokenizer
-
     return IdTokenizer(labels=task.labels)

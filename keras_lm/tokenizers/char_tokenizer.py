@@ -5,6 +5,8 @@ import collections
 import tensorflow as tf
 
 from keras_lm.errors import UsageError
+from keras_lm.tokenizers.normalization import normalize_text
+from keras_lm.tokenizers.text_sample import sample_text
 from keras_lm.tokenizers.tokenizer import BOS, EOS, PAD, UNK, Tokenizer
 
 _REPLACEMENT = "\ufffd"
@@ -64,14 +66,10 @@ class CharTokenizer(Tokenizer):
         list, so a huge corpus costs bounded time and memory. Ties are broken
         by code point, so the result is deterministic.
         """
-        from keras_lm.data.text_sample import sample_text
-        from keras_lm.tokenizers.normalization import normalize_text
-
         if max_vocabulary_size <= len(_SPECIALS):
             raise UsageError(
-                f"--vocab_size={max_vocabulary_size} leaves no room for characters beside "
-                f"the {len(_SPECIALS)} special tokens"
-            )
+                f"vocabulary_size={max_vocabulary_size} leaves no room for characters beside "
+                f"the {len(_SPECIALS)} special tokens", argument="vocabulary_size")
         sample = sample_text(files, max_bytes)
         counts = collections.Counter()
         for chunk in sample.chunks:

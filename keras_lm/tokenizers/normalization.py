@@ -18,14 +18,17 @@ Example:
 
 import unicodedata
 
+import tensorflow as tf
+
+from keras_lm.errors import UsageError
+
 NORMALIZATIONS = ("none", "nfkc", "nfkc_lower")
 
 
 def check_normalization(normalize, argument="normalize"):
-    from keras_lm.errors import UsageError
-
     if normalize not in NORMALIZATIONS:
-        raise UsageError(f"{argument} must be one of {', '.join(NORMALIZATIONS)}, got {normalize!r}")
+        raise UsageError(f"{argument} must be one of {', '.join(NORMALIZATIONS)}, got {normalize!r}",
+                         argument=argument)
     return normalize
 
 
@@ -33,7 +36,7 @@ def normalize_graph(text, normalize):
     """`text` (a string tensor, any shape) normalised with TensorFlow ops."""
     if normalize == "none":
         return text
-    import tensorflow as tf
+    # Lazy: tensorflow_text's custom ops load only when a run normalises.
     import tensorflow_text as tf_text
 
     # ICU rejects invalid UTF-8: replace it (with U+FFFD) first.

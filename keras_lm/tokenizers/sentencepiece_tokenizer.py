@@ -29,6 +29,8 @@ import io
 import tensorflow as tf
 
 from keras_lm.errors import UsageError
+from keras_lm.tokenizers.normalization import normalize_text
+from keras_lm.tokenizers.text_sample import sample_text
 from keras_lm.tokenizers.tokenizer import BOS, EOS, PAD, UNK, Tokenizer
 
 SPECIALS = (PAD, BOS, EOS, UNK)
@@ -83,23 +85,18 @@ class SentencePieceTokenizer(Tokenizer):
         """
         import sentencepiece
 
-        from keras_lm.data.text_sample import sample_text
-        from keras_lm.tokenizers.normalization import normalize_text
-
         if model_type not in MODEL_TYPES:
             raise UsageError(
-                f"--sentencepiece_model_type must be one of {', '.join(MODEL_TYPES)}, got {model_type!r}"
-            )
+                f"sentencepiece_model_type must be one of {', '.join(MODEL_TYPES)}, got {model_type!r}", argument="sentencepiece_model_type")
         sample = sample_text(files, max_bytes)
         text = "".join(normalize_text(t, normalize) for t in sample.chunks)
         alphabet = set(text) - {"\ufffd"}
         minimum = len(SPECIALS) + 256 + len(alphabet)
         if vocabulary_size < minimum:
             raise UsageError(
-                f"--vocab_size={vocabulary_size} is too small for SentencePiece on this corpus: "
+                f"vocabulary_size={vocabulary_size} is too small for SentencePiece on this corpus: "
                 f"{len(SPECIALS)} special tokens + 256 byte pieces + {len(alphabet)} characters "
-                f"need {minimum}"
-            )
+                f"need {minimum}", argument="vocabulary_size")
         sentences = [
             text[i : i + SENTENCE_CHARACTERS] for i in range(0, len(text), SENTENCE_CHARACTERS)
         ]
@@ -129,9 +126,8 @@ class SentencePieceTokenizer(Tokenizer):
             # e.g. "Vocabulary size is too high (5000). Please set it to a value <= 1234."
             reason = str(error).strip().splitlines()[-1].rsplit("] ", 1)[-1]
             raise UsageError(
-                f"--vocab_size={vocabulary_size}: SentencePiece cannot build it from the "
-                f"{sample.bytes_read}-byte sample: {reason}"
-            ) from None
+                f"vocabulary_size={vocabulary_size}: SentencePiece cannot build it from the "
+                f"{sample.bytes_read}-byte sample: {reason}", argument="vocabulary_size") from None
         return cls(model.getvalue(), normalize=normalize)
 
 

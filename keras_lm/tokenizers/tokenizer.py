@@ -92,36 +92,3 @@ class Tokenizer(tf.Module):
             vocabulary_size=self.vocabulary_size, special_ids=self.special_ids
         )
         write_json(path, config)
-
-
-def load_tokenizer(path):
-    """Loads a tokenizer saved with `Tokenizer.save`.
-
-    Example:
-    >>> import tempfile
-    >>> from keras_lm.tokenizers import ByteTokenizer
-    >>> path = os.path.join(tempfile.mkdtemp(), "tokenizer.json")
-    >>> ByteTokenizer().save(path)
-    >>> load_tokenizer(path).vocabulary_size
-    259
-    """
-    from keras_lm.tokenizers import TOKENIZER_CLASSES
-
-    if not os.path.isfile(path):
-        raise UsageError(f"tokenizer file not found: {path!r}")
-    try:
-        with open(path, encoding="utf-8") as f:
-            config = json.load(f)
-        kind = config.pop("kind")
-        vocabulary_size = config.pop("vocabulary_size")
-        special_ids = config.pop("special_ids")
-        tokenizer = TOKENIZER_CLASSES[kind].from_config(config)
-    except (ValueError, KeyError, TypeError, RuntimeError) as error:
-        # RuntimeError: SentencePiece rejecting its model.
-        raise UsageError(f"tokenizer file {path!r} is corrupt: {error}") from None
-    if (tokenizer.vocabulary_size, tokenizer.special_ids) != (
-        vocabulary_size,
-        special_ids,
-    ):
-        raise UsageError(f"tokenizer file {path!r} is corrupt: ids do not match")
-    return tokenizer

@@ -24,9 +24,14 @@ Example:
 ([11, 9, 10, 5, 8], 'def (ef')
 """
 
+import logging
+
+import keras_hub
 import tensorflow as tf
 
 from keras_lm.errors import UsageError
+from keras_lm.tokenizers.normalization import normalize_text
+from keras_lm.tokenizers.text_sample import sample_text
 from keras_lm.tokenizers.tokenizer import BOS, EOS, PAD, UNK, Tokenizer
 
 SPECIALS = (PAD, BOS, EOS, UNK)
@@ -97,11 +102,6 @@ class WordPieceTokenizer(Tokenizer):
         and the sample's alphabet (each character alone and as `##` suffix).
         Logs a warning when the sample allows fewer pieces than asked.
         """
-        import keras_hub
-
-        from keras_lm.data.text_sample import sample_text
-        from keras_lm.tokenizers.normalization import normalize_text
-
         sample = sample_text(files, max_bytes)
         texts = [normalize_text(t, normalize) for t in sample.chunks]
         texts = [t for t in texts if t]
@@ -111,18 +111,15 @@ class WordPieceTokenizer(Tokenizer):
         needed = len(SPECIALS) + 2 * len(alphabet)
         if vocabulary_size < needed:
             raise UsageError(
-                f"--vocab_size={vocabulary_size} is too small for WordPiece on this corpus: "
+                f"vocabulary_size={vocabulary_size} is too small for WordPiece on this corpus: "
                 f"{len(SPECIALS)} special tokens + {len(alphabet)} characters, each alone and as "
-                f"a ## suffix, need {needed}"
-            )
+                f"a ## suffix, need {needed}", argument="vocabulary_size")
         words = tf.data.Dataset.from_tensor_slices(texts).map(split_words)
         vocabulary = keras_hub.tokenizers.compute_word_piece_vocabulary(
             words, vocabulary_size, split=False, lowercase=False, strip_accents=False,
             suffix_indicator=SUFFIX, reserved_tokens=list(SPECIALS),
         )
         if len(vocabulary) < vocabulary_size:
-            import logging
-
             logging.getLogger("keras_lm").warning(
                 "--vocab_size=%d: the sample (%d bytes) gave %d WordPiece pieces; using them",
                 vocabulary_size, sample.bytes_read, len(vocabulary),

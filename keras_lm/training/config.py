@@ -87,14 +87,12 @@ class TrainConfig:
         _choose("sentencepiece_model_type", self.sentencepiece_model_type, MODEL_TYPES)
         if self.vocab_size is not None and self.tokenizer == "byte" and not self.task:
             raise UsageError(
-                f"--vocab_size={self.vocab_size}: not used by --tokenizer=byte (259 ids); "
-                "choose --tokenizer=char, wordpiece or sentencepiece"
-            )
+                f"vocabulary_size={self.vocab_size}: not used by tokenizer=byte (259 ids); "
+                "choose tokenizer=char, wordpiece or sentencepiece", argument="vocabulary_size")
         if self.sentencepiece_model_type != "unigram" and self.tokenizer != "sentencepiece":
             raise UsageError(
-                f"--sentencepiece_model_type={self.sentencepiece_model_type}: only used by "
-                f"--tokenizer=sentencepiece, got --tokenizer={self.tokenizer}"
-            )
+                f"sentencepiece_model_type={self.sentencepiece_model_type}: only used by "
+                f"tokenizer=sentencepiece, got tokenizer={self.tokenizer}", argument="sentencepiece_model_type")
         _choose("optimizer", self.optimizer, OPTIMIZERS)
         _choose("precision", self.precision, PRECISIONS)
         _at_least("sequence_length", self.sequence_length, 2)
@@ -105,34 +103,30 @@ class TrainConfig:
         _at_least("sample_tokens", self.sample_tokens, 1)
         if self.sample_tokens >= self.sequence_length and not self.task:  # task runs: no samples
             raise UsageError(
-                f"--sample_tokens must be < --sequence_length={self.sequence_length} "
-                f"(samples fit the model's context), got {self.sample_tokens}"
-            )
+                f"sample_tokens must be < sequence_length={self.sequence_length} "
+                f"(samples fit the model's context), got {self.sample_tokens}", argument="sample_tokens")
         if self.epochs is not None and self.epochs <= 0:
-            raise UsageError(f"--epochs must be > 0, got {self.epochs}")
+            raise UsageError(f"epochs must be > 0, got {self.epochs}", argument="epochs")
         if not self.learning_rate > 0:
-            raise UsageError(f"--learning_rate must be > 0, got {self.learning_rate}")
+            raise UsageError(f"learning_rate must be > 0, got {self.learning_rate}", argument="learning_rate")
         if self.dropout is not None and not 0 <= self.dropout < 1:
-            raise UsageError(f"--dropout must be in [0, 1), got {self.dropout}")
+            raise UsageError(f"dropout must be in [0, 1), got {self.dropout}", argument="dropout")
         if self.train_minutes is not None and self.train_minutes <= 0:
-            raise UsageError(f"--train_minutes must be > 0, got {self.train_minutes}")
+            raise UsageError(f"train_minutes must be > 0, got {self.train_minutes}", argument="train_minutes")
         if self.temperature < 0:
-            raise UsageError(f"--temperature must be >= 0, got {self.temperature}")
+            raise UsageError(f"temperature must be >= 0, got {self.temperature}", argument="temperature")
         if self.profile_steps is not None:
             first, last = self.profile_steps
             if not 1 <= first <= last:
                 raise UsageError(
-                    f"--profile_steps: expected 1 <= first <= last, got {first},{last}"
-                )
+                    f"profile_steps: expected 1 <= first <= last, got {first},{last}", argument="profile_steps")
             if self.epochs is None and last > self.steps:
                 raise UsageError(
-                    f"--profile_steps: last step {last} is past --steps={self.steps}"
-                )
+                    f"profile_steps: last step {last} is past steps={self.steps}", argument="profile_steps")
         _validate_distribution(self)
         if not 0 < self.validation_fraction < 1:
             raise UsageError(
-                f"--validation_fraction must be in (0, 1), got {self.validation_fraction}"
-            )
+                f"validation_fraction must be in (0, 1), got {self.validation_fraction}", argument="validation_fraction")
 
     def _validate_task(self):
         from keras_lm.training.task_run import task_from_config
@@ -155,17 +149,17 @@ def _validate_distribution(config):
     _choose("strategy", config.strategy, STRATEGIES)
     if config.devices is not None:
         if config.strategy != "mirrored":
-            raise UsageError(f"--devices={config.devices!r} applies to --strategy=mirrored "
-                             f"only, got --strategy={config.strategy}")
+            raise UsageError(f"devices={config.devices!r} applies to strategy=mirrored "
+                             f"only, got strategy={config.strategy}", argument="devices")
         replicas = len(parse_devices(config.devices))
         if config.batch_size % replicas:
-            raise UsageError(f"--batch_size={config.batch_size} (the global batch) is not "
-                             f"divisible by the {replicas} replicas of --devices={config.devices}")
+            raise UsageError(f"batch_size={config.batch_size} (the global batch) is not "
+                             f"divisible by the {replicas} replicas of devices={config.devices}", argument="batch_size")
     if config.strategy == "multi_worker" and config.train_minutes:
         # Each worker would read its own clock and stop at its own step,
         # leaving the others waiting in a collective forever.
-        raise UsageError(f"--train_minutes={config.train_minutes} cannot end a multi_worker "
-                         f"run (workers' clocks differ); give --steps or --epochs")
+        raise UsageError(f"train_minutes={config.train_minutes} cannot end a multi_worker "
+                         f"run (workers' clocks differ); give steps or epochs", argument="train_minutes")
 
 
 def _choose(flag, value, choices):

@@ -157,11 +157,10 @@ def make_strategy(name="default", devices=None, batch_size=None, environ=None):
     """
     environ = os.environ if environ is None else environ
     if name not in STRATEGIES:
-        raise UsageError(f"--strategy: unknown value {name!r}; choose from {', '.join(STRATEGIES)}")
+        raise UsageError(f"strategy: unknown value {name!r}; choose from {', '.join(STRATEGIES)}", argument="strategy")
     if devices and name != "mirrored":
         raise UsageError(
-            f"--devices={devices!r} applies to --strategy=mirrored only, got --strategy={name}"
-        )
+            f"devices={devices!r} applies to strategy=mirrored only, got strategy={name}", argument="devices")
     import tensorflow as tf
 
     if name == "default":
@@ -181,7 +180,7 @@ def make_strategy(name="default", devices=None, batch_size=None, environ=None):
         try:
             strategy = tf.distribute.MultiWorkerMirroredStrategy()
         except RuntimeError as error:  # TF's runtime already started in this process
-            raise UsageError(f"--strategy=multi_worker: {error} (start it in a fresh process)")
+            raise UsageError(f"strategy=multi_worker: {error} (start it in a fresh process)", argument="strategy")
         result = Distribution(
             strategy, name, tuple(strategy.extended.worker_devices),
             strategy.num_replicas_in_sync, workers, task_type, task_index,
@@ -202,11 +201,10 @@ def parse_devices(text):
         match = _DEVICE.match(item)
         if not match:
             raise UsageError(
-                f"--devices: expected names like CPU:0,CPU:1 or GPU:0,GPU:1, got {item!r} in {text!r}"
-            )
+                f"devices: expected names like CPU:0,CPU:1 or GPU:0,GPU:1, got {item!r} in {text!r}", argument="devices")
         device = (match.group(1).upper(), int(match.group(2)))
         if device in devices:
-            raise UsageError(f"--devices: {device[0]}:{device[1]} is named twice in {text!r}")
+            raise UsageError(f"devices: {device[0]}:{device[1]} is named twice in {text!r}", argument="devices")
         devices.append(device)
     return devices
 
@@ -225,15 +223,13 @@ def configure_devices(devices):
     for kind, index in devices:
         if kind == "GPU" and index >= len(gpus):
             raise UsageError(
-                f"--devices: GPU:{index} does not exist; this machine has {len(gpus)} GPU(s)"
-            )
+                f"devices: GPU:{index} does not exist; this machine has {len(gpus)} GPU(s)", argument="devices")
     cpus_needed = 1 + max((index for kind, index in devices if kind == "CPU"), default=-1)
     cores = os.cpu_count() or 1
     if cpus_needed > cores:
         raise UsageError(
-            f"--devices: CPU:{cpus_needed - 1} does not exist; this machine has {cores} "
-            f"CPU core(s), and the CPU is split into at most one logical device per core"
-        )
+            f"devices: CPU:{cpus_needed - 1} does not exist; this machine has {cores} "
+            f"CPU core(s), and the CPU is split into at most one logical device per core", argument="devices")
     if cpus_needed > 1:
         _split_cpu(tf, cpus_needed)
     return [f"/device:{kind}:{index}" for kind, index in devices]
@@ -252,10 +248,9 @@ def _split_cpu(tf, count):
         have = len(tf.config.list_logical_devices("CPU"))
         if have < count:
             raise UsageError(
-                f"--devices: cannot split the CPU into {count} devices: TensorFlow is already "
+                f"devices: cannot split the CPU into {count} devices: TensorFlow is already "
                 f"running in this process with {have}; name them before anything else starts "
-                f"TensorFlow (a fresh process)"
-            ) from None
+                f"TensorFlow (a fresh process)", argument="devices") from None
 
 
 def read_tf_config(text):
@@ -268,10 +263,9 @@ def read_tf_config(text):
     """
     if not text:
         raise UsageError(
-            "--strategy=multi_worker reads the cluster from the TF_CONFIG environment "
+            "strategy=multi_worker reads the cluster from the TF_CONFIG environment "
             "variable, which is not set (e.g. TF_CONFIG='{\"cluster\": {\"worker\": "
-            "[\"host1:12345\", \"host2:12345\"]}, \"task\": {\"type\": \"worker\", \"index\": 0}}')"
-        )
+            "[\"host1:12345\", \"host2:12345\"]}, \"task\": {\"type\": \"worker\", \"index\": 0}}')", argument="strategy")
     try:
         config = json.loads(text)
     except json.JSONDecodeError as error:
@@ -310,8 +304,7 @@ def _tpu_distribution(tf, tpu):
     except (ValueError, tf.errors.OpError) as error:
         first_line = str(error).strip().splitlines()[0][:120] if str(error).strip() else ""
         raise UsageError(
-            f"--strategy=tpu: no TPU found (TPU_NAME={tpu!r}; {type(error).__name__}: {first_line})"
-        ) from None
+            f"strategy=tpu: no TPU found (TPU_NAME={tpu!r}; {type(error).__name__}: {first_line})", argument="strategy") from None
     strategy = tf.distribute.TPUStrategy(resolver)
     return Distribution(strategy, "tpu", tuple(strategy.extended.worker_devices),
                         strategy.num_replicas_in_sync)
@@ -320,9 +313,8 @@ def _tpu_distribution(tf, tpu):
 def _check_divisible(batch_size, replicas, name):
     if batch_size % replicas:
         raise UsageError(
-            f"--batch_size={batch_size} (the global batch) is not divisible by the "
-            f"{replicas} replicas of --strategy={name}"
-        )
+            f"batch_size={batch_size} (the global batch) is not divisible by the "
+            f"{replicas} replicas of strategy={name}", argument="batch_size")
 
 
 def weights_digest(model):

@@ -65,5 +65,5 @@ RECIPES = {
 def recipe_defaults(name):
     """The settings of recipe `name` (a copy)."""
     if name not in RECIPES:
-        raise UsageError(f"--recipe: unknown recipe {name!r}; choose from {', '.join(RECIPES)}")
+        raise UsageError(f"recipe: unknown recipe {name!r}; choose from {', '.join(RECIPES)}", argument="recipe")
     return dict(RECIPES[name])

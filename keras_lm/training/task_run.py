@@ -28,8 +28,8 @@ def task_from_config(config):
     """The `Task` of a `TrainConfig` (raises UsageError naming the bad flag)."""
     for name in config.task_args:
         if name not in TASK_ARGS:
-            raise UsageError(f"--task_args: unknown task parameter {name!r}; "
-                             f"choose from {', '.join(TASK_ARGS)}")
+            raise UsageError(f"task_args: unknown task parameter {name!r}; "
+                             f"choose from {', '.join(TASK_ARGS)}", argument="task_args")
     return Task(config.task, config.sequence_length, config.vocab_size, **config.task_args)
 
 

@@ -12,7 +12,7 @@ from keras_lm.generation import generate
 from keras_lm.io_utils import atomic_path, write_json
 from keras_lm.model_dir import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE
 from keras_lm.models import MODELS
-from keras_lm.data.text_sample import count_invalid_utf8
+from keras_lm.tokenizers.text_sample import count_invalid_utf8
 from keras_lm.tokenizers import load_tokenizer, train_tokenizer
 from keras_lm.training.callbacks import WallClockSchedule, standard_callbacks
 from keras_lm.training.distribute import make_strategy, weights_digest
@@ -49,8 +49,7 @@ def prepare_output_dir(path):
         os.remove(probe)
     except OSError as error:
         raise UsageError(
-            f"--output_dir: {path!r} is not writable ({error.strerror})"
-        ) from None
+            f"output_dir: {path!r} is not writable ({error.strerror})", argument="output_dir") from None
 
 
 def build_tokenizer(config, train_files, output_dir, resuming):
