@@ -6,6 +6,7 @@ import os
 import keras
 
 import keras_lm.models  # noqa: F401  (registers the classes for loading)
+from keras_lm import data
 from keras_lm.errors import UsageError
 from keras_lm.tokenizers import TOKENIZER_FILE, load_tokenizer
 
@@ -43,12 +44,10 @@ def run_files(config):
     Resolved the way training resolved them (same corpus, globs and split),
     so `eval` and `export` find the run's own validation text.
     """
-    from keras_lm.training import TrainConfig
-    from keras_lm.training.trainer import resolve_files
-
     if config.get("task"):
         raise UsageError(
             f"model_dir: this run trained on the synthetic task {config['task']!r}, not on "
-            "text files; score it with `keras-lm probe` (or pass text with files/data_files)", argument="model_dir")
+            "text files; score it with `keras-lm probe` (or pass text files)",
+            argument="model_dir")
     fields = ("corpus", "train_files", "val_files", "validation_fraction")
-    return resolve_files(TrainConfig(**{k: config[k] for k in fields if k in config}))
+    return data.run_files(**{k: config[k] for k in fields if k in config})

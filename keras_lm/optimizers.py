@@ -33,6 +33,16 @@ def warmup_cosine(learning_rate, total_steps, warmup_steps=None, final_fraction=
     )
 
 
+def check_optimizer(name, learning_rate):
+    """Raises UsageError unless `name` is one of `OPTIMIZERS` and `learning_rate` > 0."""
+    if name not in OPTIMIZERS:
+        raise UsageError(f"optimizer: unknown value {name!r}; choose from {', '.join(OPTIMIZERS)}",
+                         argument="optimizer")
+    if not learning_rate or learning_rate <= 0:
+        raise UsageError(f"learning_rate must be > 0, got {learning_rate}",
+                         argument="learning_rate")
+
+
 def make_optimizer(
     name="adamw",
     learning_rate=1e-3,
@@ -57,10 +67,7 @@ def make_optimizer(
     >>> make_optimizer("momentum", 0.1, total_steps=100).__class__.__name__
     'SGD'
     """
-    if name not in OPTIMIZERS:
-        raise UsageError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
-    if not learning_rate or learning_rate <= 0:
-        raise UsageError(f"learning_rate must be > 0, got {learning_rate}")
+    check_optimizer(name, learning_rate)
     rate = learning_rate
     if total_steps is not None:
         rate = warmup_cosine(learning_rate, total_steps, warmup_steps)

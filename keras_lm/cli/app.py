@@ -18,8 +18,11 @@ def fail(program, message):
     sys.exit(USAGE_ERROR)
 
 
-def run_subcommand(main, FLAGS, argv, module_name, doc):
+def run_subcommand(main, FLAGS, argv, module_name, doc, flag_of=None):
     """Parses `argv` into `FLAGS` (a FlagValues) and runs `main()`; mistakes exit 2.
+
+    A `UsageError` naming an argument is shown with the flag the user typed:
+    `flag_of(argument)`, by default `--argument`.
 
     We parse with absl's FLAGS directly rather than `absl.app.run`: app.run
     prints a multi-line usage and exits 1 on a bad flag, where we promise one
@@ -43,10 +46,16 @@ def run_subcommand(main, FLAGS, argv, module_name, doc):
         with _library_warnings_printed(program):
             main()
     except UsageError as error:
-        fail(program, error)
+        flag = (flag_of or default_flag)(error.argument) if error.argument else None
+        fail(program, error.spelled_as(flag) if flag else error)
     except KeyboardInterrupt:
         print(f"{program}: interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def default_flag(argument):
+    """A library argument's flag: `--` and the same name."""
+    return "--" + argument
 
 
 @contextlib.contextmanager

@@ -17,12 +17,22 @@ Example:
 from absl import flags
 
 from keras_lm.cli.app import run_subcommand
+from keras_lm.cli.config_flags import define_config_flags, flag_name, flag_of
 from keras_lm.cli.task_flags import define_task_flags, task_args_from
 from keras_lm.errors import UsageError
 from keras_lm.probes.sweep import Sweep, run_sweep
 
 FLAGS = flags.FlagValues()
 define_task_flags(FLAGS, __name__)
+# The settings a sweep shares with `keras-lm train`, with the sweep's defaults.
+SHARED = ("sequence_length", "vocabulary_size", "batch_size", "learning_rate", "seed",
+          "output_dir")
+SWEEP_DEFAULTS = {"sequence_length": 64, "batch_size": 32, "learning_rate": 3e-3}
+define_config_flags(FLAGS, __name__, SHARED, defaults=SWEEP_DEFAULTS, helps={
+    "vocabulary_size": "Task ids V (default: the task's).",
+    "seed": "Random seed of every run.",
+    "output_dir": "Where the runs and results go (required).",
+})
 flags.DEFINE_string("model", "transformer,lstm", "Comma-separated model families.",
                     flag_values=FLAGS)
 flags.DEFINE_string("sizes", "32,64", "Comma-separated widths (hidden_dim).", flag_values=FLAGS)
@@ -30,13 +40,6 @@ flags.DEFINE_string("num_layers", None,
                     "Comma-separated depths (default: 2 for the Transformer, 1 for the LSTM).",
                     flag_values=FLAGS)
 flags.DEFINE_string("steps", "500", "Comma-separated training lengths in steps.",
-                    flag_values=FLAGS)
-flags.DEFINE_integer("sequence_length", 64, "Context length L.", flag_values=FLAGS)
-flags.DEFINE_integer("vocab_size", None, "Task ids V (default: the task's).", flag_values=FLAGS)
-flags.DEFINE_integer("batch_size", 32, "Sequences per step.", flag_values=FLAGS)
-flags.DEFINE_float("learning_rate", 3e-3, "Peak learning rate.", flag_values=FLAGS)
-flags.DEFINE_integer("seed", 0, "Random seed of every run.", flag_values=FLAGS)
-flags.DEFINE_string("output_dir", None, "Where the runs and results go (required).",
                     flag_values=FLAGS)
 flags.DEFINE_float("max_minutes", None, "Warn before starting if the grid's estimated time "
                    "exceeds this.", flag_values=FLAGS)
@@ -64,10 +67,8 @@ def main():
         families=parse_list("model", FLAGS.model, str),
         sizes=parse_list("sizes", FLAGS.sizes),
         num_layers=parse_list("num_layers", FLAGS.num_layers) if FLAGS.num_layers else None,
-        steps=parse_list("steps", FLAGS.steps),
-        sequence_length=FLAGS.sequence_length, vocab_size=FLAGS.vocab_size,
-        batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate, seed=FLAGS.seed,
-        output_dir=FLAGS.output_dir, max_minutes=FLAGS.max_minutes,
+        steps=parse_list("steps", FLAGS.steps), max_minutes=FLAGS.max_minutes,
+        **{name: FLAGS[flag_name(name)].value for name in SHARED},
     )
     rows = run_sweep(sweep)
     for row in rows:
@@ -78,4 +79,5 @@ def main():
 
 
 def run(argv):
-    run_subcommand(main, FLAGS, argv, __name__, __doc__)
+    run_subcommand(main, FLAGS, argv, __name__, __doc__,
+                   lambda argument: "--model" if argument == "families" else flag_of(argument))

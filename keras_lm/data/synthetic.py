@@ -65,6 +65,10 @@ PLUS, EQUALS, SEPARATOR = 10, 11, 12
 SPLITS = {"train": 0, "validation": 1, "test": 2}
 
 
+def _parameter(default, help):
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 @dataclasses.dataclass(frozen=True)
 class Task:
     """A synthetic task and its parameters; `check()` names the bad flag.
@@ -78,13 +82,18 @@ class Task:
     name: str
     sequence_length: int
     vocabulary_size: int = None
-    induction_min_length: int = None  # default sequence_length // 8
-    induction_max_length: int = None  # default sequence_length // 2
-    mqar_num_pairs: int = 8
-    fewshot_k: int = 8
-    fewshot_labels: int = 2
-    addition_digits: int = 3
-    addition_reverse: bool = True
+    # The parameters: their help is that of the `keras-lm train` flags.
+    induction_min_length: int = _parameter(None, "induction: shortest repeated block "
+                                           "(default L/8).")
+    induction_max_length: int = _parameter(None, "induction: longest repeated block "
+                                           "(default L/2).")
+    mqar_num_pairs: int = _parameter(8, "mqar: key-value pairs N (default 8; needs 4N <= L).")
+    fewshot_k: int = _parameter(8, "fewshot: examples of each item, the last one unseen "
+                                "(default 8).")
+    fewshot_labels: int = _parameter(2, "fewshot: number of labels (default 2).")
+    addition_digits: int = _parameter(3, "addition: digits of each operand (default 3).")
+    addition_reverse: bool = _parameter(True, "addition: write the sum least significant "
+                                        "digit first (default true).")
 
     def __post_init__(self):
         self.check()
@@ -290,6 +299,11 @@ def _digits(numbers, width):
 _SAMPLERS = {"induction": _induction, "mqar": _mqar, "fewshot": _fewshot,
              "addition": _addition}
 
+
+# The tasks' own parameters (the `keras-lm train` flags of the same names,
+# and `TrainConfig.task_args` keys): every field of `Task` but these three.
+TASK_PARAMETERS = tuple(field.name for field in dataclasses.fields(Task)
+                        if field.name not in ("name", "sequence_length", "vocabulary_size"))
 
 def task_dataset(task, batch_size, seed=0, split="train", num_batches=None):
     """Batches of `task` as a `tf.data.Dataset` of dicts (see the module doc).

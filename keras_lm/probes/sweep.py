@@ -14,7 +14,7 @@ per model family and depth.
 Example:
     from keras_lm.probes.sweep import Sweep, run_sweep
     run_sweep(Sweep(task="mqar", task_args={"mqar_num_pairs": 4}, sequence_length=32,
-                    vocab_size=64, families=["transformer", "lstm"], sizes=[16, 32],
+                    vocabulary_size=64, families=["transformer", "lstm"], sizes=[16, 32],
                     steps=[200], output_dir="/tmp/sweep"))
 """
 
@@ -26,10 +26,14 @@ import json
 import logging
 import os
 
+from keras_lm.data.synthetic import task_tokenizer
 from keras_lm.errors import UsageError
-from keras_lm.io_utils import atomic_path, write_json
+from keras_lm.io_utils import write_bytes, write_json
 from keras_lm.models import MODELS
 from keras_lm.probes.plots import sweep_figure
+from keras_lm.probes.runner import run_probe
+from keras_lm.training import TrainConfig, build_model, train
+from keras_lm.training.run_directory import prepare_output_dir
 
 logger = logging.getLogger("keras_lm")
 
@@ -56,7 +60,7 @@ class Sweep:
     num_layers: list = None  # None: 2 for the Transformer, 1 for the LSTM
     task_args: dict = dataclasses.field(default_factory=dict)
     sequence_length: int = 64
-    vocab_size: int = None
+    vocabulary_size: int = None
     batch_size: int = 32
     learning_rate: float = 3e-3
     seed: int = 0
@@ -66,12 +70,13 @@ class Sweep:
         """The grid's cells as dicts, in the order they run."""
         for family in self.families:
             if family not in MODELS:
-                raise UsageError(f"--model: unknown family {family!r}; "
-                                 f"choose from {', '.join(MODELS)}")
-        for flag, values in (("sizes", self.sizes), ("steps", self.steps),
+                raise UsageError(f"families: unknown family {family!r}; "
+                                 f"choose from {', '.join(MODELS)}", argument="families")
+        for name, values in (("sizes", self.sizes), ("steps", self.steps),
                              ("num_layers", self.num_layers or [1])):
             if not values or any(v < 1 for v in values):
-                raise UsageError(f"--{flag}: expected positive integers, got {values}")
+                raise UsageError(f"{name}: expected positive integers, got {values}",
+                                 argument=name)
         cells = []
         for family, width, steps in itertools.product(self.families, self.sizes, self.steps):
             for layers in self.num_layers or [DEFAULT_LAYERS[family]]:
@@ -84,8 +89,6 @@ class Sweep:
 
     def config(self, cell):
         """The `TrainConfig` of one cell."""
-        from keras_lm.training import TrainConfig
-
         width, layers = cell["width"], cell["num_layers"]
         if cell["family"] == "transformer":
             # Heads of 16 dimensions: 2 at width 32, 4 at 64.
@@ -95,7 +98,7 @@ class Sweep:
         return TrainConfig(
             recipe="tiny", model=cell["family"], preset="tiny", model_args=args,
             task=self.task, task_args=dict(self.task_args),
-            sequence_length=self.sequence_length, vocab_size=self.vocab_size,
+            sequence_length=self.sequence_length, vocabulary_size=self.vocabulary_size,
             batch_size=self.batch_size, steps=cell["steps"], eval_interval=cell["steps"],
             val_steps=4, learning_rate=self.learning_rate, seed=self.seed,
             dropout=0.0, verbose=0, attention_maps=False, embedding_projector=False,
@@ -110,15 +113,12 @@ def cell_name(cell):
 
 def estimate_minutes(sweep, cells):
     """A rough estimate of the grid's time on this kind of machine (see FLOPS_PER_SECOND)."""
-    from keras_lm.training.trainer import build_model
-    from keras_lm.training.task_run import task_from_config, task_tokenizer
-
     seconds = 0.0
     for cell in cells:
         config = sweep.config(cell)
         if os.path.isfile(os.path.join(config.output_dir, "metrics.json")):
             continue
-        model = build_model(config, task_tokenizer(task_from_config(config)))
+        model = build_model(config, task_tokenizer(config.make_task()))
         model.build()
         tokens = cell["steps"] * config.batch_size * config.sequence_length
         seconds += SECONDS_PER_RUN + 6 * model.count_params() * tokens / FLOPS_PER_SECOND
@@ -127,10 +127,6 @@ def estimate_minutes(sweep, cells):
 
 def run_sweep(sweep):
     """Trains and scores every unfinished cell; writes the tables and plots; returns the rows."""
-    from keras_lm.probes.runner import run_probe
-    from keras_lm.training import train
-    from keras_lm.training.trainer import prepare_output_dir
-
     cells = sweep.cells()
     configs = [sweep.config(cell) for cell in cells]
     for config in configs:
@@ -175,18 +171,13 @@ def write_results(sweep, rows):
     writer = csv.DictWriter(buffer, columns, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    _write_bytes(os.path.join(out, "results.csv"), buffer.getvalue().encode())
+    write_bytes(os.path.join(out, "results.csv"), buffer.getvalue().encode())
     for metric in CONTINUOUS:
         png = sweep_figure(rows, ["exact_match", metric],
                            f"{sweep.task}: exact match and {metric.replace('_', ' ')}",
                            group="group")
-        _write_bytes(os.path.join(out, f"exact_match_and_{metric}.png"), png)
+        write_bytes(os.path.join(out, f"exact_match_and_{metric}.png"), png)
     png = sweep_figure(rows, ["icl_score", "val_loss"], f"{sweep.task}: ICL score and loss",
                        group="group")
-    _write_bytes(os.path.join(out, "icl_score.png"), png)
+    write_bytes(os.path.join(out, "icl_score.png"), png)
 
-
-def _write_bytes(path, content):
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(content)

@@ -1,13 +1,15 @@
-"""Training: optimizers, metrics, callbacks, recipes and the run itself."""
+"""Training: the run itself, its configuration, sources, callbacks and views."""
 
 from keras_lm.training.callbacks import (
     LanguageModelLogs,
     SampleWriter,
     WallClockSchedule,
-    standard_callbacks,
+    run_callbacks,
 )
 from keras_lm.training.config import TrainConfig
 from keras_lm.training.distribute import Distribution, make_strategy
+from keras_lm.training.recipes import RECIPES, recipe_defaults
+from keras_lm.training.sources import TaskSource, TextSource, make_source
 from keras_lm.training.tensorboard import (
     AttentionMaps,
     EmbeddingProjector,
@@ -15,8 +17,5 @@ from keras_lm.training.tensorboard import (
     PositionLoss,
     tensorboard_callbacks,
 )
-from keras_lm.training.evaluation import evaluate_files
-from keras_lm.metrics import TokenAccuracy
-from keras_lm.optimizers import OPTIMIZERS, make_optimizer, warmup_cosine
-from keras_lm.training.recipes import RECIPES, recipe_defaults
-from keras_lm.training.trainer import train
+from keras_lm.training.trainer import build_model, train
+from keras_lm.scoring import evaluate_files  # where it was before the scoring layer

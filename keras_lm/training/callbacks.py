@@ -1,5 +1,6 @@
 """Callbacks that make a language-model run readable as it trains."""
 
+import dataclasses
 import math
 import os
 import time
@@ -9,7 +10,7 @@ import tensorflow as tf
 
 from keras_lm.generation import generate
 from keras_lm.training.distribute import backup_callback
-from keras_lm.training.tensorboard import tensorboard_callbacks
+from keras_lm.training.tensorboard import HParamsLogger, tensorboard_callbacks
 
 
 class LanguageModelLogs(keras.callbacks.Callback):
@@ -31,6 +32,18 @@ class LanguageModelLogs(keras.callbacks.Callback):
         self.tokens_per_step = tokens_per_step
         self.tokens_per_byte = tokens_per_byte
         self.val_tokens_per_byte = val_tokens_per_byte or tokens_per_byte
+        self.intervals = []  # (steps, mean training loss) of each interval
+
+    def last_full_interval_loss(self, interval):
+        """Mean training loss of the last interval of `interval` steps.
+
+        A run stopped by the clock ends with a short interval (often one
+        step), whose loss is one batch's: too noisy to report.
+        """
+        if not self.intervals:
+            return None
+        full = [loss for steps, loss in self.intervals if steps >= interval]
+        return full[-1] if full else self.intervals[-1][1]
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start_time = self._last_batch_end = time.perf_counter()
@@ -46,7 +59,8 @@ class LanguageModelLogs(keras.callbacks.Callback):
         steps = int(self.model.optimizer.iterations.numpy()) - self._start_step
         seconds = self._last_batch_end - self._start_time
         logs["tokens_per_second"] = steps * self.tokens_per_step / max(seconds, 1e-9)
-        logs["interval_steps"] = float(steps)
+        if "loss" in logs:
+            self.intervals.append((steps, float(logs["loss"])))
         logs["tokens_seen"] = float(int(self.model.optimizer.iterations.numpy()) * self.tokens_per_step)
         for prefix, ratio in (("", self.tokens_per_byte), ("val_", self.val_tokens_per_byte)):
             if prefix + "loss" in logs and ratio:  # no ratio on synthetic tasks
@@ -157,43 +171,56 @@ class WallClockSchedule(keras.callbacks.Callback):
         self.model.optimizer.learning_rate = self.rate_at(min(fraction, 1.0))
 
 
-def standard_callbacks(output_dir, tokenizer, tokens_per_step, tokens_per_byte,
-                       val_tokens_per_byte, prompts, sample_every=1,
-                       sample_tokens=128, temperature=0.8, samples=True,
-                       validation_data=None, hparams=None, restore_dir=None, **views):
-    """The callbacks `keras-lm train` uses, in the order they must run.
+@dataclasses.dataclass
+class RunCallbacks:
+    """The callbacks of a `keras-lm train` run, and the two the trainer reads after `fit`.
 
-    Logs (bits per byte, throughput), samples (unless `samples=False`),
-    TensorBoard with keras_lm's views (`views` are the switches of
-    `tensorboard_callbacks`: `attention_maps`, `position_loss`,
-    `embedding_projector`, `histograms`, `profile_steps`), the best
-    checkpoint, the resume backup and `TerminateOnNaN`. The backup resumes
-    from `restore_dir` when given (a multi-worker run's non-chief workers read
-    the chief's backup; see `keras_lm.training.distribute.backup_callback`).
+    `logs` gives the final training loss (`last_full_interval_loss`);
+    `hparams` (or None) records the final metrics for the HParams tab.
     """
-    log_dir = os.path.join(output_dir, "logs")
-    callbacks = [
-        LanguageModelLogs(tokens_per_step, tokens_per_byte, val_tokens_per_byte),
-        keras.callbacks.TerminateOnNaN(),
-    ]
-    if samples:
+
+    logs: LanguageModelLogs
+    hparams: HParamsLogger
+    all: list
+
+
+def run_callbacks(config, source, run_dir, tokenizer, validation_data, hparams, clock=None):
+    """The callbacks of a run, in the order they must run.
+
+    The clock (a `WallClockSchedule`, when the run is timed) sets the
+    learning rate first; `LanguageModelLogs` adds bits per byte and
+    throughput before TensorBoard writes the logs; then the samples (text
+    sources), TensorBoard with keras_lm's views, the best checkpoint, the
+    resume backup (two copies: a crash while one is written leaves the other
+    whole) and `TerminateOnNaN`. Only the chief draws the views: they only
+    read the model (no collective op), so the other workers, whose files are
+    thrown away, skip them instead of competing for the CPU.
+    """
+    chief = run_dir.distribution.is_chief
+    log_dir = os.path.join(run_dir.write_dir, "logs")
+    logs = LanguageModelLogs(config.batch_size * config.sequence_length, source.tokens_per_byte,
+                             source.val_tokens_per_byte)
+    callbacks = ([clock] if clock else []) + [logs, keras.callbacks.TerminateOnNaN()]
+    if config.samples and chief and source.has_text:
         callbacks.append(SampleWriter(
-            tokenizer,
-            prompts,
-            log_dir=os.path.join(log_dir, "samples"),
-            samples_path=os.path.join(output_dir, "samples.txt"),
-            every=sample_every,
-            max_new_tokens=sample_tokens,
-            temperature=temperature,
-        ))
-    callbacks += tensorboard_callbacks(log_dir, tokenizer, validation_data, hparams, **views)
-    callbacks += [
-        keras.callbacks.ModelCheckpoint(
-            os.path.join(output_dir, "checkpoints", "best.keras"),
-            monitor="val_loss",
-            save_best_only=True,
-        ),
-        # Two copies: a crash while one is written leaves the other whole.
-        backup_callback(os.path.join(output_dir, "backup"), restore_dir),
+            tokenizer, config.sample_prompts, log_dir=os.path.join(log_dir, "samples"),
+            samples_path=run_dir.own_path("samples.txt"), max_new_tokens=config.sample_tokens,
+            temperature=config.temperature))
+    views = tensorboard_callbacks(
+        log_dir, tokenizer, validation_data, None,
+        attention_maps=config.attention_maps and config.model == "transformer" and chief,
+        position_loss=config.position_loss and chief,
+        embedding_projector=config.embedding_projector and chief,
+        histograms=config.histograms and chief,
+        profile_steps=config.profile_steps if chief else None,
+        probe_text=source.probe_text)
+    # The HParams tab gets the run's final evaluation, written by the trainer.
+    hparams_logger = (HParamsLogger(log_dir, hparams, final_metrics_from_logs=False)
+                      if config.hparams and chief else None)
+    callbacks += views + ([hparams_logger] if hparams_logger else []) + [
+        keras.callbacks.ModelCheckpoint(os.path.join(run_dir.write_dir, "checkpoints",
+                                                     "best.keras"),
+                                        monitor="val_loss", save_best_only=True),
+        backup_callback(run_dir.own_path("backup"), run_dir.backup_dir),
     ]
-    return callbacks
+    return RunCallbacks(logs, hparams_logger, callbacks)

@@ -1,20 +1,44 @@
-"""The resolved configuration of a training run (written as config.json)."""
+"""The settings of a training run (written beside its outputs as config.json).
+
+Every field of `TrainConfig` is one setting, and its metadata (help text,
+choices, the flag's name where it differs) is what `keras-lm train` turns
+into its flags: a new option is one field here. Each rule is checked once,
+by the layer that owns the setting (`validate` calls those checks early, so
+a mistake is reported before any work starts).
+"""
 
 import dataclasses
 import inspect
 
+from keras_lm import data, tokenizers
+from keras_lm.data.synthetic import TASK_PARAMETERS, TASKS, Task
 from keras_lm.errors import UsageError
 from keras_lm.models import MODELS, PRESETS
-from keras_lm.tokenizers import NORMALIZATIONS, TOKENIZERS
+from keras_lm.optimizers import OPTIMIZERS, check_optimizer
+from keras_lm.tokenizers.normalization import NORMALIZATIONS, check_normalization
 from keras_lm.tokenizers.sentencepiece_tokenizer import MODEL_TYPES
-from keras_lm.optimizers import OPTIMIZERS
+from keras_lm.training.distribute import STRATEGIES, check_strategy
+from keras_lm.training.recipes import RECIPES
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 
 
+def setting(default, help, *, choices=None, flag=None, factory=None):
+    """A `TrainConfig` field: its default, and the metadata its flag is made from.
+
+    `flag`: the flag's name where it differs from the field's (`False`: no
+    flag of its own).
+    """
+    metadata = {"help": help, "choices": choices, "flag": flag}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
 @dataclasses.dataclass
 class TrainConfig:
-    """Every setting of a run. Field names are the `keras-lm train` flags.
+    """Every setting of a run. Field names are the `keras-lm train` flags
+    (but `vocabulary_size` is `--vocab_size`, `sample_prompts` `--sample_prompt`).
 
     Example:
     >>> config = TrainConfig(preset="tiny", steps=10, eval_interval=5)
@@ -23,150 +47,168 @@ class TrainConfig:
     'transformer'
     """
 
-    recipe: str = "quickstart"
-    model: str = "transformer"
-    preset: str = "small"
-    model_args: dict = dataclasses.field(default_factory=dict)
-    corpus: str = "pystdlib"
-    # A synthetic task instead of text (keras_lm.data.synthetic), its flags in task_args.
-    task: str = None
-    task_args: dict = dataclasses.field(default_factory=dict)
-    train_files: str = None
-    val_files: str = None
-    validation_fraction: float = 0.05
-    tokenizer: str = "byte"
-    vocab_size: int = None  # wordpiece/sentencepiece size (default 4096); char maximum
-    sentencepiece_model_type: str = "unigram"
-    normalize: str = "none"
-    sequence_length: int = 256
-    batch_size: int = 32
-    steps: int = 1000
-    epochs: float = None
-    eval_interval: int = 200
-    val_steps: int = 20
-    optimizer: str = "adamw"
-    learning_rate: float = 1e-3
-    warmup_steps: int = None
-    weight_decay: float = 0.1
-    clipnorm: float = 1.0
-    dropout: float = None
-    precision: str = "float32"
-    jit_compile: bool = None  # None: the model family's default
-    train_minutes: float = None
-    seed: int = 0
-    output_dir: str = None
-    sample_prompts: list = dataclasses.field(default_factory=lambda: [""])
-    sample_tokens: int = 200
-    temperature: float = 0.8
-    shuffle_buffer: int = 2048
-    verbose: int = 1
+    recipe: str = setting("quickstart", "Named default configuration.", choices=tuple(RECIPES))
+    model: str = setting("transformer", "Model family.", choices=tuple(MODELS))
+    preset: str = setting("small", "Model size: tiny, small or base.")
+    model_args: dict = setting(
+        None, "Constructor overrides, e.g. 'hidden_dim=256,num_layers=6'.", factory=dict)
+    corpus: str = setting("pystdlib", "Built-in corpus used without --train_files.",
+                          choices=data.CORPORA)
+    # A synthetic task instead of text (keras_lm.data.synthetic); its
+    # parameters are flags of their own (--mqar_num_pairs, ...).
+    task: str = setting(None, "Train on a synthetic task instead of text: "
+                        f"{', '.join(TASKS)} (keras_lm.data.synthetic); --vocab_size is "
+                        "then its number of ids.")
+    task_args: dict = setting(None, "The task's parameters.", flag=False, factory=dict)
+    train_files: str = setting(None, "Comma-separated files, directories or globs.")
+    val_files: str = setting(
+        None, "Validation files (default: a by-file split of the training files).")
+    validation_fraction: float = setting(0.05, "Share of files held out.")
+    tokenizer: str = setting(
+        "byte", "byte, char, or a subword vocabulary learned from (a sample of) the training "
+        "files.", choices=tokenizers.TOKENIZERS)
+    vocabulary_size: int = setting(
+        None, "Vocabulary size: wordpiece/sentencepiece (default 4096), the maximum for char.",
+        flag="vocab_size")
+    sentencepiece_model_type: str = setting("unigram", "SentencePiece algorithm.",
+                                            choices=MODEL_TYPES)
+    normalize: str = setting(
+        "none", "Unicode normalisation before tokenising (training, generation and export "
+        "alike).", choices=NORMALIZATIONS)
+    sequence_length: int = setting(256, "Context length in tokens.")
+    batch_size: int = setting(32, "Sequences per step (the global batch under a strategy).")
+    steps: int = setting(1000, "Training steps.")
+    epochs: float = setting(None, "Passes over the training files (instead of --steps).")
+    eval_interval: int = setting(200, "Steps between validations, samples, backups.")
+    val_steps: int = setting(20, "Validation batches per interval (the end reads all).")
+    optimizer: str = setting("adamw", "Optimizer.", choices=OPTIMIZERS)
+    learning_rate: float = setting(1e-3, "Peak learning rate.")
+    warmup_steps: int = setting(None, "Linear warm-up steps (default: 5% of the steps).")
+    weight_decay: float = setting(0.1, "Decoupled weight decay.")
+    clipnorm: float = setting(1.0, "Global gradient-norm clip.")
+    dropout: float = setting(None, "Dropout rate (default: the preset's).")
+    precision: str = setting("float32", "Compute precision.", choices=PRECISIONS)
+    jit_compile: bool = setting(
+        None, "Compile training with XLA (default: the family's choice).")
+    train_minutes: float = setting(
+        None, "Train until this many minutes after the start, the learning-rate schedule "
+        "following the clock (--steps becomes an upper bound). Giving --steps or --epochs "
+        "alone turns a recipe's clock off.")
+    seed: int = setting(0, "Random seed.")
+    output_dir: str = setting(None, "Output directory (default: saved_models/<recipe>).")
+    sample_prompts: list = setting(None, "Prompt of the samples (repeatable).",
+                                   flag="sample_prompt", factory=lambda: [""])
+    sample_tokens: int = setting(200, "Tokens per sample.")
+    temperature: float = setting(0.8, "Sampling temperature of the samples.")
+    shuffle_buffer: int = setting(2048, "Windows in the shuffle buffer.")
+    verbose: int = setting(1, "0 silent, 1 progress bar, 2 one line per interval.")
     # TensorBoard views (see keras_lm.training.tensorboard).
-    samples: bool = True
-    attention_maps: bool = True  # Transformer only
-    position_loss: bool = True
-    embedding_projector: bool = True
-    hparams: bool = True
-    histograms: bool = False
-    profile_steps: tuple = None  # (first, last) training step to trace
+    samples: bool = setting(True, "Write samples to TensorBoard's text tab and samples.txt.")
+    attention_maps: bool = setting(
+        True, "TensorBoard images of every layer's and head's attention on a probe text "
+        "(Transformer only).")
+    position_loss: bool = setting(
+        True, "TensorBoard image of the validation loss by position in the context.")
+    embedding_projector: bool = setting(
+        True, "The token embedding and its tokens for TensorBoard's Projector tab.")
+    hparams: bool = setting(
+        True, "The run's settings and final metrics for TensorBoard's HParams tab.")
+    histograms: bool = setting(False, "TensorBoard histograms of the weights per layer.")
+    profile_steps: tuple = setting(
+        None, "Trace training steps 'first,last' (e.g. '5,7') for TensorBoard's profile tab.")
     # tf.distribute (see keras_lm.training.distribute); batch_size is global.
-    strategy: str = "default"
-    devices: str = None  # mirrored only, e.g. "CPU:0,CPU:1"
+    strategy: str = setting(
+        "default", "tf.distribute strategy: default (one device), mirrored (this machine's "
+        "devices), multi_worker (the cluster in TF_CONFIG), tpu. --batch_size stays the "
+        "global batch.", choices=STRATEGIES)
+    devices: str = setting(
+        None, "Devices of --strategy=mirrored, e.g. 'GPU:0,GPU:1', or 'CPU:0,CPU:1' to split "
+        "the CPU into logical devices (default: every GPU, else the CPU).")
 
     def validate(self):
-        """Raises `UsageError` naming the flag for the first bad setting."""
+        """Raises `UsageError` naming the setting for the first bad one."""
+        self._validate_model()
+        if self.task is not None:
+            self.make_task()  # the task checks its own parameters
+            for name in ("epochs", "train_files", "val_files"):
+                if getattr(self, name) is not None:
+                    raise UsageError(f"{name}={getattr(self, name)}: not used with "
+                                     f"task={self.task} (a synthetic source; give steps)",
+                                     argument=name)
+        else:
+            self._validate_text()
+        check_optimizer(self.optimizer, self.learning_rate)
+        _choose("precision", self.precision, PRECISIONS)
+        for name, minimum in (("sequence_length", 2), ("batch_size", 1), ("steps", 1),
+                              ("eval_interval", 1), ("val_steps", 1), ("sample_tokens", 1)):
+            _at_least(name, getattr(self, name), minimum)
+        for name in ("epochs", "train_minutes"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise UsageError(f"{name} must be > 0, got {getattr(self, name)}",
+                                 argument=name)
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise UsageError(f"dropout must be in [0, 1), got {self.dropout}", argument="dropout")
+        if self.temperature < 0:
+            raise UsageError(f"temperature must be >= 0, got {self.temperature}",
+                             argument="temperature")
+        if self.profile_steps is not None:
+            first, last = self.profile_steps
+            if not 1 <= first <= last:
+                raise UsageError(f"profile_steps: expected 1 <= first <= last, got "
+                                 f"{first},{last}", argument="profile_steps")
+            if self.epochs is None and last > self.steps:
+                raise UsageError(f"profile_steps: last step {last} is past steps={self.steps}",
+                                 argument="profile_steps")
+        check_strategy(self.strategy, self.devices, self.train_minutes)
+
+    def _validate_model(self):
         _choose("model", self.model, MODELS)
         _choose("preset", self.preset, PRESETS[self.model])
         accepted = set(inspect.signature(MODELS[self.model].__init__).parameters)
         accepted -= {"self", "kwargs", "vocabulary_size", "sequence_length", "pad_id"}
         for name in self.model_args:
             _choose("model_args", name, sorted(accepted))
-        if self.task is not None:
-            self._validate_task()
-        _choose("tokenizer", self.tokenizer, TOKENIZERS)
-        _choose("normalize", self.normalize, NORMALIZATIONS)
+
+    def _validate_text(self):
+        _choose("tokenizer", self.tokenizer, tokenizers.TOKENIZERS)
+        check_normalization(self.normalize)
         _choose("sentencepiece_model_type", self.sentencepiece_model_type, MODEL_TYPES)
-        if self.vocab_size is not None and self.tokenizer == "byte" and not self.task:
+        if self.vocabulary_size is not None and self.tokenizer == "byte":
             raise UsageError(
-                f"vocabulary_size={self.vocab_size}: not used by tokenizer=byte (259 ids); "
+                f"vocabulary_size={self.vocabulary_size}: not used by tokenizer=byte (259 ids); "
                 "choose tokenizer=char, wordpiece or sentencepiece", argument="vocabulary_size")
         if self.sentencepiece_model_type != "unigram" and self.tokenizer != "sentencepiece":
             raise UsageError(
                 f"sentencepiece_model_type={self.sentencepiece_model_type}: only used by "
-                f"tokenizer=sentencepiece, got tokenizer={self.tokenizer}", argument="sentencepiece_model_type")
-        _choose("optimizer", self.optimizer, OPTIMIZERS)
-        _choose("precision", self.precision, PRECISIONS)
-        _at_least("sequence_length", self.sequence_length, 2)
-        _at_least("batch_size", self.batch_size, 1)
-        _at_least("steps", self.steps, 1)
-        _at_least("eval_interval", self.eval_interval, 1)
-        _at_least("val_steps", self.val_steps, 1)
-        _at_least("sample_tokens", self.sample_tokens, 1)
-        if self.sample_tokens >= self.sequence_length and not self.task:  # task runs: no samples
+                f"tokenizer=sentencepiece, got tokenizer={self.tokenizer}",
+                argument="sentencepiece_model_type")
+        if self.sample_tokens >= self.sequence_length:
             raise UsageError(
                 f"sample_tokens must be < sequence_length={self.sequence_length} "
-                f"(samples fit the model's context), got {self.sample_tokens}", argument="sample_tokens")
-        if self.epochs is not None and self.epochs <= 0:
-            raise UsageError(f"epochs must be > 0, got {self.epochs}", argument="epochs")
-        if not self.learning_rate > 0:
-            raise UsageError(f"learning_rate must be > 0, got {self.learning_rate}", argument="learning_rate")
-        if self.dropout is not None and not 0 <= self.dropout < 1:
-            raise UsageError(f"dropout must be in [0, 1), got {self.dropout}", argument="dropout")
-        if self.train_minutes is not None and self.train_minutes <= 0:
-            raise UsageError(f"train_minutes must be > 0, got {self.train_minutes}", argument="train_minutes")
-        if self.temperature < 0:
-            raise UsageError(f"temperature must be >= 0, got {self.temperature}", argument="temperature")
-        if self.profile_steps is not None:
-            first, last = self.profile_steps
-            if not 1 <= first <= last:
-                raise UsageError(
-                    f"profile_steps: expected 1 <= first <= last, got {first},{last}", argument="profile_steps")
-            if self.epochs is None and last > self.steps:
-                raise UsageError(
-                    f"profile_steps: last step {last} is past steps={self.steps}", argument="profile_steps")
-        _validate_distribution(self)
+                f"(samples fit the model's context), got {self.sample_tokens}",
+                argument="sample_tokens")
         if not 0 < self.validation_fraction < 1:
-            raise UsageError(
-                f"validation_fraction must be in (0, 1), got {self.validation_fraction}", argument="validation_fraction")
+            raise UsageError(f"validation_fraction must be in (0, 1), got "
+                             f"{self.validation_fraction}", argument="validation_fraction")
 
-    def _validate_task(self):
-        from keras_lm.training.task_run import task_from_config
-
-        task_from_config(self)  # raises naming the task's flag
-        for flag, given in (("epochs", self.epochs), ("train_files", self.train_files),
-                            ("val_files", self.val_files)):
-            if given is not None:
-                raise UsageError(f"--{flag}={given}: not used with --task={self.task} "
-                                 "(a synthetic source; give --steps)")
+    def make_task(self):
+        """The run's `Task` (raises UsageError naming a bad parameter)."""
+        for name in self.task_args:
+            if name not in TASK_PARAMETERS:
+                raise UsageError(f"task_args: unknown task parameter {name!r}; "
+                                 f"choose from {', '.join(TASK_PARAMETERS)}", argument="task_args")
+        return Task(self.task, self.sequence_length, self.vocabulary_size, **self.task_args)
 
     def to_dict(self):
         return dataclasses.asdict(self)
 
 
-def _validate_distribution(config):
-    """The strategy checks that need no TensorFlow (devices are checked later)."""
-    from keras_lm.training.distribute import STRATEGIES, parse_devices
-
-    _choose("strategy", config.strategy, STRATEGIES)
-    if config.devices is not None:
-        if config.strategy != "mirrored":
-            raise UsageError(f"devices={config.devices!r} applies to strategy=mirrored "
-                             f"only, got strategy={config.strategy}", argument="devices")
-        replicas = len(parse_devices(config.devices))
-        if config.batch_size % replicas:
-            raise UsageError(f"batch_size={config.batch_size} (the global batch) is not "
-                             f"divisible by the {replicas} replicas of devices={config.devices}", argument="batch_size")
-    if config.strategy == "multi_worker" and config.train_minutes:
-        # Each worker would read its own clock and stop at its own step,
-        # leaving the others waiting in a collective forever.
-        raise UsageError(f"train_minutes={config.train_minutes} cannot end a multi_worker "
-                         f"run (workers' clocks differ); give steps or epochs", argument="train_minutes")
-
-
-def _choose(flag, value, choices):
+def _choose(name, value, choices):
     if value not in choices:
-        raise UsageError(f"--{flag}: unknown value {value!r}; choose from {', '.join(choices)}")
+        raise UsageError(f"{name}: unknown value {value!r}; choose from {', '.join(choices)}",
+                         argument=name)
 
 
-def _at_least(flag, value, minimum):
+def _at_least(name, value, minimum):
     if value is None or value < minimum:
-        raise UsageError(f"--{flag} must be >= {minimum}, got {value}")
+        raise UsageError(f"{name} must be >= {minimum}, got {value}", argument=name)

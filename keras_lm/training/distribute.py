@@ -51,6 +51,7 @@ import re
 import shutil
 
 import keras
+import tensorflow as tf
 
 from keras_lm.errors import UsageError
 
@@ -105,8 +106,6 @@ class Distribution:
 
     def shard(self, dataset):
         """`dataset` with the sharding policy of these runs (see module doc)."""
-        import tensorflow as tf
-
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = getattr(
             tf.data.experimental.AutoShardPolicy, AUTO_SHARD_POLICY
@@ -156,13 +155,7 @@ def make_strategy(name="default", devices=None, batch_size=None, environ=None):
     (1, True)
     """
     environ = os.environ if environ is None else environ
-    if name not in STRATEGIES:
-        raise UsageError(f"strategy: unknown value {name!r}; choose from {', '.join(STRATEGIES)}", argument="strategy")
-    if devices and name != "mirrored":
-        raise UsageError(
-            f"devices={devices!r} applies to strategy=mirrored only, got strategy={name}", argument="devices")
-    import tensorflow as tf
-
+    check_strategy(name, devices)
     if name == "default":
         return Distribution(tf.distribute.get_strategy())
     if name == "mirrored":
@@ -194,6 +187,29 @@ def make_strategy(name="default", devices=None, batch_size=None, environ=None):
     return result
 
 
+def check_strategy(name, devices=None, train_minutes=None):
+    """The strategy settings' rules that need no TensorFlow (devices are checked later).
+
+    Raises UsageError naming the setting: an unknown `name`, `devices` with
+    another strategy than `mirrored` or in a bad syntax, and a clock
+    (`train_minutes`) ending a multi-worker run.
+    """
+    if name not in STRATEGIES:
+        raise UsageError(f"strategy: unknown value {name!r}; choose from {', '.join(STRATEGIES)}",
+                         argument="strategy")
+    if devices is not None:
+        if name != "mirrored":
+            raise UsageError(f"devices={devices!r} applies to strategy=mirrored only, got "
+                             f"strategy={name}", argument="devices")
+        parse_devices(devices)
+    if name == "multi_worker" and train_minutes:
+        # Each worker would read its own clock and stop at its own step,
+        # leaving the others waiting in a collective forever.
+        raise UsageError(f"train_minutes={train_minutes} cannot end a multi_worker run "
+                         "(workers' clocks differ); give steps or epochs",
+                         argument="train_minutes")
+
+
 def parse_devices(text):
     """`"CPU:0,CPU:1"` -> `[("CPU", 0), ("CPU", 1)]`; UsageError on a bad name."""
     devices = []
@@ -217,8 +233,6 @@ def configure_devices(devices):
     run down). Raises UsageError for a device that does not exist or cannot be
     made, naming it.
     """
-    import tensorflow as tf
-
     gpus = tf.config.list_physical_devices("GPU")
     for kind, index in devices:
         if kind == "GPU" and index >= len(gpus):
