@@ -15,7 +15,7 @@ from keras_lm.training.tensorboard import (
     PositionLoss,
     tensorboard_callbacks,
 )
-from keras_lm.training.evaluation import evaluate_files
+from keras_lm.scoring import evaluate_files
 from keras_lm.metrics import TokenAccuracy
 from keras_lm.optimizers import OPTIMIZERS, make_optimizer, warmup_cosine
 from keras_lm.training.recipes import RECIPES, recipe_defaults

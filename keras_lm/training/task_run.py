@@ -16,6 +16,7 @@ Example:
 
 from keras_lm.data.synthetic import Task, task_dataset, task_tokenizer, training_pairs
 from keras_lm.errors import UsageError
+from keras_lm.scoring import evaluate_task
 
 # Task parameters: the `keras-lm train` flags (and `TrainConfig.task_args` keys).
 TASK_ARGS = ("induction_min_length", "induction_max_length", "mqar_num_pairs", "fewshot_k",
@@ -58,8 +59,6 @@ def task_probe_text(task, tokenizer, length=24):
 
 def final_task_scores(model, task, config):
     """The answer scores of the finished model on the held-out (`test`) stream."""
-    from keras_lm.probes import evaluate_task
-
     return evaluate_task(model, task, batch_size=config.batch_size,
                          num_batches=FINAL_EVAL_BATCHES, seed=config.seed, split="test")
 

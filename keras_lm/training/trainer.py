@@ -17,7 +17,7 @@ from keras_lm.tokenizers import load_tokenizer, train_tokenizer
 from keras_lm.training.callbacks import WallClockSchedule, standard_callbacks
 from keras_lm.training.distribute import make_strategy, weights_digest
 from keras_lm.training.tensorboard import HParamsLogger
-from keras_lm.training.evaluation import evaluate_files
+from keras_lm.scoring import evaluate_files
 from keras_lm.training import task_run
 
 
