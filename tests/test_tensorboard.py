@@ -16,7 +16,7 @@ from keras_lm import data
 from keras_lm.models import LSTMLM, TransformerLM
 from keras_lm.tokenizers import ByteTokenizer
 from keras_lm.training import AttentionMaps, EmbeddingProjector, PositionLoss
-from keras_lm.training.figures import readable_token, token_labels
+from keras_lm.figures import readable_token, token_labels
 from keras_lm.training.tensorboard import flatten_hparams
 
 

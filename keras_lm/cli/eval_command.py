@@ -15,7 +15,7 @@ from keras_lm import data
 from keras_lm.cli.app import run_subcommand
 from keras_lm.errors import UsageError
 from keras_lm.model_dir import load_model_dir, run_files
-from keras_lm.training import evaluate_files
+from keras_lm.scoring import evaluate_files
 
 # Each subcommand has its own flags, so they can share names (--batch_size).
 FLAGS = flags.FlagValues()

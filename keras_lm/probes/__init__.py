@@ -6,5 +6,6 @@ Example:
     scores = evaluate_task(model, Task("mqar", sequence_length=64, mqar_num_pairs=8))
 """
 
-from keras_lm.probes.evaluation import evaluate_task
-from keras_lm.probes.task_metrics import AnswerScores, edit_distance
+# Answer scoring lives in keras_lm.scoring (training scores a task run with it
+# too); re-exported here, where users of the probes look for it.
+from keras_lm.scoring import AnswerScores, edit_distance, evaluate_task

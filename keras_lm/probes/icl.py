@@ -15,9 +15,8 @@ Example:
 """
 
 import numpy as np
-import tensorflow as tf
 
-from keras_lm.training.tensorboard import PositionLoss
+from keras_lm.scoring import position_losses, position_sums
 
 
 def icl_positions(sequence_length):
@@ -36,11 +35,10 @@ def per_position_loss(model, batches):
     """Mean loss (nats) at every position of the context window.
 
     `batches`: a finite dataset of `(inputs, targets)`; position p (1-based)
-    is the loss of predicting token p + 1 after reading p tokens.
+    is the loss of predicting token p + 1 after reading p tokens. Targets
+    equal to the model's `pad_id` are left out.
     """
-    view = PositionLoss(batches, log_dir=None, pad_id=getattr(model, "pad_id", None))
-    view.set_model(model)
-    losses = view.losses()
+    losses = position_losses(model, batches, pad_id=getattr(model, "pad_id", None))
     return {"positions": list(range(1, len(losses) + 1)), "losses": losses.tolist()}
 
 
@@ -81,18 +79,14 @@ def induction(model, special_ids, batches=8, batch_size=32, seed=0):
     second copy; the first is unpredictable (loss ~ ln of the vocabulary).
     """
     L = model.sequence_length
-    predict = _position_sums(model)
-    loss_sum = np.zeros(L)
-    hit_sum = np.zeros(L)
-    count = 0
+    pairs = []
     for i in range(batches):
         tokens, block = repeated_random_tokens(model.vocabulary_size, special_ids, L, batch_size,
                                                [seed, i])
-        losses, hits = predict(tokens[:, :-1].astype("int32"), tokens[:, 1:].astype("int32"))
-        loss_sum += losses.numpy()
-        hit_sum += hits.numpy()
-        count += batch_size
-    losses, accuracy = loss_sum / count, hit_sum / count
+        pairs.append((tokens[:, :-1].astype("int32"), tokens[:, 1:].astype("int32")))
+    # No pad_id: the ids are random ordinary tokens, every position counts.
+    loss_sums, hit_sums, counts = position_sums(model, pairs)
+    losses, accuracy = loss_sums / counts, hit_sums / counts
     first = slice(0, block - 1)  # targets 1 .. block-1: inside the first copy
     repeat = slice(block - 1, L)  # targets block .. L: the repeat
     return {
@@ -105,17 +99,6 @@ def induction(model, special_ids, batches=8, batch_size=32, seed=0):
         "losses": losses.tolist(),
         "accuracy": accuracy.tolist(),
     }
-
-
-def _position_sums(model):
-    @tf.function(jit_compile=getattr(model, "jit_compile_default", False), reduce_retracing=True)
-    def sums(inputs, targets):
-        logits = tf.cast(model(inputs, training=False), tf.float32)
-        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)
-        hits = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), targets), tf.float32)
-        return tf.reduce_sum(losses, 0), tf.reduce_sum(hits, 0)
-
-    return sums
 
 
 def induction_heads(model, special_ids, batch_size=16, seed=0):

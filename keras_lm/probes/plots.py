@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from keras_lm.training.figures import _png, position_loss_figure
+from keras_lm.figures import png_bytes, position_loss_figure
 
 __all__ = ["head_scores_figure", "position_loss_figure", "sweep_figure"]
 
@@ -31,7 +31,7 @@ def head_scores_figure(scores, title):
     axes.set_xticks(range(heads), [f"head {h}" for h in range(heads)])
     axes.set_yticks(range(layers), [f"layer {i}" for i in range(layers)])
     axes.set_title(title, fontsize=10)
-    return _png(figure)
+    return png_bytes(figure)
 
 
 def sweep_figure(rows, metrics, title, x="num_parameters", group="family"):
@@ -61,7 +61,7 @@ def sweep_figure(rows, metrics, title, x="num_parameters", group="family"):
         axes.set_ylabel(metric)
         axes.grid(True, which="both", alpha=0.3)
         axes.legend(fontsize=8)
-    return _png(figure)
+    return png_bytes(figure)
 
 
 def _short(number):

@@ -14,7 +14,7 @@ import tensorflow as tf
 from keras_lm import data
 from keras_lm.data.synthetic import Task, task_dataset
 from keras_lm.errors import UsageError
-from keras_lm.io_utils import atomic_path, write_json
+from keras_lm.io_utils import write_bytes, write_json
 from keras_lm.model_dir import load_model_dir, run_files
 from keras_lm.probes import icl
 from keras_lm.probes.plots import head_scores_figure, position_loss_figure
@@ -29,16 +29,20 @@ def run_probe(model_dir, probe, files=None, batches=16, batch_size=32, loaded=No
     Writes `model_dir/probes/<probe>.json` and `.png`, and the plot and the
     scalar results under `model_dir/logs/probes` for TensorBoard.
     `loaded`: an already loaded `(model, tokenizer, config)` of `model_dir`.
+    A bad argument raises `UsageError` naming it (`error.argument`).
     """
     if probe not in PROBES:
-        raise UsageError(f"--probe: unknown probe {probe!r}; choose from {', '.join(PROBES)}")
-    if batches < 1 or batch_size < 1:
-        raise UsageError(f"--batches and --batch_size must be >= 1, got {batches}, {batch_size}")
+        raise UsageError(f"probe: unknown probe {probe!r}; choose from {', '.join(PROBES)}",
+                         argument="probe")
+    for name, value in (("batches", batches), ("batch_size", batch_size)):
+        if value < 1:
+            raise UsageError(f"{name} must be >= 1, got {value}", argument=name)
     model, tokenizer, config = loaded or load_model_dir(model_dir)
     if probe in TRANSFORMER_ONLY and not hasattr(model, "blocks"):
         raise UsageError(
-            f"--probe={probe} reads attention weights and needs a Transformer run; "
-            f"--model_dir={model_dir} holds a {config.get('model', type(model).__name__)} model")
+            f"probe={probe} reads attention weights and needs a Transformer run; "
+            f"model_dir={model_dir} holds a {config.get('model', type(model).__name__)} model",
+            argument="probe")
     specials = tokenizer.special_ids.values()
     if probe == "induction":
         result = icl.induction(model, specials, batches=batches, batch_size=batch_size)
@@ -69,18 +73,19 @@ def _probe_batches(model, tokenizer, config, files, batches, batch_size):
     length = model.sequence_length
     if config.get("task"):
         if files:
-            raise UsageError(f"--files: {config['task']!r} is a --task run; its probes read "
-                             "the task's own validation stream (leave --files out)")
+            raise UsageError(f"files: {config['task']!r} is a task run; its probes read "
+                             "the task's own validation stream (leave files out)",
+                             argument="files")
         task = Task(config["task"], length, config.get("vocab_size"),
                     **config.get("task_args", {}))
         stream = task_dataset(task, batch_size, seed=config.get("seed", 0), split="validation",
                               num_batches=batches)
         # Every position counts: the ICL score compares an early and a late one.
         return stream.map(lambda b: (b["inputs"], b["targets"]))
-    paths = data.resolve_files(files, "--files") if files else run_files(config)[1]
+    paths = data.resolve_files(files, "files") if files else run_files(config)[1]
     windows = data.text_dataset(paths, tokenizer, length, batch_size).take(batches)
     if not any(True for _ in windows):
-        raise UsageError(f"--files: fewer than {length + 1} tokens to probe")
+        raise UsageError(f"files: fewer than {length + 1} tokens to probe", argument="files")
     return windows
 
 
@@ -96,9 +101,7 @@ def _write(model_dir, probe, result, png, step):
     directory = os.path.join(model_dir, "probes")
     os.makedirs(directory, exist_ok=True)
     write_json(os.path.join(directory, f"{probe}.json"), result)
-    with atomic_path(os.path.join(directory, f"{probe}.png")) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(png)
+    write_bytes(os.path.join(directory, f"{probe}.png"), png)
     writer = tf.summary.create_file_writer(os.path.join(model_dir, "logs", "probes"))
     with writer.as_default():
         tf.summary.image(f"probes/{probe}", tf.image.decode_png(png)[tf.newaxis], step=step)

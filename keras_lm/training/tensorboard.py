@@ -23,12 +23,13 @@ import tensorflow as tf
 from tensorboard.plugins import projector
 from tensorboard.plugins.hparams import api as hp
 
-from keras_lm.training.figures import (
+from keras_lm.figures import (
     attention_figure,
     position_loss_figure,
     readable_token,
     token_labels,
 )
+from keras_lm.scoring import position_losses
 
 # Two copies of one line: from the second copy on, a head that attends to the
 # token after the previous occurrence of the current one (an induction head,
@@ -144,31 +145,10 @@ class PositionLoss(_ImageView):
         super().__init__(log_dir, every)
         self.validation_data = validation_data
         self.pad_id = pad_id
-        self._batch_sums = None
 
     def losses(self):
         """Mean loss (nats) at each position, as a numpy vector."""
-        if self._batch_sums is None:
-            model, pad_id = self.model, self.pad_id
-
-            @tf.function(jit_compile=getattr(model, "jit_compile_default", False),
-                         reduce_retracing=True)
-            def batch_sums(x, y):
-                logits = model(x, training=False)
-                losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
-                    tf.cast(y, tf.int32), tf.cast(logits, tf.float32))
-                mask = tf.ones_like(losses) if pad_id is None else tf.cast(
-                    tf.not_equal(y, pad_id), tf.float32)
-                return tf.reduce_sum(losses * mask, 0), tf.reduce_sum(mask, 0)
-
-            self._batch_sums = batch_sums
-        total = count = 0.0
-        for batch in self.validation_data:
-            sums, counts = self._batch_sums(batch[0], batch[1])
-            total, count = total + sums.numpy(), count + counts.numpy()
-        if np.ndim(count) == 0:
-            raise ValueError("validation_data is empty: no batch to measure")
-        return total / np.maximum(count, 1.0)
+        return position_losses(self.model, self.validation_data, self.pad_id)
 
     def write(self, step):
         losses = self.losses()

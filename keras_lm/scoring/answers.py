@@ -98,3 +98,6 @@ def edit_distance(predicted, true):
             current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (p != t)))
         previous = current
     return int(previous[-1])
+
+
+__all__ = ["AnswerScores", "edit_distance"]

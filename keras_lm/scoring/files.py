@@ -2,9 +2,8 @@
 
 import math
 
-import tensorflow as tf
-
 from keras_lm import data
+from keras_lm.scoring.tokens import scored_mask, token_scores
 
 
 def evaluate_files(model, tokenizer, files, batch_size=32, sequence_length=None,
@@ -31,20 +30,13 @@ def evaluate_files(model, tokenizer, files, batch_size=32, sequence_length=None,
     dataset = data.text_dataset(files, tokenizer, sequence_length, batch_size)
     if max_tokens is not None:
         dataset = dataset.take(max(1, max_tokens // (batch_size * sequence_length)))
-    pad_id = tokenizer.pad_id
-
-    @tf.function(jit_compile=getattr(model, "jit_compile_default", True), reduce_retracing=True)
-    def batch_loss(x, y):
-        logits = model(x, training=False)
-        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits)
-        mask = tf.cast(tf.not_equal(y, pad_id), tf.float32)
-        return tf.reduce_sum(losses * mask), tf.reduce_sum(mask)
-
+    scores = token_scores(model)
     total = count = 0.0
     for x, y in dataset:
-        loss, n = batch_loss(x, y)
-        total += float(loss)
-        count += float(n)
+        log_probs, _ = scores(x, y)
+        mask = scored_mask(y, tokenizer.pad_id)  # padding is no token of the text
+        total -= float(log_probs.numpy()[mask].sum(dtype="float64"))
+        count += float(mask.sum())
     if count == 0:
         raise ValueError(
             f"the files hold fewer than {sequence_length + 1} tokens: nothing to evaluate"
@@ -58,3 +50,6 @@ def evaluate_files(model, tokenizer, files, batch_size=32, sequence_length=None,
         "bits_per_byte": loss * tokens_per_byte / math.log(2),
         "tokens": int(count),
     }
+
+
+__all__ = ["evaluate_files"]

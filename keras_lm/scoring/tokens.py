@@ -1,0 +1,76 @@
+"""The one compiled per-token scoring function every score of keras_lm is built on.
+
+`token_scores(model)` gives, for each position of a batch, the model's
+log-probability of the true next token and its own best guess (argmax).
+Losses, perplexity, bits per byte, loss by position, induction and answer
+scores are all sums of these two arrays, so they share one compiled graph
+per model and one XLA choice: the model's `jit_compile_default` (the
+family's measured choice, see `LanguageModel`), no XLA for a model without it.
+
+Example:
+>>> import numpy as np
+>>> from keras_lm.models import TransformerLM
+>>> model = TransformerLM.from_preset("tiny", vocabulary_size=20, sequence_length=8)
+>>> ids = np.arange(18, dtype="int32").reshape(2, 9) % 20
+>>> log_probs, predictions = token_scores(model)(ids[:, :-1], ids[:, 1:])
+>>> log_probs.dtype.name, predictions.dtype.name, tuple(log_probs.shape)
+('float32', 'int32', (2, 8))
+>>> token_scores(model) is token_scores(model)  # compiled once per model
+True
+"""
+
+import weakref
+
+import numpy as np
+import tensorflow as tf
+
+# model -> its compiled function. Weak keys, and the function holds the model
+# only weakly: the cache never keeps a model (or its weights) alive.
+_COMPILED = weakref.WeakKeyDictionary()
+
+
+def token_scores(model):
+    """The compiled `(inputs, targets) -> (log_probs, predictions)` of `model`.
+
+    `inputs` and `targets` are `(batch, time)` ids. `log_probs` is the
+    float32 log-probability of each target (log-softmax of the logits taken
+    in float32, also for a bfloat16 model), `predictions` the int32 argmax
+    of the logits; both `(batch, time)`, as tensors. Only these two small
+    arrays leave the graph, never the `(batch, time, vocabulary)` logits.
+
+    Built and cached on first use: later calls for the same model return the
+    same function, so its traces (and XLA programs) are reused. Shapes may
+    vary (`reduce_retracing`): a short last batch does not multiply traces.
+    """
+    scores = _COMPILED.get(model)
+    if scores is None:
+        scores = _compile(weakref.ref(model), bool(getattr(model, "jit_compile_default", False)))
+        _COMPILED[model] = scores
+    return scores
+
+
+def _compile(model_ref, jit_compile):
+    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
+    def scores(inputs, targets):
+        logits = tf.cast(model_ref()(inputs, training=False), tf.float32)
+        targets = tf.cast(targets, tf.int32)
+        log_probs = -tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)
+        return log_probs, tf.argmax(logits, axis=-1, output_type=tf.int32)
+
+    return scores
+
+
+def scored_mask(targets, pad_id=None):
+    """Which targets count: all of them, or those that are not `pad_id`.
+
+    Example:
+    >>> scored_mask([[4, 0, 0]], pad_id=0).tolist(), scored_mask([[4, 0]]).tolist()
+    ([[True, False, False]], [[True, True]])
+    """
+    targets = np.asarray(targets)
+    if pad_id is None:
+        return np.ones(targets.shape, dtype=bool)
+    return targets != pad_id
+
+
+__all__ = ["scored_mask", "token_scores"]
