@@ -59,8 +59,10 @@ def test_bad_strategy_flags_are_one_line_errors(capsys, monkeypatch, corpus, fla
 
 
 def test_multi_worker_batch_must_split_over_the_workers(monkeypatch):
-    with pytest.raises(UsageError, match=r"--batch_size=5 .* not divisible by the 2 replicas"):
+    with pytest.raises(UsageError, match=r"^batch_size=5 .* not divisible by the 2 replicas") \
+            as error:
         make_strategy("multi_worker", batch_size=5, environ={"TF_CONFIG": tf_config()})
+    assert error.value.argument == "batch_size"
 
 
 def test_tpu_without_a_tpu_is_one_line_error(corpus):

@@ -29,7 +29,7 @@ def test_every_optimizer_trains_a_step(name):
 
 
 def test_unknown_optimizer_and_bad_rate_are_named():
-    with pytest.raises(UsageError, match="unknown optimizer 'rmsprop'"):
+    with pytest.raises(UsageError, match="optimizer: unknown value 'rmsprop'"):
         make_optimizer("rmsprop")
     with pytest.raises(UsageError, match="learning_rate must be > 0, got -1"):
         make_optimizer("adam", -1)

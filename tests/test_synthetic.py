@@ -113,15 +113,16 @@ def test_datasets_are_seeded_and_splits_differ():
 
 @pytest.mark.parametrize("kwargs, flag", [
     (dict(name="mqar", sequence_length=64, vocabulary_size=128, mqar_num_pairs=17),
-     "--mqar_num_pairs=17"),
-    (dict(name="mqar", sequence_length=64, vocabulary_size=64), "--vocab_size=64"),
-    (dict(name="nope", sequence_length=64), "--task: unknown task 'nope'"),
+     "mqar_num_pairs=17"),
+    (dict(name="mqar", sequence_length=64, vocabulary_size=64), "vocabulary_size=64"),
+    (dict(name="nope", sequence_length=64), "task: unknown task 'nope'"),
     (dict(name="induction", sequence_length=16, induction_max_length=9),
-     "--induction_max_length=9"),
-    (dict(name="fewshot", sequence_length=16, fewshot_k=8), "--fewshot_k=8"),
-    (dict(name="addition", sequence_length=8, addition_digits=3), "--addition_digits=3"),
-    (dict(name="addition", sequence_length=64, vocabulary_size=20), "--vocab_size=20"),
+     "induction_max_length=9"),
+    (dict(name="fewshot", sequence_length=16, fewshot_k=8), "fewshot_k=8"),
+    (dict(name="addition", sequence_length=8, addition_digits=3), "addition_digits=3"),
+    (dict(name="addition", sequence_length=64, vocabulary_size=20), "vocabulary_size=20"),
 ])
-def test_bad_parameters_name_the_flag(kwargs, flag):
-    with pytest.raises(UsageError, match=flag.replace("+", r"\+")):
+def test_bad_parameters_name_the_argument(kwargs, flag):
+    with pytest.raises(UsageError, match="^" + flag.replace("+", r"\+")) as error:
         Task(**kwargs)
+    assert error.value.argument == flag.split("=")[0].split(":")[0]

@@ -86,14 +86,15 @@ def test_resolve_files_expands_globs_and_directories(corpus, tmp_path):
 
 
 def test_resolve_files_errors_name_the_argument(tmp_path):
-    with pytest.raises(UsageError, match=r"--train_files: no file matches '.*nothing\*'"):
-        data.resolve_files(str(tmp_path / "nothing*"), "--train_files")
+    with pytest.raises(UsageError, match=r"^train_files: no file matches '.*nothing\*'") as error:
+        data.resolve_files(str(tmp_path / "nothing*"), "train_files")
+    assert error.value.argument == "train_files"
     with pytest.raises(UsageError, match="file set is empty"):
-        data.resolve_files(" , ", "--train_files")
+        data.resolve_files(" , ", "train_files")
     empty = tmp_path / "empty.txt"
     empty.write_text("")
     with pytest.raises(UsageError, match="hold no text"):
-        data.resolve_files(str(empty), "--train_files")
+        data.resolve_files(str(empty), "train_files")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads any directory")
@@ -103,7 +104,7 @@ def test_unreadable_directory_is_reported(tmp_path):
     locked.chmod(0)
     try:
         with pytest.raises(UsageError, match="not readable"):
-            data.resolve_files(str(locked), "--train_files")
+            data.resolve_files(str(locked), "train_files")
     finally:
         locked.chmod(0o755)
 

@@ -4,6 +4,7 @@ import keras
 import keras_hub
 import tensorflow as tf
 
+from keras_lm import compat
 from keras_lm.metrics import TokenAccuracy
 from keras_lm.optimizers import make_optimizer
 
@@ -112,7 +113,7 @@ class LanguageModel(keras.Model):
         that of the gradients summed over all replicas (the gradient of the
         global batch), and clipping applies to that sum, as on one device:
         Keras 3 itself clips each replica's share before summing them (see
-        `_summed_and_clipped`).
+        `keras_lm.compat.summed_and_clipped`).
 
         Example:
         >>> from keras_lm.models import TransformerLM
@@ -130,12 +131,12 @@ class LanguageModel(keras.Model):
             # Keras scales the loss down by the replica count under a
             # tf.distribute strategy; the tracker records the unscaled loss.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            self._loss_tracker.update_state(loss * replicas, sample_weight=tf.shape(x)[0])
+            compat.track_loss(self, loss * replicas, tf.shape(x)[0])
             scaled_loss = self.optimizer.scale_loss(loss)
         weights = self.trainable_weights
         gradients = tape.gradient(scaled_loss, weights)
         if replicas > 1 and not isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-            gradients, norm = _summed_and_clipped(gradients, self.optimizer, replicas)
+            gradients, norm = compat.summed_and_clipped(gradients, self.optimizer, replicas)
         else:
             norm = tf.linalg.global_norm(gradients)  # before the optimizer clips them
         if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
@@ -143,23 +144,14 @@ class LanguageModel(keras.Model):
         self.optimizer.apply_gradients(zip(gradients, weights))
         self._gradient_norm.update_state(norm)
         logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
-        return _reducible({**logs, "gradient_norm": self._gradient_norm.result()})
+        return compat.reducible_logs({**logs, "gradient_norm": self._gradient_norm.result()})
 
     def test_step(self, data):
-        return _reducible(super().test_step(data))
+        return compat.reducible_logs(super().test_step(data))
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Keras 3.15 under a tf.distribute strategy builds the optimizer and
-        # metrics from a batch it draws from a *new* iterator over the
-        # training data: a reshuffling dataset then trains on its second
-        # permutation, not the one a single device sees, and under
-        # MultiWorkerMirroredStrategy reducing that batch fails (PerReplica to
-        # Tensor). Our inputs are known, token ids (batch, time): build from
-        # a dummy batch instead. (Private Keras API; tests/test_distribute*.py
-        # catch a change.)
-        if iterator is not None and self._distribute_strategy is not None:
-            ids = tf.zeros((1, 2), tf.int32)
-            iterator, data_batch = None, (ids, ids, None)
+        # A Keras workaround: see `keras_lm.compat.symbolic_build_inputs`.
+        iterator, data_batch = compat.symbolic_build_inputs(self, iterator, data_batch)
         return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def reset_metrics(self):
@@ -221,50 +213,3 @@ class LanguageModel(keras.Model):
         from keras_lm.models.presets import preset_config
 
         return cls(**{**preset_config(cls.family, preset), **kwargs})
-
-
-def _summed_and_clipped(gradients, optimizer, replicas):
-    """Gradients of the global batch, clipped; returns `(shares, norm)`.
-
-    Keras 3.15's optimizer clips (`global_clipnorm` and the rest) *before* it
-    all-reduces the replicas' gradients, so under a strategy it would clip
-    each replica's partial gradient (about 1/replicas of the whole) and the
-    clip would bite far later than on one device. Here the gradients are
-    summed first (one all-reduce), measured and clipped like the optimizer
-    would on one device; each replica then hands the optimizer an equal share
-    (sum / replicas), whose norm is below the clip threshold, so the
-    optimizer's own clip does nothing and its all-reduce rebuilds the clipped
-    sum. The cost: a second all-reduce per step.
-    """
-    ctx = tf.distribute.get_replica_context()
-    present = [i for i, g in enumerate(gradients) if g is not None]
-    # Dense: an embedding's IndexedSlices gradient cannot be divided below.
-    summed = ctx.all_reduce(
-        tf.distribute.ReduceOp.SUM, [tf.convert_to_tensor(gradients[i]) for i in present]
-    )
-    norm = tf.linalg.global_norm(summed)
-    if optimizer.global_clipnorm:
-        summed, _ = tf.clip_by_global_norm(summed, optimizer.global_clipnorm, use_norm=norm)
-    elif optimizer.clipnorm:
-        summed = [tf.clip_by_norm(g, optimizer.clipnorm) for g in summed]
-    elif optimizer.clipvalue:
-        summed = [tf.clip_by_value(g, -optimizer.clipvalue, optimizer.clipvalue) for g in summed]
-    shares = list(gradients)
-    for i, g in zip(present, summed):
-        shares[i] = g / replicas
-    return shares, norm
-
-
-def _reducible(logs):
-    """Step logs that Keras 3.15 can reduce across workers.
-
-    Under a multi-worker strategy Keras reduces each replica's logs with
-    `strategy.reduce("MEAN", value, axis=0)`, which fails on a scalar; as
-    1-vectors they reduce to the scalar mean (the same check as Keras').
-    Elsewhere the logs are returned as they are.
-    """
-    strategy = tf.distribute.get_strategy()
-    if not (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-            and strategy.extended._in_multi_worker_mode()):
-        return logs
-    return {name: tf.reshape(value, [1]) for name, value in logs.items()}

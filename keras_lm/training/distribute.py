@@ -53,6 +53,7 @@ import shutil
 import keras
 import tensorflow as tf
 
+from keras_lm import compat
 from keras_lm.errors import UsageError
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
@@ -358,30 +359,4 @@ def backup_callback(backup_dir, restore_dir=None):
     """
     if restore_dir is None or restore_dir == backup_dir:
         return keras.callbacks.BackupAndRestore(backup_dir, double_checkpoint=True)
-    return _RestoreFromChief(backup_dir, restore_dir)
-
-
-class _RestoreFromChief(keras.callbacks.BackupAndRestore):
-    """BackupAndRestore that reads the chief's backup and writes its own."""
-
-    def __init__(self, backup_dir, restore_dir):
-        super().__init__(backup_dir, double_checkpoint=True)
-        self.restore_dir = restore_dir
-
-    def on_train_begin(self, logs=None):
-        own = (self._weights_path, self._training_metadata_path)
-        chief = keras.callbacks.BackupAndRestore(self.restore_dir, double_checkpoint=True)
-        try:
-            # Read-only: if the chief's latest copy is unreadable, read its
-            # previous one (the chief itself repairs its directory).
-            for suffix in ("", ".bkp"):
-                self._weights_path = chief._weights_path + suffix
-                self._training_metadata_path = chief._training_metadata_path + suffix
-                try:
-                    self._load_model()
-                    break
-                except OSError:
-                    if suffix:
-                        raise
-        finally:
-            self._weights_path, self._training_metadata_path = own
+    return compat.RestoreFromChief(backup_dir, restore_dir)

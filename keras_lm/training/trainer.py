@@ -6,6 +6,7 @@ import time
 
 import keras
 
+from keras_lm import compat
 from keras_lm.generation import generate
 from keras_lm.models import MODELS
 from keras_lm.training.callbacks import WallClockSchedule, run_callbacks
@@ -65,26 +66,20 @@ def train(config):
                                   resolved if config.hparams else None, clock)
         if run_dir.resuming:
             _log(f"resuming from the backup in {run_dir.backup_dir}")
-        history = model.fit(train_ds, epochs=steps // interval, steps_per_epoch=interval,
-                            validation_data=val_ds, callbacks=callbacks.all,
-                            verbose=config.verbose, shuffle=False)  # the data shuffles itself
+        with compat.quiet_keras_data_warnings():
+            history = model.fit(train_ds, epochs=steps // interval, steps_per_epoch=interval,
+                                validation_data=val_ds, callbacks=callbacks.all,
+                                verbose=config.verbose, shuffle=False)  # data shuffles itself
         digest = weights_digest(model)
         _log(f"final weights digest: {digest}")
         trained_steps = int(model.optimizer.iterations.numpy())
         if not distribution.is_chief:  # the chief saves and evaluates the same weights
             return {"steps": trained_steps, "weights_digest": digest}
         run_dir.save_model(model)
-        train_loss = callbacks.logs.last_full_interval_loss(interval)
-        metrics = {
-            "train_loss": train_loss,
-            **source.final_scores(model, tokenizer, history),
-            "steps": trained_steps,
-            "tokens_seen": trained_steps * config.batch_size * config.sequence_length,
-            "num_parameters": model.count_params(),
-            "stopped_by_clock": bool(clock and clock.stopped_at_step),
-            "weights_digest": digest,
-            **train_figures(train_loss, source.tokens_per_byte),
-        }
+        metrics = {**final_metrics(config, source, model, tokenizer, history, clock),
+                   "weights_digest": digest,
+                   "train_loss": callbacks.logs.last_full_interval_loss(interval)}
+        metrics.update(train_figures(metrics["train_loss"], source.tokens_per_byte))
         if callbacks.hparams:
             callbacks.hparams.write_metrics(metrics, trained_steps)
         metrics["wall_time_seconds"] = time.time() - started
@@ -94,6 +89,18 @@ def train(config):
         return metrics
     finally:
         run_dir.cleanup()
+
+
+def final_metrics(config, source, model, tokenizer, history, clock):
+    """The finished model's held-out scores and the run's counts."""
+    steps = int(model.optimizer.iterations.numpy())
+    return {
+        **source.final_scores(model, tokenizer, history),
+        "steps": steps,
+        "tokens_seen": steps * config.batch_size * config.sequence_length,
+        "num_parameters": model.count_params(),
+        "stopped_by_clock": bool(clock and clock.stopped_at_step),
+    }
 
 
 def build_model(config, tokenizer):

@@ -1,0 +1,95 @@
+"""Canaries for keras_lm.compat: each fails when upstream changes what a workaround
+relies on, so we notice when the workaround must change or can go."""
+
+import inspect
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_lm import compat
+
+
+def test_the_installed_versions_are_the_tested_ones():
+    # setup.cfg pins these ranges; a new version means re-running these canaries.
+    assert keras.__version__.startswith(compat.TESTED_KERAS + "."), keras.__version__
+    assert tf.__version__.startswith(compat.TESTED_TENSORFLOW + "."), tf.__version__
+
+
+def test_keras_still_builds_from_an_iterator_in_maybe_symbolic_build():
+    # compat.symbolic_build_inputs overrides this private hook's arguments.
+    parameters = inspect.signature(keras.Model._maybe_symbolic_build).parameters
+    assert {"iterator", "data_batch"} <= set(parameters)
+    model = keras.Sequential([keras.layers.Dense(1)])
+    assert hasattr(model, "_distribute_strategy")
+    # Without a strategy the inputs pass through unchanged.
+    assert compat.symbolic_build_inputs(model, "iterator", None) == ("iterator", None)
+
+
+def test_keras_loss_tracker_is_what_the_logs_report():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    compat.track_loss(model, tf.constant(3.0), 4)
+    assert float(model._loss_tracker.result()) == 3.0
+
+
+def test_keras_still_clips_before_it_all_reduces():
+    # The clip runs in `apply` (base optimizer), the all-reduce later in the
+    # TensorFlow backend's update step: per-replica clipping, which
+    # compat.summed_and_clipped corrects. Once Keras reduces first, drop it.
+    from keras.src.backend.tensorflow.optimizer import TFOptimizer
+    from keras.src.optimizers.base_optimizer import BaseOptimizer
+
+    apply = inspect.getsource(BaseOptimizer._backend_apply_gradients)
+    assert apply.index("_clip_gradients") < apply.index("_backend_update_step")
+    assert "_all_reduce_sum_gradients" in inspect.getsource(TFOptimizer._backend_update_step)
+
+
+def test_summed_and_clipped_equals_a_global_clip_on_one_replica():
+    optimizer = keras.optimizers.SGD(global_clipnorm=1.0)
+    gradients = [tf.constant([3.0, 4.0]), None, tf.constant([0.0])]
+    shares, norm = compat.summed_and_clipped(gradients, optimizer, replicas=1)
+    assert float(norm) == 5.0
+    np.testing.assert_allclose(shares[0].numpy(), [0.6, 0.8], rtol=1e-6)
+    assert shares[1] is None
+
+
+def test_keras_reduces_multi_worker_logs_on_axis_0():
+    # A scalar log fails `strategy.reduce("MEAN", v, axis=0)`: reducible_logs
+    # reshapes them to 1-vectors under a multi-worker strategy, where Keras
+    # makes the same private check.
+    from keras.src.backend.tensorflow import trainer
+
+    source = inspect.getsource(trainer)
+    assert 'strategy.reduce("MEAN", v, axis=0)' in source
+    assert "_in_multi_worker_mode()" in source
+    logs = {"loss": tf.constant(1.0)}
+    assert compat.reducible_logs(logs) is logs  # no strategy: unchanged
+
+
+def test_backup_and_restore_keeps_its_private_paths(tmp_path):
+    callback = compat.RestoreFromChief(str(tmp_path / "own"), str(tmp_path / "chief"))
+    for name in ("_weights_path", "_training_metadata_path", "_load_model"):
+        assert hasattr(callback, name), name
+    assert callback._weights_path.startswith(str(tmp_path / "own"))
+
+
+def test_keras_still_warns_when_validation_data_runs_out():
+    # Keras' advice ("use .repeat()") is wrong for a finite validation set
+    # read whole on purpose; the trainer silences it. Once Keras stops
+    # warning here, quiet_keras_data_warnings can go.
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    x = np.zeros((4, 2), "float32")
+    train = tf.data.Dataset.from_tensor_slices((x, x[:, :1])).batch(2).repeat()
+    val = tf.data.Dataset.from_tensor_slices((x, x[:, :1])).batch(2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(train, steps_per_epoch=2, epochs=2, validation_data=val, verbose=0)
+    assert any("ran out of data" in str(w.message) for w in caught)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with compat.quiet_keras_data_warnings():
+            model.fit(train, steps_per_epoch=2, epochs=2, validation_data=val, verbose=0)
+    assert not any("ran out of data" in str(w.message) for w in caught)
