@@ -121,7 +121,7 @@ BAD_TRAIN_FLAGS = [
     (["--model_args=hidden_dim"], "--model_args: expected name=value"),
     (["--train_minutes=0"], "--train_minutes must be > 0, got 0.0"),
     (["--model_args=hidden_size=8"], "--model_args: "),
-    (["--sample_tokens=32"], "--sample_tokens must be < --sequence_length=32"),
+    (["--sample_tokens=32"], "--sample_tokens must be < sequence_length=32"),
 ]
 
 

@@ -42,13 +42,13 @@ def test_multi_worker_needs_a_valid_tf_config(capsys, monkeypatch, corpus, envir
 
 @pytest.mark.parametrize("flags, message", [
     (["--strategy=mirrored", "--devices=CPU:0,CPU:1", "--batch_size=5"],
-     "--batch_size=5 (the global batch) is not divisible by the 2 replicas of --devices=CPU:0,CPU:1"),
+     "--batch_size=5 (the global batch) is not divisible by the 2 replicas of strategy=mirrored"),
     (["--strategy=mirrored", "--devices=GPU:0"],
      "--devices: GPU:0 does not exist; this machine has 0 GPU(s)"),
     (["--strategy=mirrored", "--devices=CPU:0,CPU:999"], "--devices: CPU:999 does not exist"),
     (["--strategy=mirrored", "--devices=XPU:0"], "expected names like CPU:0,CPU:1"),
     (["--strategy=mirrored", "--devices=CPU:0,cpu:0"], "CPU:0 is named twice"),
-    (["--devices=CPU:0,CPU:1"], "applies to --strategy=mirrored only, got --strategy=default"),
+    (["--devices=CPU:0,CPU:1"], "applies to strategy=mirrored only, got strategy=default"),
     (["--strategy=multi_worker", "--train_minutes=1"], "--train_minutes=1.0 cannot end a multi_worker"),
     (["--strategy=ring"], "--strategy"),
 ])

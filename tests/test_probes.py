@@ -111,7 +111,7 @@ def test_unknown_probe_is_a_usage_error(tmp_path, capsys):
     (["--task=nope"], "--task: unknown task 'nope'"),
     (["--task=mqar", "--mqar_num_pairs=20", "--vocab_size=128"], "--mqar_num_pairs=20"),
     (["--task=mqar", "--vocab_size=32"], "--vocab_size=32: MQAR needs V > L"),
-    (["--task=induction", "--epochs=1"], "--epochs=1.0: not used with --task=induction"),
+    (["--task=induction", "--epochs=1"], "--epochs=1.0: not used with task=induction"),
 ])
 def test_train_task_bad_input_is_one_line(args, message, tmp_path, capsys):
     code, _, err = run_in_process(capsys, "train", "--recipe=tiny", "--sequence_length=32",

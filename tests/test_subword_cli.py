@@ -72,10 +72,10 @@ def test_wordpiece_run_generates(capsys, subword_run):
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--tokenizer=byte", "--vocab_size=300"], "--vocab_size=300: not used by --tokenizer=byte"),
+        (["--tokenizer=byte", "--vocab_size=300"], "--vocab_size=300: not used by tokenizer=byte"),
         (["--tokenizer=wordpiece", "--vocab_size=10"], "--vocab_size=10 is too small for WordPiece"),
         (["--tokenizer=char", "--sentencepiece_model_type=bpe"],
-         "--sentencepiece_model_type=bpe: only used by --tokenizer=sentencepiece"),
+         "--sentencepiece_model_type=bpe: only used by tokenizer=sentencepiece"),
         (["--normalize=nfc"], "--normalize"),
     ],
 )

@@ -204,7 +204,7 @@ BAD_FLAGS = [
     (["--profile_steps=1,2,3"], "--profile_steps: expected two step numbers"),
     (["--profile_steps=3,2"], "--profile_steps: expected 1 <= first <= last, got 3,2"),
     (["--profile_steps=0,2"], "--profile_steps: expected 1 <= first <= last, got 0,2"),
-    (["--profile_steps=10,30"], "--profile_steps: last step 30 is past --steps=20"),
+    (["--profile_steps=10,30"], "--profile_steps: last step 30 is past steps=20"),
     (["--histograms=maybe"], "flag --histograms=maybe"),
 ]
 

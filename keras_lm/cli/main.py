@@ -1,10 +1,10 @@
 """`keras-lm`: the command line. Each subcommand is a thin absl app."""
 
-import contextlib
 import importlib
 import os
 import sys
-import tempfile
+
+from keras_lm.startup import quiet_tensorflow_startup
 
 SUBCOMMANDS = {
     "train": "train a language model on text files (or the built-in corpus)",
@@ -35,40 +35,12 @@ def run(argv=None):
             file=sys.stderr,
         )
         sys.exit(2)
-    with _filtered_stderr():
+    with quiet_tensorflow_startup():
         module = importlib.import_module(f"keras_lm.cli.{name}_command")
         import tensorflow as tf
 
         tf.config.list_physical_devices()  # device start-up logs, filtered too
     module.run([f"keras-lm {name}"] + argv[2:])
-
-
-@contextlib.contextmanager
-def _filtered_stderr():
-    """Drops TensorFlow's C++ start-up INFO lines from stderr; keeps the rest.
-
-    They are printed before absl logging is initialised, so neither
-    TF_CPP_MIN_LOG_LEVEL nor absl's verbosity reaches them.
-    """
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            for line in capture.read().decode("utf-8", "replace").splitlines(True):
-                if not _is_startup_noise(line):
-                    sys.stderr.write(line)
-
-
-def _is_startup_noise(line):
-    return line.startswith(("I0000 ", "WARNING: All log messages before absl")) or (
-        line.startswith("E0000 ") and "cuInit" in line  # no GPU driver: expected on CPU
-    )
 
 
 if __name__ == "__main__":

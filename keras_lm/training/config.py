@@ -128,6 +128,9 @@ class TrainConfig:
     def validate(self):
         """Raises `UsageError` naming the setting for the first bad one."""
         self._validate_model()
+        for name, minimum in (("sequence_length", 2), ("batch_size", 1), ("steps", 1),
+                              ("eval_interval", 1), ("val_steps", 1), ("sample_tokens", 1)):
+            _at_least(name, getattr(self, name), minimum)
         if self.task is not None:
             self.make_task()  # the task checks its own parameters
             for name in ("epochs", "train_files", "val_files"):
@@ -139,9 +142,6 @@ class TrainConfig:
             self._validate_text()
         check_optimizer(self.optimizer, self.learning_rate)
         _choose("precision", self.precision, PRECISIONS)
-        for name, minimum in (("sequence_length", 2), ("batch_size", 1), ("steps", 1),
-                              ("eval_interval", 1), ("val_steps", 1), ("sample_tokens", 1)):
-            _at_least(name, getattr(self, name), minimum)
         for name in ("epochs", "train_minutes"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise UsageError(f"{name} must be > 0, got {getattr(self, name)}",

@@ -160,9 +160,9 @@ def make_strategy(name="default", devices=None, batch_size=None, environ=None):
     if name == "default":
         return Distribution(tf.distribute.get_strategy())
     if name == "mirrored":
+        if devices and batch_size is not None:  # before the CPU is split for nothing
+            _check_divisible(batch_size, len(parse_devices(devices)), name)
         names = configure_devices(parse_devices(devices)) if devices else None
-        if names and batch_size is not None:
-            _check_divisible(batch_size, len(names), name)
         strategy = tf.distribute.MirroredStrategy(names)
         result = Distribution(strategy, name, tuple(strategy.extended.worker_devices),
                               strategy.num_replicas_in_sync)
