@@ -91,7 +91,8 @@ def test_the_xla_choice_is_the_models_own_and_off_without_one():
         "tiny", vocabulary_size=VOCABULARY, sequence_length=LENGTH))._jit_compile is True
     assert token_scores(LSTMLM.from_preset(
         "tiny", vocabulary_size=VOCABULARY, sequence_length=LENGTH))._jit_compile is False
-    plain = keras.Sequential([keras.layers.Embedding(VOCABULARY, 8), keras.layers.Dense(VOCABULARY)])
+    plain = keras.Sequential([keras.layers.Embedding(VOCABULARY, 8),
+                              keras.layers.Dense(VOCABULARY)])
     scores = token_scores(plain)  # any ids -> logits model scores, without XLA
     assert scores._jit_compile is False
     log_probs, _ = scores(*random_pairs())
