@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import assert_one_line_usage_error, run_in_process
+from keras_lm.errors import UsageError
 from keras_lm.probes import AnswerScores
+from keras_lm.probes.runner import run_probe
 
 INDUCTION = dict(task="induction", sequence_length=32, vocab_size=16)
 
@@ -97,14 +99,37 @@ def test_transformer_only_probe_on_an_lstm_is_a_usage_error(tmp_path, capsys):
     model_dir = save_untrained(str(tmp_path / "lstm"), "lstm")
     code, _, err = run_in_process(capsys, "probe", f"--model_dir={model_dir}",
                                   "--probe=induction_heads")
-    assert_one_line_usage_error(code, err, "probe", "--probe=induction_heads")
+    assert_one_line_usage_error(code, err, "probe", "probe=induction_heads")
     assert "Transformer" in err and "lstm" in err
 
 
 def test_unknown_probe_is_a_usage_error(tmp_path, capsys):
     model_dir = save_untrained(str(tmp_path / "m"), "lstm")
     code, _, err = run_in_process(capsys, "probe", f"--model_dir={model_dir}", "--probe=nope")
-    assert_one_line_usage_error(code, err, "probe", "--probe: unknown probe 'nope'")
+    # The library names the argument `probe`; the command line may spell it as
+    # its flag (`--probe: ...`): this text is found in both.
+    assert_one_line_usage_error(code, err, "probe", "probe: unknown probe 'nope'")
+
+
+@pytest.mark.parametrize("kwargs, argument, message", [
+    (dict(probe="nope"), "probe", "probe: unknown probe 'nope'; choose from per_position_loss"),
+    (dict(probe="icl_score", batches=0), "batches", "batches must be >= 1, got 0"),
+    (dict(probe="icl_score", batch_size=-1), "batch_size", "batch_size must be >= 1, got -1"),
+])
+def test_run_probe_usage_errors_name_their_argument(kwargs, argument, message, tmp_path):
+    with pytest.raises(UsageError) as error:
+        run_probe(str(tmp_path / "never_read"), **kwargs)
+    assert error.value.argument == argument and str(error.value).startswith(message)
+    assert "--" not in str(error.value)  # the command line spells flags, not the library
+
+
+def test_transformer_only_probe_error_names_the_probe_argument(tmp_path):
+    model_dir = save_untrained(str(tmp_path / "lstm"), "lstm")
+    with pytest.raises(UsageError) as error:
+        run_probe(model_dir, "induction_heads")
+    assert error.value.argument == "probe"
+    assert str(error.value).startswith("probe=induction_heads reads attention weights")
+    assert "--" not in str(error.value)
 
 
 @pytest.mark.parametrize("args, message", [

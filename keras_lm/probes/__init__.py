@@ -9,3 +9,5 @@ Example:
 # Answer scoring lives in keras_lm.scoring (training scores a task run with it
 # too); re-exported here, where users of the probes look for it.
 from keras_lm.scoring import AnswerScores, edit_distance, evaluate_task
+
+__all__ = ["AnswerScores", "edit_distance", "evaluate_task"]

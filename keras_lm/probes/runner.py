@@ -61,7 +61,8 @@ def run_probe(model_dir, probe, files=None, batches=16, batch_size=32, loaded=No
                      f"{result['late_position']} minus token {result['early_position']}")
         else:
             result = icl.per_position_loss(model, batches_ds)
-            title = f"loss by position (first {result['losses'][0]:.2f}, last {result['losses'][-1]:.2f})"
+            losses = result["losses"]
+            title = f"loss by position (first {losses[0]:.2f}, last {losses[-1]:.2f})"
         png = position_loss_figure(result["losses"], title)
     result = {"probe": probe, "model_dir": str(model_dir), **result}
     _write(model_dir, probe, result, png, _trained_steps(model_dir))
