@@ -128,7 +128,10 @@ def generate_exported(sampler):
         raise UsageError(f"--sampler=beam: exported models have no beam search (--model={FLAGS.model})")
     if FLAGS.truncate != "none":
         raise UsageError(f"--truncate={FLAGS.truncate}: not available with --model")
-    exported = load_exported(FLAGS.model, "--model")
+    try:
+        exported = load_exported(FLAGS.model)
+    except UsageError as error:  # it names its `path` argument: the user typed --model
+        raise UsageError(error.spelled_as("--model")) from None
     room = exported.context - exported.prompt_length(FLAGS.prompt)
     max_new_tokens = FLAGS.max_new_tokens
     if max_new_tokens is None:

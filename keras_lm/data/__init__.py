@@ -2,5 +2,10 @@
 
 from keras_lm.data.corpora import CORPORA, corpus_files, pystdlib_files
 from keras_lm.data.files import resolve_files, split_files
-from keras_lm.data.text_dataset import text_dataset, token_windows, tokens_per_byte
+from keras_lm.data.text_dataset import (
+    sample_windows,
+    text_dataset,
+    token_windows,
+    tokens_per_byte,
+)
 from keras_lm.data.compression import xz_bits_per_byte

@@ -28,6 +28,7 @@ to `[1, context - 1]`. The directory loads with plain TensorFlow:
 import keras
 import tensorflow as tf
 
+from keras_lm.export.schema import ExportSchema
 from keras_lm.generation.decoding import sampling_loop
 from keras_lm.generation.samplers import tensor_sampler
 from keras_lm.io_utils import atomic_path
@@ -79,7 +80,8 @@ def export_saved_model(model, tokenizer, path):
         lambda token_ids: {"logits": model(token_ids, training=False)},
         [tf.TensorSpec([None, None], tf.int32, name="token_ids")],
     )
-    names, state_specs = state_signature(model, batch_size=None)
+    schema = ExportSchema.of(model)
+    names = schema.state_names
 
     def prefill(token_ids, *state):
         logits, state = model.prefill(token_ids, dict(zip(names, state)))
@@ -89,31 +91,15 @@ def export_saved_model(model, tokenizer, path):
         logits, state = model.decode(token_ids, dict(zip(names, state)), position)
         return {"logits": logits, **state}
 
+    # Batch None: a server batches requests; `prefill` takes any prompt length.
     archive.add_endpoint(
-        "prefill", prefill, [tf.TensorSpec([None, None], tf.int32, name="token_ids"), *state_specs]
+        "prefill", prefill, list(schema.tensor_specs("prefill", batch_size=None).values())
     )
     archive.add_endpoint(
-        "decode",
-        decode,
-        [
-            tf.TensorSpec([None], tf.int32, name="token_ids"),
-            tf.TensorSpec([], tf.int32, name="position"),
-            *state_specs,
-        ],
+        "decode", decode, list(schema.tensor_specs("decode", batch_size=None).values())
     )
     with atomic_path(path) as tmp:
         archive.write_out(tmp, verbose=False)
-
-
-def state_signature(model, batch_size):
-    """`(names, TensorSpecs)` of the model's state at full context length."""
-    state = model.initial_state(1, model.sequence_length)
-    names = sorted(state)
-    specs = [
-        tf.TensorSpec([batch_size, *state[name].shape[1:]], state[name].dtype, name=name)
-        for name in names
-    ]
-    return names, specs
 
 
 def generate_text(model, tokenizer, prompts, max_new_tokens, select, seed):
