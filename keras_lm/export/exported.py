@@ -64,7 +64,7 @@ class ExportedLiteRT:
             raise UsageError(
                 f"path: {tokenizer_path!r} is corrupt ({error})", argument="path"
             ) from None
-        self.context = self.runner.max_length
+        self.sequence_length = self.runner.max_length
 
     def prompt_length(self, prompt):
         """Tokens of `prompt` with `<bos>`."""
@@ -111,12 +111,12 @@ class ExportedSavedModel:
                 "signature)",
                 argument="path",
             )
-        # The cache length of the `prefill` signature's state is the context.
+        # The cache length of the `prefill` signature's state is the sequence length.
         state = [
             spec for name, spec in self.signatures["prefill"].structured_input_signature[1].items()
             if name != "token_ids"
         ]
-        self.context = int(state[0].shape[2]) if len(state[0].shape) == 4 else None
+        self.sequence_length = int(state[0].shape[2]) if len(state[0].shape) == 4 else None
         self._encode = None
 
     def prompt_length(self, prompt):

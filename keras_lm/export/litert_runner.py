@@ -159,7 +159,8 @@ def check_signatures(runners, recorded):
             wanted = {e["name"]: (list(e["shape"]), e["dtype"]) for e in expected[kind]}
             if actual != wanted:
                 raise ValueError(
-                    f"model: the {kind} of {signature!r} are {actual}, the metadata records {wanted}"
+                    f"model: the {kind} of {signature!r} are {actual}, "
+                    f"the metadata records {wanted}"
                 )
 
 

@@ -104,14 +104,14 @@ def export_saved_model(model, tokenizer, path):
 
 def generate_text(model, tokenizer, prompts, max_new_tokens, select, seed):
     """The generation loop of `keras_lm.generation` with dynamic shapes, text in and out."""
-    context = model.sequence_length
-    max_new_tokens = tf.clip_by_value(max_new_tokens, 1, context - 1)
+    sequence_length = model.sequence_length
+    max_new_tokens = tf.clip_by_value(max_new_tokens, 1, sequence_length - 1)
     batch = tf.shape(prompts)[0]
     ids = tokenizer.encode(prompts)  # ragged (batch, None)
     ids = tf.concat([tf.RaggedTensor.from_tensor(tf.fill([batch, 1], tokenizer.bos_id)), ids], 1)
     full_lengths = tf.cast(ids.row_lengths(), tf.int32)
     # Keep the end of each prompt that fits beside max_new_tokens.
-    lengths = tf.minimum(full_lengths, context - max_new_tokens)
+    lengths = tf.minimum(full_lengths, sequence_length - max_new_tokens)
     longest = tf.reduce_max(lengths)
     columns = tf.range(longest)[None, :]
     dense = ids.to_tensor(default_value=tokenizer.pad_id)
@@ -120,10 +120,13 @@ def generate_text(model, tokenizer, prompts, max_new_tokens, select, seed):
         batch_dims=1,
     )
     kept = tf.where(columns < lengths[:, None], kept, tokenizer.pad_id)
-    buffer = tf.concat([kept, tf.fill([batch, context - longest], tokenizer.pad_id)], axis=1)
+    padding = tf.fill([batch, sequence_length - longest], tokenizer.pad_id)
+    buffer = tf.concat([kept, padding], axis=1)
 
     prefill_length = tf.reduce_min(lengths)
-    logits, state = model.prefill(buffer[:, :prefill_length], model.initial_state(batch, context))
+    logits, state = model.prefill(
+        buffer[:, :prefill_length], model.initial_state(batch, sequence_length)
+    )
     banned = tf.scatter_nd(
         [[tokenizer.pad_id], [tokenizer.bos_id]], [True, True], [model.vocabulary_size]
     )
@@ -138,7 +141,7 @@ def generate_text(model, tokenizer, prompts, max_new_tokens, select, seed):
             done=tf.zeros([batch], tf.bool),
             num_new=tf.zeros([batch], tf.int32),
         ),
-        steps=tf.constant(context),
+        steps=tf.constant(sequence_length),
         lengths=lengths,
         max_new_tokens=max_new_tokens,
         end_id=tf.constant(tokenizer.eos_id),
@@ -148,7 +151,7 @@ def generate_text(model, tokenizer, prompts, max_new_tokens, select, seed):
     )
     new = tf.range(max_new_tokens)[None, :]
     tokens = tf.gather(
-        carry["ids"], tf.minimum(lengths[:, None] + new, context - 1), batch_dims=1
+        carry["ids"], tf.minimum(lengths[:, None] + new, sequence_length - 1), batch_dims=1
     )
     keep = (new < carry["num_new"][:, None]) & (tokens != tokenizer.eos_id)
     return tokenizer.decode(tf.ragged.boolean_mask(tokens, keep))

@@ -79,9 +79,9 @@ class ExportSchema:
                         _dtype_name(initial[name].dtype))
             for name in sorted(initial)
         )
-        lengths = (
-            () if prefill_lengths is None else check_prefill_lengths(prefill_lengths, sequence_length)
-        )
+        lengths = ()
+        if prefill_lengths is not None:
+            lengths = check_prefill_lengths(prefill_lengths, sequence_length)
         return cls(int(model.vocabulary_size), sequence_length, lengths, state)
 
     @property

@@ -22,8 +22,8 @@ the same-named input of the next call:
 
 The zero state is all zeros. A text of `L` prompt tokens runs the largest
 `prefill_N` with `N <= L`, then `decode` at positions `N..L-1` (forced
-prompt tokens) and on (generated tokens); `keras_lm.export.litert_runner`
-does exactly that in NumPy.
+prompt tokens) and on (generated tokens);
+`keras_lm.export.litert_runner.run_prompt` does exactly that in NumPy.
 
 Only TFLite builtin operators are used (no Select TF / Flex ops, no custom
 ops): the Transformer's cache write is `DYNAMIC_UPDATE_SLICE`, and the LSTM
