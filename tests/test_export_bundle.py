@@ -86,7 +86,7 @@ def test_metadata_describes_the_model(trained, exported, family):
     assert metadata == json.loads(json.dumps(report))  # what export returned, as written
     assert metadata["family"] == family
     assert metadata["vocabulary_size"] == tokenizer.vocabulary_size
-    assert metadata["context_length"] == CONTEXT
+    assert metadata["context_length"] == metadata["sequence_length"] == CONTEXT
     assert metadata["special_ids"] == {"<pad>": 256, "<bos>": 257, "<eos>": 258}
     assert sorted(metadata["signatures"]) == ["decode", "prefill_32", "prefill_8"]
     state = model.initial_state(1, CONTEXT)
@@ -185,7 +185,7 @@ def test_a_failed_export_keeps_the_previous_bundle(trained, tmp_path, monkeypatc
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        (dict(formats=["onnx"]), "format must be some of saved_model, tflite, got onnx"),
+        (dict(formats=["onnx"]), "formats must be some of saved_model, tflite, got onnx"),
         (dict(quantize=["int4"]), "quantize must be some of none, fp16, dynamic_int8, int8"),
         (dict(quantize=["int8"]), "quantize: int8 needs training text"),
         (dict(prefill_lengths=[8, 129]), "prefill_lengths must be in [1, sequence_length=128]"),
@@ -212,10 +212,10 @@ def test_int8_calibration_text_must_hold_a_window(trained, tmp_path):
     assert os.listdir(out) == []
 
 
-def test_token_windows_are_spread_and_reproducible(corpus):
+def test_sample_windows_are_spread_and_reproducible(corpus):
     tokenizer = ByteTokenizer()
-    first = bundle_module.token_windows(tokenizer, corpus, 16, 10, "files")
-    again = bundle_module.token_windows(tokenizer, corpus, 16, 10, "files")
+    first = data.sample_windows(corpus, tokenizer, 16, 10, argument="files")
+    again = data.sample_windows(corpus, tokenizer, 16, 10, argument="files")
     assert first.shape == (10, 17) and first.dtype == np.int32
     np.testing.assert_array_equal(first, again)
     texts = {tokenizer.decode_text(w[w < 256]) for w in first}

@@ -62,7 +62,7 @@ def test_generate_samples_from_a_tflite_file(capsys, exported):
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--format=onnx"], "--format must be some of saved_model, tflite, got 'onnx'"),
+        (["--format=onnx"], "--format must be some of saved_model, tflite, got onnx"),
         (["--quantize=fp16,int4"], "--quantize must be some of none, fp16, dynamic_int8, int8"),
         (["--prefill_lengths=8,x"], "--prefill_lengths must be integers, got 'x'"),
         (["--prefill_lengths=8,33"], "--prefill_lengths must be in [1, sequence_length=32], got [33]"),

@@ -4,6 +4,7 @@ Each tiny model is converted once per variant (module fixtures); the whole
 file runs in about a minute on two cores.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -444,3 +445,51 @@ def test_mixed_precision_model_exports_from_a_float32_copy(tmp_path):
     np.testing.assert_allclose(logits[0], np.asarray(copy(ids[None]))[0], atol=1e-4)
     # bfloat16 compute in Keras vs float32 in the file: close, not equal.
     np.testing.assert_allclose(logits[0], np.asarray(model(ids[None]))[0], atol=0.05)
+
+
+# --- the one schema ---------------------------------------------------------
+
+
+class _UnevenModel:
+    """A step API whose layers have different head counts (as after pruning)."""
+
+    vocabulary_size, sequence_length = 11, 16
+
+    def initial_state(self, batch_size, max_length):
+        return {f"layer_{i}_key": np.zeros((batch_size, heads, max_length, 4), np.float32)
+                for i, heads in enumerate((4, 2))}
+
+
+def test_schema_keeps_each_state_tensors_own_shape():
+    from keras_lm.export.schema import ExportSchema
+
+    schema = ExportSchema.of(_UnevenModel(), prefill_lengths=[8, 4, 8])
+    assert schema.prefill_lengths == (4, 8)
+    assert [(t.name, t.shape) for t in schema.state] == [
+        ("layer_0_key", (4, 16, 4)), ("layer_1_key", (2, 16, 4))]
+    assert {k: v.shape for k, v in schema.zero_state().items()} == {
+        "layer_0_key": (1, 4, 16, 4), "layer_1_key": (1, 2, 16, 4)}
+    specs = schema.tensor_specs("decode", batch_size=None)
+    assert list(specs) == ["token_ids", "position", "layer_0_key", "layer_1_key"]
+    assert specs["layer_1_key"].shape.as_list() == [None, 2, 16, 4]
+    assert schema.tensor_specs("prefill", batch_size=None)["token_ids"].shape.as_list() == [None, None]
+    prefill = schema.signature_entries()["prefill_4"]
+    assert prefill["inputs"][0] == {"name": "token_ids", "shape": [1, 4], "dtype": "int32"}
+    assert prefill["outputs"][0] == {"name": "logits", "shape": [1, 4, 11], "dtype": "float32"}
+    with pytest.raises(ValueError, match=r"prefill_lengths must be in \[1, sequence_length=16\]"):
+        ExportSchema.of(_UnevenModel(), prefill_lengths=[17])
+
+
+def test_runner_checks_the_file_against_its_recorded_schema(models, exports):
+    from keras_lm.export.litert_runner import check_signatures
+    from keras_lm.export.schema import ExportSchema
+
+    runner = LiteRTRunner(exports["rotary", "none"].path)
+    recorded = runner.metadata["signature_specs"]
+    schema = ExportSchema.of(models["rotary"], PREFILL_LENGTHS)
+    assert recorded == schema.signature_entries()
+    assert runner.metadata["state"] == schema.state_entries()
+    wrong = json.loads(json.dumps(recorded))
+    wrong["decode"]["inputs"][-1]["shape"][1] += 1  # another head count than the file's
+    with pytest.raises(ValueError, match="the inputs of 'decode'"):
+        check_signatures(runner._runners, wrong)

@@ -27,7 +27,7 @@ from keras_lm.export.bundle import (
     VerificationError,
     export,
 )
-from keras_lm.export.tflite import QUANTIZATIONS
+from keras_lm.export.tflite import QUANTIZATIONS  # for the flag's help
 from keras_lm.model_dir import load_model_dir, run_files
 
 FLAGS = flags.FlagValues()
@@ -63,12 +63,6 @@ def main():
             prefill_lengths.append(int(value))
         except ValueError:
             raise UsageError(f"--prefill_lengths must be integers, got {value!r}") from None
-    for flag, choices in (("format", FORMATS), ("quantize", QUANTIZATIONS)):
-        bad = [v for v in FLAGS[flag].value if v not in choices]
-        if bad or not FLAGS[flag].value:
-            raise UsageError(
-                f"--{flag} must be some of {', '.join(choices)}, got {','.join(FLAGS[flag].value)!r}"
-            )
     model, tokenizer, config = load_model_dir(FLAGS.model_dir)
     if config.get("task"):
         raise UsageError(
@@ -85,26 +79,25 @@ def main():
             verify=FLAGS.verify,
         )
     except UsageError as error:
-        raise UsageError(_as_flags(str(error))) from None
+        flag = _FLAG_OF_ARGUMENT.get(error.argument)
+        if flag is None:
+            raise
+        raise UsageError(error.spelled_as(flag)) from None
     except VerificationError as error:
         print(f"keras-lm export: verification failed: {error}", file=sys.stderr)
         sys.exit(VERIFICATION_FAILED)
     print(format_report(report))
 
 
-# The library names its arguments; the user typed these flags.
+# The library names its arguments (UsageError.argument); the user typed these flags.
 _FLAG_OF_ARGUMENT = {
+    "formats": "--format",
+    "quantize": "--quantize",
     "prefill_lengths": "--prefill_lengths",
     "calibration_files": "--data_files",
     "validation_files": "--data_files",
-    "quantize": "--quantize",
+    "directory": "--model_dir",
 }
-
-
-def _as_flags(message):
-    argument = message.split(":")[0].split(" ")[0]
-    flag = _FLAG_OF_ARGUMENT.get(argument)
-    return flag + message[len(argument):] if flag else message
 
 
 def _data_files(config, needs_calibration):

@@ -128,15 +128,18 @@ def generate_exported(sampler):
         raise UsageError(f"--sampler=beam: exported models have no beam search (--model={FLAGS.model})")
     if FLAGS.truncate != "none":
         raise UsageError(f"--truncate={FLAGS.truncate}: not available with --model")
-    exported = load_exported(FLAGS.model, "--model")
-    room = exported.context - exported.prompt_length(FLAGS.prompt)
+    try:
+        exported = load_exported(FLAGS.model)
+    except UsageError as error:  # it names its `path` argument: the user typed --model
+        raise UsageError(error.spelled_as("--model")) from None
+    room = exported.sequence_length - exported.prompt_length(FLAGS.prompt)
     max_new_tokens = FLAGS.max_new_tokens
     if max_new_tokens is None:
         max_new_tokens = max(1, min(DEFAULT_NEW_TOKENS, room))
     elif not 0 < max_new_tokens <= room:
         raise UsageError(
             f"--max_new_tokens={max_new_tokens}: the prompt leaves room for 1..{room} new "
-            f"tokens in the context of {exported.context}"
+            f"tokens in the context of {exported.sequence_length}"
         )
     texts = exported.generate(
         [FLAGS.prompt] * FLAGS.num_samples, max_new_tokens,

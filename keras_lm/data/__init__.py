@@ -1,6 +1,11 @@
 """Data: text files to tf.data windows, built-in corpora, file sets."""
 
+from keras_lm.data.compression import xz_bits_per_byte
 from keras_lm.data.corpora import CORPORA, corpus_files, pystdlib_files
 from keras_lm.data.files import resolve_files, run_files, split_files
-from keras_lm.data.text_dataset import text_dataset, token_windows, tokens_per_byte
-from keras_lm.data.compression import xz_bits_per_byte
+from keras_lm.data.text_dataset import (
+    sample_windows,
+    text_dataset,
+    token_windows,
+    tokens_per_byte,
+)

@@ -1,14 +1,22 @@
-"""Text files -> tf.data windows of consecutive tokens, streamed."""
+"""Text files -> windows of consecutive tokens: streamed by tf.data, or sampled.
+
+`text_dataset` and `token_windows` stream every window of the files (for
+training and evaluation); `sample_windows` takes a few at random from the
+start of some of them (for calibrating and checking an exported model).
+"""
 
 import os
 
 import numpy as np
 import tensorflow as tf
 
+from keras_lm.data.files import resolve_files
 from keras_lm.errors import UsageError
 
 # Files are read in chunks of this many bytes, never whole.
 CHUNK_BYTES = 1 << 16
+# `sample_windows` cuts its windows from this much of the start of each file.
+SAMPLE_SOURCE_BYTES = 1 << 16
 # Files read side by side (interleaved) when training shuffles.
 STREAMS = 8
 
@@ -100,6 +108,55 @@ def token_windows(files, tokenizer, sequence_length, *, shuffle_files=False, rep
         stream, cycle_length=streams, block_length=1, num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
+
+
+def sample_windows(files, tokenizer, length, count, *, argument="files"):
+    """Up to `count` int32 arrays of `length + 1` consecutive tokens from `files`.
+
+    Spread over the files: up to `count` of them, evenly spaced in sorted
+    order, each giving windows at seeded random offsets within its first
+    `SAMPLE_SOURCE_BYTES` (its text after `<bos>`). The same files give the
+    same windows. Raises UsageError naming `argument` when the files cannot
+    be read or hold too little text.
+
+    Example:
+    >>> import tempfile
+    >>> from keras_lm.tokenizers import ByteTokenizer
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.txt")
+    >>> _ = open(path, "w").write("hello world, " * 10)
+    >>> sample_windows([path], ByteTokenizer(), 8, 3).shape
+    (3, 9)
+    """
+    try:
+        files = resolve_files(files, argument)
+    except UsageError as error:
+        # resolve_files names `argument` at the start of its messages but does
+        # not record it; recorded here, so that callers can map it (a CLI flag).
+        if error.argument is not None or not str(error).startswith(argument):
+            raise
+        raise UsageError(str(error), argument=argument) from None
+    chosen = [files[int(i)] for i in np.linspace(0, len(files) - 1, min(count, len(files)))]
+    per_file = -(-count // len(chosen))
+    rng = np.random.default_rng(0)
+    windows = []
+    for path in chosen:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                text = f.read(SAMPLE_SOURCE_BYTES)
+        except OSError as error:
+            raise UsageError(
+                f"{argument}: cannot read {path!r} ({error.strerror})", argument=argument
+            ) from None
+        ids = np.concatenate([[tokenizer.bos_id], tokenizer.encode(text).numpy()])
+        if len(ids) > length:
+            for start in rng.integers(0, len(ids) - length, per_file):
+                windows.append(ids[start : start + length + 1].astype(np.int32))
+    if not windows:
+        raise UsageError(
+            f"{argument}: no file holds {length + 1} tokens of text, got {len(files)} file(s)",
+            argument=argument,
+        )
+    return np.stack(windows[:count])
 
 
 def _files_with_sizes(files):

@@ -9,10 +9,12 @@
   - `tokenizer.json`: the tokenizer in plain JSON (no TensorFlow needed,
     see `keras_lm.export.json_tokenizer.JsonTokenizer`), and for
     SentencePiece also `tokenizer.model` (its own format);
-  - `metadata.json`: vocabulary size, special ids, context length, the
-    signatures with every input and output (name, shape, dtype), the
-    state tensors, and per file its quantization, size, operators and the
-    parity figures measured at export (`keras_lm.export.verify`).
+  - `metadata.json`: vocabulary size, special ids, sequence length (as
+    `sequence_length`, and as `context_length` for the apps that read that
+    name), the signatures with every input and output (name, shape,
+    dtype) and the state tensors (both from `keras_lm.export.schema`), and
+    per file its quantization, size, operators and the parity figures
+    measured at export (`keras_lm.export.verify`).
 
 Each part is written atomically: `saved_model/` and `tflite/` are built
 under temporary names and renamed into place whole, so a failed export
@@ -31,24 +33,27 @@ import os
 
 import numpy as np
 
+from keras_lm.data import sample_windows
 from keras_lm.errors import UsageError
-from keras_lm.export.tflite import QUANTIZATIONS, check_prefill_lengths, export_tflite
+from keras_lm.export.saved_model import export_saved_model
+from keras_lm.export.schema import check_prefill_lengths
+from keras_lm.export.tflite import QUANTIZATIONS, export_tflite
 from keras_lm.export.verify import check_parity, measure_parity
-from keras_lm.io_utils import atomic_path, write_json
+from keras_lm.io_utils import atomic_path, write_bytes, write_json
+from keras_lm.tokenizers import TOKENIZER_FILE
 
 FORMATS = ("saved_model", "tflite")
 VARIANTS = {"none": "float32", "fp16": "fp16", "dynamic_int8": "dynamic_int8", "int8": "int8"}
 SAVED_MODEL_DIR = "saved_model"
 TFLITE_DIR = "tflite"
 METADATA_FILE = "metadata.json"
-TOKENIZER_FILE = "tokenizer.json"
+# SentencePiece's own format, beside tokenizer.json, for its app libraries.
+SENTENCEPIECE_FILE = "tokenizer.model"
 DEFAULT_PREFILL_LENGTHS = (8, 32)
 # Texts from the training files that calibrate int8 ranges.
 CALIBRATION_TEXTS = 8
 # Validation windows (of the longest prefill length) for perplexity.
 VALIDATION_WINDOWS = 64
-# Windows are cut from this much of the start of each file.
-WINDOW_SOURCE_BYTES = 1 << 16
 
 
 class VerificationError(RuntimeError):
@@ -91,34 +96,34 @@ def export(
         The metadata dict (also written to `tflite/metadata.json`), with
         `saved_model_parity` and `failures` added.
     """
-    formats = _check_choices("format", formats, FORMATS)
+    formats = _check_choices("formats", formats, FORMATS)
     quantize = _check_choices("quantize", quantize, QUANTIZATIONS)
     if "tflite" in formats:
-        prefill_lengths = check_prefill_lengths(model, prefill_lengths)
+        prefill_lengths = check_prefill_lengths(prefill_lengths, model.sequence_length)
     if not os.path.isdir(directory):
-        raise UsageError(f"directory: {directory!r} does not exist")
+        raise UsageError(f"directory: {directory!r} does not exist", argument="directory")
     calibration = None
     if "tflite" in formats and "int8" in quantize:
         if not calibration_files:
             raise UsageError(
-                "quantize: int8 needs training text to calibrate on (calibration_files), got none"
+                "quantize: int8 needs training text to calibrate on (calibration_files), got none",
+                argument="quantize",
             )
-        calibration = token_windows(
-            tokenizer, calibration_files, model.sequence_length, CALIBRATION_TEXTS,
-            "calibration_files",
+        calibration = sample_windows(
+            calibration_files, tokenizer, model.sequence_length, CALIBRATION_TEXTS,
+            argument="calibration_files",
         )
     window_length = max(prefill_lengths) if "tflite" in formats else 32
     windows = []
     if validation_files:
-        windows = token_windows(
-            tokenizer, validation_files, window_length, VALIDATION_WINDOWS, "validation_files"
+        windows = sample_windows(
+            validation_files, tokenizer, window_length, VALIDATION_WINDOWS,
+            argument="validation_files",
         )
     prompts = verification_prompts(model, tokenizer, windows, prefill_lengths)
 
     saved_model = os.path.join(directory, SAVED_MODEL_DIR)
     if "saved_model" in formats:
-        from keras_lm.export.saved_model import export_saved_model
-
         export_saved_model(model, tokenizer, saved_model)
     report = {"saved_model_parity": None}
     if "tflite" in formats:
@@ -139,12 +144,13 @@ def export(
 
 def _write_bundle(model, tokenizer, bundle, quantize, prefill_lengths, calibration, prompts,
                   windows, saved_model):
-    files = {}
+    files, schema = {}, None
     for q in quantize:
         info = export_tflite(
             model, os.path.join(bundle, tflite_file_name(q)), prefill_lengths, q,
             representative_ids=calibration if q == "int8" else None,
         )
+        schema = info.schema  # the same for every variant
         files[VARIANTS[q]] = {
             "file": os.path.basename(info.path),
             "quantize": q,
@@ -164,20 +170,22 @@ def _write_bundle(model, tokenizer, bundle, quantize, prefill_lengths, calibrati
     for variant, figures in parity["tflite"].items():
         files[variant]["parity"] = figures
     tokenizer.save(os.path.join(bundle, TOKENIZER_FILE))
-    if getattr(tokenizer, "proto", None):  # SentencePiece's own format, for its app libraries
-        with open(os.path.join(bundle, "tokenizer.model"), "wb") as f:
-            f.write(tokenizer.proto)
+    if getattr(tokenizer, "proto", None):
+        write_bytes(os.path.join(bundle, SENTENCEPIECE_FILE), tokenizer.proto)
     metadata = {
         "format": "keras_lm.litert_bundle",
         "version": 1,
         "family": getattr(model, "family", None),
-        "vocabulary_size": int(model.vocabulary_size),
-        "context_length": int(model.sequence_length),
+        "vocabulary_size": schema.vocabulary_size,
+        # The same number under both names: the tflite metadata's, and the
+        # name apps written against the first bundles read.
+        "sequence_length": schema.sequence_length,
+        "context_length": schema.sequence_length,
         "special_ids": dict(tokenizer.special_ids),
         "tokenizer": TOKENIZER_FILE,
-        "prefill_lengths": list(prefill_lengths),
-        "signatures": signature_specs(model, prefill_lengths),
-        "state": state_specs(model),
+        "prefill_lengths": list(schema.prefill_lengths),
+        "signatures": schema.signature_entries(),
+        "state": schema.state_entries(),
         "files": files,
         "parity_setup": {k: parity[k] for k in ("prompts", "greedy_tokens", "windows",
                                                 "window_tokens")},
@@ -186,70 +194,6 @@ def _write_bundle(model, tokenizer, bundle, quantize, prefill_lengths, calibrati
     }
     write_json(os.path.join(bundle, METADATA_FILE), metadata)
     return metadata
-
-
-def state_specs(model):
-    """`[{name, shape, dtype}]` of the batch-1 state at full context, sorted by name."""
-    state = model.initial_state(1, model.sequence_length)
-    return [
-        {"name": name, "shape": [int(d) for d in state[name].shape], "dtype": "float32"}
-        for name in sorted(state)
-    ]
-
-
-def signature_specs(model, prefill_lengths):
-    """Every TFLite signature's inputs and outputs: `{name: {"inputs": [...], ...}}`."""
-    vocabulary = int(model.vocabulary_size)
-    state = state_specs(model)
-
-    def ids(shape):
-        return {"name": "token_ids", "shape": shape, "dtype": "int32"}
-
-    def logits(shape):
-        return {"name": "logits", "shape": shape, "dtype": "float32"}
-
-    specs = {
-        f"prefill_{n}": {"inputs": [ids([1, n])] + state, "outputs": [logits([1, n, vocabulary])] + state}
-        for n in prefill_lengths
-    }
-    specs["decode"] = {
-        "inputs": [ids([1]), {"name": "position", "shape": [], "dtype": "int32"}] + state,
-        "outputs": [logits([1, vocabulary])] + state,
-    }
-    return specs
-
-
-def token_windows(tokenizer, files, length, count, argument):
-    """Up to `count` arrays of `length + 1` consecutive tokens from `files`.
-
-    Spread over the files: up to `count` of them, evenly spaced in sorted
-    order, each giving windows at seeded random offsets within its first
-    `WINDOW_SOURCE_BYTES`. The same files give the same windows. Raises
-    UsageError naming `argument` when the files cannot be read or hold too
-    little text.
-    """
-    from keras_lm import data
-
-    files = data.resolve_files(files, argument)
-    chosen = [files[int(i)] for i in np.linspace(0, len(files) - 1, min(count, len(files)))]
-    per_file = -(-count // len(chosen))
-    rng = np.random.default_rng(0)
-    windows = []
-    for path in chosen:
-        try:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                text = f.read(WINDOW_SOURCE_BYTES)
-        except OSError as error:
-            raise UsageError(f"{argument}: cannot read {path!r} ({error.strerror})") from None
-        ids = np.concatenate([[tokenizer.bos_id], tokenizer.encode(text).numpy()])
-        if len(ids) > length:
-            for start in rng.integers(0, len(ids) - length, per_file):
-                windows.append(ids[start : start + length + 1].astype(np.int32))
-    if not windows:
-        raise UsageError(
-            f"{argument}: no file holds {length + 1} tokens of text, got {len(files)} file(s)"
-        )
-    return np.stack(windows[:count])
 
 
 def verification_prompts(model, tokenizer, windows, prefill_lengths):
@@ -278,6 +222,8 @@ def _check_choices(argument, values, choices):
     bad = [v for v in values if v not in choices]
     if bad or not values:
         raise UsageError(
-            f"{argument} must be some of {', '.join(choices)}, got {', '.join(map(str, values)) or 'none'}"
+            f"{argument} must be some of {', '.join(choices)}, got "
+            f"{', '.join(map(str, values)) or 'none'}",
+            argument=argument,
         )
     return tuple(dict.fromkeys(values))

@@ -14,49 +14,57 @@ Example (not run here: it needs exported files):
 import os
 import random
 
+import tensorflow as tf
+
 from keras_lm.errors import UsageError
+from keras_lm.export.json_tokenizer import JsonTokenizer
+from keras_lm.export.litert_runner import LiteRTRunner, generate_text
 from keras_lm.generation.generate import cut_at_stop
+from keras_lm.tokenizers import TOKENIZER_FILE
 
 
-def load_exported(path, argument="model"):
+def load_exported(path):
     """An `ExportedLiteRT` (a `.tflite` file) or `ExportedSavedModel` (a directory).
 
-    Errors name `argument`: a missing path, a corrupt file, a `.tflite`
-    without `tokenizer.json` beside it.
+    Errors are UsageErrors naming `path` (`argument="path"`): a missing
+    path, a corrupt file, a `.tflite` without `tokenizer.json` beside it.
     """
     if not os.path.exists(path):
-        raise UsageError(f"{argument}: {path!r} does not exist")
+        raise UsageError(f"path: {path!r} does not exist", argument="path")
     if os.path.isfile(os.path.join(path, "model.keras")):
         raise UsageError(
-            f"{argument}: {path!r} is a training output directory; pass its "
-            "saved_model/ or a tflite/*.tflite file (or use --model_dir)"
+            f"path: {path!r} is a training output directory (a model_dir); pass its "
+            "saved_model/ or a tflite/*.tflite file",
+            argument="path",
         )
     if os.path.isdir(path):
-        return ExportedSavedModel(path, argument)
-    return ExportedLiteRT(path, argument)
+        return ExportedSavedModel(path)
+    return ExportedLiteRT(path)
 
 
 class ExportedLiteRT:
     """A `.tflite` file of an export bundle, run by LiteRT (batch 1, no beam)."""
 
-    def __init__(self, path, argument="model"):
-        from keras_lm.export.json_tokenizer import JsonTokenizer
-        from keras_lm.export.litert_runner import LiteRTRunner
-
-        tokenizer_path = os.path.join(os.path.dirname(os.path.abspath(path)), "tokenizer.json")
+    def __init__(self, path):
+        tokenizer_path = os.path.join(os.path.dirname(os.path.abspath(path)), TOKENIZER_FILE)
         if not os.path.isfile(tokenizer_path):
             raise UsageError(
-                f"{argument}: no tokenizer.json beside {path!r} (export writes the two together)"
+                f"path: no {TOKENIZER_FILE} beside {path!r} (export writes the two together)",
+                argument="path",
             )
         try:
             self.runner = LiteRTRunner(path)
         except Exception as error:  # noqa: BLE001  (LiteRT raises ValueError/RuntimeError)
-            raise UsageError(f"{argument}: cannot load {path!r} as a LiteRT model ({error})") from None
+            raise UsageError(
+                f"path: cannot load {path!r} as a LiteRT model ({error})", argument="path"
+            ) from None
         try:
             self.tokenizer = JsonTokenizer.load(tokenizer_path)
         except (ValueError, KeyError, TypeError) as error:
-            raise UsageError(f"{argument}: {tokenizer_path!r} is corrupt ({error})") from None
-        self.context = self.runner.max_length
+            raise UsageError(
+                f"path: {tokenizer_path!r} is corrupt ({error})", argument="path"
+            ) from None
+        self.sequence_length = self.runner.max_length
 
     def prompt_length(self, prompt):
         """Tokens of `prompt` with `<bos>`."""
@@ -65,8 +73,6 @@ class ExportedLiteRT:
     def generate(self, prompts, max_new_tokens, *, temperature=0.0, top_k=0, top_p=1.0,
                  seed=None, stop=()):
         """One continuation per prompt; sampling in NumPy (seeded per prompt)."""
-        from keras_lm.export.litert_runner import generate_text
-
         if not prompts:
             return []
         return [
@@ -85,28 +91,32 @@ class ExportedLiteRT:
 class ExportedSavedModel:
     """A SavedModel directory written by `export_saved_model`, run by TensorFlow."""
 
-    def __init__(self, path, argument="model"):
-        import tensorflow as tf
-        import tensorflow_text  # noqa: F401  (registers the ops of in-graph subword tokenizers)
+    def __init__(self, path):
+        # Imported on use: it registers the ops of in-graph subword tokenizers,
+        # which only loading a SavedModel needs.
+        import tensorflow_text  # noqa: F401
 
         try:
             self.loaded = tf.saved_model.load(path)
             self.signatures = dict(self.loaded.signatures)
         except Exception as error:  # noqa: BLE001  (OSError, parse errors, ...)
             message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise UsageError(f"{argument}: cannot load {path!r} as a SavedModel ({message})") from None
+            raise UsageError(
+                f"path: cannot load {path!r} as a SavedModel ({message})", argument="path"
+            ) from None
         missing = {"serving_default", "sample", "prefill"} - set(self.signatures)
         if missing:
             raise UsageError(
-                f"{argument}: {path!r} is not a keras_lm SavedModel (no {', '.join(sorted(missing))} "
-                "signature)"
+                f"path: {path!r} is not a keras_lm SavedModel (no {', '.join(sorted(missing))} "
+                "signature)",
+                argument="path",
             )
-        # The cache length of the `prefill` signature's state is the context.
+        # The cache length of the `prefill` signature's state is the sequence length.
         state = [
             spec for name, spec in self.signatures["prefill"].structured_input_signature[1].items()
             if name != "token_ids"
         ]
-        self.context = int(state[0].shape[2]) if len(state[0].shape) == 4 else None
+        self.sequence_length = int(state[0].shape[2]) if len(state[0].shape) == 4 else None
         self._encode = None
 
     def prompt_length(self, prompt):
@@ -116,8 +126,6 @@ class ExportedSavedModel:
     def generate(self, prompts, max_new_tokens, *, temperature=0.0, top_k=0, top_p=1.0,
                  seed=None, stop=()):
         """The `sample` signature (greedy when `temperature` is 0): one text per prompt."""
-        import tensorflow as tf
-
         out = self.signatures["sample"](
             prompts=tf.constant(list(prompts)),
             max_new_tokens=tf.constant(max_new_tokens, tf.int32),

@@ -9,6 +9,10 @@ where an app's Python would, and shows what an app does with the file:
 2. `decode`: every further token, one call per position, feeding each
    call's state outputs back as the next call's inputs of the same names.
 
+`run_prompt` is that loop, written once (generation and the parity checks
+of `keras_lm.export.verify` both run prompts through it). A file whose
+metadata records its `signature_specs` is checked against them on load.
+
 See `keras_lm.export.tflite` for the file's signatures and tensor names.
 
 `keras_lm.export.json_tokenizer.JsonTokenizer` reads the bundle's
@@ -32,6 +36,8 @@ _NON_BUILTIN_PREFIX = "CUSTOM:"
 
 
 def _schema():
+    # Imported on use: ai_edge_litert loads LiteRT's native library, which
+    # importing keras_lm.export (it imports this module) does not need.
     from ai_edge_litert import schema_py_generated
 
     return schema_py_generated
@@ -129,6 +135,35 @@ def read_metadata(model):
     return None
 
 
+def check_signatures(runners, recorded):
+    """Raises ValueError unless each signature's tensors are those `recorded`.
+
+    `runners` maps signature names to LiteRT signature runners; `recorded`
+    is the `signature_specs` of the file's metadata (written from
+    `keras_lm.export.schema`): `{signature: {"inputs": [{name, shape,
+    dtype}], "outputs": [...]}}`.
+    """
+    for signature, expected in recorded.items():
+        if signature not in runners:
+            raise ValueError(
+                f"model: the metadata records a {signature!r} signature the file lacks "
+                f"(it has {sorted(runners)})"
+            )
+        runner = runners[signature]
+        for kind, details in (("inputs", runner.get_input_details()),
+                              ("outputs", runner.get_output_details())):
+            actual = {
+                name: ([int(d) for d in detail["shape"]], np.dtype(detail["dtype"]).name)
+                for name, detail in details.items()
+            }
+            wanted = {e["name"]: (list(e["shape"]), e["dtype"]) for e in expected[kind]}
+            if actual != wanted:
+                raise ValueError(
+                    f"model: the {kind} of {signature!r} are {actual}, "
+                    f"the metadata records {wanted}"
+                )
+
+
 class LiteRTRunner:
     """Greedy generation and single steps over an exported `.tflite` file.
 
@@ -145,7 +180,7 @@ class LiteRTRunner:
     """
 
     def __init__(self, model, *, max_length=None, num_threads=None):
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter  # optional: see _schema
 
         data = _model_bytes(model)
         if data[4:8] != b"TFL3":  # the flatbuffer file identifier of every .tflite file
@@ -161,6 +196,8 @@ class LiteRTRunner:
             int(m.group(1)) for m in map(_PREFILL.match, signatures) if m
         )
         self._runners = {name: self.interpreter.get_signature_runner(name) for name in signatures}
+        if self.metadata and "signature_specs" in self.metadata:
+            check_signatures(self._runners, self.metadata["signature_specs"])
         decode = self._runners["decode"]
         inputs = decode.get_input_details()
         self.state_specs = {
@@ -208,8 +245,8 @@ class LiteRTRunner:
     def generate_ids(self, prompt_ids, max_new_tokens, end_id=None, banned_ids=(), choose=None):
         """Continuation of `prompt_ids`: the list of new ids.
 
-        The longest `prefill_N` that fits the prompt runs first; the rest of
-        the prompt is decoded one token at a time, then new tokens, each
+        The prompt runs as `run_prompt` runs it (the longest `prefill_N` that
+        fits, then one `decode` per further token); then new tokens, each
         picked by `choose(logits)` (default: the most likely), never one of
         `banned_ids`. Stops after `end_id` (not returned), `max_new_tokens`,
         or at `max_length`.
@@ -222,33 +259,66 @@ class LiteRTRunner:
             raise ValueError(
                 f"prompt_ids: {len(prompt_ids)} tokens exceed max_length={self.max_length}"
             )
-        fitting = [n for n in self.prefill_lengths if n <= len(prompt_ids)]
-        if fitting:
-            logits, state = self.prefill(prompt_ids[: fitting[-1]])
-            logits, position = logits[:, -1], fitting[-1]
-        else:
-            state, position = self.initial_state(), 0
-        for token in prompt_ids[position:]:
-            logits, state = self.decode(token, state, position)
-            position += 1
+        for logits, state in run_prompt(self, prompt_ids):
+            pass  # only the last position's logits and the final state are needed
+        logits, position = logits[-1], len(prompt_ids)
         banned = np.zeros(self.vocabulary_size, bool)
         banned[list(banned_ids)] = True
         new_ids = []
         limit = self.max_length if self.max_length is not None else float("inf")
         while len(new_ids) < max_new_tokens and position < limit:
-            token = choose(np.where(banned, -np.inf, logits[0]))
+            token = choose(np.where(banned, -np.inf, logits))
             if token == end_id:
                 break
             new_ids.append(token)
             if len(new_ids) == max_new_tokens or position + 1 >= limit:
                 break  # the last token's logits are not needed
             logits, state = self.decode(token, state, position)
+            logits = logits[0]
             position += 1
         return new_ids
 
     def _split(self, outputs):
         logits = outputs.pop("logits")
         return logits, outputs
+
+
+def longest_prefill(prefill_lengths, length):
+    """The largest of `prefill_lengths` that is `<= length`; 0 when none fits.
+
+    Example:
+    >>> longest_prefill([8, 32], 20), longest_prefill([8, 32], 5)
+    (8, 0)
+    """
+    return max((n for n in prefill_lengths if n <= length), default=0)
+
+
+def run_prompt(runner, ids):
+    """Runs the tokens `ids` as an app does; yields `(logits, state)` per call.
+
+    The longest `prefill_N` that fits runs first, from the zero state (one
+    call, `logits` `(N, vocabulary)`); then `decode` at each further position
+    (`logits` `(1, vocabulary)`), fed the state of the call before. So the
+    rows of all `logits` together are the next-token logits at every
+    position of `ids`, and the last `state` follows the whole prompt.
+
+    `runner` is a `LiteRTRunner` or anything with the same `prefill_lengths`,
+    `initial_state()`, `prefill(ids)` and `decode(id, state, position)`
+    (the int8 calibration drives TensorFlow functions this way).
+
+    Example (not run here: it needs an exported file):
+
+        logits = np.concatenate([rows for rows, _ in run_prompt(runner, ids)])
+    """
+    length = longest_prefill(runner.prefill_lengths, len(ids))
+    if length:
+        logits, state = runner.prefill(ids[:length])
+        yield logits[0], state
+    else:
+        state = runner.initial_state()
+    for position in range(length, len(ids)):
+        logits, state = runner.decode(ids[position], state, position)
+        yield logits, state
 
 
 def choose_token(logits, rng, temperature=1.0, top_k=0, top_p=1.0):

@@ -28,6 +28,7 @@ to `[1, context - 1]`. The directory loads with plain TensorFlow:
 import keras
 import tensorflow as tf
 
+from keras_lm.export.schema import ExportSchema
 from keras_lm.generation.decoding import sampling_loop
 from keras_lm.generation.samplers import tensor_sampler
 from keras_lm.io_utils import atomic_path
@@ -79,7 +80,8 @@ def export_saved_model(model, tokenizer, path):
         lambda token_ids: {"logits": model(token_ids, training=False)},
         [tf.TensorSpec([None, None], tf.int32, name="token_ids")],
     )
-    names, state_specs = state_signature(model, batch_size=None)
+    schema = ExportSchema.of(model)
+    names = schema.state_names
 
     def prefill(token_ids, *state):
         logits, state = model.prefill(token_ids, dict(zip(names, state)))
@@ -89,43 +91,27 @@ def export_saved_model(model, tokenizer, path):
         logits, state = model.decode(token_ids, dict(zip(names, state)), position)
         return {"logits": logits, **state}
 
+    # Batch None: a server batches requests; `prefill` takes any prompt length.
     archive.add_endpoint(
-        "prefill", prefill, [tf.TensorSpec([None, None], tf.int32, name="token_ids"), *state_specs]
+        "prefill", prefill, list(schema.tensor_specs("prefill", batch_size=None).values())
     )
     archive.add_endpoint(
-        "decode",
-        decode,
-        [
-            tf.TensorSpec([None], tf.int32, name="token_ids"),
-            tf.TensorSpec([], tf.int32, name="position"),
-            *state_specs,
-        ],
+        "decode", decode, list(schema.tensor_specs("decode", batch_size=None).values())
     )
     with atomic_path(path) as tmp:
         archive.write_out(tmp, verbose=False)
 
 
-def state_signature(model, batch_size):
-    """`(names, TensorSpecs)` of the model's state at full context length."""
-    state = model.initial_state(1, model.sequence_length)
-    names = sorted(state)
-    specs = [
-        tf.TensorSpec([batch_size, *state[name].shape[1:]], state[name].dtype, name=name)
-        for name in names
-    ]
-    return names, specs
-
-
 def generate_text(model, tokenizer, prompts, max_new_tokens, select, seed):
     """The generation loop of `keras_lm.generation` with dynamic shapes, text in and out."""
-    context = model.sequence_length
-    max_new_tokens = tf.clip_by_value(max_new_tokens, 1, context - 1)
+    sequence_length = model.sequence_length
+    max_new_tokens = tf.clip_by_value(max_new_tokens, 1, sequence_length - 1)
     batch = tf.shape(prompts)[0]
     ids = tokenizer.encode(prompts)  # ragged (batch, None)
     ids = tf.concat([tf.RaggedTensor.from_tensor(tf.fill([batch, 1], tokenizer.bos_id)), ids], 1)
     full_lengths = tf.cast(ids.row_lengths(), tf.int32)
     # Keep the end of each prompt that fits beside max_new_tokens.
-    lengths = tf.minimum(full_lengths, context - max_new_tokens)
+    lengths = tf.minimum(full_lengths, sequence_length - max_new_tokens)
     longest = tf.reduce_max(lengths)
     columns = tf.range(longest)[None, :]
     dense = ids.to_tensor(default_value=tokenizer.pad_id)
@@ -134,10 +120,13 @@ def generate_text(model, tokenizer, prompts, max_new_tokens, select, seed):
         batch_dims=1,
     )
     kept = tf.where(columns < lengths[:, None], kept, tokenizer.pad_id)
-    buffer = tf.concat([kept, tf.fill([batch, context - longest], tokenizer.pad_id)], axis=1)
+    padding = tf.fill([batch, sequence_length - longest], tokenizer.pad_id)
+    buffer = tf.concat([kept, padding], axis=1)
 
     prefill_length = tf.reduce_min(lengths)
-    logits, state = model.prefill(buffer[:, :prefill_length], model.initial_state(batch, context))
+    logits, state = model.prefill(
+        buffer[:, :prefill_length], model.initial_state(batch, sequence_length)
+    )
     banned = tf.scatter_nd(
         [[tokenizer.pad_id], [tokenizer.bos_id]], [True, True], [model.vocabulary_size]
     )
@@ -152,7 +141,7 @@ def generate_text(model, tokenizer, prompts, max_new_tokens, select, seed):
             done=tf.zeros([batch], tf.bool),
             num_new=tf.zeros([batch], tf.int32),
         ),
-        steps=tf.constant(context),
+        steps=tf.constant(sequence_length),
         lengths=lengths,
         max_new_tokens=max_new_tokens,
         end_id=tf.constant(tokenizer.eos_id),
@@ -162,7 +151,7 @@ def generate_text(model, tokenizer, prompts, max_new_tokens, select, seed):
     )
     new = tf.range(max_new_tokens)[None, :]
     tokens = tf.gather(
-        carry["ids"], tf.minimum(lengths[:, None] + new, context - 1), batch_dims=1
+        carry["ids"], tf.minimum(lengths[:, None] + new, sequence_length - 1), batch_dims=1
     )
     keep = (new < carry["num_new"][:, None]) & (tokens != tokenizer.eos_id)
     return tokenizer.decode(tf.ragged.boolean_mask(tokens, keep))

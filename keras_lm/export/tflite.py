@@ -22,16 +22,18 @@ the same-named input of the next call:
 
 The zero state is all zeros. A text of `L` prompt tokens runs the largest
 `prefill_N` with `N <= L`, then `decode` at positions `N..L-1` (forced
-prompt tokens) and on (generated tokens); `keras_lm.export.litert_runner`
-does exactly that in NumPy.
+prompt tokens) and on (generated tokens);
+`keras_lm.export.litert_runner.run_prompt` does exactly that in NumPy.
 
 Only TFLite builtin operators are used (no Select TF / Flex ops, no custom
 ops): the Transformer's cache write is `DYNAMIC_UPDATE_SLICE`, and the LSTM
 step is written with matmuls, `LOGISTIC` and `TANH` (no `WHILE` loop).
 
 The file also carries a metadata entry `keras_lm` (JSON: family,
-vocabulary and context sizes, signatures, state names, quantization),
-read by `keras_lm.export.litert_runner.read_metadata`.
+vocabulary and context sizes, signatures, state names, quantization, and
+`state` and `signature_specs`, every tensor's name, shape and dtype, from
+`keras_lm.export.schema`), read by
+`keras_lm.export.litert_runner.read_metadata`.
 
 Quantization (`quantize`):
 
@@ -65,22 +67,25 @@ so an app's code is the same for each, and the state round-trips unchanged.
 
 import dataclasses
 import json
-import operator
 import os
 import shutil
 import tempfile
 import warnings
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_lm.errors import UsageError
-from keras_lm.io_utils import atomic_path
 from keras_lm.export.litert_runner import (
     METADATA_NAME,
     float_operator_names,
     operator_names,
     read_metadata,
+    run_prompt,
 )
+from keras_lm.export.schema import ExportSchema, check_prefill_lengths
+from keras_lm.io_utils import write_bytes
 
 QUANTIZATIONS = ("none", "fp16", "dynamic_int8", "int8")
 # Decode positions calibrated for `int8`, over all representative texts.
@@ -124,6 +129,7 @@ class TFLiteExport:
             model's top token on the representative texts.
         int8_max_abs_error: for `int8`, `{candidate: max |logit error|}` there.
         int8_fallback_reason: why `full` was not kept, or None.
+        schema: the `keras_lm.export.schema.ExportSchema` of the file.
     """
 
     path: str
@@ -136,6 +142,7 @@ class TFLiteExport:
     int8_top1_agreement: dict = None
     int8_max_abs_error: dict = None
     int8_fallback_reason: str = None
+    schema: ExportSchema = None
 
 
 def builtin_operator_names(path):
@@ -190,74 +197,62 @@ def export_tflite(
         model = TransformerLM.from_preset("tiny", vocabulary_size=259)
         export_tflite(model, "model.tflite", prefill_lengths=(8,))
     """
-    prefill_lengths = check_prefill_lengths(model, prefill_lengths)
+    prefill_lengths = check_prefill_lengths(prefill_lengths, model.sequence_length)
     if quantize not in QUANTIZATIONS:
-        raise UsageError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
+        raise UsageError(
+            f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}", argument="quantize"
+        )
     if quantize == "int8":
         representative_ids = _check_representative_ids(model, representative_ids)
     elif representative_ids is not None:
         raise UsageError(
-            f"representative_ids: only used with quantize='int8', got quantize={quantize!r}"
+            f"representative_ids: only used with quantize='int8', got quantize={quantize!r}",
+            argument="representative_ids",
         )
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
-        raise UsageError(f"path: directory {directory} does not exist")
+        raise UsageError(f"path: directory {directory} does not exist", argument="path")
 
     model = _float32_model(model)
-    data, int8_info = _convert(model, prefill_lengths, quantize, representative_ids)
+    schema = ExportSchema.of(model, prefill_lengths)  # of the float32 model: float32 state
+    data, int8_info = _convert(model, schema, quantize, representative_ids)
     int8_info = int8_info or {}
     operators = builtin_operator_names(data)
-    signatures = tuple(f"prefill_{n}" for n in prefill_lengths) + ("decode",)
     metadata = {
         "format": "keras_lm.tflite",
         "version": 1,
         "family": getattr(model, "family", None),
-        "vocabulary_size": int(model.vocabulary_size),
-        "sequence_length": int(model.sequence_length),
-        "prefill_lengths": list(prefill_lengths),
-        "signatures": list(signatures),
-        "state_names": sorted(model.initial_state(1, model.sequence_length)),
+        "vocabulary_size": schema.vocabulary_size,
+        "sequence_length": schema.sequence_length,
+        "prefill_lengths": list(schema.prefill_lengths),
+        "signatures": list(schema.signature_names),
+        "state_names": list(schema.state_names),
+        "state": schema.state_entries(),
+        "signature_specs": schema.signature_entries(),
         "quantize": quantize,
         **int8_info,
     }
     data = _add_metadata(data, metadata)
-    with atomic_path(path) as temporary:
-        with open(temporary, "wb") as f:
-            f.write(data)
+    write_bytes(path, data)
     return TFLiteExport(
         path=path,
         quantize=quantize,
-        signatures=signatures,
+        signatures=schema.signature_names,
         size_bytes=len(data),
         operators=tuple(operators),
         float_operators=tuple(float_operator_names(data)),
+        schema=schema,
         **int8_info,
     )
-
-
-def check_prefill_lengths(model, prefill_lengths):
-    try:
-        lengths = sorted({operator.index(n) for n in prefill_lengths})
-    except (TypeError, ValueError):
-        raise UsageError(
-            f"prefill_lengths must be a list of ints, got {prefill_lengths!r}"
-        ) from None
-    if not lengths:
-        raise UsageError("prefill_lengths must name at least one length, got none")
-    bad = [n for n in lengths if not 1 <= n <= model.sequence_length]
-    if bad:
-        raise UsageError(
-            f"prefill_lengths must be in [1, sequence_length={model.sequence_length}], got {bad}"
-        )
-    return tuple(lengths)
 
 
 def _check_representative_ids(model, representative_ids):
     if representative_ids is None or not len(representative_ids):
         raise UsageError(
             "representative_ids: quantize='int8' needs a list of token id arrays to "
-            "calibrate on, got none"
+            "calibrate on, got none",
+            argument="representative_ids",
         )
     texts = []
     for ids in representative_ids:
@@ -265,12 +260,14 @@ def _check_representative_ids(model, representative_ids):
         if ids.ndim != 1 or not ids.size or not np.issubdtype(ids.dtype, np.integer):
             raise UsageError(
                 "representative_ids must hold non-empty 1-D integer arrays, got one of "
-                f"shape {ids.shape} and dtype {ids.dtype}"
+                f"shape {ids.shape} and dtype {ids.dtype}",
+                argument="representative_ids",
             )
         if ids.min() < 0 or ids.max() >= model.vocabulary_size:
             raise UsageError(
                 f"representative_ids must be in [0, {model.vocabulary_size}), got "
-                f"{int(ids.min())}..{int(ids.max())}"
+                f"{int(ids.min())}..{int(ids.max())}",
+                argument="representative_ids",
             )
         texts.append(ids[: model.sequence_length].astype(np.int32))
     return texts
@@ -285,46 +282,29 @@ def _float32_model(model):
     return copy
 
 
-def _step_functions(model, prefill_lengths):
+def _step_functions(model, schema):
     """`{signature: (function, input_signature)}` over the model's step API."""
-    import tensorflow as tf
 
-    state = model.initial_state(1, model.sequence_length)
-    state_specs = {
-        name: tf.TensorSpec(tuple(value.shape), tf.float32, name=name)
-        for name, value in state.items()
-    }
-
-    def make_prefill(length):
-        def prefill(token_ids, state):
-            logits, state = model.prefill(token_ids, state)
-            return {"logits": logits, **state}
-
-        spec = tf.TensorSpec((1, length), tf.int32, name="token_ids")
-        return prefill, [spec, state_specs]
+    def prefill(token_ids, state):
+        logits, state = model.prefill(token_ids, state)
+        return {"logits": logits, **state}
 
     def decode(token_ids, position, state):
         logits, state = model.decode(token_ids, state, position)
         return {"logits": logits, **state}
 
-    functions = {f"prefill_{n}": make_prefill(n) for n in prefill_lengths}
-    functions["decode"] = (
-        decode,
-        [
-            tf.TensorSpec((1,), tf.int32, name="token_ids"),
-            tf.TensorSpec((), tf.int32, name="position"),
-            state_specs,
-        ],
-    )
+    functions = {}
+    for signature in schema.signature_names:
+        specs = schema.tensor_specs(signature, batch_size=1)
+        state = {name: specs.pop(name) for name in schema.state_names}
+        function = decode if signature == "decode" else prefill
+        functions[signature] = function, [*specs.values(), state]
     return functions
 
 
-def _convert(model, prefill_lengths, quantize, representative_ids):
+def _convert(model, schema, quantize, representative_ids):
     """The `.tflite` bytes and, for int8, a dict describing the choice made."""
-    import keras
-    import tensorflow as tf
-
-    functions = _step_functions(model, prefill_lengths)
+    functions = _step_functions(model, schema)
     # Keras variables reach the converter through a SavedModel written by
     # ExportArchive: converting a bare tf.function over Keras layers gave NaNs.
     archive = keras.export.ExportArchive()
@@ -344,29 +324,25 @@ def _convert(model, prefill_lengths, quantize, representative_ids):
         elif quantize == "dynamic_int8":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         elif quantize == "int8":
-            return _convert_int8(converter, model, functions, prefill_lengths, representative_ids)
+            return _convert_int8(converter, schema, functions, representative_ids)
         return converter.convert(), None
     finally:
         shutil.rmtree(saved_model, ignore_errors=True)
 
 
-def _convert_int8(converter, model, functions, prefill_lengths, texts):
+def _convert_int8(converter, schema, functions, texts):
     """Calibrates once, then picks full int8 or int8 matmuls (see the module doc)."""
-    import tensorflow as tf
-
     # Selective quantization as `tf.lite.experimental.QuantizationDebugger`
     # does it (`get_nondebug_quantized_model`): calibrate only, then quantize
     # the calibrated model with some operators denylisted. The debugger itself
     # instruments the model and runs `tf.lite.Interpreter` on one signature.
+    # A converter internal, imported only when int8 is asked for.
     from tensorflow.lite.python.convert import mlir_quantize
 
-    compiled = {
-        key: tf.function(function, input_signature=signature)
-        for key, (function, signature) in functions.items()
-    }
+    steps = CompiledSteps(functions, schema)
 
     def samples():
-        return _calibration_samples(model, compiled, prefill_lengths, texts)
+        return _calibration_samples(steps, texts)
 
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -405,7 +381,7 @@ def _convert_int8(converter, model, functions, prefill_lengths, texts):
 
 def _agreement(data, samples):
     """Top-1 agreement and max |logit error| of a `.tflite` model vs the float model."""
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter  # native library: loaded for int8 only
 
     interpreter = Interpreter(model_content=data)
     runners = {}
@@ -421,40 +397,70 @@ def _agreement(data, samples):
     return round(agree / total, 4), round(worst, 6)
 
 
-def _calibration_samples(model, compiled, prefill_lengths, texts):
+class CompiledSteps:
+    """The step functions compiled by TensorFlow, driven like a `LiteRTRunner`.
+
+    `prefill` and `decode` take and return NumPy arrays as the runner's do,
+    so `litert_runner.run_prompt` drives them; each call also keeps its
+    `(signature, inputs, logits)` in `last`, the calibrator's sample.
+    `prefill_lengths` is empty: calibration runs each prefill on its own and
+    decodes every position from the zero state.
+    """
+
+    prefill_lengths = ()
+
+    def __init__(self, functions, schema):
+        self.schema = schema
+        self.compiled = {
+            key: tf.function(function, input_signature=signature)
+            for key, (function, signature) in functions.items()
+        }
+        self.last = None
+
+    def initial_state(self):
+        return self.schema.zero_state()
+
+    def prefill(self, token_ids):
+        token_ids = np.asarray(token_ids, np.int32).reshape(1, -1)
+        key, state = f"prefill_{token_ids.shape[1]}", self.initial_state()
+        return self._run(key, {"token_ids": token_ids}, state)
+
+    def decode(self, token_id, state, position):
+        inputs = {
+            "token_ids": np.array([token_id], np.int32),
+            "position": np.array(position, np.int32),
+        }
+        return self._run("decode", inputs, state)
+
+    def _run(self, key, inputs, state):
+        outputs = self.compiled[key](*inputs.values(), state)
+        logits = outputs["logits"].numpy()
+        self.last = key, {**inputs, **state}, logits
+        return logits, {name: outputs[name].numpy() for name in self.schema.state_names}
+
+
+def _calibration_samples(steps, texts):
     """Yields `(signature, inputs, float32 logits)` for the int8 calibrator.
 
     Each text runs every `prefill_N` from the zero state (a text shorter
     than `N` is repeated to length `N`), and `decode` over its positions
-    with the state the model itself produced, up to
-    `CALIBRATION_DECODE_STEPS` positions over all texts. Computed afresh on
-    each pass, so no more than one state is held at a time.
+    with the state the model itself produced (`run_prompt` with no
+    prefill), up to `CALIBRATION_DECODE_STEPS` positions over all texts.
+    Computed afresh on each pass, so no more than one state is held at a time.
     """
-    zeros = {
-        name: np.zeros(value.shape, np.float32)
-        for name, value in model.initial_state(1, model.sequence_length).items()
-    }
     for ids in texts:
-        for n in prefill_lengths:
-            token_ids = np.resize(ids, n)[None].astype(np.int32)
-            outputs = compiled[f"prefill_{n}"](token_ids, zeros)
-            yield f"prefill_{n}", {"token_ids": token_ids, **zeros}, outputs["logits"].numpy()
-    steps = max(1, CALIBRATION_DECODE_STEPS // len(texts))
+        for n in steps.schema.prefill_lengths:
+            steps.prefill(np.resize(ids, n))
+            yield steps.last
+    count = max(1, CALIBRATION_DECODE_STEPS // len(texts))
     for ids in texts:
-        state = zeros
-        for position, token in enumerate(ids[:steps]):
-            inputs = {
-                "token_ids": np.array([token], np.int32),
-                "position": np.array(position, np.int32),
-                **state,
-            }
-            outputs = compiled["decode"](inputs["token_ids"], inputs["position"], state)
-            yield "decode", inputs, outputs["logits"].numpy()
-            state = {name: outputs[name].numpy() for name in zeros}
+        for _ in run_prompt(steps, ids[:count]):
+            yield steps.last
 
 
 def _add_metadata(data, metadata):
     """`data` with a `keras_lm` metadata entry holding `metadata` as JSON."""
+    # Converter internals (the flatbuffer schema), imported only when writing a file.
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 

@@ -25,8 +25,11 @@ Example (not run here: it needs exported files):
 import math
 
 import numpy as np
+import tensorflow as tf
 
-from keras_lm.export.litert_runner import LiteRTRunner
+from keras_lm.export.litert_runner import LiteRTRunner, run_prompt
+from keras_lm.generation.decoding import decode_tokens
+from keras_lm.generation.samplers import GreedySampler
 
 GREEDY_TOKENS = 64
 # Float32 files compute the same function: only summation order differs.
@@ -110,17 +113,7 @@ def check_parity(report):
 
 def runner_logits(runner, ids):
     """Logits `(len(ids), vocabulary)` at every position, run as an app runs them."""
-    fitting = [n for n in runner.prefill_lengths if n <= len(ids)]
-    rows = []
-    if fitting:
-        logits, state = runner.prefill(ids[: fitting[-1]])
-        rows.extend(logits[0])
-    else:
-        state = runner.initial_state()
-    for position in range(len(rows), len(ids)):
-        logits, state = runner.decode(ids[position], state, position)
-        rows.append(logits[0])
-    return np.stack(rows)
+    return np.concatenate([logits for logits, _ in run_prompt(runner, ids)])
 
 
 def _special(tokenizer):
@@ -128,9 +121,6 @@ def _special(tokenizer):
 
 
 def _keras_greedy(model, tokenizer, prompts, new_tokens):
-    from keras_lm.generation.decoding import decode_tokens
-    from keras_lm.generation.samplers import GreedySampler
-
     rows = [[] for _ in prompts]
     special = _special(tokenizer)
     for chunk in decode_tokens(
@@ -185,8 +175,6 @@ def _mean_loss(logits, targets):
 
 
 def _saved_model_parity(path, prompts, keras_logits, keras_greedy, tokenizer, new_tokens):
-    import tensorflow as tf
-
     loaded = tf.saved_model.load(path)
     logits_fn = loaded.signatures["logits"]
     logits = [logits_fn(token_ids=tf.constant([p], tf.int32))["logits"].numpy()[0] for p in prompts]

@@ -17,7 +17,6 @@ streaming works: call it for one step (or a few), read the new tokens,
 call again with the returned state.
 """
 
-import collections
 import weakref
 
 import numpy as np
@@ -26,9 +25,7 @@ from keras import ops
 
 from keras_lm.generation.samplers import BeamSampler
 
-# How many times each compiled function was traced (tests check reuse).
-trace_counts = collections.Counter()
-_programs = weakref.WeakKeyDictionary()  # model -> {(kind, sampler): tf.function}
+_programs = weakref.WeakKeyDictionary()  # model -> {(kind, sampler, shape): tf.function}
 _NEG_INF = -float("inf")
 
 
@@ -170,6 +167,15 @@ def _banned_mask(vocabulary_size, banned_ids):
     return tf.constant(mask)
 
 
+def compiled_programs(model):
+    """`{(kind, sampler, shape): tf.function}`: the compiled functions kept for `model`.
+
+    Each traces once; its `experimental_get_tracing_count()` says whether a
+    later call retraced it.
+    """
+    return dict(_programs.get(model, {}))
+
+
 def _program(model, kind, sampler, shape):
     """The compiled function of this kind for `model` and a shape bucket, made once.
 
@@ -179,17 +185,19 @@ def _program(model, kind, sampler, shape):
     programs = _programs.setdefault(model, {})
     key = (kind, sampler, shape)
     if key not in programs:
-        make = {"prefill": _make_prefill, "sample": _make_sample_loop, "beam": _make_beam_loop}
-        programs[key] = make[kind](model, sampler, shape)
+        if kind == "prefill":
+            programs[key] = _make_prefill(model, shape)
+        else:
+            make = {"sample": _make_sample_loop, "beam": _make_beam_loop}[kind]
+            programs[key] = make(model, sampler, shape)
     return programs[key]
 
 
-def _make_prefill(model, sampler, shape):
+def _make_prefill(model, shape):
     batch, _, max_length = shape
 
     @tf.function(jit_compile=True)
     def prefill(token_ids):
-        trace_counts["prefill"] += 1
         logits, state = model.prefill(token_ids, model.initial_state(batch, max_length))
         return logits[:, -1], state
 
@@ -204,7 +212,6 @@ def _write_column(ids, column, position):
 def _make_sample_loop(model, sampler, shape):
     @tf.function(jit_compile=True)
     def run(carry, steps, **constants):
-        trace_counts["sample"] += 1
         return sampling_loop(model, sampler, carry, steps, **constants)
 
     return run
@@ -253,7 +260,6 @@ def _make_beam_loop(model, sampler, shape):
 
     @tf.function(jit_compile=True)
     def run(ids, state, logits, position, lengths, max_new_tokens, end_id, pad_id, banned):
-        trace_counts["beam"] += 1
         rows = ids.shape[0]  # static: the loop keeps every shape
         batch = rows // beam_width
         vocabulary = logits.shape[-1]

@@ -1,0 +1,184 @@
+"""The one description of an exported model's step API: sizes, signatures, state.
+
+`ExportSchema.of(model, prefill_lengths)` reads the model once: vocabulary
+size, sequence length, the prefill lengths (checked), and every state
+tensor (name, shape without the batch, dtype) from
+`model.initial_state(1, model.sequence_length)`, tensor by tensor, so layers
+may differ in shape. Everything the export writes about the step API is
+derived from it:
+
+- `tensor_specs(signature, batch_size)`: the `tf.TensorSpec`s of a
+  signature's inputs (batch `None` for the SavedModel, 1 for TFLite);
+- `signature_entries()` and `state_entries()`: the `signatures` and `state`
+  entries of the bundle's `metadata.json` and of the `.tflite` file's
+  embedded metadata (`{name, shape, dtype}`, batch 1), which
+  `keras_lm.export.litert_runner` checks a file's signatures against;
+- `zero_state(batch_size)`: the zero state in NumPy.
+
+Signatures: `prefill_{N}` (`N` tokens from position 0; `prefill` alone: any
+number of tokens) and `decode` (one token at `position`). Inputs:
+`token_ids`, for `decode` also `position`, then the state tensors sorted by
+name; outputs: `logits`, then the same state tensors.
+
+Only NumPy is imported at module level: TensorFlow is imported by the one
+method that builds TensorSpecs.
+
+Example:
+>>> from keras_lm.models import LSTMLM
+>>> model = LSTMLM.from_preset("tiny", vocabulary_size=259)
+>>> schema = ExportSchema.of(model, prefill_lengths=(8,))
+>>> schema.signature_names, schema.state_names
+(('prefill_8', 'decode'), ('layer_0_c', 'layer_0_h'))
+>>> [entry["shape"] for entry in schema.signature_entries()["decode"]["inputs"]][:2]
+[[1], []]
+"""
+
+import dataclasses
+import operator
+import re
+
+import numpy as np
+
+from keras_lm.errors import UsageError
+
+_PREFILL = re.compile(r"^prefill(?:_(\d+))?$")
+
+
+@dataclasses.dataclass(frozen=True)
+class StateTensor:
+    """One state tensor: its name, shape without the batch, and dtype name."""
+
+    name: str
+    shape: tuple
+    dtype: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportSchema:
+    """What an exported step API takes and returns (see the module docstring).
+
+    Attributes:
+        vocabulary_size: logits per position.
+        sequence_length: positions a text may reach (the cache length).
+        prefill_lengths: the `N` of each `prefill_{N}` signature, ascending.
+        state: `StateTensor`s, sorted by name.
+    """
+
+    vocabulary_size: int
+    sequence_length: int
+    prefill_lengths: tuple
+    state: tuple
+
+    @classmethod
+    def of(cls, model, prefill_lengths=None):
+        """The schema of `model`'s step API; `prefill_lengths` is checked (None: no prefill_N)."""
+        sequence_length = int(model.sequence_length)
+        initial = model.initial_state(1, sequence_length)
+        state = tuple(
+            StateTensor(name, tuple(int(d) for d in initial[name].shape[1:]),
+                        _dtype_name(initial[name].dtype))
+            for name in sorted(initial)
+        )
+        lengths = ()
+        if prefill_lengths is not None:
+            lengths = check_prefill_lengths(prefill_lengths, sequence_length)
+        return cls(int(model.vocabulary_size), sequence_length, lengths, state)
+
+    @property
+    def state_names(self):
+        return tuple(tensor.name for tensor in self.state)
+
+    @property
+    def signature_names(self):
+        """`prefill_{N}` per prefill length, then `decode`."""
+        return tuple(f"prefill_{n}" for n in self.prefill_lengths) + ("decode",)
+
+    def inputs(self, signature, batch_size=1):
+        """`[{name, shape, dtype}]` of `signature`'s inputs (`None`: any size)."""
+        if signature == "decode":
+            ids = [_entry("token_ids", [batch_size], "int32"), _entry("position", [], "int32")]
+        else:
+            ids = [_entry("token_ids", [batch_size, _prefill_length(signature)], "int32")]
+        return ids + self.state_entries(batch_size)
+
+    def outputs(self, signature, batch_size=1):
+        """`[{name, shape, dtype}]` of `signature`'s outputs: `logits`, then the state."""
+        if signature == "decode":
+            logits = [batch_size, self.vocabulary_size]
+        else:
+            logits = [batch_size, _prefill_length(signature), self.vocabulary_size]
+        return [_entry("logits", logits, "float32")] + self.state_entries(batch_size)
+
+    def state_entries(self, batch_size=1):
+        """`[{name, shape, dtype}]` of the state, sorted by name (metadata `state`)."""
+        return [_entry(t.name, [batch_size, *t.shape], t.dtype) for t in self.state]
+
+    def signature_entries(self):
+        """`{signature: {"inputs": [...], "outputs": [...]}}` at batch 1 (metadata `signatures`)."""
+        return {
+            name: {"inputs": self.inputs(name), "outputs": self.outputs(name)}
+            for name in self.signature_names
+        }
+
+    def zero_state(self, batch_size=1):
+        """`{name: np.ndarray}` of zeros: the state before the first token."""
+        return {t.name: np.zeros((batch_size, *t.shape), t.dtype) for t in self.state}
+
+    def tensor_specs(self, signature, batch_size):
+        """`{name: tf.TensorSpec}` of `signature`'s inputs, in input order.
+
+        `signature` is `decode`, `prefill_{N}`, or `prefill` (any number of
+        tokens); `batch_size` None leaves the batch open (SavedModel).
+        """
+        # Imported here, not at the top: the rest of the schema (the metadata
+        # entries, the zero state) is plain NumPy.
+        import tensorflow as tf
+
+        return {
+            entry["name"]: tf.TensorSpec(entry["shape"], entry["dtype"], name=entry["name"])
+            for entry in self.inputs(signature, batch_size)
+        }
+
+
+def check_prefill_lengths(prefill_lengths, sequence_length):
+    """`prefill_lengths` as a sorted tuple of distinct ints in `[1, sequence_length]`.
+
+    Example:
+    >>> check_prefill_lengths([32, 8, 8], 64)
+    (8, 32)
+    """
+    try:
+        lengths = sorted({operator.index(n) for n in prefill_lengths})
+    except (TypeError, ValueError):
+        raise UsageError(
+            f"prefill_lengths must be a list of ints, got {prefill_lengths!r}",
+            argument="prefill_lengths",
+        ) from None
+    if not lengths:
+        raise UsageError(
+            "prefill_lengths must name at least one length, got none", argument="prefill_lengths"
+        )
+    bad = [n for n in lengths if not 1 <= n <= sequence_length]
+    if bad:
+        raise UsageError(
+            f"prefill_lengths must be in [1, sequence_length={sequence_length}], got {bad}",
+            argument="prefill_lengths",
+        )
+    return tuple(lengths)
+
+
+def _prefill_length(signature):
+    """`N` of `prefill_{N}`; None for `prefill` (any length)."""
+    match = _PREFILL.match(signature)
+    if not match:
+        raise ValueError(f"signature must be prefill, prefill_N or decode, got {signature!r}")
+    return int(match.group(1)) if match.group(1) else None
+
+
+def _entry(name, shape, dtype):
+    return {"name": name, "shape": list(shape), "dtype": dtype}
+
+
+def _dtype_name(dtype):
+    """`"float32"` for a TensorFlow, NumPy or Keras dtype."""
+    return getattr(dtype, "name", None) or str(dtype)
