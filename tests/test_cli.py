@@ -1,7 +1,6 @@
 """The `keras-lm` command line, end to end, on a tiny corpus."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

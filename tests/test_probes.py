@@ -12,7 +12,7 @@ from keras_lm.errors import UsageError
 from keras_lm.probes import AnswerScores
 from keras_lm.probes.runner import run_probe
 
-INDUCTION = dict(task="induction", sequence_length=32, vocab_size=16)
+INDUCTION = dict(task="induction", sequence_length=32, vocabulary_size=16)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def save_untrained(directory, family):
     from keras_lm.io_utils import write_json
     from keras_lm.models import MODELS
 
-    task = Task(INDUCTION["task"], INDUCTION["sequence_length"], INDUCTION["vocab_size"])
+    task = Task(INDUCTION["task"], INDUCTION["sequence_length"], INDUCTION["vocabulary_size"])
     tokenizer = task_tokenizer(task)
     model = MODELS[family].from_preset("tiny", vocabulary_size=tokenizer.vocabulary_size,
                                        sequence_length=32, pad_id=tokenizer.pad_id)

@@ -127,14 +127,7 @@ def sample_windows(files, tokenizer, length, count, *, argument="files"):
     >>> sample_windows([path], ByteTokenizer(), 8, 3).shape
     (3, 9)
     """
-    try:
-        files = resolve_files(files, argument)
-    except UsageError as error:
-        # resolve_files names `argument` at the start of its messages but does
-        # not record it; recorded here, so that callers can map it (a CLI flag).
-        if error.argument is not None or not str(error).startswith(argument):
-            raise
-        raise UsageError(str(error), argument=argument) from None
+    files = resolve_files(files, argument)
     chosen = [files[int(i)] for i in np.linspace(0, len(files) - 1, min(count, len(files)))]
     per_file = -(-count // len(chosen))
     rng = np.random.default_rng(0)

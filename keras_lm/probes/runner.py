@@ -77,7 +77,8 @@ def _probe_batches(model, tokenizer, config, files, batches, batch_size):
             raise UsageError(f"files: {config['task']!r} is a task run; its probes read "
                              "the task's own validation stream (leave files out)",
                              argument="files")
-        task = Task(config["task"], length, config.get("vocab_size"),
+        # The task's ids: `vocabulary_size` (`vocab_size` in runs written before 0.2).
+        task = Task(config["task"], length, config.get("vocab_size", config.get("vocabulary_size")),
                     **config.get("task_args", {}))
         stream = task_dataset(task, batch_size, seed=config.get("seed", 0), split="validation",
                               num_batches=batches)

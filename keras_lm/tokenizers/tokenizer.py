@@ -1,11 +1,8 @@
 """The base of our tokenizers: special ids, in-graph encode/decode, save/load."""
 
-import json
-import os
 
 import tensorflow as tf
 
-from keras_lm.errors import UsageError
 from keras_lm.io_utils import write_json
 from keras_lm.tokenizers.normalization import check_normalization, normalize_graph
 
