@@ -20,7 +20,7 @@ def warmup_cosine(learning_rate, total_steps, warmup_steps=None, final_fraction=
     (0.001, 0.0001)
     """
     if total_steps is None or total_steps <= 0:
-        raise UsageError(f"total_steps must be > 0, got {total_steps}")
+        raise UsageError(f"total_steps must be > 0, got {total_steps}", argument="total_steps")
     if warmup_steps is None:
         warmup_steps = min(max(total_steps // 20, 1), 500)
     warmup_steps = min(int(warmup_steps), int(total_steps))

@@ -25,7 +25,7 @@ from absl import flags
 from keras_lm.cli.app import run_subcommand
 from keras_lm.errors import UsageError
 from keras_lm.export.exported import load_exported
-from keras_lm.generation import SAMPLERS, generate, get_sampler, stream
+from keras_lm.generation import SAMPLERS, encode_prompts, generate, get_sampler, stream
 from keras_lm.model_dir import load_model_dir
 
 # Each subcommand has its own flags, so they can share names (--batch_size).
@@ -107,6 +107,10 @@ def main():
     if max_new_tokens is None:
         prompt_tokens = 1 + len(tokenizer.encode(FLAGS.prompt))
         max_new_tokens = max(1, min(DEFAULT_NEW_TOKENS, model.sequence_length - prompt_tokens))
+    # The prompt must fit before any of it is echoed (an error after the
+    # user's whole prompt would be lost in it).
+    encode_prompts(tokenizer, [FLAGS.prompt], max_new_tokens, model.sequence_length,
+                   options["truncate"])
     if FLAGS.num_samples == 1 and name != "beam":
         sys.stdout.write(FLAGS.prompt)
         sys.stdout.flush()

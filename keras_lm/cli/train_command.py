@@ -42,6 +42,11 @@ def config_from_flags():
     values["task_args"] = task_args_from(FLAGS)
     given = given_settings(FLAGS, SETTINGS)
     values.update(given)
+    # A recipe's sample length is a cap: a shorter context given on the
+    # command line shortens the samples rather than failing.
+    if "sample_tokens" not in given and values.get("sample_tokens") is not None:
+        context = values.get("sequence_length", TrainConfig.sequence_length)
+        values["sample_tokens"] = min(values["sample_tokens"], context - 1) or None
     # A run length given in steps or epochs replaces a recipe's clock.
     if ("steps" in given or "epochs" in given) and "train_minutes" not in given:
         values["train_minutes"] = None

@@ -98,9 +98,9 @@ def stream(
     True
     """
     if not isinstance(prompt, str):
-        raise UsageError(f"prompt: stream takes one string, got {type(prompt).__name__}")
+        raise UsageError(f"prompt: stream takes one string, got {type(prompt).__name__}", argument="prompt")
     if sampler == "beam" or isinstance(sampler, BeamSampler):
-        raise UsageError("sampler: beam search cannot stream (use generate)")
+        raise UsageError("sampler: beam search cannot stream (use generate)", argument="sampler")
     emitted = ""
     for (text,) in _generate_texts(
         model, tokenizer, prompt, max_new_tokens, sampler,
@@ -115,16 +115,15 @@ def stream(
 def encode_prompts(tokenizer, prompts, max_new_tokens, context, truncate=None):
     """Token ids `<bos> prompt` per prompt, checked (or cut) to fit the context."""
     if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens <= 0:
-        raise UsageError(f"max_new_tokens must be an integer > 0, got {max_new_tokens!r}")
+        raise UsageError(f"max_new_tokens must be an integer > 0, got {max_new_tokens!r}", argument="max_new_tokens")
     if max_new_tokens >= context:
         raise UsageError(
             f"max_new_tokens must be < the model's context of {context} tokens "
-            f"(one is the prompt's <bos>), got {max_new_tokens}"
-        )
+            f"(one is the prompt's <bos>), got {max_new_tokens}", argument="max_new_tokens")
     if truncate not in TRUNCATE:
-        raise UsageError(f"truncate must be None or 'left', got {truncate!r}")
+        raise UsageError(f"truncate must be None or 'left', got {truncate!r}", argument="truncate")
     if not prompts or not all(isinstance(p, str) for p in prompts):
-        raise UsageError(f"prompts must be a string or a non-empty list of strings, got {prompts!r}")
+        raise UsageError(f"prompts must be a string or a non-empty list of strings, got {prompts!r}", argument="prompts")
     room = context - max_new_tokens
     encoded = []
     for prompt in prompts:
@@ -134,8 +133,7 @@ def encode_prompts(tokenizer, prompts, max_new_tokens, context, truncate=None):
                 raise UsageError(
                     f"prompt: {len(ids)} tokens (with <bos>) + max_new_tokens={max_new_tokens} "
                     f"exceed the model's context of {context} tokens; shorten it, lower "
-                    f"max_new_tokens, or truncate='left' (--truncate=left)"
-                )
+                    f"max_new_tokens, or truncate='left'", argument="prompt")
             logger.warning(
                 "prompt truncated from the left: kept its last %d of %d tokens "
                 "to fit the context of %d with max_new_tokens=%d",
@@ -153,10 +151,10 @@ def _generate_texts(
     sampler = get_sampler(sampler, **{k: v for k, v in options.items() if v is not None})
     sampler.validate(model.vocabulary_size)
     if seed is not None and not isinstance(seed, (int, np.integer)):
-        raise UsageError(f"seed must be an integer or None, got {seed!r}")
+        raise UsageError(f"seed must be an integer or None, got {seed!r}", argument="seed")
     stops = [stop] if isinstance(stop, str) else list(stop or [])
     if any(not isinstance(s, str) or not s for s in stops):
-        raise UsageError(f"stop must be a non-empty string or a list of them, got {stop!r}")
+        raise UsageError(f"stop must be a non-empty string or a list of them, got {stop!r}", argument="stop")
     batch = encode_prompts(
         tokenizer, [prompts] if isinstance(prompts, str) else list(prompts),
         max_new_tokens, model.sequence_length, truncate,

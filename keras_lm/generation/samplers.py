@@ -32,7 +32,7 @@ class Sampler:
 
     def __init__(self, temperature=1.0):
         if not temperature >= 0:
-            raise UsageError(f"temperature must be >= 0 (0 means greedy), got {temperature}")
+            raise UsageError(f"temperature must be >= 0 (0 means greedy), got {temperature}", argument="temperature")
         self.temperature = float(temperature)
 
     def __call__(self, logits, seed):
@@ -82,7 +82,7 @@ class TopKSampler(Sampler):
     def __init__(self, top_k, temperature=1.0):
         super().__init__(temperature)
         if not (isinstance(top_k, int) and top_k > 0):
-            raise UsageError(f"top_k must be an integer > 0, got {top_k!r}")
+            raise UsageError(f"top_k must be an integer > 0, got {top_k!r}", argument="top_k")
         self.top_k = top_k
 
     def filter_logits(self, logits):
@@ -92,8 +92,7 @@ class TopKSampler(Sampler):
     def validate(self, vocabulary_size):
         if self.top_k > vocabulary_size:
             raise UsageError(
-                f"top_k must be <= the vocabulary size {vocabulary_size}, got {self.top_k}"
-            )
+                f"top_k must be <= the vocabulary size {vocabulary_size}, got {self.top_k}", argument="top_k")
 
     def _key(self):
         return (*super()._key(), self.top_k)
@@ -107,7 +106,7 @@ class TopPSampler(Sampler):
     def __init__(self, top_p, temperature=1.0):
         super().__init__(temperature)
         if not 0 < top_p <= 1:
-            raise UsageError(f"top_p must be in (0, 1], got {top_p}")
+            raise UsageError(f"top_p must be in (0, 1], got {top_p}", argument="top_p")
         self.top_p = float(top_p)
 
     def filter_logits(self, logits):
@@ -129,15 +128,14 @@ class BeamSampler(Sampler):
     def __init__(self, beam_width):
         super().__init__(temperature=0.0)
         if not (isinstance(beam_width, int) and beam_width >= 1):
-            raise UsageError(f"beam_width must be an integer >= 1, got {beam_width!r}")
+            raise UsageError(f"beam_width must be an integer >= 1, got {beam_width!r}", argument="beam_width")
         self.beam_width = beam_width
 
     def validate(self, vocabulary_size):
         if self.beam_width > vocabulary_size:
             raise UsageError(
                 f"beam_width must be <= the vocabulary size {vocabulary_size}, "
-                f"got {self.beam_width}"
-            )
+                f"got {self.beam_width}", argument="beam_width")
 
     def _key(self):
         return (*super()._key(), self.beam_width)
@@ -192,7 +190,7 @@ def get_sampler(sampler="greedy", *, temperature=None, top_k=None, top_p=None, b
     if isinstance(sampler, Sampler):
         return sampler
     if sampler not in _SAMPLER_CLASSES:
-        raise UsageError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+        raise UsageError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}", argument="sampler")
     options = {
         "temperature": temperature, "top_k": top_k, "top_p": top_p, "beam_width": beam_width
     }
@@ -202,6 +200,6 @@ def get_sampler(sampler="greedy", *, temperature=None, top_k=None, top_p=None, b
         raise UsageError(f"{unused[0]} is not an option of sampler={sampler!r}")
     missing = [name for name, p in parameters.items() if p.default is p.empty and options[name] is None]
     if missing:
-        raise UsageError(f"sampler={sampler!r} needs {missing[0]}")
+        raise UsageError(f"sampler={sampler!r} needs {missing[0]}", argument="sampler")
     given = {name: options[name] for name in parameters if options[name] is not None}
     return _SAMPLER_CLASSES[sampler](**given)

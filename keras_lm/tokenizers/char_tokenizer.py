@@ -36,8 +36,7 @@ class CharTokenizer(Tokenizer):
         if bad or len(set(vocabulary)) != len(vocabulary) or _REPLACEMENT in vocabulary:
             raise UsageError(
                 "vocabulary must hold distinct single characters (not U+FFFD), "
-                f"got {bad[:3] or 'duplicates or U+FFFD'}"
-            )
+                f"got {bad[:3] or 'duplicates or U+FFFD'}", argument="vocabulary")
         self.vocabulary = vocabulary
         pieces = [b"", b"", b"", _REPLACEMENT.encode()]
         pieces += [c.encode("utf-8", "surrogatepass") for c in vocabulary]

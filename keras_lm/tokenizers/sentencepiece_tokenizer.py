@@ -56,7 +56,7 @@ class SentencePieceTokenizer(Tokenizer):
         processor = sentencepiece.SentencePieceProcessor(model_proto=self.proto)
         special = [processor.id_to_piece(i) for i in range(len(SPECIALS))]
         if special != list(SPECIALS):
-            raise UsageError(f"proto: ids 0-3 must be {', '.join(SPECIALS)}, got {special}")
+            raise UsageError(f"proto: ids 0-3 must be {', '.join(SPECIALS)}, got {special}", argument="proto")
         pieces = [b"", b"", b"", "\ufffd".encode()]
         for i in range(len(SPECIALS), processor.get_piece_size()):
             piece = processor.id_to_piece(i)

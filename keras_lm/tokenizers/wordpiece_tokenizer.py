@@ -65,8 +65,7 @@ class WordPieceTokenizer(Tokenizer):
         if vocabulary[: len(SPECIALS)] != list(SPECIALS) or len(set(vocabulary)) != len(vocabulary):
             raise UsageError(
                 f"vocabulary must start with {', '.join(SPECIALS)} and hold distinct pieces, "
-                f"got {vocabulary[:4]}"
-            )
+                f"got {vocabulary[:4]}", argument="vocabulary")
         self.vocabulary = vocabulary
         pieces = [b"", b"", b"", "\ufffd".encode()]
         pieces += [(p[len(SUFFIX):] if p.startswith(SUFFIX) else p).encode() for p in vocabulary[4:]]

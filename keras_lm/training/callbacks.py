@@ -184,12 +184,14 @@ class RunCallbacks:
     all: list
 
 
-def run_callbacks(config, source, run_dir, tokenizer, validation_data, hparams, clock=None):
+def run_callbacks(config, source, run_dir, tokenizer, validation_data, hparams, clock=None,
+                  progress=None):
     """The callbacks of a run, in the order they must run.
 
     The clock (a `WallClockSchedule`, when the run is timed) sets the
     learning rate first; `LanguageModelLogs` adds bits per byte and
-    throughput before TensorBoard writes the logs; then the samples (text
+    throughput before the console (`progress`, a `ProgressLog`) and
+    TensorBoard write the logs; then the samples (text
     sources), TensorBoard with keras_lm's views, the best checkpoint, the
     resume backup (two copies: a crash while one is written leaves the other
     whole) and `TerminateOnNaN`. Only the chief draws the views: they only
@@ -200,11 +202,11 @@ def run_callbacks(config, source, run_dir, tokenizer, validation_data, hparams, 
     log_dir = os.path.join(run_dir.write_dir, "logs")
     logs = LanguageModelLogs(config.batch_size * config.sequence_length, source.tokens_per_byte,
                              source.val_tokens_per_byte)
-    callbacks = ([clock] if clock else []) + [logs, keras.callbacks.TerminateOnNaN()]
+    callbacks = [c for c in (clock, logs, progress) if c] + [keras.callbacks.TerminateOnNaN()]
     if config.samples and chief and source.has_text:
         callbacks.append(SampleWriter(
             tokenizer, config.sample_prompts, log_dir=os.path.join(log_dir, "samples"),
-            samples_path=run_dir.own_path("samples.txt"), max_new_tokens=config.sample_tokens,
+            samples_path=run_dir.own_path("samples.txt"), max_new_tokens=config.sample_length(),
             temperature=config.temperature))
     views = tensorboard_callbacks(
         log_dir, tokenizer, validation_data, None,

@@ -21,6 +21,8 @@ from keras_lm.training.distribute import STRATEGIES, check_strategy
 from keras_lm.training.recipes import RECIPES
 
 PRECISIONS = ("float32", "mixed_bfloat16")
+# Samples are at most this long unless --sample_tokens says otherwise.
+DEFAULT_SAMPLE_TOKENS = 200
 
 
 def setting(default, help, *, choices=None, flag=None, factory=None):
@@ -98,7 +100,9 @@ class TrainConfig:
     output_dir: str = setting(None, "Output directory (default: saved_models/<recipe>).")
     sample_prompts: list = setting(None, "Prompt of the samples (repeatable).",
                                    flag="sample_prompt", factory=lambda: [""])
-    sample_tokens: int = setting(200, "Tokens per sample.")
+    sample_tokens: int = setting(
+        None, f"Tokens per sample (default: up to {DEFAULT_SAMPLE_TOKENS}, as many as fit the "
+        "context).")
     temperature: float = setting(0.8, "Sampling temperature of the samples.")
     shuffle_buffer: int = setting(2048, "Windows in the shuffle buffer.")
     verbose: int = setting(1, "0 silent, 1 progress bar, 2 one line per interval.")
@@ -129,7 +133,7 @@ class TrainConfig:
         """Raises `UsageError` naming the setting for the first bad one."""
         self._validate_model()
         for name, minimum in (("sequence_length", 2), ("batch_size", 1), ("steps", 1),
-                              ("eval_interval", 1), ("val_steps", 1), ("sample_tokens", 1)):
+                              ("eval_interval", 1), ("val_steps", 1)):
             _at_least(name, getattr(self, name), minimum)
         if self.task is not None:
             self.make_task()  # the task checks its own parameters
@@ -182,7 +186,9 @@ class TrainConfig:
                 f"sentencepiece_model_type={self.sentencepiece_model_type}: only used by "
                 f"tokenizer=sentencepiece, got tokenizer={self.tokenizer}",
                 argument="sentencepiece_model_type")
-        if self.sample_tokens >= self.sequence_length:
+        if self.sample_tokens is not None:
+            _at_least("sample_tokens", self.sample_tokens, 1)
+        if self.sample_tokens is not None and self.sample_tokens >= self.sequence_length:
             raise UsageError(
                 f"sample_tokens must be < sequence_length={self.sequence_length} "
                 f"(samples fit the model's context), got {self.sample_tokens}",
@@ -190,6 +196,12 @@ class TrainConfig:
         if not 0 < self.validation_fraction < 1:
             raise UsageError(f"validation_fraction must be in (0, 1), got "
                              f"{self.validation_fraction}", argument="validation_fraction")
+
+    def sample_length(self):
+        """Tokens per sample: `sample_tokens`, else as many as fit (at most 200)."""
+        if self.sample_tokens is not None:
+            return self.sample_tokens
+        return max(1, min(DEFAULT_SAMPLE_TOKENS, self.sequence_length - 1))
 
     def make_task(self):
         """The run's `Task` (raises UsageError naming a bad parameter)."""

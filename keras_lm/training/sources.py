@@ -42,6 +42,9 @@ class TextSource:
 
     has_text = True  # samples and bits per byte make sense
     probe_text = DEFAULT_PROBE_TEXT
+    final_scores_note = (f"evaluating on the validation text (up to {FINAL_EVAL_TOKENS:,} "
+                         "tokens)...")
+    split_note = None  # what was done when the files could not be split by file
 
     def __init__(self, config):
         self.config = config
@@ -94,8 +97,6 @@ class TextSource:
 
     def final_scores(self, model, tokenizer, history):
         """Loss, perplexity and bits per byte on the validation files, and xz's figure."""
-        print(f"evaluating on the validation files (up to {FINAL_EVAL_TOKENS:,} tokens)...",
-              flush=True)
         scores = evaluate_files(model, tokenizer, self.val_files,
                                 batch_size=self.config.batch_size,
                                 tokens_per_byte=self.val_tokens_per_byte,
@@ -116,6 +117,8 @@ class TaskSource:
 
     has_text = False
     tokens_per_byte = val_tokens_per_byte = None
+    final_scores_note = f"scoring the answers of {FINAL_EVAL_BATCHES} held-out batches..."
+    split_note = None
 
     def __init__(self, config):
         self.config = config
@@ -148,7 +151,6 @@ class TaskSource:
                     val_tokens_per_byte=None)
 
     def final_scores(self, model, tokenizer, history):
-        print(f"scoring the answers of {FINAL_EVAL_BATCHES} held-out batches...", flush=True)
         scores = evaluate_task(model, self.task, batch_size=self.config.batch_size,
                                num_batches=FINAL_EVAL_BATCHES, seed=self.config.seed,
                                split="test")

@@ -2,6 +2,7 @@
 
 import math
 import os
+import shlex
 import time
 
 import keras
@@ -10,6 +11,7 @@ from keras_lm import compat
 from keras_lm.generation import generate
 from keras_lm.models import MODELS
 from keras_lm.training.callbacks import WallClockSchedule, run_callbacks
+from keras_lm.training.console import Console, ProgressLog, format_duration
 from keras_lm.training.distribute import make_strategy, weights_digest
 from keras_lm.training.run_directory import RunDirectory
 from keras_lm.training.sources import make_source
@@ -35,6 +37,7 @@ def train(config):
     """
     started = time.time()
     config.validate()
+    console = Console(config.verbose)
     # First: a strategy may configure TensorFlow's runtime (logical CPUs,
     # collective ops), which is only possible before it starts.
     distribution = make_strategy(config.strategy, config.devices, config.batch_size)
@@ -60,22 +63,28 @@ def train(config):
         resolved = resolved_config(config, source, model, distribution, steps,
                                    interval, run_dir.root)
         run_dir.start(resolved, tokenizer)
-        _log(start_line(config, source, model, distribution, steps, clock))
+        console.line(start_line(config, source, model, distribution, steps, clock))
+        if source.split_note:
+            console.line(source.split_note)
         train_ds, val_ds = (distribution.shard(d) for d in source.datasets(tokenizer))
+        progress = ProgressLog(console, steps, config.batch_size * config.sequence_length,
+                               clock.seconds if clock else None, started)
         callbacks = run_callbacks(config, source, run_dir, tokenizer, val_ds,
-                                  resolved if config.hparams else None, clock)
+                                  resolved if config.hparams else None, clock, progress)
         if run_dir.resuming:
-            _log(f"resuming from the backup in {run_dir.backup_dir}")
+            console.line(f"resuming from the backup in {run_dir.backup_dir}")
         with compat.quiet_keras_data_warnings():
             history = model.fit(train_ds, epochs=steps // interval, steps_per_epoch=interval,
                                 validation_data=val_ds, callbacks=callbacks.all,
-                                verbose=config.verbose, shuffle=False)  # data shuffles itself
+                                verbose=0, shuffle=False)  # ProgressLog prints; data shuffles
         digest = weights_digest(model)
-        _log(f"final weights digest: {digest}")
+        if distribution.name != "default":  # each worker's, to compare them
+            console.line(f"final weights digest: {digest}")
         trained_steps = int(model.optimizer.iterations.numpy())
         if not distribution.is_chief:  # the chief saves and evaluates the same weights
             return {"steps": trained_steps, "weights_digest": digest}
         run_dir.save_model(model)
+        console.line(source.final_scores_note)
         metrics = {**final_metrics(config, source, model, tokenizer, history, clock),
                    "weights_digest": digest,
                    "train_loss": callbacks.logs.last_full_interval_loss(interval)}
@@ -84,8 +93,7 @@ def train(config):
             callbacks.hparams.write_metrics(metrics, trained_steps)
         metrics["wall_time_seconds"] = time.time() - started
         run_dir.write_metrics(metrics)
-        _log(summary(config, source, model, tokenizer, metrics))
-        _log(f"outputs in {run_dir.root}")
+        console.line(summary(config, source, model, tokenizer, metrics, run_dir.root))
         return metrics
     finally:
         run_dir.cleanup()
@@ -139,6 +147,7 @@ def resolved_config(config, source, model, distribution, steps, interval, root):
     return {
         **config.to_dict(), **source.facts(),
         "output_dir": root, "steps": steps, "eval_interval": interval,
+        "sample_tokens": config.sample_length(),
         "num_parameters": model.count_params(),
         "model_config": model.get_config(),
         "distribute": {**distribution.describe(config.batch_size, config.learning_rate),
@@ -167,21 +176,39 @@ def start_line(config, source, model, distribution, steps, clock):
     return line
 
 
-def summary(config, source, model, tokenizer, metrics):
-    """The closing lines: the held-out figures, and a sample for text runs."""
-    seconds = f"{metrics['wall_time_seconds']:.0f} s"
+def summary(config, source, model, tokenizer, metrics, root):
+    """The closing block: the held-out figures, the counts, where the outputs
+    are, a sample (text runs) and the next commands to try."""
+    lines = [f"done in {format_duration(metrics['wall_time_seconds'])}: "
+             f"{metrics['steps']:,} steps, {metrics['tokens_seen']:,} tokens seen"
+             + (" (stopped by the clock)" if metrics["stopped_by_clock"] else "")]
+    if source.has_text:
+        lines.append(f"validation: {metrics['val_bits_per_byte']:.3f} bits per byte "
+                     f"(xz -9e on the same text: {metrics['xz_val_bits_per_byte']:.3f}); "
+                     f"loss {metrics['val_loss']:.3f}, perplexity {metrics['val_perplexity']:.2f}")
+    else:
+        lines.append(f"{config.task}: exact match {metrics['exact_match']:.3f}, token accuracy "
+                     f"{metrics['token_accuracy']:.3f}, answer log-likelihood "
+                     f"{metrics['answer_log_likelihood']:.3f} nats")
+    lines.append(f"outputs in {root}: model.keras, tokenizer.json, config.json, metrics.json, "
+                 "logs/, checkpoints/")
+    if source.has_text:
+        prompt = config.sample_prompts[0]
+        sample = generate(model, tokenizer, prompt, config.sample_length(), sampler="temperature",
+                          temperature=config.temperature, seed=0, truncate="left")
+        lines.append(f"sample (temperature {config.temperature}):\n{prompt}{sample}")
+    lines.append("next:")
+    lines += [f"  {command}" for command in next_commands(source, root)]
+    return "\n".join(lines)
+
+
+def next_commands(source, root):
+    """The commands a user runs next on this run directory."""
+    directory = shlex.quote(root)
     if not source.has_text:
-        return (f"{config.task}: exact match {metrics['exact_match']:.3f}, token accuracy "
-                f"{metrics['token_accuracy']:.3f}, answer log-likelihood "
-                f"{metrics['answer_log_likelihood']:.3f} nats; {seconds}")
-    prompt = config.sample_prompts[0]
-    sample = generate(model, tokenizer, prompt, config.sample_tokens, sampler="temperature",
-                      temperature=config.temperature, seed=0, truncate="left")
-    return (f"validation: {metrics['val_bits_per_byte']:.3f} bits per byte "
-            f"(xz -9e on the same files: {metrics['xz_val_bits_per_byte']:.3f}); "
-            f"loss {metrics['val_loss']:.3f}, perplexity {metrics['val_perplexity']:.2f}; "
-            f"{seconds}\nsample:\n{prompt}{sample}")
-
-
-def _log(message):
-    print(message, flush=True)
+        return [f"keras-lm probe --model_dir={directory} --probe=icl_score",
+                f"tensorboard --logdir {shlex.quote(os.path.join(root, 'logs'))}"]
+    return [f"keras-lm generate --model_dir={directory} --prompt='def '",
+            f"keras-lm eval --model_dir={directory}",
+            f"keras-lm export --model_dir={directory}",
+            f"tensorboard --logdir {shlex.quote(os.path.join(root, 'logs'))}"]
