@@ -368,9 +368,10 @@ def run_files(corpus="pystdlib", train_files=None, val_files=None, validation_fr
     train_spans, val_spans = split_within_files(train, validation_fraction, min_validation_bytes)
     if not val_spans:
         raise UsageError(
-            f"val_files: cannot hold out validation text: {_count(train, 'file')} too few to "
+            f"val_files: cannot hold out validation text: the {_count(train, 'file')} do not "
             f"split by file, and no file's last {_percent(validation_fraction)} holds "
-            f"{min_validation_bytes:,} bytes; raise validation_fraction or pass val_files",
+            f"{min_validation_bytes:,} bytes (min_validation_bytes); raise "
+            "validation_fraction or pass val_files",
             argument="val_files")
     return RunFiles(train_spans, val_spans, "within_files", validation_fraction,
                     min_validation_bytes)
