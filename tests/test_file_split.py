@@ -33,9 +33,10 @@ def test_one_file_is_split_inside_at_a_line_boundary(tmp_path):
     size = os.path.getsize(path)
     train, val = files = data.run_files(train_files=path, validation_fraction=0.05)
     assert files.split == "within_files"
-    assert train == [FileSpan(path, 0, val[0].start)] and val == [FileSpan(path, val[0].start, size)]
+    assert train == [FileSpan(path, 0, val[0].start)]
+    assert val == [FileSpan(path, val[0].start, size)]
     # The tail is validation: train + validation bytes are the file, in order.
-    assert read(train[0]) + read(val[0]) == open(path, "rb").read()
+    assert read(train[0]) + read(val[0]) == read(data.span_of(path))
     assert read(train[0]).endswith(b"\n")  # no line cut in two
     assert read(val[0]).startswith(b"line ")
     assert val[0].start >= size * 0.95 and val[0].start - size * 0.95 < 25  # within one line
@@ -159,7 +160,7 @@ def test_text_dataset_reads_exactly_the_spans(tmp_path, monkeypatch):
     ids = np.concatenate([w[:-1] for w in data.token_windows([tail], chars, 30)])
     assert chars.unk_id not in ids
     assert chars.decode_text(ids[1:]) == read(tail).decode()[: len(ids) - 1]
-    x, y = next(iter(data.text_dataset([tail], BYTE, 8, 2)))
+    x, _ = next(iter(data.text_dataset([tail], BYTE, 8, 2)))
     assert set(x.numpy()[:, 1:].ravel()) <= set(read(tail))
     shuffled = data.token_windows(files, BYTE, 16, shuffle_files=True, seed=0)
     targets = np.concatenate([w[1:] for w in shuffled.as_numpy_iterator()])

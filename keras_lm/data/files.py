@@ -228,7 +228,7 @@ def can_split_by_file(files, validation_fraction=0.05):
 
 
 def split_point(path, validation_fraction):
-    """Where `path`'s validation tail starts: the first line start at or after its last `validation_fraction`.
+    """Where `path`'s validation tail starts: a line start near its last `validation_fraction`.
 
     The first byte that follows a newline and lies at or after byte
     `size * (1 - validation_fraction)` (never byte 0: the first line always

@@ -96,7 +96,11 @@ def token_windows(files, tokenizer, sequence_length, *, shuffle_files=False, rep
         order = tf.random.experimental.stateless_shuffle(
             tf.range(count, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), index])
         )
-        return files.batch(count).map(lambda *span: tuple(tf.gather(c, order) for c in span)).unbatch()
+
+        def reorder(*columns):  # path, start, end, file size
+            return tuple(tf.gather(column, order) for column in columns)
+
+        return files.batch(count).map(reorder).unbatch()
 
     files = passes.flat_map(one_pass)
     streams = min(STREAMS, count)
@@ -172,7 +176,7 @@ def _documents(tokenizer):
 
 
 def document_tokens(path, tokenizer, start, end, file_size):
-    """The chunks of ids of the bytes `[start, end)` of a file: `[<bos>]`, the text's ids..., `[<eos>]`.
+    """The chunks of ids of a file's bytes `[start, end)`: `[<bos>]`, the text's ids..., `[<eos>]`.
 
     `file_size` is the file's size: a fixed-length record reader skips
     `start` bytes of header and `file_size - end` of footer, and needs the

@@ -89,7 +89,7 @@ def sample_text(files, max_bytes, block_bytes=SAMPLE_BLOCK_BYTES):
 
 
 def count_invalid_utf8(files, block_bytes=1 << 20):
-    """A `TextSample` (no chunks kept) counting invalid UTF-8 over whole files (or spans), streaming."""
+    """A `TextSample` (no chunks kept) counting invalid UTF-8 in whole files or spans, streaming."""
     sample = TextSample(chunks=[])
     for path in files:
         decoder, counter = _counting_decoder()
