@@ -2,7 +2,19 @@
 
 from keras_lm.data.compression import xz_bits_per_byte
 from keras_lm.data.corpora import CORPORA, corpus_files, pystdlib_files
-from keras_lm.data.files import resolve_files, run_files, split_files
+from keras_lm.data.files import (
+    FileSpan,
+    RunFiles,
+    can_split_by_file,
+    describe_split,
+    read_span,
+    resolve_files,
+    run_files,
+    span_of,
+    split_files,
+    split_within_files,
+    total_bytes,
+)
 from keras_lm.data.text_dataset import (
     sample_windows,
     text_dataset,

@@ -2,12 +2,15 @@
 
 import lzma
 
+from keras_lm.data.files import read_span
+
 
 def xz_bits_per_byte(files, max_bytes=16 << 20):
     """Bits per byte of xz (preset 9 extreme), each file compressed on its own.
 
     Compressing each file alone is the fair reference for a language model
-    whose context is bounded: neither sees across files. At most `max_bytes`
+    whose context is bounded: neither sees across files. `files` are paths
+    or `FileSpan`s (each span compressed on its own). At most `max_bytes`
     are compressed (files in order, the last one cut), so a huge validation
     set costs bounded time and memory.
 
@@ -22,8 +25,7 @@ def xz_bits_per_byte(files, max_bytes=16 << 20):
     for path in files:
         if raw >= max_bytes:
             break
-        with open(path, "rb") as f:
-            data = f.read(max_bytes - raw)
+        data = read_span(path, max_bytes - raw)
         raw += len(data)
         compressed += len(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME))
     return 8 * compressed / max(raw, 1)

@@ -3,14 +3,17 @@
 `text_dataset` and `token_windows` stream every window of the files (for
 training and evaluation); `sample_windows` takes a few at random from the
 start of some of them (for calibrating and checking an exported model).
+Each takes paths and `FileSpan`s (byte ranges of files), mixed: a span is
+a document of its own, read from its first byte to its last.
 """
 
+import codecs
 import os
 
 import numpy as np
 import tensorflow as tf
 
-from keras_lm.data.files import resolve_files
+from keras_lm.data.files import read_span, resolve_files, span_of
 from keras_lm.errors import UsageError
 
 # Files are read in chunks of this many bytes, never whole.
@@ -34,7 +37,7 @@ def text_dataset(
 ):
     """A `tf.data.Dataset` of `(inputs, targets)` batches for language modelling.
 
-    Streams `files` (each read in 64 KiB chunks), encodes each as
+    Streams `files` (paths or `FileSpan`s, each read in 64 KiB chunks), encodes each as
     `<bos> text <eos>`, packs the token stream into windows of
     `sequence_length + 1` tokens (consecutive windows overlap by one token, so
     every token is a target exactly once), then shuffles windows in a bounded
@@ -78,12 +81,11 @@ def token_windows(files, tokenizer, sequence_length, *, shuffle_files=False, rep
     and a window's worth of tokens.
     """
     if not shuffle_files:
-        files = _files_with_sizes(files)
+        files = _spans_dataset(files)
         files = files.repeat() if repeat else files
-        return _pack(files.flat_map(lambda path, size: document_tokens(path, size, tokenizer)),
-                     int(sequence_length))
+        return _pack(files.flat_map(_documents(tokenizer)), int(sequence_length))
     count = len(files)
-    files = _files_with_sizes(files)
+    files = _spans_dataset(files)
     # A new order every pass, the same for every stream (each takes its own
     # share of it): a stateless shuffle keyed by (seed, pass). A stateful
     # `Dataset.shuffle` hands each stream's iterator a different order.
@@ -94,15 +96,18 @@ def token_windows(files, tokenizer, sequence_length, *, shuffle_files=False, rep
         order = tf.random.experimental.stateless_shuffle(
             tf.range(count, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), index])
         )
-        return files.batch(count).map(lambda p, s: (tf.gather(p, order), tf.gather(s, order))).unbatch()
+
+        def reorder(*columns):  # path, start, end, file size
+            return tuple(tf.gather(column, order) for column in columns)
+
+        return files.batch(count).map(reorder).unbatch()
 
     files = passes.flat_map(one_pass)
     streams = min(STREAMS, count)
 
     def stream(index):
         mine = files.shard(streams, index)  # every `streams`-th file of the order
-        return _pack(mine.flat_map(lambda path, size: document_tokens(path, size, tokenizer)),
-                     int(sequence_length))
+        return _pack(mine.flat_map(_documents(tokenizer)), int(sequence_length))
 
     return tf.data.Dataset.range(streams).interleave(
         stream, cycle_length=streams, block_length=1, num_parallel_calls=tf.data.AUTOTUNE,
@@ -115,7 +120,8 @@ def sample_windows(files, tokenizer, length, count, *, argument="files"):
 
     Spread over the files: up to `count` of them, evenly spaced in sorted
     order, each giving windows at seeded random offsets within its first
-    `SAMPLE_SOURCE_BYTES` (its text after `<bos>`). The same files give the
+    `SAMPLE_SOURCE_BYTES` (its text after `<bos>`; a span's own first bytes,
+    invalid UTF-8 replaced by U+FFFD). The same files give the
     same windows. Raises UsageError naming `argument` when the files cannot
     be read or hold too little text.
 
@@ -134,12 +140,14 @@ def sample_windows(files, tokenizer, length, count, *, argument="files"):
     windows = []
     for path in chosen:
         try:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                text = f.read(SAMPLE_SOURCE_BYTES)
+            raw = read_span(path, SAMPLE_SOURCE_BYTES)
         except OSError as error:
             raise UsageError(
-                f"{argument}: cannot read {path!r} ({error.strerror})", argument=argument
+                f"{argument}: cannot read {str(path)!r} ({error.strerror})", argument=argument
             ) from None
+        # A character cut by the byte budget is dropped, not replaced.
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        text = decoder.decode(raw, final=len(raw) < SAMPLE_SOURCE_BYTES)
         ids = np.concatenate([[tokenizer.bos_id], tokenizer.encode(text).numpy()])
         if len(ids) > length:
             for start in rng.integers(0, len(ids) - length, per_file):
@@ -152,23 +160,45 @@ def sample_windows(files, tokenizer, length, count, *, argument="files"):
     return np.stack(windows[:count])
 
 
-def _files_with_sizes(files):
-    files = [str(f) for f in files]
-    sizes = [os.path.getsize(f) for f in files]
-    return tf.data.Dataset.from_tensor_slices((files, tf.constant(sizes, tf.int64)))
+def _spans_dataset(files):
+    """`(path, start, end, file size)` of each of `files` (paths or spans)."""
+    spans = [span_of(f) for f in files]
+    sizes = [os.path.getsize(span.path) for span in spans]
+    columns = ([s.path for s in spans], [s.start for s in spans], [s.end for s in spans], sizes)
+    return tf.data.Dataset.from_tensor_slices(
+        (tf.constant(columns[0], tf.string), *(tf.constant(c, tf.int64) for c in columns[1:])))
 
 
-def document_tokens(path, size, tokenizer):
-    """The chunks of ids of one file: `[<bos>]`, the text's ids..., `[<eos>]`.
+def _documents(tokenizer):
+    """`document_tokens` as a `flat_map` function of `_spans_dataset`'s elements."""
+    return lambda path, start, end, file_size: document_tokens(
+        path, tokenizer, start, end, file_size)
 
-    `size` is the file's size in bytes: the reader needs it to read the last,
-    shorter chunk (a fixed-length record reader rejects a partial record).
+
+def document_tokens(path, tokenizer, start, end, file_size):
+    """The chunks of ids of a file's bytes `[start, end)`: `[<bos>]`, the text's ids..., `[<eos>]`.
+
+    `file_size` is the file's size: a fixed-length record reader skips
+    `start` bytes of header and `file_size - end` of footer, and needs the
+    sizes to read the last, shorter chunk (it rejects a partial record).
+
+    Example:
+    >>> import tempfile
+    >>> from keras_lm.tokenizers import ByteTokenizer
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.txt")
+    >>> _ = open(path, "w").write("head\\ntail\\n")
+    >>> ds = document_tokens(path, ByteTokenizer(), 5, 10, 10)
+    >>> bytes(int(i) for i in tf.concat(list(ds), 0)[1:-1])
+    b'tail\\n'
     """
-    tail = size % CHUNK_BYTES
-    chunks = tf.data.FixedLengthRecordDataset(path, CHUNK_BYTES, footer_bytes=tail)
-    last = tf.data.FixedLengthRecordDataset(path, tf.maximum(tail, 1), header_bytes=size - tail)
+    start, end, file_size = (tf.cast(x, tf.int64) for x in (start, end, file_size))
+    tail = (end - start) % CHUNK_BYTES
+    chunks = tf.data.FixedLengthRecordDataset(
+        path, CHUNK_BYTES, header_bytes=start, footer_bytes=file_size - end + tail)
+    last = tf.data.FixedLengthRecordDataset(
+        path, tf.maximum(tail, 1), header_bytes=end - tail, footer_bytes=file_size - end)
     chunks = chunks.concatenate(last.take(tf.minimum(tail, 1)))
-    # An empty chunk marks the end of the file (real chunks are never empty).
+    # An empty chunk marks the end of the document (real chunks are never empty).
     chunks = chunks.concatenate(tf.data.Dataset.from_tensors(tf.constant("")))
     text = chunks.scan(tf.constant(""), _cut_at_character_boundary)
     ids = text.map(tokenizer.encode)
@@ -219,21 +249,20 @@ def _pack(token_chunks, sequence_length):
 def tokens_per_byte(files, tokenizer, max_bytes=8 << 20):
     """Predicted tokens per byte of text, over up to `max_bytes`.
 
+    `files` are paths or `FileSpan`s (a span is a document of its own).
     Converts a loss in nats per token into bits per byte, the scale on which
     models with different tokenizers (and xz) compare. A document of `n`
     ids is coded as `n + 1` predictions: its ids and `<eos>` (its `<bos>`
     is given, never predicted), so that is what is counted.
     """
     sample, total = [], 0
-    for path in files:
+    for item in files:
         if total >= max_bytes and sample:
             break
-        sample.append(path)
-        total += os.path.getsize(path)
+        sample.append(span_of(item))
+        total += sample[-1].size
     if total == 0:
         raise UsageError("cannot measure tokens per byte: the files hold no text")
-    ds = _files_with_sizes(sample).flat_map(
-        lambda path, size: document_tokens(path, size, tokenizer)
-    )
+    ds = _spans_dataset(sample).flat_map(_documents(tokenizer))
     tokens = ds.reduce(tf.constant(0, tf.int64), lambda n, ids: n + tf.size(ids, tf.int64))
     return (int(tokens) - len(sample)) / total  # less one <bos> per document

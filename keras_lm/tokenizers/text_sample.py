@@ -22,6 +22,8 @@ import logging
 
 import numpy as np
 
+from keras_lm.data.files import read_blocks, read_span
+
 logger = logging.getLogger("keras_lm")
 SAMPLE_BLOCK_BYTES = 1 << 16  # read from each chosen file at most
 
@@ -68,6 +70,7 @@ def sample_text(files, max_bytes, block_bytes=SAMPLE_BLOCK_BYTES):
     The files are visited in a fixed pseudo-random order (seed 0), so the
     sample covers the whole list, not its first files, and the same files
     give the same sample. Invalid UTF-8 is replaced by U+FFFD and counted.
+    `files` are paths or `keras_lm.data.FileSpan`s (a block from a span's start).
     """
     files = list(files)
     sample = TextSample(chunks=[])
@@ -75,8 +78,7 @@ def sample_text(files, max_bytes, block_bytes=SAMPLE_BLOCK_BYTES):
         if sample.bytes_read >= max_bytes:
             break
         path = files[index]
-        with open(path, "rb") as f:
-            data = f.read(min(block_bytes, max_bytes - sample.bytes_read))
+        data = read_span(path, min(block_bytes, max_bytes - sample.bytes_read))
         decoder, counter = _counting_decoder()
         sample.chunks.append(decoder.decode(data, final=False))
         sample.bytes_read += len(data)
@@ -87,14 +89,13 @@ def sample_text(files, max_bytes, block_bytes=SAMPLE_BLOCK_BYTES):
 
 
 def count_invalid_utf8(files, block_bytes=1 << 20):
-    """A `TextSample` (no chunks kept) counting invalid UTF-8 over whole files, streaming."""
+    """A `TextSample` (no chunks kept) counting invalid UTF-8 in whole files or spans, streaming."""
     sample = TextSample(chunks=[])
     for path in files:
         decoder, counter = _counting_decoder()
-        with open(path, "rb") as f:
-            while block := f.read(block_bytes):
-                decoder.decode(block)
-                sample.bytes_read += len(block)
+        for block in read_blocks(path, block_bytes):
+            decoder.decode(block)
+            sample.bytes_read += len(block)
         decoder.decode(b"", final=True)
         if counter[0]:
             sample.invalid_sequences += counter[0]
