@@ -93,5 +93,9 @@ def run_files(config):
             f"model_dir: this run trained on the synthetic task {config['task']!r}, not on "
             "text files; score it with `keras-lm probe` (or pass text files)",
             argument="model_dir")
-    fields = ("corpus", "train_files", "val_files", "validation_fraction")
-    return data.run_files(**{k: config[k] for k in fields if k in config})
+    fields = ("corpus", "train_files", "val_files", "validation_fraction", "validation_split",
+              "min_validation_bytes")
+    settings = {k: config[k] for k in fields if k in config}
+    # Runs recorded before the split inside files existed split by file.
+    settings.setdefault("validation_split", "by_file")
+    return data.run_files(**settings)

@@ -40,7 +40,7 @@ def corpus(tmp_path):
 # --- the command line ----------------------------------------------------------
 
 TINY = ["--recipe=tiny", "--sequence_length=32", "--batch_size=4", "--val_steps=1",
-        "--sample_tokens=8", "--verbose=2"]
+        "--sample_tokens=8"]
 
 
 def keras_lm(*args, timeout=600):

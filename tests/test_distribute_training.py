@@ -33,9 +33,20 @@ def finish(process, timeout=400):
     return out
 
 
-def interval_figures(stdout, name):
-    """The `name: value` figures of each `--verbose=2` interval line."""
-    return [float(v) for v in re.findall(rf"- {name}: ([0-9.]+)", stdout)]
+def interval_figures(output_dir, name):
+    """The values of `name` (`loss`, `gradient_norm`, `val_loss`) at each evaluation,
+    as TensorBoard recorded them."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    import tensorflow as tf
+
+    run, tag = ("validation", "epoch_loss") if name == "val_loss" else ("train", f"epoch_{name}")
+    events = EventAccumulator(str(output_dir / "logs" / run), size_guidance={"tensors": 0})
+    return [float(tf.make_ndarray(e.tensor_proto)) for e in events.Reload().Tensors(tag)]
+
+
+def evaluation_lines(stdout):
+    """The console's line of each evaluation (`step N  ...`)."""
+    return [line for line in stdout.splitlines() if line.startswith("step ")]
 
 
 def corpus_args(files):
@@ -51,7 +62,7 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(tmp_path):
     single = start([*common, f"--output_dir={tmp_path / 'one'}"])
     mirrored = start([*common, "--strategy=mirrored", "--devices=CPU:0,CPU:1",
                       f"--output_dir={tmp_path / 'two'}"])
-    single_out, mirrored_out = finish(single), finish(mirrored)
+    finish(single), finish(mirrored)
 
     config = json.loads((tmp_path / "two" / "config.json").read_text())["distribute"]
     assert config["num_replicas"] == 2 and config["per_replica_batch_size"] == 2
@@ -59,12 +70,13 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(tmp_path):
     assert config["learning_rate"] == 3e-3  # the recipe's, not scaled
     # Same global batches, same seed: the same training, to float rounding.
     for name in ("loss", "gradient_norm", "val_loss"):
-        one, two = interval_figures(single_out, name), interval_figures(mirrored_out, name)
-        assert len(one) == len(two) == 2, (name, single_out[-2000:], mirrored_out[-2000:])
+        one = interval_figures(tmp_path / "one", name)
+        two = interval_figures(tmp_path / "two", name)
+        assert len(one) == len(two) == 2, (name, one, two)
         assert two == pytest.approx(one, rel=1e-4, abs=1e-4), name
     # The gradients were clipped (clipnorm 1.0): the clip of the summed
     # gradients is what makes the two runs agree.
-    assert interval_figures(single_out, "gradient_norm")[0] > 1.0
+    assert interval_figures(tmp_path / "one", "gradient_norm")[0] > 1.0
     one = json.loads((tmp_path / "one" / "metrics.json").read_text())
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert two["val_loss"] == pytest.approx(one["val_loss"], rel=1e-4)
@@ -124,7 +136,7 @@ def test_multi_worker_interrupted_then_resumed(tmp_path):
     for out in (chief_out, other_out):
         assert "resuming from the backup" in out
     # Only the epochs left were trained.
-    assert len(interval_figures(chief_out, "loss")) == 4 - interrupted_at
+    assert len(evaluation_lines(chief_out)) == 4 - interrupted_at
 
     # The chief saved what the other worker holds at the end, bit for bit.
     metrics = json.loads((output / "metrics.json").read_text())

@@ -145,15 +145,15 @@ def test_tokenizers_apply_their_normalisation(corpus, tmp_path):
 
 
 def test_vocabulary_sizes_that_cannot_work_are_named(corpus, caplog):
-    with pytest.raises(UsageError, match=r"--vocab_size=20 is too small for WordPiece .* need \d+"):
+    with pytest.raises(UsageError, match=r"^vocabulary_size=20 is too small for WordPiece .* need \d+"):
         train_tokenizer("wordpiece", corpus, 20)
-    with pytest.raises(UsageError, match=r"--vocab_size=100 is too small for SentencePiece on this corpus: .* need \d+"):
+    with pytest.raises(UsageError, match=r"^vocabulary_size=100 is too small for SentencePiece on this corpus: .* need \d+"):
         train_tokenizer("sentencepiece", corpus, 100)
-    with pytest.raises(UsageError, match=r"--vocab_size=50000: SentencePiece cannot build .* <= \d+"):
+    with pytest.raises(UsageError, match=r"^vocabulary_size=50000: SentencePiece cannot build .* <= \d+"):
         train_tokenizer("sentencepiece", corpus, 50000)
-    with pytest.raises(UsageError, match="--vocab_size=4 leaves no room"):
+    with pytest.raises(UsageError, match="^vocabulary_size=4 leaves no room"):
         train_tokenizer("char", corpus, 4)
-    with pytest.raises(UsageError, match="--vocab_size=300: the byte tokenizer has 259 ids"):
+    with pytest.raises(UsageError, match="^vocabulary_size=300: the byte tokenizer has 259 ids"):
         train_tokenizer("byte", corpus, 300)
     # Larger than the sample allows: WordPiece says what it achieved and goes on.
     with caplog.at_level("WARNING", logger="keras_lm"):

@@ -21,7 +21,7 @@ class CausalSelfAttention(keras.layers.Layer):
 
     Example:
     >>> layer = CausalSelfAttention(num_heads=2)
-    >>> layer(keras.ops.ones((1, 5, 8))).shape
+    >>> tuple(layer(keras.ops.ones((1, 5, 8))).shape)
     (1, 5, 8)
     """
 

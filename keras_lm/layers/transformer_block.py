@@ -11,7 +11,7 @@ class TransformerBlock(keras.layers.Layer):
 
     Example:
     >>> block = TransformerBlock(num_heads=2, intermediate_dim=16)
-    >>> block(keras.ops.ones((1, 5, 8))).shape
+    >>> tuple(block(keras.ops.ones((1, 5, 8))).shape)
     (1, 5, 8)
     """
 

@@ -23,7 +23,7 @@ class LSTMLM(LanguageModel):
 
     Example:
     >>> model = LSTMLM(vocabulary_size=259, embedding_dim=8, hidden_dim=16)
-    >>> model(keras.ops.zeros((2, 5), "int32")).shape
+    >>> tuple(model(keras.ops.zeros((2, 5), "int32")).shape)
     (2, 5, 259)
     """
 
@@ -78,7 +78,7 @@ class LSTMLM(LanguageModel):
         >>> state = model.initial_state(batch_size=1)
         >>> logits, state = model.prefill(keras.ops.ones((1, 3), "int32"), state)
         >>> logits, state = model.decode(keras.ops.ones((1,), "int32"), state, 3)
-        >>> logits.shape
+        >>> tuple(logits.shape)
         (1, 259)
         """
         shape = (batch_size, self.hidden_dim)

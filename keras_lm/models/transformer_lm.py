@@ -30,7 +30,7 @@ class TransformerLM(LanguageModel):
     Example:
     >>> model = TransformerLM(vocabulary_size=259, sequence_length=16,
     ...                       num_layers=1, num_heads=2, hidden_dim=8)
-    >>> model(keras.ops.zeros((2, 16), "int32")).shape
+    >>> tuple(model(keras.ops.zeros((2, 16), "int32")).shape)
     (2, 16, 259)
     """
 
@@ -123,7 +123,7 @@ class TransformerLM(LanguageModel):
         >>> state = model.initial_state(batch_size=1, max_length=16)
         >>> logits, state = model.prefill(keras.ops.ones((1, 3), "int32"), state)
         >>> logits, state = model.decode(keras.ops.ones((1,), "int32"), state, 3)
-        >>> logits.shape
+        >>> tuple(logits.shape)
         (1, 259)
         """
         max_length = self.sequence_length if max_length is None else max_length

@@ -134,7 +134,7 @@ def run_sweep(sweep):
     prepare_output_dir(sweep.output_dir)
     minutes = estimate_minutes(sweep, cells)
     if sweep.max_minutes is not None and minutes > sweep.max_minutes:
-        logger.warning(f"--max_minutes={sweep.max_minutes}: the grid's {len(cells)} runs are "
+        logger.warning(f"max_minutes={sweep.max_minutes}: the grid's {len(cells)} runs are "
                        f"estimated at {minutes:.0f} minutes; starting anyway (Ctrl-C stops it, "
                        "a re-run resumes)")
     print(f"sweep: {len(cells)} runs, about {minutes:.1f} minutes left to train", flush=True)

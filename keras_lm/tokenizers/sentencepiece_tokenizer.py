@@ -18,7 +18,7 @@ Example (training takes a second):
 >>> import os, tempfile
 >>> path = os.path.join(tempfile.mkdtemp(), "a.txt")
 >>> _ = open(path, "w").write("the cat sat on the mat.\\n" * 200)
->>> tokenizer = SentencePieceTokenizer.train([path], vocabulary_size=300)
+>>> tokenizer = SentencePieceTokenizer.train([path], vocabulary_size=274)
 >>> tokenizer.decode_text(tokenizer.encode("the mat\\n  é"))
 'the mat\\n  é'
 """

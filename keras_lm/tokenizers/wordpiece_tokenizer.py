@@ -120,7 +120,7 @@ class WordPieceTokenizer(Tokenizer):
         )
         if len(vocabulary) < vocabulary_size:
             logging.getLogger("keras_lm").warning(
-                "--vocab_size=%d: the sample (%d bytes) gave %d WordPiece pieces; using them",
+                "vocabulary_size=%d: the sample (%d bytes) gave %d WordPiece pieces; using them",
                 vocabulary_size, sample.bytes_read, len(vocabulary),
             )
         return cls(vocabulary, normalize=normalize)

@@ -65,7 +65,9 @@ class TrainConfig:
     train_files: str = setting(None, "Comma-separated files, directories or globs.")
     val_files: str = setting(
         None, "Validation files (default: a by-file split of the training files).")
-    validation_fraction: float = setting(0.05, "Share of files held out.")
+    validation_fraction: float = setting(
+        0.05, "Share held out for validation: of the files (10 or more), else of each file's "
+        "end, cut at a line boundary.")
     tokenizer: str = setting(
         "byte", "byte, char, or a subword vocabulary learned from (a sample of) the training "
         "files.", choices=tokenizers.TOKENIZERS)

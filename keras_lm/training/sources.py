@@ -44,12 +44,15 @@ class TextSource:
     probe_text = DEFAULT_PROBE_TEXT
     final_scores_note = (f"evaluating on the validation text (up to {FINAL_EVAL_TOKENS:,} "
                          "tokens)...")
-    split_note = None  # what was done when the files could not be split by file
 
     def __init__(self, config):
         self.config = config
-        self.train_files, self.val_files = data.run_files(
-            config.corpus, config.train_files, config.val_files, config.validation_fraction)
+        # Split by file, or inside the files when they are too few (see data.run_files).
+        self.files = data.run_files(config.corpus, config.train_files, config.val_files,
+                                    config.validation_fraction)
+        self.train_files, self.val_files = self.files
+        self.split_note = (data.describe_split(self.files)
+                           if self.files.split == "within_files" else None)
         self.tokens_per_byte = self.val_tokens_per_byte = None
 
     def description(self):
@@ -73,7 +76,7 @@ class TextSource:
         return tokenizer
 
     def steps_for_epochs(self, epochs, tokens_per_step):
-        train_bytes = sum(os.path.getsize(f) for f in self.train_files)
+        train_bytes = data.total_bytes(self.train_files)
         return math.ceil(epochs * train_bytes * self.tokens_per_byte / tokens_per_step)
 
     def datasets(self, tokenizer):
@@ -93,7 +96,7 @@ class TextSource:
         """What config.json records about the source."""
         return dict(num_train_files=len(self.train_files), num_val_files=len(self.val_files),
                     tokens_per_byte=self.tokens_per_byte,
-                    val_tokens_per_byte=self.val_tokens_per_byte)
+                    val_tokens_per_byte=self.val_tokens_per_byte, **self.files.config_fields())
 
     def final_scores(self, model, tokenizer, history):
         """Loss, perplexity and bits per byte on the validation files, and xz's figure."""

@@ -1,0 +1,55 @@
+"""One text file, the commonest corpus: trained, evaluated and exported with no
+--val_files (the file is split inside, at a line boundary)."""
+
+import contextlib
+import io
+import json
+import random
+
+import pytest
+
+from conftest import WORDS, run_in_process
+from keras_lm.cli.main import run
+
+
+@pytest.fixture(scope="module")
+def one_file_run(tmp_path_factory):
+    """`keras-lm train --train_files=input.txt` (tiny, 4 steps): (file, output dir, stdout)."""
+    root = tmp_path_factory.mktemp("one_file")
+    rng = random.Random(0)
+    path = root / "input.txt"
+    path.write_text("".join(" ".join(rng.choice(WORDS) for _ in range(8)) + ".\n"
+                            for _ in range(2500)), encoding="utf-8")
+    output = root / "run"
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout), pytest.raises(SystemExit) as exit_info:
+        run(["keras-lm", "train", "--recipe=tiny", "--sequence_length=32", "--batch_size=4",
+             "--val_steps=1", "--steps=4", "--eval_interval=2", "--nojit_compile",
+             f"--train_files={path}", f"--output_dir={output}"])
+        raise SystemExit(0)
+    assert exit_info.value.code == 0
+    return path, output, stdout.getvalue()
+
+
+def test_one_file_trains_and_evaluates_on_its_own_tail(one_file_run, capsys):
+    path, output, out = one_file_run
+    assert "1 file split inside at a line boundary: its last 5%" in out
+    config = json.loads((output / "config.json").read_text())
+    assert config["validation_split"] == "within_files"
+    metrics = json.loads((output / "metrics.json").read_text())
+    code, out, err = run_in_process(capsys, "eval", f"--model_dir={output}")
+    assert code == 0, err
+    evaluation = json.loads(out)
+    # eval found the same validation text as training's final evaluation.
+    assert evaluation["loss"] == pytest.approx(metrics["val_loss"], rel=1e-5)
+    assert 0 < evaluation["tokens"] < 0.1 * path.stat().st_size
+
+
+@pytest.mark.slow
+def test_one_file_run_exports(one_file_run, capsys):
+    _, output, _ = one_file_run
+    code, out, err = run_in_process(capsys, "export", f"--model_dir={output}",
+                                    "--format=tflite", "--quantize=none", "--verify")
+    assert code == 0, err
+    metadata = json.loads((output / "tflite" / "metadata.json").read_text())
+    assert metadata["files"]["float32"]["parity"]["perplexity"] > 0  # parity on the tail
