@@ -22,7 +22,7 @@ import logging
 
 import numpy as np
 
-from keras_lm.data.files import read_blocks, read_span
+from keras_lm.file_spans import read_blocks, read_span
 
 logger = logging.getLogger("keras_lm")
 SAMPLE_BLOCK_BYTES = 1 << 16  # read from each chosen file at most
