@@ -164,6 +164,7 @@ def test_console_script_reports_bad_input_without_traceback(tmp_path):
     assert result.stderr.strip() == "keras-lm train: error: --batch_size must be >= 1, got 0"
 
 
+@pytest.mark.slow  # minutes on 2 cores: run with `pytest -m slow`
 def test_invalid_utf8_files_train_with_both_tokenizers(tmp_path, corpus):
     bad = tmp_path / "corpus" / "latin1.txt"
     bad.write_bytes("caf\xe9 na\xefve r\xe9sum\xe9\n".encode("latin-1") * 50)
@@ -176,6 +177,7 @@ def test_invalid_utf8_files_train_with_both_tokenizers(tmp_path, corpus):
         assert (tmp_path / tokenizer / "model.keras").is_file()
 
 
+@pytest.mark.slow  # minutes on 2 cores: run with `pytest -m slow`
 def test_interrupted_run_resumes_where_it_stopped(tmp_path, corpus):
     output = tmp_path / "out"
     args = [sys.executable, "-m", "keras_lm.cli.main", "train", *TINY, "--nojit_compile",

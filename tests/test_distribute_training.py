@@ -53,6 +53,7 @@ def corpus_args(files):
     return [f"--train_files={','.join(files[:4])}", f"--val_files={files[4]}"]
 
 
+@pytest.mark.slow  # minutes on 2 cores: run with `pytest -m slow`
 def test_mirrored_on_two_logical_cpus_matches_one_device(tmp_path):
     from conftest import write_corpus
 
@@ -108,6 +109,7 @@ def digest_of(stdout):
     return re.findall(r"final weights digest: ([0-9a-f]{64})", stdout)[-1]
 
 
+@pytest.mark.slow  # minutes on 2 cores: run with `pytest -m slow`
 def test_multi_worker_interrupted_then_resumed(tmp_path):
     from conftest import write_corpus
 

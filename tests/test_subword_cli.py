@@ -17,6 +17,7 @@ def subword_run(tmp_path_factory):
     return root, files + [str(bad)]
 
 
+@pytest.mark.slow  # minutes on 2 cores: run with `pytest -m slow`
 def test_sentencepiece_trains_evaluates_generates_and_exports(capsys, subword_run):
     root, files = subword_run
     output = root / "out"
@@ -55,6 +56,7 @@ def test_sentencepiece_trains_evaluates_generates_and_exports(capsys, subword_ru
         assert text == keras_text, model
 
 
+@pytest.mark.slow  # minutes on 2 cores: run with `pytest -m slow`
 def test_wordpiece_run_generates(capsys, subword_run):
     root, files = subword_run
     output = root / "wordpiece"
