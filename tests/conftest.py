@@ -106,3 +106,18 @@ def tensorboard_run(tmp_path_factory):
         raise SystemExit(0)
     assert exit_info.value.code == 0
     return output
+
+
+# --- running in parallel (pytest-xdist) -------------------------------------------
+
+# Session fixtures that train a model: the tests that use one run on the same
+# worker, so each fixture trains once (not once per worker).
+SHARED_RUNS = ("trained", "tensorboard_run")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for name in SHARED_RUNS:
+            if name in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(name))
+                break

@@ -31,37 +31,38 @@ def test_train_writes_every_artifact(trained):
     assert "Traceback" not in result.stderr
 
 
-def test_eval_prints_one_json_object(trained):
+def test_eval_prints_one_json_object(trained, capsys):
     output, files, _ = trained
-    result = keras_lm("eval", f"--model_dir={output}", f"--files={files[4]}")
-    assert result.returncode == 0, result.stderr[-2000:]
-    figures = json.loads(result.stdout)
+    code, out, err = run_in_process(capsys, "eval", f"--model_dir={output}", f"--files={files[4]}")
+    assert code == 0, err[-2000:]
+    figures = json.loads(out)
     metrics = json.loads((output / "metrics.json").read_text())
     assert figures["loss"] == pytest.approx(metrics["val_loss"], rel=1e-4)
     assert figures["bits_per_byte"] == pytest.approx(metrics["val_bits_per_byte"], rel=1e-4)
 
 
-def test_generate_continues_the_prompt(trained):
+def test_generate_continues_the_prompt(trained, capsys):
     output, _, _ = trained
     args = ("generate", f"--model_dir={output}", "--prompt=the quick",
             "--max_new_tokens=12", "--temperature=0.8", "--seed=3")
-    first, second = keras_lm(*args), keras_lm(*args)
-    assert first.returncode == 0, first.stderr[-2000:]
-    assert first.stdout.startswith("the quick")
-    assert first.stdout == second.stdout  # seeded sampling is reproducible
+    first, second = run_in_process(capsys, *args), run_in_process(capsys, *args)
+    assert first[0] == 0, first[2][-2000:]
+    assert first[1].startswith("the quick")
+    assert first[1] == second[1]  # seeded sampling is reproducible
 
 
-def test_generate_streams_samples_and_beams(trained):
+def test_generate_streams_samples_and_beams(trained, capsys):
     output, _, _ = trained
-    result = keras_lm("generate", f"--model_dir={output}", "--prompt=the", "--num_samples=3",
-                      "--sampler=top_k", "--top_k=5", "--max_new_tokens=10", "--seed=1")
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert [line for line in result.stdout.splitlines() if line.startswith("--- sample")] == [
+    code, out, err = run_in_process(
+        capsys, "generate", f"--model_dir={output}", "--prompt=the", "--num_samples=3",
+        "--sampler=top_k", "--top_k=5", "--max_new_tokens=10", "--seed=1")
+    assert code == 0, err[-2000:]
+    assert [line for line in out.splitlines() if line.startswith("--- sample")] == [
         f"--- sample {i} of 3 ---" for i in (1, 2, 3)]
-    result = keras_lm("generate", f"--model_dir={output}", "--prompt=the", "--beam_width=3",
-                      "--max_new_tokens=10", "--stop=.")
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.startswith("the") and "." not in result.stdout
+    code, out, err = run_in_process(capsys, "generate", f"--model_dir={output}", "--prompt=the",
+                                    "--beam_width=3", "--max_new_tokens=10", "--stop=.")
+    assert code == 0, err[-2000:]
+    assert out.startswith("the") and "." not in out
 
 
 def test_generate_truncates_a_long_prompt_only_when_asked(capsys, trained):
@@ -70,7 +71,7 @@ def test_generate_truncates_a_long_prompt_only_when_asked(capsys, trained):
     code, _, err = run_in_process(capsys, "generate", f"--model_dir={output}",
                                   f"--prompt={prompt}", "--max_new_tokens=8")
     assert code == 2 and "exceed the model's context of 32 tokens" in err
-    assert "--truncate=left" in err
+    assert "truncate='left'" in err
     code, out, err = run_in_process(capsys, "generate", f"--model_dir={output}",
                                     f"--prompt={prompt}", "--max_new_tokens=8", "--truncate=left")
     assert code == 0 and out.startswith(prompt)

@@ -110,6 +110,14 @@ def test_no_validation_text_at_all_is_a_usage_error(tmp_path):
     assert error.value.argument == "val_files"
 
 
+def test_short_files_fall_back_to_the_split_by_file(tmp_path):
+    # Four files too short for a tail each: whole files are held out after all.
+    paths = [write_lines(tmp_path / f"doc_{i}.txt", 20) for i in range(4)]
+    files = data.run_files(train_files=",".join(paths))
+    assert files.split == "by_file" and files == data.split_files(paths, 0.05)
+    assert files.config_fields()["validation_split"] == "by_file"  # eval finds the same
+
+
 def test_the_split_is_deterministic_and_can_be_forced(tmp_path):
     paths = [write_lines(tmp_path / f"doc_{i}.txt", 5000 + i) for i in range(3)]
     first = data.run_files(train_files=",".join(paths))

@@ -16,7 +16,7 @@ def test_tiny_sweep_writes_results_and_resumes(tmp_path, capsys):
     code, out, err = run_in_process(capsys, *TINY_SWEEP, f"--output_dir={output}",
                                     "--max_minutes=0.01")
     assert code == 0, err
-    assert "--max_minutes=0.01" in err and "warning" in err  # warned before starting
+    assert "max_minutes=0.01" in err and "warning" in err  # warned before starting
     with open(os.path.join(output, "results.csv")) as f:
         rows = list(csv.DictReader(f))
     assert [(r["family"], r["width"]) for r in rows] == [("lstm", "8"), ("lstm", "16")]

@@ -258,7 +258,9 @@ def run_files(corpus="pystdlib", train_files=None, val_files=None, validation_fr
       10 files or more, and at least one held out and one left);
     - else inside each file (`split_within_files`): its head trains, its
       last `validation_fraction` of bytes, from a line boundary, validates;
-      a file whose tail is under `min_validation_bytes` trains whole.
+      a file whose tail is under `min_validation_bytes` trains whole;
+    - and when no file is long enough for that, by file after all (2 files
+      or more).
 
     `validation_split` ("by_file" or "within_files") forces a rule: a run's
     config.json records the one applied (`RunFiles.config_fields`), so
@@ -283,12 +285,15 @@ def run_files(corpus="pystdlib", train_files=None, val_files=None, validation_fr
             f"validation_split must be 'by_file' or 'within_files' (or None: chosen), got "
             f"{validation_split!r}", argument="validation_split")
     _check_fraction(validation_fraction)
-    if validation_split is None:
-        by_file = can_split_by_file(train, validation_fraction)
-        validation_split = "by_file" if by_file else "within_files"
-    if validation_split == "by_file":
+    chosen = validation_split
+    if chosen is None:
+        chosen = "by_file" if can_split_by_file(train, validation_fraction) else "within_files"
+    if chosen == "by_file":
         return RunFiles(*split_files(train, validation_fraction), "by_file", validation_fraction)
     train_spans, val_spans = split_within_files(train, validation_fraction, min_validation_bytes)
+    if not val_spans and validation_split is None and len(train) >= 2:
+        # Files too short to give a tail each: hold out whole files after all.
+        return RunFiles(*split_files(train, validation_fraction), "by_file", validation_fraction)
     if not val_spans:
         raise UsageError(
             f"val_files: cannot hold out validation text: the {_count(train, 'file')} do not "
