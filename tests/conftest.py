@@ -111,13 +111,14 @@ def tensorboard_run(tmp_path_factory):
 # --- running in parallel (pytest-xdist) -------------------------------------------
 
 # Session fixtures that train a model: the tests that use one run on the same
-# worker, so each fixture trains once (not once per worker).
+# worker, so each fixture trains once (not once per worker). Every other test
+# runs on its module's worker, so a module's fixtures are built once too.
 SHARED_RUNS = ("trained", "tensorboard_run")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        for name in SHARED_RUNS:
-            if name in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.xdist_group(name))
-                break
+        fixtures = getattr(item, "fixturenames", ())
+        group = next((name for name in SHARED_RUNS if name in fixtures), item.module.__name__)
+        item.add_marker(pytest.mark.xdist_group(group))

@@ -107,7 +107,9 @@ class TrainConfig:
         "context).")
     temperature: float = setting(0.8, "Sampling temperature of the samples.")
     shuffle_buffer: int = setting(2048, "Windows in the shuffle buffer.")
-    verbose: int = setting(1, "0 silent, 1 progress bar, 2 one line per interval.")
+    verbose: int = setting(1, "0 silent; 1 a live progress line on a terminal, and one line "
+                           "per evaluation; 2 only the lines (piped output never gets the "
+                           "live line).")
     # TensorBoard views (see keras_lm.training.tensorboard).
     samples: bool = setting(True, "Write samples to TensorBoard's text tab and samples.txt.")
     attention_maps: bool = setting(
