@@ -120,5 +120,5 @@ SHARED_RUNS = ("trained", "tensorboard_run")
 def pytest_collection_modifyitems(config, items):
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
-        group = next((name for name in SHARED_RUNS if name in fixtures), item.module.__name__)
+        group = next((name for name in SHARED_RUNS if name in fixtures), item.nodeid.split("::")[0])
         item.add_marker(pytest.mark.xdist_group(group))
