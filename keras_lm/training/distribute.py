@@ -182,7 +182,7 @@ def make_strategy(name="default", devices=None, batch_size=None, environ=None):
                                               and "chief" not in cluster),
         )
     else:
-        result = _tpu_distribution(tf, environ.get("TPU_NAME", "local"))
+        result = _tpu_distribution(environ.get("TPU_NAME", "local"))
     if batch_size is not None:
         result.check_batch_size(batch_size)
     return result
@@ -246,11 +246,11 @@ def configure_devices(devices):
             f"devices: CPU:{cpus_needed - 1} does not exist; this machine has {cores} "
             f"CPU core(s), and the CPU is split into at most one logical device per core", argument="devices")
     if cpus_needed > 1:
-        _split_cpu(tf, cpus_needed)
+        _split_cpu(cpus_needed)
     return [f"/device:{kind}:{index}" for kind, index in devices]
 
 
-def _split_cpu(tf, count):
+def _split_cpu(count):
     cpu = tf.config.list_physical_devices("CPU")[0]
     current = tf.config.get_logical_device_configuration(cpu)
     if current and len(current) >= count:
@@ -311,7 +311,7 @@ def read_tf_config(text):
     return cluster, task_type, task_index
 
 
-def _tpu_distribution(tf, tpu):
+def _tpu_distribution(tpu):
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
         tf.config.experimental_connect_to_cluster(resolver)
