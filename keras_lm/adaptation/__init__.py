@@ -1,0 +1,1 @@
+"""Adapting a trained model to a task: fine-tuning, LoRA, classifier heads."""

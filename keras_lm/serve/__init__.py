@@ -1,0 +1,1 @@
+"""`keras-lm serve`: a trained model behind an OpenAI-compatible HTTP API."""
