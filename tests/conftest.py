@@ -119,6 +119,13 @@ SHARED_RUNS = ("trained", "tensorboard_run")
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        fixtures = getattr(item, "fixturenames", ())
-        group = next((name for name in SHARED_RUNS if name in fixtures), item.nodeid.split("::")[0])
+        group = next((name for name in SHARED_RUNS if _uses_session_fixture(item, name)),
+                     item.nodeid.split("::")[0])
         item.add_marker(pytest.mark.xdist_group(group))
+
+
+def _uses_session_fixture(item, name):
+    """Whether `item` uses conftest's session fixture `name` (not a module's namesake)."""
+    info = getattr(item, "_fixtureinfo", None)
+    definitions = info.name2fixturedefs.get(name, ()) if info else ()
+    return bool(definitions) and definitions[-1].scope == "session"

@@ -35,7 +35,7 @@ def corpus(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def trained(corpus):
+def fitted(corpus):
     """`{family: model}`, each fitted for a few dozen steps on the corpus."""
     tokenizer = ByteTokenizer()
     dataset = data.text_dataset(corpus[:4], tokenizer, CONTEXT, 8, shuffle=True, repeat=True, seed=0)
@@ -53,9 +53,9 @@ def trained(corpus):
 
 
 @pytest.fixture(scope="module")
-def exported(trained, corpus, tmp_path_factory):
+def exported(fitted, corpus, tmp_path_factory):
     """`{family: (directory, report)}`: both formats, three TFLite variants, verified."""
-    tokenizer, models = trained
+    tokenizer, models = fitted
     results = {}
     for family, model in models.items():
         directory = tmp_path_factory.mktemp(family)
@@ -78,8 +78,8 @@ def test_bundle_holds_every_file_and_nothing_else(exported, family):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_metadata_describes_the_model(trained, exported, family):
-    tokenizer, models = trained
+def test_metadata_describes_the_model(fitted, exported, family):
+    tokenizer, models = fitted
     model = models[family]
     directory, report = exported[family]
     metadata = json.loads((directory / "tflite" / "metadata.json").read_text())
@@ -124,9 +124,9 @@ def test_parity_holds_within_the_bounds(exported, family):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_example_app_built_from_metadata_matches_keras(trained, exported, family, tmp_path):
+def test_example_app_built_from_metadata_matches_keras(fitted, exported, family, tmp_path):
     """examples/litert_generate.py: numpy + LiteRT + the bundle's JSON, nothing else."""
-    tokenizer, models = trained
+    tokenizer, models = fitted
     directory, _ = exported[family]
     prompt = "the lazy dog"
     expected = generate(models[family], tokenizer, prompt, 40, sampler="greedy")
@@ -151,8 +151,8 @@ def test_example_app_built_from_metadata_matches_keras(trained, exported, family
     assert result.stdout.strip().splitlines()[-1] == repr(expected)
 
 
-def test_verify_raises_when_a_bound_is_missed(trained, corpus, tmp_path, monkeypatch):
-    tokenizer, models = trained
+def test_verify_raises_when_a_bound_is_missed(fitted, corpus, tmp_path, monkeypatch):
+    tokenizer, models = fitted
     # A bound no float file can meet: the real check must then fail, naming it.
     monkeypatch.setattr(verify, "FLOAT32_MAX_ABS_LOGIT_DIFF", 0.0)
     with pytest.raises(VerificationError, match="tflite float32: max .logit difference"):
@@ -162,8 +162,8 @@ def test_verify_raises_when_a_bound_is_missed(trained, corpus, tmp_path, monkeyp
     assert metadata["failures"] and "float32" in metadata["failures"][0]
 
 
-def test_a_failed_export_keeps_the_previous_bundle(trained, tmp_path, monkeypatch):
-    tokenizer, models = trained
+def test_a_failed_export_keeps_the_previous_bundle(fitted, tmp_path, monkeypatch):
+    tokenizer, models = fitted
     model = models["lstm"]
     export(model, tokenizer, str(tmp_path), formats=["tflite"], prefill_lengths=[4])
     before = sorted(os.listdir(tmp_path / "tflite"))
@@ -192,16 +192,16 @@ def test_a_failed_export_keeps_the_previous_bundle(trained, tmp_path, monkeypatc
         (dict(validation_files=["/no/such/file.txt"]), "validation_files: no file matches"),
     ],
 )
-def test_bad_arguments_are_named_and_write_nothing(trained, tmp_path, arguments, message):
-    tokenizer, models = trained
+def test_bad_arguments_are_named_and_write_nothing(fitted, tmp_path, arguments, message):
+    tokenizer, models = fitted
     with pytest.raises(ValueError) as error:
         export(models["lstm"], tokenizer, str(tmp_path), **arguments)
     assert message in str(error.value)
     assert os.listdir(tmp_path) == []
 
 
-def test_int8_calibration_text_must_hold_a_window(trained, tmp_path):
-    tokenizer, models = trained
+def test_int8_calibration_text_must_hold_a_window(fitted, tmp_path):
+    tokenizer, models = fitted
     short = tmp_path / "short.txt"
     short.write_text("too short")
     out = tmp_path / "out"
