@@ -43,6 +43,7 @@ from keras_lm.adaptation.classifier_metrics import evaluate_classifier, write_co
 from keras_lm.adaptation.labeled_data import (
     VALIDATION_FRACTION,
     check_known_labels,
+    describe_data,
     label_set,
     read_rows,
     split_rows,
@@ -138,7 +139,7 @@ def finetune_classifier(base_dir, output_dir, data, *, val_data=None, text_key="
         "base_model_dir": os.path.abspath(base_dir),
         "base_weights_digest": base_digest,
         "model": getattr(backbone, "family", None),
-        "data": os.path.abspath(data) if isinstance(data, (str, os.PathLike)) else None,
+        "data": describe_data(data),
         "text_key": text_key,
         "label_key": label_key,
         "labels": labels,
@@ -212,8 +213,7 @@ def labeled_split(data, val_data=None, text_key="text", label_key="label"):
         check_known_labels(val_rows, labels, argument="val_data",
                            known_from="the training data")
         validation = {"kind": "val_data", "rows": len(val_rows),
-                      "path": (os.path.abspath(val_data)
-                               if isinstance(val_data, (str, os.PathLike)) else None)}
+                      "path": describe_data(val_data)}
         return rows, val_rows, labels, validation
     label_set(rows, argument="data")  # one class is an error before any split
     train_rows, val_rows = split_rows(rows)
@@ -285,7 +285,8 @@ def train_classifier(classifier, tokenizer, rows, *, steps, batch_size=DEFAULT_B
         callbacks.append(keras.callbacks.TensorBoard(log_dir, write_graph=False))
     with compat.quiet_keras_data_warnings():
         return classifier.fit(train, epochs=math.ceil(steps / interval), steps_per_epoch=interval,
-                              validation_data=validation, callbacks=callbacks, verbose=0)
+                              validation_data=validation, callbacks=callbacks, verbose=0,
+                              shuffle=False)  # the dataset shuffles
 
 
 class ClassifierProgress(keras.callbacks.Callback):

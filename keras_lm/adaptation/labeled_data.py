@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 
+from keras_lm.adaptation.stdlib_labels import BUILTIN_DATA
 from keras_lm.errors import UsageError
 from keras_lm.io_utils import atomic_path
 
@@ -43,12 +44,18 @@ class Row:
 
 
 def read_rows(data, text_key="text", label_key="label", argument="data"):
-    """The rows of `data`: a `.jsonl`/`.csv`/`.tsv` path, or a list of dicts or pairs.
+    """The rows of `data`: a `.jsonl`/`.csv`/`.tsv` path, a list of dicts or pairs,
+    the name of a built-in data set (`classify_stdlib`, see `stdlib_labels`), or
+    a function returning rows.
 
     Raises `UsageError` (naming `argument`) for a missing file, an unknown
     extension, a malformed line, a missing key, an empty text or label, or
     no rows at all.
     """
+    if isinstance(data, str) and data in BUILTIN_DATA:
+        data = BUILTIN_DATA[data]()
+    elif callable(data):  # a recipe's data: a function that makes the rows
+        data = data()
     if isinstance(data, (str, os.PathLike)):
         rows = _read_file(os.fspath(data), text_key, label_key, argument)
         where = repr(os.fspath(data))
@@ -186,3 +193,14 @@ def write_rows(path, rows, text_key="text", label_key="label"):
              for row in rows]
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.writelines(lines)
+
+
+def describe_data(data):
+    """How `config.json` records `data`: an absolute path, `builtin:NAME`, or None (rows)."""
+    if isinstance(data, str) and data in BUILTIN_DATA:
+        return f"builtin:{data}"
+    if isinstance(data, (str, os.PathLike)):
+        return os.path.abspath(data)
+    if callable(data):
+        return f"function:{getattr(data, '__name__', type(data).__name__)}"
+    return None

@@ -32,7 +32,7 @@ class TextClassifier(keras.Model):
 
     Args:
         backbone: a `keras_lm.models.LanguageModel` (Transformer or LSTM);
-            the classifier trains it too (its output head is left unused).
+            the classifier trains it too (its output layer, unused, is frozen).
         labels: the class names, strings, at least two.
         pooling: `last` or `mean`.
         sequence_length: the longest input in tokens (default: the
@@ -70,6 +70,10 @@ class TextClassifier(keras.Model):
                              f"backbone's context), got {sequence_length}",
                              argument="sequence_length")
         self.backbone = backbone
+        if getattr(backbone, "head", None) is not None:
+            # The language model's own output layer reads nothing here: frozen,
+            # so no optimizer state is kept for it (a tied one is the embedding).
+            backbone.head.trainable = False
         self.labels = labels
         self.num_classes = len(labels)
         self.pooling = pooling
