@@ -61,12 +61,12 @@ def base(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def run(base, tmp_path_factory):
-    """A classifier run: 40 steps without XLA on 90 rows of three easy classes."""
+    """A classifier run: 30 steps without XLA on 90 rows of three easy classes."""
     root = tmp_path_factory.mktemp("classifier")
     data = write_labels(root / "labels.jsonl")
     before = tree_digest(base)
-    metrics = finetune_classifier(base, str(root / "out"), data, steps=40, batch_size=16,
-                                  learning_rate=3e-3, verbose=0, jit_compile=False)
+    metrics = finetune_classifier(base, str(root / "out"), data, steps=30, batch_size=16,
+                                  learning_rate=5e-3, verbose=0, jit_compile=False)
     assert tree_digest(base) == before  # the base is only read
     return str(root / "out"), data, metrics
 
@@ -85,8 +85,8 @@ def test_the_run_directory_records_base_labels_and_validation(run, base):
     _, expected = split_rows(read_rows(data))
     kept = read_rows(os.path.join(out, "validation.jsonl"))
     assert [(r.text, r.label) for r in kept] == [(r.text, r.label) for r in expected]
-    assert metrics["val_examples"] == len(expected) and metrics["steps"] == 40
-    # The words give the class away: 40 steps learn it.
+    assert metrics["val_examples"] == len(expected) and metrics["steps"] == 30
+    # The words give the class away: 30 steps learn it.
     assert metrics["val_accuracy"] >= 0.9, metrics
 
 
@@ -142,16 +142,16 @@ print(json.dumps({"labels": [t.decode() for t in out["label"].numpy()],
 
 def test_export_verified_and_the_tflite_file_run_by_litert(run, capsys):
     out, _, _ = run
-    code, stdout, err = run_in_process(capsys, "export", f"--model_dir={out}", "--quantize=none",
-                                       "--verify")
+    # The SavedModel half is the slow test below (it costs as much again).
+    code, stdout, err = run_in_process(capsys, "export", f"--model_dir={out}", "--format=tflite",
+                                       "--quantize=none", "--verify")
     assert code == 0, err
-    assert "saved_model/" in stdout and "model_float32.tflite" in stdout
+    assert "model_float32.tflite" in stdout
     with open(os.path.join(out, "tflite", "metadata.json")) as f:
         metadata = json.load(f)
     assert metadata["labels"] == ["cat", "cow", "dog"] and metadata["failures"] == []
     assert metadata["signatures"]["classify"]["outputs"][0]["shape"] == [1, 3]
     assert metadata["files"]["float32"]["parity"]["max_abs_probability_diff"] <= 1e-4
-    assert metadata["saved_model_parity"]["label_names_identical"]
 
     # The .tflite file by the LiteRT interpreter, fed as an app feeds it.
     from ai_edge_litert.interpreter import Interpreter
@@ -171,12 +171,12 @@ def test_export_verified_and_the_tflite_file_run_by_litert(run, capsys):
 
 
 @pytest.mark.slow
-def test_exported_saved_model_classifies_in_a_fresh_process(run, capsys):
+def test_exported_saved_model_verified_and_run_in_a_fresh_process(run, capsys):
     out, _, _ = run
-    if not os.path.isdir(os.path.join(out, "saved_model")):
-        code, _, err = run_in_process(capsys, "export", f"--model_dir={out}",
-                                      "--format=saved_model")
-        assert code == 0, err
+    code, stdout, err = run_in_process(capsys, "export", f"--model_dir={out}",
+                                       "--format=saved_model", "--verify")
+    assert code == 0, err
+    assert "saved_model/" in stdout
     classifier = keras.models.load_model(os.path.join(out, "model.keras"))
     expected = classifier.predict_proba(TEXTS, ByteTokenizer())
     served = subprocess.run(
