@@ -59,6 +59,7 @@ def test_probe_table_png_and_shots_that_do_not_fit(base):
     rows = {row["shots"]: row for row in result["rows"]}
     assert rows[0]["fits"] and rows[0]["finetuned_accuracy"] is None
     assert 0 <= rows[2]["fewshot_accuracy"] <= 1 and 0 <= rows[2]["finetuned_accuracy"] <= 1
+    assert sum(rows[2]["fewshot_predictions"].values()) == result["queries"]
     # 8 examples of ~7 bytes and a query: past the 32-token context.
     assert not rows[8]["fits"] and rows[8]["fewshot_accuracy"] is None
     assert rows[8]["longest_prompt_tokens"] > 33 and rows[8]["finetuned_accuracy"] is not None

@@ -80,7 +80,7 @@ def package_function_names(classes=CLASSES):
 
 
 def _hash(label, name):
-    return hashlib.sha256(f"{label}:{name}".encode("utf-8")).hexdigest()
+    return hashlib.sha256(f"{label}:{name}".encode()).hexdigest()
 
 
 # `keras-lm finetune --recipe=classify_stdlib`: the data and the settings of

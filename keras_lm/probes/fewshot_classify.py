@@ -20,7 +20,9 @@ number `k` of labelled examples:
 The `k` examples are the first `k` of one seeded shuffle of the training
 rows, so the 8 examples include the 4; `repeats > 1` averages over that
 many shuffles. Chance (`1 / labels`) and the majority label's share are
-reported beside.
+reported beside, and how often the prompt chose each label
+(`fewshot_predictions`): a model that answers one label whatever the query
+scores that label's share, and this shows it.
 
 Example (after `keras-lm train`; the CLI is `keras-lm probe --probe=fewshot_classify`):
     result = fewshot_classify("saved_models/quickstart", "classify_stdlib",
@@ -84,7 +86,8 @@ def fewshot_classify(model_dir, data, shots=DEFAULT_SHOTS, *, text_key="text", l
                     2 + max(len(tokenizer.encode(row.text)) for row in train_rows + queries))
         finetuner = Finetuner(model, tokenizer, labels, width, finetune_steps,
                               finetune_learning_rate)
-    results = {k: {"fewshot": [], "finetuned": [], "longest_tokens": 0} for k in shots}
+    results = {k: {"fewshot": [], "finetuned": [], "longest_tokens": 0,
+                   "predicted": dict.fromkeys(labels, 0)} for k in shots}
     for repeat in range(repeats):
         order = np.random.default_rng(seed + repeat).permutation(len(train_rows))
         for k in shots:
@@ -96,6 +99,8 @@ def fewshot_classify(model_dir, data, shots=DEFAULT_SHOTS, *, text_key="text", l
             entry["longest_tokens"] = max(entry["longest_tokens"], longest)
             if scores is not None:
                 entry["fewshot"].append(float((scores.argmax(-1) == truth).mean()))
+                for i in scores.argmax(-1):  # a model that always answers one label shows here
+                    entry["predicted"][labels[i]] += 1
             if k:
                 entry["finetuned"].append(finetuner.accuracy(examples, queries, seed + repeat))
     counts = {label: sum(row.label == label for row in train_rows) for label in labels}
@@ -128,7 +133,8 @@ def _row(k, entry, context):
     mean = (lambda values: float(np.mean(values)) if values else None)
     return {"shots": k, "fits": fits, "longest_prompt_tokens": entry["longest_tokens"],
             "context": int(context), "fewshot_accuracy": mean(entry["fewshot"]),
-            "finetuned_accuracy": mean(entry["finetuned"])}
+            "finetuned_accuracy": mean(entry["finetuned"]),
+            "fewshot_predictions": entry["predicted"] if fits else None}
 
 
 def label_scores(model, tokenizer, prefix, queries, labels, before, after, batch_size=32):
