@@ -22,3 +22,28 @@ def test_example_trains_evaluates_and_generates(script, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "bits_per_byte" in result.stdout
     assert list(tmp_path.glob("*.keras"))
+
+
+@pytest.mark.slow
+def test_classifier_example_fits_and_saves(tmp_path):
+    import json
+
+    from keras_lm.models import TransformerLM
+    from keras_lm.tokenizers import ByteTokenizer
+
+    base = tmp_path / "base"
+    base.mkdir()
+    TransformerLM.from_preset("tiny", vocabulary_size=259, sequence_length=64,
+                              pad_id=256).save(str(base / "model.keras"))
+    ByteTokenizer().save(str(base / "tokenizer.json"))
+    with open(tmp_path / "labels.jsonl", "w") as f:
+        for i in range(60):
+            f.write(json.dumps({"text": ("meow " if i % 2 else "woof ") * 3,
+                                "label": "cat" if i % 2 else "dog"}) + "\n")
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", "classifier.py"), str(base),
+         str(tmp_path / "labels.jsonl"), "2"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=1800,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "'accuracy'" in result.stdout and (tmp_path / "classifier_example.keras").exists()

@@ -3,8 +3,14 @@
 Prints one JSON object. Without --files it evaluates on the run's own
 validation files (as resolved from its config.json).
 
-Example:
+On a classifier run (`keras-lm finetune --head=classifier`): accuracy,
+macro-F1 and per-class precision/recall on the run's own validation rows,
+or on --data (labelled rows, --text_key/--label_key); also writes
+MODEL_DIR/confusion_matrix.png and the same image to TensorBoard.
+
+Examples:
   keras-lm eval --model_dir=saved_models/quickstart
+  keras-lm eval --model_dir=saved_models/classify_stdlib --data=labels.csv
 """
 
 import json
@@ -12,6 +18,7 @@ import json
 from absl import flags
 
 from keras_lm import data
+from keras_lm.adaptation.classifier_run import evaluate_run, is_classifier
 from keras_lm.cli.app import run_subcommand
 from keras_lm.errors import UsageError
 from keras_lm.model_dir import load_model_dir, run_files
@@ -27,6 +34,12 @@ flags.DEFINE_string(
     "files", None, "Comma-separated files, directories or globs to evaluate on.",
     flag_values=FLAGS)
 flags.DEFINE_integer("batch_size", 32, "Windows per batch.", flag_values=FLAGS)
+flags.DEFINE_string("data", None, "Classifier runs: labelled rows (.jsonl, .csv, .tsv) to score "
+                    "(default: the run's validation rows).", flag_values=FLAGS)
+flags.DEFINE_string("text_key", None, "Classifier runs: the text's key in --data (default: the "
+                    "run's).", flag_values=FLAGS)
+flags.DEFINE_string("label_key", None, "Classifier runs: the label's key in --data (default: "
+                    "the run's).", flag_values=FLAGS)
 
 
 
@@ -34,6 +47,15 @@ def main():
     if FLAGS.batch_size <= 0:
         raise UsageError(f"--batch_size must be > 0, got {FLAGS.batch_size}")
     model, tokenizer, config = load_model_dir(FLAGS.model_dir)
+    if is_classifier(model):
+        if FLAGS.files:
+            raise UsageError("--files: a classifier run scores labelled rows: pass --data")
+        print(json.dumps(evaluate_run(FLAGS.model_dir, FLAGS.data, FLAGS.text_key,
+                                      FLAGS.label_key, loaded=(model, tokenizer, config))))
+        return
+    if FLAGS.data:
+        raise UsageError("--data: labelled rows are for classifier runs; score a language "
+                         "model on text with --files")
     if FLAGS.files:
         files = data.resolve_files(FLAGS.files, "--files")
     else:

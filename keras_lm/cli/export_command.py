@@ -12,6 +12,13 @@ Examples:
 --verify fails (exit code 1) when a bound is missed: float32 files within
 1e-4 of Keras' logits with identical greedy tokens; fp16 and dynamic_int8
 within +2% validation perplexity.
+
+A classifier run (`keras-lm finetune --head=classifier`) exports its own way
+(keras_lm.export.classifier_export): a SavedModel whose serving_default takes
+texts and returns the label and the probabilities, and LiteRT files with a
+`classify` signature (token ids -> probabilities), the labels in
+metadata.json; parity on the run's validation texts (float32: 1e-4 and the
+same labels).
 """
 
 import logging
@@ -19,6 +26,7 @@ import sys
 
 from absl import flags
 
+from keras_lm.adaptation.classifier_run import is_classifier, run_validation_rows
 from keras_lm.cli.app import run_subcommand
 from keras_lm.errors import UsageError
 from keras_lm.export.bundle import (
@@ -27,6 +35,7 @@ from keras_lm.export.bundle import (
     VerificationError,
     export,
 )
+from keras_lm.export.classifier_export import export_classifier
 from keras_lm.export.tflite import QUANTIZATIONS  # for the flag's help
 from keras_lm.model_dir import load_model_dir, run_files
 
@@ -64,6 +73,8 @@ def main():
         except ValueError:
             raise UsageError(f"--prefill_lengths must be integers, got {value!r}") from None
     model, tokenizer, config = load_model_dir(FLAGS.model_dir)
+    if is_classifier(model):
+        return export_classifier_run(model, tokenizer, config)
     if config.get("task"):
         raise UsageError(
             f"--model_dir: a --task={config['task']} run has an id tokenizer, not text: "
@@ -87,6 +98,36 @@ def main():
         print(f"keras-lm export: verification failed: {error}", file=sys.stderr)
         sys.exit(VERIFICATION_FAILED)
     print(format_report(report))
+
+
+def export_classifier_run(model, tokenizer, config):
+    """A classifier run: its SavedModel and `classify` LiteRT files, checked on its validation texts."""
+    if FLAGS["data_files"].present or FLAGS["prefill_lengths"].present:
+        flag = "--data_files" if FLAGS["data_files"].present else "--prefill_lengths"
+        raise UsageError(f"{flag}: not used for a classifier run (it is checked on its own "
+                         "validation rows)")
+    texts = [row.text for row in run_validation_rows(FLAGS.model_dir, config)][:64]
+    try:
+        report = export_classifier(model, tokenizer, FLAGS.model_dir, formats=FLAGS.format,
+                                   quantize=FLAGS.quantize, texts=texts, verify=FLAGS.verify)
+    except UsageError as error:
+        flag = _FLAG_OF_ARGUMENT.get(error.argument)
+        if flag is None:
+            raise
+        raise UsageError(error.spelled_as(flag)) from None
+    except VerificationError as error:
+        print(f"keras-lm export: verification failed: {error}", file=sys.stderr)
+        sys.exit(VERIFICATION_FAILED)
+    lines = [f"{'file':<34} {'size':>10} {'max|dprob|':>11} {'labels':>7}"]
+    rows = [("saved_model/", None, report.get("saved_model_parity"))]
+    rows += [(f"tflite/{f['file']}", f["size_bytes"], f["parity"]) for f in report["files"].values()]
+    for name, size, parity in rows:
+        if parity:
+            size = f"{size / 1024:.0f} KB" if size else "-"
+            lines.append(f"{name:<34} {size:>10} {parity['max_abs_probability_diff']:>11.2e} "
+                         f"{parity['label_agreement']:>7.0%}")
+    lines += [f"FAILED: {failure}" for failure in report["failures"]]
+    print("\n".join(lines))
 
 
 # The library names its arguments (UsageError.argument); the user typed these flags.

@@ -173,6 +173,27 @@ class LanguageModel(keras.Model):
     def _forward_cached(self, token_ids, state, start_index):
         raise NotImplementedError
 
+    def hidden_states(self, token_ids, training=None):
+        """The final hidden states `(batch, time, width)` the output head reads."""
+        raise NotImplementedError
+
+    def step_hidden_states(self, token_ids):
+        """`hidden_states` computed through the step API (`prefill` from the zero state).
+
+        The same numbers as `hidden_states` up to float rounding, with the
+        static shapes and builtin-only operators that export needs (the
+        LSTM written out as matmuls, the Transformer through its cache):
+        what a classifier head exports with. `token_ids` is `(batch, time)`,
+        `time <= sequence_length`, with a static `time`.
+        """
+        batch, time = token_ids.shape[0], token_ids.shape[1]
+        state = self.initial_state(batch if batch is not None else keras.ops.shape(token_ids)[0],
+                                   time)
+        return self._hidden_cached(token_ids, state, 0)[0]
+
+    def _hidden_cached(self, token_ids, state, start_index):
+        raise NotImplementedError
+
     def generate(self, prompts, max_new_tokens=100, *, tokenizer=None, **options):
         """Continues text prompts; see `keras_lm.generation.generate` for options.
 

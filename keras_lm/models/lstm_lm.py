@@ -64,10 +64,21 @@ class LSTMLM(LanguageModel):
         self.build()
 
     def call(self, token_ids, training=None):
+        x = self.hidden_states(token_ids, training=training)
+        return ops.cast(self.head(x), "float32")  # (batch, time, vocabulary)
+
+    def hidden_states(self, token_ids, training=None):
+        """The last LSTM layer's outputs `(batch, time, hidden_dim)`: what the head reads.
+
+        Example:
+        >>> model = LSTMLM(vocabulary_size=259, embedding_dim=8, hidden_dim=16)
+        >>> tuple(model.hidden_states(keras.ops.zeros((2, 5), "int32")).shape)
+        (2, 5, 16)
+        """
         x = self.dropouts[0](self.token_embedding(token_ids), training=training)
         for lstm, dropout in zip(self.lstm_layers, self.dropouts[1:]):
             x = dropout(lstm(x, training=training), training=training)  # (batch, time, hidden)
-        return ops.cast(self.head(x), "float32")  # (batch, time, vocabulary)
+        return x
 
     def initial_state(self, batch_size, max_length=None):
         """Zero `h` and `c` `(batch, hidden_dim)` per layer (`max_length` is unused:
@@ -89,6 +100,10 @@ class LSTMLM(LanguageModel):
         }
 
     def _forward_cached(self, token_ids, state, start_index):
+        x, new_state = self._hidden_cached(token_ids, state, start_index)
+        return ops.cast(self.head(x), "float32"), new_state
+
+    def _hidden_cached(self, token_ids, state, start_index):
         # The LSTM recurrence written out over the trained layers' own weights:
         # a Keras LSTM layer lowers to a WHILE loop over a TensorList, which
         # TFLite cannot run with builtin ops. With a static length (generation,
@@ -128,7 +143,7 @@ class LSTMLM(LanguageModel):
                     outputs.append(h)
                 x = ops.stack(outputs, axis=1)  # (batch, time, hidden)
             new_state[f"layer_{i}_h"], new_state[f"layer_{i}_c"] = carry
-        return ops.cast(self.head(x), "float32"), new_state
+        return x, new_state
 
     def get_config(self):
         return {

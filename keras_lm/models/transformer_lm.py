@@ -106,13 +106,28 @@ class TransformerLM(LanguageModel):
         self.build()
 
     def call(self, token_ids, training=None, return_attention=False):
+        x, attention = self._trunk(token_ids, training)
+        logits = self._logits(x)
+        return (logits, attention) if return_attention else logits
+
+    def hidden_states(self, token_ids, training=None):
+        """The final hidden states `(batch, time, hidden_dim)`: what the output head reads.
+
+        Example:
+        >>> model = TransformerLM(259, sequence_length=16, num_layers=1,
+        ...                       num_heads=2, hidden_dim=8)
+        >>> tuple(model.hidden_states(keras.ops.zeros((2, 5), "int32")).shape)
+        (2, 5, 8)
+        """
+        return self.final_norm(self._trunk(token_ids, training)[0])
+
+    def _trunk(self, token_ids, training):
         x = self.embedding_dropout(self._embed(token_ids, 0), training=training)
         attention = []
         for block in self.blocks:
             x, weights = block(x, training=training, return_attention=True)
             attention.append(weights)  # (batch, heads, time, time)
-        logits = self._logits(x)
-        return (logits, attention) if return_attention else logits
+        return x, attention
 
     def initial_state(self, batch_size, max_length=None):
         """An empty key/value cache: per layer `(batch, heads, max_length, head_dim)`.
@@ -140,6 +155,14 @@ class TransformerLM(LanguageModel):
         }
 
     def _forward_cached(self, token_ids, state, start_index):
+        x, new_state = self._trunk_cached(token_ids, state, start_index)
+        return self._logits(x), new_state
+
+    def _hidden_cached(self, token_ids, state, start_index):
+        x, new_state = self._trunk_cached(token_ids, state, start_index)
+        return self.final_norm(x), new_state
+
+    def _trunk_cached(self, token_ids, state, start_index):
         x = self._embed(token_ids, start_index)
         new_state = {}
         for i, block in enumerate(self.blocks):
@@ -147,7 +170,7 @@ class TransformerLM(LanguageModel):
             x, new_state[key], new_state[value] = block.call_cached(
                 x, state[key], state[value], start_index
             )
-        return self._logits(x), new_state
+        return x, new_state
 
     def _embed(self, token_ids, start_index):
         x = self.token_embedding(token_ids)  # (batch, time, hidden)

@@ -31,9 +31,13 @@ def run_probe(model_dir, probe, files=None, batches=16, batch_size=32, loaded=No
     `loaded`: an already loaded `(model, tokenizer, config)` of `model_dir`.
     A bad argument raises `UsageError` naming it (`error.argument`).
     """
-    if probe not in PROBES:
-        raise UsageError(f"probe: unknown probe {probe!r}; choose from {', '.join(PROBES)}",
+    if probe == "fewshot_classify":  # it reads labelled rows, not text windows
+        raise UsageError("probe: fewshot_classify runs with "
+                         "keras_lm.probes.fewshot_classify.fewshot_classify (it needs data)",
                          argument="probe")
+    if probe not in PROBES:
+        raise UsageError(f"probe: unknown probe {probe!r}; choose from "
+                         f"{', '.join(PROBES)}, fewshot_classify", argument="probe")
     for name, value in (("batches", batches), ("batch_size", batch_size)):
         if value < 1:
             raise UsageError(f"{name} must be >= 1, got {value}", argument=name)

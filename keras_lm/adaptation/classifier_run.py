@@ -1,0 +1,94 @@
+"""A finished classifier run: its validation rows, its evaluation, classifying texts.
+
+What `keras-lm eval` and `keras-lm classify` do with a `finetune_classifier`
+run directory (the commands stay thin).
+
+Example (after `finetune_classifier(..., output_dir="runs/labels")`):
+    from keras_lm.adaptation.classifier_run import evaluate_run
+    report = evaluate_run("runs/labels")   # its own validation rows
+    report["accuracy"], report["confusion_matrix_png"]
+"""
+
+import json
+import os
+
+import numpy as np
+
+from keras_lm.adaptation.classifier_metrics import evaluate_classifier, write_confusion
+from keras_lm.adaptation.labeled_data import check_known_labels, read_rows
+from keras_lm.errors import UsageError
+from keras_lm.model_dir import load_model_dir
+from keras_lm.models import TextClassifier
+
+VALIDATION_FILE = "validation.jsonl"
+
+
+def is_classifier(model):
+    """Whether a loaded model is a classifier (else a language model)."""
+    return isinstance(model, TextClassifier)
+
+
+def load_classifier(model_dir, argument="model_dir"):
+    """`(classifier, tokenizer, config)` of a classifier run, or `UsageError`."""
+    model, tokenizer, config = load_model_dir(model_dir)
+    if not is_classifier(model):
+        raise UsageError(f"{argument}: {model_dir!r} holds a language model, not a classifier "
+                         "(make one with `keras-lm finetune --head=classifier`)",
+                         argument=argument)
+    return model, tokenizer, config
+
+
+def run_validation_rows(model_dir, config):
+    """The validation rows a classifier run kept (`validation.jsonl` in its directory)."""
+    name = config.get("validation_file", VALIDATION_FILE)
+    path = os.path.join(model_dir, name)
+    if not os.path.isfile(path):
+        raise UsageError(f"model_dir: no {name} in {model_dir!r} (the run's validation rows); "
+                         "pass data", argument="model_dir")
+    return read_rows(path, config.get("text_key", "text"), config.get("label_key", "label"),
+                     argument="model_dir")
+
+
+def evaluate_run(model_dir, data=None, text_key=None, label_key=None, loaded=None):
+    """Accuracy, macro-F1, per-class precision/recall of a classifier run, as a dict.
+
+    On `data` (labelled rows, every label one the classifier knows) or, by
+    default, the run's own validation rows. Also writes
+    `model_dir/confusion_matrix.png` and the image to TensorBoard
+    (`logs/eval`); the dict names the PNG (`confusion_matrix_png`).
+    """
+    model, tokenizer, config = loaded or load_classifier(model_dir)
+    if data:
+        rows = read_rows(data, text_key or config.get("text_key", "text"),
+                         label_key or config.get("label_key", "label"), argument="data")
+        check_known_labels(rows, model.labels, argument="data",
+                           known_from="the classifier's labels")
+        source = os.path.abspath(data) if isinstance(data, (str, os.PathLike)) else "rows"
+    else:
+        rows = run_validation_rows(model_dir, config)
+        source = "validation"
+    report = evaluate_classifier(model, rows, tokenizer)
+    step = int(config.get("steps") or 0)
+    title = (f"{'validation' if source == 'validation' else os.path.basename(str(source))}: "
+             f"accuracy {report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f}")
+    png = write_confusion(model_dir, report, title, step=step)
+    return {"data": source, **report, "confusion_matrix_png": png}
+
+
+def classify_texts(model, texts, tokenizer=None):
+    """`[{"label": ..., "probabilities": {label: p}}]`, one per text, in order."""
+    probabilities = model.predict_proba(texts, tokenizer)
+    return [
+        {"label": model.labels[int(np.argmax(p))],
+         "probabilities": {label: round(float(v), 6) for label, v in zip(model.labels, p)}}
+        for p in probabilities
+    ]
+
+
+def read_config(model_dir):
+    """The run's `config.json` as a dict (`{}` if none)."""
+    path = os.path.join(model_dir, "config.json")
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)

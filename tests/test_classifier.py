@@ -1,0 +1,262 @@
+"""finetune_classifier and what reads its run: eval, classify, export; the bad inputs.
+
+One tiny base (an untrained Transformer saved as a run) and one short
+fine-tuning run per module; the commands run in this process.
+"""
+
+import csv
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from conftest import assert_one_line_usage_error, run_in_process
+
+from keras_lm.adaptation.classifier import finetune_classifier, labeled_split
+from keras_lm.adaptation.labeled_data import read_rows, split_rows
+from keras_lm.errors import UsageError
+from keras_lm.models import TransformerLM
+from keras_lm.tokenizers import ByteTokenizer
+
+WORDS = {"cat": ["meow", "purr", "whiskers"], "dog": ["woof", "bark", "fetch"],
+         "cow": ["moo", "grass", "milk"]}
+
+
+def write_labels(path, count=90, seed=0, labels=("cat", "dog", "cow")):
+    """A JSONL label file of `count` rows, each three words of its label."""
+    rng = np.random.default_rng(seed)
+    with open(path, "w", encoding="utf-8") as f:
+        for i in range(count):
+            label = labels[i % len(labels)]
+            text = " ".join(rng.choice(WORDS[label], 3))
+            f.write(json.dumps({"text": f"{text} {i}", "label": label}) + "\n")
+    return str(path)
+
+
+def tree_digest(directory):
+    """SHA-256 over every file's path and bytes under `directory`."""
+    digest = hashlib.sha256()
+    for root, _, names in sorted(os.walk(directory)):
+        for name in sorted(names):
+            path = os.path.join(root, name)
+            digest.update(os.path.relpath(path, directory).encode())
+            with open(path, "rb") as f:
+                digest.update(f.read())
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    root = tmp_path_factory.mktemp("base")
+    keras.utils.set_random_seed(0)
+    TransformerLM.from_preset("tiny", vocabulary_size=259, sequence_length=32,
+                              pad_id=256).save(str(root / "model.keras"))
+    ByteTokenizer().save(str(root / "tokenizer.json"))
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def run(base, tmp_path_factory):
+    """A classifier run: 30 steps without XLA on 90 rows of three easy classes."""
+    root = tmp_path_factory.mktemp("classifier")
+    data = write_labels(root / "labels.jsonl")
+    before = tree_digest(base)
+    metrics = finetune_classifier(base, str(root / "out"), data, steps=30, batch_size=16,
+                                  learning_rate=5e-3, verbose=0, jit_compile=False)
+    assert tree_digest(base) == before  # the base is only read
+    return str(root / "out"), data, metrics
+
+
+def test_the_run_directory_records_base_labels_and_validation(run, base):
+    out, data, metrics = run
+    assert {"model.keras", "tokenizer.json", "config.json", "validation.jsonl", "metrics.json",
+            "confusion_matrix.png", "logs"} <= set(os.listdir(out))
+    with open(os.path.join(out, "config.json")) as f:
+        config = json.load(f)
+    assert config["head"] == "classifier" and config["labels"] == ["cat", "cow", "dog"]
+    assert config["base_model_dir"] == os.path.abspath(base)
+    assert config["validation"]["kind"] == "hash_10_percent"
+    assert config["data"] == os.path.abspath(data)
+    # The kept validation rows are exactly the hash split's.
+    _, expected = split_rows(read_rows(data))
+    kept = read_rows(os.path.join(out, "validation.jsonl"))
+    assert [(r.text, r.label) for r in kept] == [(r.text, r.label) for r in expected]
+    assert metrics["val_examples"] == len(expected) and metrics["steps"] == 30
+    # The words give the class away: 30 steps learn it.
+    assert metrics["val_accuracy"] >= 0.9, metrics
+
+
+def test_eval_reports_accuracy_f1_per_class_and_a_confusion_matrix(run, capsys, tmp_path):
+    out, _, metrics = run
+    os.remove(os.path.join(out, "confusion_matrix.png"))
+    code, stdout, err = run_in_process(capsys, "eval", f"--model_dir={out}")
+    assert code == 0, err
+    report = json.loads(stdout)
+    assert report["data"] == "validation"
+    assert report["accuracy"] == pytest.approx(metrics["val_accuracy"], abs=1e-9)
+    assert set(report["per_class"]) == {"cat", "cow", "dog"}
+    assert {"precision", "recall"} <= set(report["per_class"]["cat"])
+    assert 0 <= report["macro_f1"] <= 1 and report["examples"] == metrics["val_examples"]
+    with open(report["confusion_matrix_png"], "rb") as f:
+        assert f.read(4) == b"\x89PNG"
+    assert any(name.startswith("events") for name in os.listdir(os.path.join(out, "logs", "eval")))
+    # On data given: every row, with its own counts.
+    other = write_labels(tmp_path / "other.jsonl", count=12, seed=5)
+    code, stdout, err = run_in_process(capsys, "eval", f"--model_dir={out}", f"--data={other}")
+    assert code == 0, err
+    report = json.loads(stdout)
+    assert report["examples"] == 12 and sum(map(sum, report["confusion_matrix"])) == 12
+
+
+def test_classify_prints_the_label_and_the_probabilities(run, capsys, tmp_path):
+    out, _, _ = run
+    path = tmp_path / "note.txt"
+    path.write_text("woof bark fetch", encoding="utf-8")
+    code, stdout, err = run_in_process(capsys, "classify", f"--model_dir={out}",
+                                       "--text=meow purr whiskers", f"--files={path}")
+    assert code == 0, err
+    first, second = (json.loads(line) for line in stdout.strip().splitlines())
+    assert first["text"] == "meow purr whiskers" and second["file"] == str(path)
+    assert (first["label"], second["label"]) == ("cat", "dog")
+    assert sum(first["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+    assert max(first["probabilities"], key=first["probabilities"].get) == "cat"
+
+
+TEXTS = ["meow purr whiskers", "moo grass milk", "woof", ""]
+
+# Runs in a fresh interpreter: only TensorFlow is imported.
+SERVE = """
+import json, sys
+import tensorflow as tf
+served = tf.saved_model.load(sys.argv[1])
+out = served.signatures["serving_default"](texts=tf.constant(json.loads(sys.argv[2])))
+print(json.dumps({"labels": [t.decode() for t in out["label"].numpy()],
+                  "probabilities": out["probabilities"].numpy().tolist(),
+                  "keras_lm_imported": any(m.startswith("keras_lm") for m in sys.modules)}))
+"""
+
+
+def test_export_verified_and_the_tflite_file_run_by_litert(run, capsys):
+    out, _, _ = run
+    # The SavedModel half is the slow test below (it costs as much again).
+    code, stdout, err = run_in_process(capsys, "export", f"--model_dir={out}", "--format=tflite",
+                                       "--quantize=none", "--verify")
+    assert code == 0, err
+    assert "model_float32.tflite" in stdout
+    with open(os.path.join(out, "tflite", "metadata.json")) as f:
+        metadata = json.load(f)
+    assert metadata["labels"] == ["cat", "cow", "dog"] and metadata["failures"] == []
+    assert metadata["signatures"]["classify"]["outputs"][0]["shape"] == [1, 3]
+    assert metadata["files"]["float32"]["parity"]["max_abs_probability_diff"] <= 1e-4
+
+    # The .tflite file by the LiteRT interpreter, fed as an app feeds it.
+    from ai_edge_litert.interpreter import Interpreter
+
+    from keras_lm.export import JsonTokenizer
+    from keras_lm.export.classifier_export import app_input_ids
+
+    classifier = keras.models.load_model(os.path.join(out, "model.keras"))
+    expected = classifier.predict_proba(TEXTS, ByteTokenizer())
+    interpreter = Interpreter(model_path=os.path.join(out, "tflite", "model_float32.tflite"))
+    runner = interpreter.get_signature_runner("classify")
+    tokenizer = JsonTokenizer.load(os.path.join(out, "tflite", "tokenizer.json"))
+    for text, probabilities in zip(TEXTS, expected):
+        ids = app_input_ids(tokenizer, text, metadata["sequence_length"])
+        np.testing.assert_allclose(runner(token_ids=ids)["probabilities"][0], probabilities,
+                                   atol=1e-4)
+
+
+@pytest.mark.slow
+def test_exported_saved_model_verified_and_run_in_a_fresh_process(run, capsys):
+    out, _, _ = run
+    code, stdout, err = run_in_process(capsys, "export", f"--model_dir={out}",
+                                       "--format=saved_model", "--verify")
+    assert code == 0, err
+    assert "saved_model/" in stdout
+    classifier = keras.models.load_model(os.path.join(out, "model.keras"))
+    expected = classifier.predict_proba(TEXTS, ByteTokenizer())
+    served = subprocess.run(
+        [sys.executable, "-c", SERVE, os.path.join(out, "saved_model"), json.dumps(TEXTS)],
+        capture_output=True, text=True, timeout=300)
+    assert served.returncode == 0, served.stderr[-2000:]
+    result = json.loads(served.stdout.strip().splitlines()[-1])
+    assert not result["keras_lm_imported"]
+    np.testing.assert_allclose(result["probabilities"], expected, atol=1e-4)
+    assert result["labels"] == [classifier.labels[i] for i in expected.argmax(-1)]
+
+
+# --- bad input: one line naming the argument, nothing written ---------------------------
+
+def _rows_file(path, lines):
+    path.write_text("".join(lines), encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("one_class", "data: one class ('cat') in 20 rows: a classifier needs at least two labels"),
+    ("unseen_val_label", "val_data: line 2: label 'horse' never appears in the training data"),
+    ("malformed", "line 3 is not valid JSON"),
+    ("missing_key", "line 2 has no 'label' (the label_key)"),
+    ("no_data", "data: a classifier needs labelled texts"),
+    ("same_dir", "output_dir: "),
+    ("lora", "lora_rank=4: LoRA is not supported for the classifier head yet"),
+    ("csv_missing_column", "line 2 has no 'label' (the label_key); it has 'text', 'tag'"),
+])
+def test_bad_input_is_one_usage_error_and_nothing_is_written(base, tmp_path, case, message):
+    good = write_labels(tmp_path / "good.jsonl", count=30)
+    kwargs = {}
+    data = good
+    if case == "one_class":
+        data = write_labels(tmp_path / "one.jsonl", count=20, labels=("cat",))
+    elif case == "unseen_val_label":
+        kwargs["val_data"] = _rows_file(tmp_path / "val.jsonl", [
+            '{"text": "meow", "label": "cat"}\n', '{"text": "neigh", "label": "horse"}\n'])
+    elif case == "malformed":
+        data = _rows_file(tmp_path / "bad.jsonl", ['{"text": "a", "label": "x"}\n',
+                                                   '{"text": "b", "label": "y"}\n', '{"text": \n'])
+    elif case == "missing_key":
+        data = _rows_file(tmp_path / "bad.jsonl", ['{"text": "a", "label": "x"}\n',
+                                                   '{"text": "b", "tag": "y"}\n'])
+    elif case == "no_data":
+        data = None
+    elif case == "lora":
+        kwargs["lora_rank"] = 4
+    elif case == "csv_missing_column":
+        path = tmp_path / "bad.csv"
+        with open(path, "w", newline="") as f:
+            csv.writer(f).writerows([["text", "tag"], ["a", "x"]])
+        data = str(path)
+    out = base if case == "same_dir" else str(tmp_path / "out")
+    before = tree_digest(base)
+    with pytest.raises(UsageError) as error:
+        finetune_classifier(base, out, data, steps=2, verbose=0, **kwargs)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+    assert not os.path.exists(tmp_path / "out") and tree_digest(base) == before
+
+
+def test_commands_reject_the_wrong_kind_of_run_in_one_line(run, base, capsys, tmp_path):
+    out, _, _ = run
+    code, _, err = run_in_process(capsys, "classify", f"--model_dir={base}", "--text=x")
+    assert_one_line_usage_error(code, err, "classify", "--model_dir: ")
+    assert "holds a language model, not a classifier" in err
+    code, _, err = run_in_process(capsys, "classify", f"--model_dir={out}")
+    assert_one_line_usage_error(code, err, "classify", "--text: give --text")
+    unseen = _rows_file(tmp_path / "unseen.jsonl", ['{"text": "neigh", "label": "horse"}\n'])
+    code, _, err = run_in_process(capsys, "eval", f"--model_dir={out}", f"--data={unseen}")
+    assert_one_line_usage_error(code, err, "eval", "--data: line 1: label 'horse' never appears")
+
+
+def test_validation_split_is_deterministic_and_every_label_trains(tmp_path):
+    rows = [(f"text {i}", "ab"[i % 2]) for i in range(200)] + [("rare", "c"), ("rare 2", "c")]
+    train, val, labels, validation = labeled_split(rows)
+    again = labeled_split(list(reversed(rows)))
+    assert sorted(r.text for r in val) == sorted(r.text for r in again[1])
+    assert 10 <= len(val) <= 30 and labels == ["a", "b", "c"]
+    assert {r.label for r in val} <= {r.label for r in train}
+    assert validation["kind"] == "hash_10_percent"
+
