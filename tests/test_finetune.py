@@ -231,3 +231,93 @@ def test_bad_input_is_one_line_and_writes_nothing(setup, capsys, case, message):
     assert_one_line_usage_error(code, err, "finetune", message)
     assert not os.path.exists(output)
     assert digests(setup["base"]) == base_before
+
+
+# --- end to end, slow: more text, adapters reused, export, the recipe ------------------
+
+
+@pytest.mark.slow
+def test_continued_training_on_text_keeps_the_base_tokenizer(setup, capsys):
+    from conftest import write_corpus
+
+    files = write_corpus(str(setup["root"] / "text"), num_files=3)
+    output = str(setup["root"] / "text_run")
+    code, out, err = run_in_process(capsys, "finetune", f"--model_dir={setup['base']}",
+                                    f"--train_files={','.join(files[:2])}",
+                                    f"--val_files={files[2]}", f"--output_dir={output}",
+                                    "--steps=6", "--eval_interval=3", "--batch_size=4",
+                                    "--verbose=2", "--nosamples")
+    assert code == 0, err
+    assert "validation loss: " in out and " before, " in out and "bits per byte" in out
+    config = read_json(os.path.join(output, "config.json"))
+    assert config["finetune_kind"] == "text" and config["prompt_template"] is None
+    assert config["tokenizer"] == "byte" and config["sequence_length"] == 32
+    metrics = read_json(os.path.join(output, "metrics.json"))
+    assert metrics["val_loss"] < metrics["val_loss_before"]
+    code, out, err = run_in_process(capsys, "eval", f"--model_dir={output}")
+    assert code == 0, err
+    np.testing.assert_allclose(json.loads(out)["loss"], metrics["val_loss"], rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_adapters_train_further_on_their_base_only(lora_run, capsys):
+    adapters = os.path.join(lora_run["output"], "adapters.npz")
+    output = str(lora_run["root"] / "again")
+    code, _, err = run_in_process(capsys, "finetune", f"--model_dir={lora_run['base']}",
+                                  f"--data={lora_run['pairs']}", f"--adapters={adapters}",
+                                  f"--output_dir={output}", *QUICK)
+    assert code == 0, err
+    config = read_json(os.path.join(output, "config.json"))
+    assert config["lora"]["rank"] == 2 and config["lora_alpha"] == 4.0
+    other = str(lora_run["root"] / "other_base")
+    make_base(other, "transformer")
+    import keras
+
+    from keras_lm.models import TransformerLM
+    keras.utils.set_random_seed(9)  # same shapes, other weights
+    TransformerLM.from_preset("tiny", vocabulary_size=259, sequence_length=32,
+                              pad_id=256).save(os.path.join(other, "model.keras"))
+    code, _, err = run_in_process(capsys, "finetune", f"--model_dir={other}",
+                                  f"--data={lora_run['pairs']}", f"--adapters={adapters}",
+                                  f"--output_dir={output}_x", *QUICK)
+    assert_one_line_usage_error(code, err, "finetune", "was trained on another base")
+    assert not os.path.exists(f"{output}_x")
+
+
+@pytest.mark.slow
+def test_export_of_a_pair_run_carries_the_template_and_scores_its_pairs(lora_run, capsys):
+    code, out, err = run_in_process(capsys, "export", f"--model_dir={lora_run['output']}",
+                                    "--quantize=none", "--verify")
+    assert code == 0, err + out
+    bundle = os.path.join(lora_run["output"], "tflite")
+    metadata = read_json(os.path.join(bundle, "metadata.json"))
+    assert metadata["prompt_template"] == "Q {prompt} A "
+    assert read_json(os.path.join(bundle, "tokenizer.json"))["prompt_template"] == "Q {prompt} A "
+    assert metadata["parity_setup"]["windows"] > 0  # the validation pairs, laid end to end
+    code, out, err = run_in_process(capsys, "generate",
+                                    f"--model={bundle}/model_float32.tflite",
+                                    "--prompt=3+4", "--max_new_tokens=4")
+    assert code == 0 and out.startswith("3+4"), err
+
+
+@pytest.mark.slow
+def test_the_docstring_recipe_runs_and_reports_before_and_after(tmp_path, capsys):
+    from keras_lm.cli.main import run
+
+    base = str(tmp_path / "base")
+    with pytest.raises(SystemExit) as exit_info:
+        run(["keras-lm", "train", "--recipe=tiny", "--sequence_length=128", "--steps=4",
+             "--eval_interval=2", "--val_steps=1", "--verbose=0", "--nosamples",
+             f"--output_dir={base}"])
+    assert exit_info.value.code == 0
+    output = str(tmp_path / "docstrings")
+    code, out, err = run_in_process(capsys, "finetune", "--recipe=docstring_to_code",
+                                    f"--model_dir={base}", f"--output_dir={output}",
+                                    "--steps=4", "--eval_interval=2", "--verbose=2")
+    assert code == 0, err
+    assert "validation response loss: " in out and "answered greedily" in out
+    config = read_json(os.path.join(output, "config.json"))
+    assert config["pairs_corpus"] == "docstring_to_code"
+    assert config["pairs_corpus_max_bytes"] == 112 and config["num_val_pairs"] > 20
+    code, out, err = run_in_process(capsys, "eval", f"--model_dir={output}")
+    assert code == 0 and json.loads(out)["examples"] == config["num_val_pairs"], err

@@ -219,7 +219,8 @@ def summary(config, source, model, tokenizer, template, metrics, root):
              + (f", {ADAPTERS_FILE}" if config.save_adapters else "")]
     if config.kind == "pairs" and config.samples:
         pair = source.val_pairs[0]
-        room = max(1, min(config.sample_length(), model.sequence_length - 2))
+        prompt_tokens = 1 + len(tokenizer.encode(template.apply(pair.prompt)))
+        room = max(1, min(config.sample_length(), model.sequence_length - prompt_tokens))
         answer = generate(model, tokenizer, template.apply(pair.prompt), room, truncate="left")
         lines.append(f"a validation prompt ({pair.source}), answered greedily:\n"
                      f"{template.apply(pair.prompt)}{answer}")

@@ -42,8 +42,8 @@ class PairsSource:
         self.val_examples = data.encode_pairs(self.val_pairs, tokenizer, template,
                                               sequence_length, "val_data" if config.val_data
                                               else "data")
-        self.length = data.pairs.padded_length(self.train_examples, sequence_length)
-        self.val_length = data.pairs.padded_length(self.val_examples, sequence_length)
+        self.length = data.padded_length(self.train_examples, sequence_length)
+        self.val_length = data.padded_length(self.val_examples, sequence_length)
         truncated = self.train_examples.truncated + self.val_examples.truncated
         self.split_note = None
         if truncated:

@@ -18,9 +18,8 @@ FINETUNE_RECIPES = {
         steps=100_000,  # an upper bound: the clock ends the run
         train_minutes=4.0,
         batch_size=16,
-        eval_interval=100,
+        eval_interval=50,
         val_steps=16,
-        sample_tokens=100,
     ),
 }
 

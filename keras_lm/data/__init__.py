@@ -29,6 +29,7 @@ from keras_lm.data.pairs import (
     RunPairs,
     docstring_pairs,
     encode_pairs,
+    padded_length,
     pair_windows,
     pairs_dataset,
     read_pairs,

@@ -28,7 +28,7 @@ def evaluate_pairs(model, examples, batch_size=32, pad_id=0):
     >>> scores["response_tokens"], scores["examples"]
     (2, 1)
     """
-    length = data.pairs.padded_length(examples, model.sequence_length)
+    length = data.padded_length(examples, model.sequence_length)
     scores = token_scores(model)
     total = hits = count = 0.0
     for inputs, targets, weights in data.pairs_dataset(examples, batch_size, length, pad_id):
