@@ -102,8 +102,7 @@ class FinetuneConfig(TrainConfig):
                 "data: give prompt -> response pairs (data=pairs.jsonl), text for continued "
                 "training (train_files=...) or a recipe, exactly one; got "
                 f"{', '.join(sources) or 'none'}", argument="data")
-        misplaced = (("val_data", "val_files") if self.kind == "text" else
-                     ("val_files",))
+        misplaced = ("val_data",) if self.kind == "text" else ("val_files",)
         for name in misplaced:
             if getattr(self, name):
                 other = "data" if name == "val_data" else "train_files"
