@@ -101,7 +101,7 @@ def main():
     rows = []
     for mode in MODES:
         out = subprocess.run([sys.executable, __file__, f"--mode={mode}", *sys.argv[1:]],
-                             capture_output=True, text=True, check=True).stdout
+                             stdout=subprocess.PIPE, text=True, check=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
     from common import machine
 

@@ -322,3 +322,20 @@ def test_the_docstring_recipe_runs_and_reports_before_and_after(tmp_path, capsys
     assert config["pairs_corpus_max_bytes"] == 112 and config["num_val_pairs"] > 20
     code, out, err = run_in_process(capsys, "eval", f"--model_dir={output}")
     assert code == 0 and json.loads(out)["examples"] == config["num_val_pairs"], err
+
+
+def test_classifier_flags_belong_to_the_classifier_head(setup, capsys):
+    output = str(setup["root"] / "out_head")
+    code, _, err = run_in_process(capsys, "finetune", f"--model_dir={setup['base']}",
+                                  f"--output_dir={output}", "--head=classifier")
+    assert_one_line_usage_error(code, err, "finetune", "--data: --head=classifier needs")
+    code, _, err = run_in_process(capsys, "finetune", f"--model_dir={setup['base']}",
+                                  f"--output_dir={output}", f"--data={setup['pairs']}",
+                                  "--text_key=body")
+    assert_one_line_usage_error(code, err, "finetune", "--text_key=body: only used with "
+                                "--head=classifier")
+    code, _, err = run_in_process(capsys, "finetune", f"--model_dir={setup['base']}",
+                                  f"--output_dir={output}", f"--data={setup['pairs']}",
+                                  "--head=classifier", "--template=Q {prompt}")
+    assert_one_line_usage_error(code, err, "finetune", "--template=Q {prompt}: not used with")
+    assert not os.path.exists(output)
