@@ -18,51 +18,53 @@ from keras_lm.training.config import TrainConfig
 FIELDS = {field.name: field for field in dataclasses.fields(TrainConfig)}
 
 
-def flag_name(setting):
+def flag_name(setting, fields=FIELDS):
     """The flag of a `TrainConfig` field: `vocabulary_size` -> `vocab_size`."""
-    return FIELDS[setting].metadata.get("flag") or setting
+    return fields[setting].metadata.get("flag") or setting
 
 
-def flag_of(argument):
+def flag_of(argument, fields=FIELDS):
     """How the command line spells `argument` (a setting or another argument name)."""
-    if argument in FIELDS and FIELDS[argument].metadata.get("flag"):
-        return "--" + FIELDS[argument].metadata["flag"]
+    if argument in fields and fields[argument].metadata.get("flag"):
+        return "--" + fields[argument].metadata["flag"]
     return "--" + argument
 
 
-def define_config_flags(flag_values, module_name, names, defaults=None, helps=None):
+def define_config_flags(flag_values, module_name, names, defaults=None, helps=None,
+                        fields=FIELDS):
     """Defines the flags of the `TrainConfig` fields `names` in `flag_values`.
 
     They are listed under `module_name` (the subcommand's module: its --help).
     `defaults` overrides the shown defaults (a recipe's, a sweep's); `helps`
     the help texts. Dicts, lists and tuples are typed as text and parsed by
-    `given_settings`.
+    `given_settings`. `fields`: the dataclass fields the flags are made
+    from (another config's, such as fine-tuning's `FinetuneConfig`).
     """
     defaults, helps = defaults or {}, helps or {}
     for name in names:
-        field = FIELDS[name]
+        field = fields[name]
         help = helps.get(name, field.metadata["help"])
         default = defaults.get(name, field.default)
         if field.type in (dict, list, tuple) or default is dataclasses.MISSING:
             default = None
         common = dict(flag_values=flag_values)
+        flag = flag_name(name, fields)
         if field.type is list:
-            flags.DEFINE_multi_string(flag_name(name), default, help, **common)
+            flags.DEFINE_multi_string(flag, default, help, **common)
         elif field.metadata.get("choices"):
-            flags.DEFINE_enum(flag_name(name), default, list(field.metadata["choices"]), help,
-                              **common)
+            flags.DEFINE_enum(flag, default, list(field.metadata["choices"]), help, **common)
         else:
             define = {int: flags.DEFINE_integer, float: flags.DEFINE_float,
                       bool: flags.DEFINE_boolean}.get(field.type, flags.DEFINE_string)
-            define(flag_name(name), default, help, **common)
-        flag_values.register_flag_by_module(module_name, flag_values[flag_name(name)])
+            define(flag, default, help, **common)
+        flag_values.register_flag_by_module(module_name, flag_values[flag])
 
 
-def given_settings(flag_values, names):
+def given_settings(flag_values, names, fields=FIELDS):
     """`{field: value}` of the flags among `names` that the command line gave."""
     values = {}
     for name in names:
-        flag = flag_values[flag_name(name)]
+        flag = flag_values[flag_name(name, fields)]
         if flag.present:
             values[name] = PARSERS.get(name, lambda value: value)(flag.value)
     return values

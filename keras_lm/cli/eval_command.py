@@ -1,7 +1,9 @@
 """keras-lm eval: loss, perplexity and bits per byte of a trained model.
 
 Prints one JSON object. Without --files it evaluates on the run's own
-validation files (as resolved from its config.json).
+validation files (as resolved from its config.json); a run fine-tuned on
+prompt -> response pairs (keras-lm finetune) is scored on its own
+validation pairs, the response tokens only (response_loss, ...).
 
 On a classifier run (`keras-lm finetune --head=classifier`): accuracy,
 macro-F1 and per-class precision/recall on the run's own validation rows,
@@ -21,8 +23,8 @@ from keras_lm import data
 from keras_lm.adaptation.classifier_run import evaluate_run, is_classifier
 from keras_lm.cli.app import run_subcommand
 from keras_lm.errors import UsageError
-from keras_lm.model_dir import load_model_dir, run_files
-from keras_lm.scoring import evaluate_files
+from keras_lm.model_dir import is_pairs_run, load_model_dir, run_files, run_validation
+from keras_lm.scoring import evaluate_files, evaluate_pairs
 
 # Each subcommand has its own flags, so they can share names (--batch_size).
 FLAGS = flags.FlagValues()
@@ -56,6 +58,11 @@ def main():
     if FLAGS.data:
         raise UsageError("--data: labelled rows are for classifier runs; score a language "
                          "model on text with --files")
+    if not FLAGS.files and is_pairs_run(config):
+        examples = run_validation(config, tokenizer, model.sequence_length)
+        print(json.dumps({**evaluate_pairs(model, examples, FLAGS.batch_size, tokenizer.pad_id),
+                          "data": "validation pairs"}))
+        return
     if FLAGS.files:
         files = data.resolve_files(FLAGS.files, "--files")
     else:

@@ -37,7 +37,7 @@ from keras_lm.export.bundle import (
 )
 from keras_lm.export.classifier_export import export_classifier
 from keras_lm.export.tflite import QUANTIZATIONS  # for the flag's help
-from keras_lm.model_dir import load_model_dir, run_files
+from keras_lm.model_dir import is_pairs_run, load_model_dir, run_files, run_pair_examples
 
 FLAGS = flags.FlagValues()
 VERIFICATION_FAILED = 1
@@ -81,7 +81,8 @@ def main():
             "export is for text models"
         )
     needs_calibration = "tflite" in FLAGS.format and "int8" in FLAGS.quantize
-    calibration_files, validation_files = _data_files(config, needs_calibration)
+    calibration_files, validation_files = _data_files(config, needs_calibration, tokenizer,
+                                                      model.sequence_length)
     try:
         report = export(
             model, tokenizer, FLAGS.model_dir,
@@ -141,10 +142,13 @@ _FLAG_OF_ARGUMENT = {
 }
 
 
-def _data_files(config, needs_calibration):
-    """(calibration, validation) files: --data_files, else the run's own files."""
+def _data_files(config, needs_calibration, tokenizer, sequence_length):
+    """(calibration, validation) files: --data_files, else the run's own files (or,
+    for a run fine-tuned on pairs, its own pairs: `EncodedPairs`)."""
     if FLAGS.data_files:
         return FLAGS.data_files, FLAGS.data_files
+    if is_pairs_run(config):  # its own pairs, as trained: never another text
+        return run_pair_examples(config, tokenizer, sequence_length)
     try:
         train, validation = run_files(config)
     except UsageError as error:

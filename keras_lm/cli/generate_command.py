@@ -13,6 +13,9 @@ export`): a `.tflite` file through LiteRT, with the tokenizer.json beside it
 and sampling in NumPy, or a SavedModel directory through its signatures.
 Exported models do not stream and have no beam search.
 
+A run made by `keras-lm finetune` has a prompt template: the prompt goes
+through it (and is echoed as the model reads it); --raw turns it off.
+
 --sampler defaults to what the other flags ask for: beam with --beam_width,
 top_p with --top_p, top_k with --top_k, temperature with --temperature > 0,
 else greedy.
@@ -27,6 +30,7 @@ from keras_lm.errors import UsageError
 from keras_lm.export.exported import load_exported
 from keras_lm.generation import SAMPLERS, encode_prompts, generate, get_sampler, stream
 from keras_lm.model_dir import load_model_dir
+from keras_lm.prompt_template import PromptTemplate
 
 # Each subcommand has its own flags, so they can share names (--batch_size).
 FLAGS = flags.FlagValues()
@@ -60,6 +64,9 @@ flags.DEFINE_integer(
 flags.DEFINE_integer("seed", None, "Seed that makes sampling reproducible.", flag_values=FLAGS)
 flags.DEFINE_multi_string(
     "stop", [], "Stop a text before this string (repeatable).", flag_values=FLAGS)
+flags.DEFINE_boolean(
+    "raw", False, "Give the prompt to the model as it is: without the prompt template of a "
+    "fine-tuned run (keras-lm finetune).", flag_values=FLAGS)
 flags.DEFINE_enum(
     "truncate", "none", ["none", "left"],
     "A prompt too long for the context: error (none) or cut its beginning (left).",
@@ -102,26 +109,29 @@ def main():
     )
     if FLAGS.model is not None:
         return generate_exported(sampler)
-    model, tokenizer, _ = load_model_dir(FLAGS.model_dir)
+    model, tokenizer, config = load_model_dir(FLAGS.model_dir)
+    # A fine-tuned run's template (none for a model trained from scratch).
+    template = PromptTemplate() if FLAGS.raw else PromptTemplate.from_run_config(config)
+    prompt = template.apply(FLAGS.prompt)
     max_new_tokens = FLAGS.max_new_tokens
     if max_new_tokens is None:
-        prompt_tokens = 1 + len(tokenizer.encode(FLAGS.prompt))
+        prompt_tokens = 1 + len(tokenizer.encode(prompt))
         max_new_tokens = max(1, min(DEFAULT_NEW_TOKENS, model.sequence_length - prompt_tokens))
     # The prompt must fit before any of it is echoed (an error after the
     # user's whole prompt would be lost in it).
-    encode_prompts(tokenizer, [FLAGS.prompt], max_new_tokens, model.sequence_length,
+    encode_prompts(tokenizer, [prompt], max_new_tokens, model.sequence_length,
                    options["truncate"])
     if FLAGS.num_samples == 1 and name != "beam":
-        sys.stdout.write(FLAGS.prompt)
+        sys.stdout.write(prompt)  # as the model reads it, template included
         sys.stdout.flush()
-        for piece in stream(model, tokenizer, FLAGS.prompt, max_new_tokens, **options):
+        for piece in stream(model, tokenizer, prompt, max_new_tokens, **options):
             sys.stdout.write(piece)
             sys.stdout.flush()
         sys.stdout.write("\n")
         return
     _print_samples(
-        generate(model, tokenizer, [FLAGS.prompt] * FLAGS.num_samples, max_new_tokens, **options)
-    )
+        generate(model, tokenizer, [prompt] * FLAGS.num_samples, max_new_tokens, **options),
+        prompt)
 
 
 def generate_exported(sampler):
@@ -136,7 +146,7 @@ def generate_exported(sampler):
         exported = load_exported(FLAGS.model)
     except UsageError as error:  # it names its `path` argument: the user typed --model
         raise UsageError(error.spelled_as("--model")) from None
-    room = exported.sequence_length - exported.prompt_length(FLAGS.prompt)
+    room = exported.sequence_length - exported.prompt_length(FLAGS.prompt, raw=FLAGS.raw)
     max_new_tokens = FLAGS.max_new_tokens
     if max_new_tokens is None:
         max_new_tokens = max(1, min(DEFAULT_NEW_TOKENS, room))
@@ -152,15 +162,16 @@ def generate_exported(sampler):
         top_p=getattr(sampler, "top_p", 1.0),
         seed=FLAGS.seed,
         stop=FLAGS.stop,
+        raw=FLAGS.raw,
     )
-    _print_samples(texts)
+    _print_samples(texts, FLAGS.prompt)
 
 
-def _print_samples(texts):
+def _print_samples(texts, prompt):
     for i, text in enumerate(texts):
         if len(texts) > 1:
             sys.stdout.write(f"--- sample {i + 1} of {len(texts)} ---\n")
-        sys.stdout.write(FLAGS.prompt + text + "\n")
+        sys.stdout.write(prompt + text + "\n")
 
 
 def run(argv):

@@ -10,6 +10,7 @@ SUBCOMMANDS = {
     "train": "train a language model on text files (or the built-in corpus)",
     "eval": "loss, perplexity and bits per byte of a trained model on files",
     "generate": "continue a prompt with a trained model (Keras, SavedModel or LiteRT)",
+    "finetune": "adapt a trained model: prompt -> response pairs, more text, LoRA, a classifier",
     "classify": "the label of a text, with a classifier (`finetune --head=classifier`)",
     "export": "write a SavedModel and LiteRT files (quantized, verified against Keras)",
     "probe": "measure in-context learning: loss by position, ICL score, induction",

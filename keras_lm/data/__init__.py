@@ -21,3 +21,18 @@ from keras_lm.data.text_dataset import (
     token_windows,
     tokens_per_byte,
 )
+from keras_lm.data.pairs import (
+    PAIR_CORPORA,
+    PAIR_FORMATS,
+    EncodedPairs,
+    Pair,
+    RunPairs,
+    docstring_pairs,
+    encode_pairs,
+    padded_length,
+    pair_windows,
+    pairs_dataset,
+    read_pairs,
+    run_pairs,
+    split_pairs,
+)

@@ -9,7 +9,9 @@
   - `tokenizer.json`: the tokenizer in plain JSON (no TensorFlow needed,
     see `keras_lm.export.json_tokenizer.JsonTokenizer`), and for
     SentencePiece also `tokenizer.model` (its own format);
-  - `metadata.json`: vocabulary size, special ids, sequence length (as
+  - `metadata.json`: vocabulary size, special ids, the prompt template
+    (`prompt_template`: a format string with one `{prompt}` field that an
+    app puts each prompt through, or null), sequence length (as
     `sequence_length`, and as `context_length` for the apps that read that
     name), the signatures with every input and output (name, shape,
     dtype) and the state tensors (both from `keras_lm.export.schema`), and
@@ -33,7 +35,7 @@ import os
 
 import numpy as np
 
-from keras_lm.data import sample_windows
+from keras_lm.data import EncodedPairs, pair_windows, sample_windows
 from keras_lm.errors import UsageError
 from keras_lm.export.saved_model import export_saved_model
 from keras_lm.export.schema import check_prefill_lengths
@@ -87,7 +89,9 @@ def export(
         prefill_lengths: prompt lengths with a `prefill_{N}` TFLite signature.
         calibration_files: text files (training text) that calibrate `int8`.
         validation_files: text files for the perplexity figures; without
-            them parity is measured on logits and greedy tokens only.
+            them parity is measured on logits and greedy tokens only. Either
+            may also be a pair run's `keras_lm.data.EncodedPairs` (its
+            pairs laid end to end, as trained).
         verify: raise `VerificationError` if a bound of
             `keras_lm.export.verify.check_parity` is missed (after writing,
             so the files can be inspected).
@@ -109,17 +113,13 @@ def export(
                 "quantize: int8 needs training text to calibrate on (calibration_files), got none",
                 argument="quantize",
             )
-        calibration = sample_windows(
-            calibration_files, tokenizer, model.sequence_length, CALIBRATION_TEXTS,
-            argument="calibration_files",
-        )
+        calibration = _windows(calibration_files, tokenizer, model.sequence_length,
+                               CALIBRATION_TEXTS, "calibration_files")
     window_length = max(prefill_lengths) if "tflite" in formats else 32
     windows = []
     if validation_files:
-        windows = sample_windows(
-            validation_files, tokenizer, window_length, VALIDATION_WINDOWS,
-            argument="validation_files",
-        )
+        windows = _windows(validation_files, tokenizer, window_length, VALIDATION_WINDOWS,
+                           "validation_files")
     prompts = verification_prompts(model, tokenizer, windows, prefill_lengths)
 
     saved_model = os.path.join(directory, SAVED_MODEL_DIR)
@@ -183,6 +183,9 @@ def _write_bundle(model, tokenizer, bundle, quantize, prefill_lengths, calibrati
         "context_length": schema.sequence_length,
         "special_ids": dict(tokenizer.special_ids),
         "tokenizer": TOKENIZER_FILE,
+        # Prompts go through it before tokenizing (keras_lm.prompt_template):
+        # a format string with one {prompt} field, or null (as they are).
+        "prompt_template": getattr(tokenizer, "prompt_template", None),
         "prefill_lengths": list(schema.prefill_lengths),
         "signatures": schema.signature_entries(),
         "state": schema.state_entries(),
@@ -215,6 +218,13 @@ def verification_prompts(model, tokenizer, windows, prefill_lengths):
         text = tokenizer.decode_text(np.array(ids[1:], np.int32))
         prompts.append([tokenizer.bos_id] + [int(i) for i in tokenizer.encode(text).numpy()])
     return prompts
+
+
+def _windows(source, tokenizer, length, count, argument):
+    """Windows of `length + 1` tokens: from text files, or from a pair run's encoded pairs."""
+    if isinstance(source, EncodedPairs):
+        return pair_windows(source, length, count)
+    return sample_windows(source, tokenizer, length, count, argument=argument)
 
 
 def _check_choices(argument, values, choices):

@@ -19,7 +19,9 @@ import tensorflow as tf
 from keras_lm.errors import UsageError
 from keras_lm.export.json_tokenizer import JsonTokenizer
 from keras_lm.export.litert_runner import LiteRTRunner, generate_text
+from keras_lm.export.saved_model import RAW_SIGNATURE
 from keras_lm.generation.generate import cut_at_stop
+from keras_lm.prompt_template import PromptTemplate
 from keras_lm.tokenizers import TOKENIZER_FILE
 
 
@@ -66,15 +68,22 @@ class ExportedLiteRT:
             ) from None
         self.sequence_length = self.runner.max_length
 
-    def prompt_length(self, prompt):
-        """Tokens of `prompt` with `<bos>`."""
+    def prompt_length(self, prompt, raw=False):
+        """Tokens of `prompt` with `<bos>` (through the prompt template unless `raw`)."""
+        if not raw:
+            prompt = PromptTemplate(self.tokenizer.prompt_template).apply(prompt)
         return 1 + len(self.tokenizer.encode(prompt))
 
     def generate(self, prompts, max_new_tokens, *, temperature=0.0, top_k=0, top_p=1.0,
-                 seed=None, stop=()):
-        """One continuation per prompt; sampling in NumPy (seeded per prompt)."""
+                 seed=None, stop=(), raw=False):
+        """One continuation per prompt; sampling in NumPy (seeded per prompt).
+
+        Prompts go through the bundle's prompt template unless `raw`.
+        """
         if not prompts:
             return []
+        if not raw:
+            prompts = PromptTemplate(self.tokenizer.prompt_template).apply(list(prompts))
         return [
             cut_at_stop(
                 generate_text(
@@ -119,14 +128,19 @@ class ExportedSavedModel:
         self.sequence_length = int(state[0].shape[2]) if len(state[0].shape) == 4 else None
         self._encode = None
 
-    def prompt_length(self, prompt):
+    def prompt_length(self, prompt, raw=False):
         """Tokens of `prompt` with `<bos>` (through the SavedModel's `logits` path: unknown)."""
         return 1 + len(prompt.encode("utf-8"))  # an upper bound for byte and char tokenizers
 
     def generate(self, prompts, max_new_tokens, *, temperature=0.0, top_k=0, top_p=1.0,
-                 seed=None, stop=()):
-        """The `sample` signature (greedy when `temperature` is 0): one text per prompt."""
-        out = self.signatures["sample"](
+                 seed=None, stop=(), raw=False):
+        """The `sample` signature (greedy when `temperature` is 0): one text per prompt.
+
+        `sample` applies a fine-tuned model's prompt template in the graph;
+        `raw` uses `sample_raw` instead (present only with a template).
+        """
+        name = RAW_SIGNATURE if raw and RAW_SIGNATURE in self.signatures else "sample"
+        out = self.signatures[name](
             prompts=tf.constant(list(prompts)),
             max_new_tokens=tf.constant(max_new_tokens, tf.int32),
             temperature=tf.constant(temperature, tf.float32),

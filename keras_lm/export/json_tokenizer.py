@@ -52,6 +52,8 @@ class JsonTokenizer:
         self.kind = config["kind"]
         self.special_ids = dict(config["special_ids"])
         self.normalize = config.get("normalize", "none")
+        # A fine-tuned run's prompt template (see keras_lm.prompt_template), or None.
+        self.prompt_template = config.get("prompt_template")
         unk = self.special_ids.get("<unk>")
         specials = set(self.special_ids.values())
         if self.kind == "byte":

@@ -8,6 +8,10 @@ default one is minimal):
 - `sample(prompts, max_new_tokens, temperature: float32, top_k: int32,
   top_p: float32, seed: int64)` -> `{"text"}`: `temperature <= 0` is
   greedy, `top_k <= 0` and `top_p >= 1` switch those filters off.
+- a fine-tuned model with a prompt template (`tokenizer.prompt_template`,
+  see `keras_lm.prompt_template`): `serving_default` and `sample` put each
+  prompt through it in the graph, and `sample_raw` (the inputs of
+  `sample`) takes prompts as they are.
 - `logits(token_ids: int32[batch, time])` -> `{"logits"}`.
 - `prefill(token_ids, <state...>)` -> `{"logits", <state...>}` and
   `decode(token_ids: int32[batch], position: int32, <state...>)` ->
@@ -32,8 +36,11 @@ from keras_lm.export.schema import ExportSchema
 from keras_lm.generation.decoding import sampling_loop
 from keras_lm.generation.samplers import tensor_sampler
 from keras_lm.io_utils import atomic_path
+from keras_lm.prompt_template import PromptTemplate
 
 SIGNATURES = ("serving_default", "sample", "logits", "prefill", "decode")
+# Only with a prompt template: `sample` without it.
+RAW_SIGNATURE = "sample_raw"
 
 
 def export_saved_model(model, tokenizer, path):
@@ -49,32 +56,41 @@ def export_saved_model(model, tokenizer, path):
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.track(tokenizer)
+    template = PromptTemplate(getattr(tokenizer, "prompt_template", None))
     prompts = tf.TensorSpec([None], tf.string, name="prompts")
     max_new_tokens = tf.TensorSpec([], tf.int32, name="max_new_tokens")
+
+    def templated(prompts):
+        if template.is_identity:
+            return prompts
+        return tf.strings.join([template.prefix, prompts, template.suffix])
 
     def serving_default(prompts, max_new_tokens):
         greedy = tensor_sampler(tf.constant(0.0), tf.constant(0), tf.constant(1.0))
         seed = tf.constant([0, 0], tf.int64)
-        return {"text": generate_text(model, tokenizer, prompts, max_new_tokens, greedy, seed)}
+        return {"text": generate_text(model, tokenizer, templated(prompts), max_new_tokens,
+                                      greedy, seed)}
 
-    def sample(prompts, max_new_tokens, temperature, top_k, top_p, seed):
+    def sample_raw(prompts, max_new_tokens, temperature, top_k, top_p, seed):
         select = tensor_sampler(temperature, top_k, top_p)
         seed = tf.stack([seed, tf.constant(0, tf.int64)])
         return {"text": generate_text(model, tokenizer, prompts, max_new_tokens, select, seed)}
 
+    def sample(prompts, max_new_tokens, temperature, top_k, top_p, seed):
+        return sample_raw(templated(prompts), max_new_tokens, temperature, top_k, top_p, seed)
+
+    sample_inputs = [
+        prompts,
+        max_new_tokens,
+        tf.TensorSpec([], tf.float32, name="temperature"),
+        tf.TensorSpec([], tf.int32, name="top_k"),
+        tf.TensorSpec([], tf.float32, name="top_p"),
+        tf.TensorSpec([], tf.int64, name="seed"),
+    ]
     archive.add_endpoint("serving_default", serving_default, [prompts, max_new_tokens])
-    archive.add_endpoint(
-        "sample",
-        sample,
-        [
-            prompts,
-            max_new_tokens,
-            tf.TensorSpec([], tf.float32, name="temperature"),
-            tf.TensorSpec([], tf.int32, name="top_k"),
-            tf.TensorSpec([], tf.float32, name="top_p"),
-            tf.TensorSpec([], tf.int64, name="seed"),
-        ],
-    )
+    archive.add_endpoint("sample", sample, sample_inputs)
+    if not template.is_identity:
+        archive.add_endpoint(RAW_SIGNATURE, sample_raw, sample_inputs)
     archive.add_endpoint(
         "logits",
         lambda token_ids: {"logits": model(token_ids, training=False)},

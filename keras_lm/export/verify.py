@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_lm.export.litert_runner import LiteRTRunner, run_prompt
+from keras_lm.export.saved_model import RAW_SIGNATURE
 from keras_lm.generation.decoding import decode_tokens
 from keras_lm.generation.samplers import GreedySampler
 
@@ -178,9 +179,20 @@ def _saved_model_parity(path, prompts, keras_logits, keras_greedy, tokenizer, ne
     loaded = tf.saved_model.load(path)
     logits_fn = loaded.signatures["logits"]
     logits = [logits_fn(token_ids=tf.constant([p], tf.int32))["logits"].numpy()[0] for p in prompts]
-    # The served text path: greedy over the prompt text, compared as ids.
+    # The served text path: greedy over the prompt text, compared as ids. With
+    # a prompt template the prompts here are ids already formatted: they go
+    # to `sample_raw` (greedy at temperature 0), which is `serving_default`
+    # without the template's string join (tests/test_template_export.py).
     greedy = []
     serve = loaded.signatures["serving_default"]
+    if RAW_SIGNATURE in loaded.signatures:
+        raw = loaded.signatures[RAW_SIGNATURE]
+
+        def serve(prompts, max_new_tokens):
+            return raw(prompts=prompts, max_new_tokens=max_new_tokens,
+                       temperature=tf.constant(0.0), top_k=tf.constant(0),
+                       top_p=tf.constant(1.0), seed=tf.constant(0, tf.int64))
+
     for prompt in prompts:
         text = tokenizer.decode_text(np.array(prompt[1:], np.int32))
         out = serve(prompts=tf.constant([text]), max_new_tokens=tf.constant(new_tokens))

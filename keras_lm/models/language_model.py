@@ -7,6 +7,7 @@ import tensorflow as tf
 from keras_lm import compat
 from keras_lm.metrics import TokenAccuracy
 from keras_lm.optimizers import make_optimizer
+from keras_lm.prompt_template import PromptTemplate
 
 
 class LanguageModel(keras.Model):
@@ -194,10 +195,15 @@ class LanguageModel(keras.Model):
     def _hidden_cached(self, token_ids, state, start_index):
         raise NotImplementedError
 
-    def generate(self, prompts, max_new_tokens=100, *, tokenizer=None, **options):
+    def generate(self, prompts, max_new_tokens=100, *, tokenizer=None, apply_template=True,
+                 **options):
         """Continues text prompts; see `keras_lm.generation.generate` for options.
 
-        `tokenizer` defaults to the one `keras_lm.load_model_dir` attached.
+        `tokenizer` defaults to the one `keras_lm.load` attached. A
+        fine-tuned run's prompt template (`keras_lm.prompt_template`, read
+        from the `run_config` that `keras_lm.load` attached) is applied to
+        each prompt unless `apply_template=False`; a model trained from
+        scratch has none.
 
         Example:
         >>> from keras_lm.models import TransformerLM
@@ -212,6 +218,9 @@ class LanguageModel(keras.Model):
         tokenizer = tokenizer or getattr(self, "tokenizer", None)
         if tokenizer is None:
             raise ValueError("tokenizer: generate needs a tokenizer to read text prompts, got None")
+        if apply_template:
+            template = PromptTemplate.from_run_config(getattr(self, "run_config", None))
+            prompts = template.apply(prompts)
         return generate(self, tokenizer, prompts, max_new_tokens, **options)
 
     def get_compile_config(self):

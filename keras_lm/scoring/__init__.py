@@ -5,6 +5,8 @@ true next token and the argmax guess) under one XLA choice, and the scores
 built on it:
 
 - `evaluate_files`: loss, perplexity and bits per byte on text files;
+- `evaluate_pairs`: loss, perplexity and accuracy on the responses of
+  prompt -> response pairs;
 - `position_losses`, `position_sums`: loss (and hits) by position in the
   context window, for `PositionLoss` and the in-context-learning probes;
 - `evaluate_task`, `AnswerScores`, `edit_distance`: exact match and the
@@ -24,9 +26,10 @@ Example:
 
 from keras_lm.scoring.answers import AnswerScores, edit_distance
 from keras_lm.scoring.files import evaluate_files
+from keras_lm.scoring.pairs import evaluate_pairs
 from keras_lm.scoring.positions import position_losses, position_sums
 from keras_lm.scoring.task import evaluate_task
 from keras_lm.scoring.tokens import scored_mask, token_scores
 
-__all__ = ["AnswerScores", "edit_distance", "evaluate_files", "evaluate_task",
+__all__ = ["AnswerScores", "edit_distance", "evaluate_files", "evaluate_pairs", "evaluate_task",
            "position_losses", "position_sums", "scored_mask", "token_scores"]

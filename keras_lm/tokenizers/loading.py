@@ -68,7 +68,9 @@ def load_tokenizer(path):
         kind = config.pop("kind")
         vocabulary_size = config.pop("vocabulary_size")
         special_ids = config.pop("special_ids")
+        prompt_template = config.pop("prompt_template", None)
         tokenizer = TOKENIZER_CLASSES[kind].from_config(config)
+        tokenizer.prompt_template = prompt_template
     except (ValueError, KeyError, TypeError, RuntimeError) as error:
         # RuntimeError: SentencePiece rejecting its model.
         raise UsageError(f"tokenizer file {path!r} is corrupt: {error}") from None

@@ -26,6 +26,8 @@ class Tokenizer(tf.Module):
     """
 
     kind = None
+    # The prompt template of a fine-tuned run (a format string), or None.
+    prompt_template = None
 
     def __init__(self, pieces, special_ids, name=None, normalize="none"):
         super().__init__(name=name)
@@ -88,4 +90,8 @@ class Tokenizer(tf.Module):
         config.update(
             vocabulary_size=self.vocabulary_size, special_ids=self.special_ids
         )
+        # A fine-tuned run's prompt template (keras_lm.prompt_template) travels
+        # with its tokenizer: what an app needs to prompt the model.
+        if getattr(self, "prompt_template", None) is not None:
+            config["prompt_template"] = self.prompt_template
         write_json(path, config)

@@ -38,15 +38,20 @@ def make_source(config):
 
 
 class TextSource:
-    """Text files (`train_files`, or the built-in corpus), split into train and validation."""
+    """Text files (`train_files`, or the built-in corpus), split into train and validation.
+
+    `tokenizer`: use this one (a fine-tuned base's) rather than train one.
+    """
 
     has_text = True  # samples and bits per byte make sense
     probe_text = DEFAULT_PROBE_TEXT
     final_scores_note = (f"evaluating on the validation text (up to {FINAL_EVAL_TOKENS:,} "
                          "tokens)...")
 
-    def __init__(self, config):
+    def __init__(self, config, tokenizer=None):
         self.config = config
+        # A fixed tokenizer (a fine-tuned base's) instead of one trained here.
+        self._fixed_tokenizer = tokenizer
         # Split by file, or inside the files when they are too few (see data.run_files).
         self.files = data.run_files(config.corpus, config.train_files, config.val_files,
                                     config.validation_fraction)
@@ -59,9 +64,12 @@ class TextSource:
         return f"{len(self.train_files)} train / {len(self.val_files)} validation files"
 
     def tokenizer(self, resuming, directory):
-        """Reloaded from `directory` when resuming, else trained on the training files."""
-        path = os.path.join(directory, TOKENIZER_FILE)
-        if resuming and os.path.isfile(path):
+        """The fixed one if given; reloaded from `directory` when resuming, else trained
+        on the training files."""
+        path = os.path.join(directory, TOKENIZER_FILE) if directory else None
+        if self._fixed_tokenizer is not None:
+            tokenizer = self._fixed_tokenizer
+        elif resuming and os.path.isfile(path):
             tokenizer = load_tokenizer(path)
         else:
             config = self.config

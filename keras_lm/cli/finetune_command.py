@@ -1,0 +1,121 @@
+"""keras-lm finetune: adapt a trained model to a task; writes a new run directory.
+
+Starts from BASE (--model_dir: a `keras-lm train` or `finetune` output
+directory), never changes it, and writes --output_dir, a normal run
+directory that eval, generate, export and probe read (config.json records
+the base).
+
+Examples:
+  keras-lm finetune --recipe=docstring_to_code --output_dir=saved_models/docstrings
+  keras-lm finetune --model_dir=saved_models/quickstart --data=pairs.jsonl \\
+      --output_dir=saved_models/pairs --steps=500
+  keras-lm finetune --data=pairs.csv --prompt_key=question --response_key=answer \\
+      --template='Q: {prompt}\\nA: ' --lora_rank=8 --save_adapters --output_dir=saved_models/qa
+  keras-lm finetune --train_files='notes/*.txt' --output_dir=saved_models/notes
+  keras-lm finetune --adapters=saved_models/qa/adapters.npz --data=more.jsonl \\
+      --output_dir=saved_models/qa2
+  keras-lm finetune --head=classifier --data=labels.csv --text_key=text \\
+      --label_key=label --output_dir=saved_models/labels
+
+--data: prompt -> response pairs (.jsonl, .csv, .tsv); the loss and the
+metrics count the response tokens only. --train_files: more text, trained
+as `keras-lm train` does (continued training). --lora_rank: train LoRA
+adapters instead of every weight (Transformer only); model.keras holds them
+merged. --head=classifier: a text classifier on the base (keras-lm classify).
+The tokenizer, the model and its context are the base's. See
+docs/adaptation.md.
+"""
+
+import dataclasses
+
+from absl import flags
+
+from keras_lm.adaptation.config import FinetuneConfig
+from keras_lm.adaptation.finetune import finetune
+from keras_lm.adaptation.recipes import finetune_recipe_defaults
+from keras_lm.cli.app import run_subcommand
+from keras_lm.cli.config_flags import define_config_flags, flag_of, given_settings
+from keras_lm.errors import UsageError
+
+FLAGS = flags.FlagValues()
+FIELDS = {field.name: field for field in dataclasses.fields(FinetuneConfig)}
+# The settings with flags: fine-tuning's own, and the training settings that
+# apply to it (not the model's, the tokenizer's or tf.distribute's: the base's).
+SETTINGS = [
+    "recipe", "base_dir", "output_dir", "data", "val_data", "prompt_key", "response_key",
+    "template", "train_files", "val_files", "validation_fraction",
+    "lora_rank", "lora_alpha", "lora_targets", "save_adapters", "adapters",
+    "steps", "epochs", "train_minutes", "batch_size", "eval_interval", "val_steps",
+    "optimizer", "learning_rate", "warmup_steps", "weight_decay", "clipnorm", "jit_compile",
+    "seed", "sample_prompts", "sample_tokens", "temperature", "shuffle_buffer", "verbose",
+    "samples", "attention_maps", "position_loss", "embedding_projector", "hparams",
+    "histograms",
+    # Given, these are an error: fine-tuning keeps the base's tokenizer.
+    "tokenizer", "vocabulary_size", "normalize", "sentencepiece_model_type",
+]
+HEADS = ("lm", "classifier")
+define_config_flags(FLAGS, __name__, SETTINGS, fields=FIELDS)
+flags.DEFINE_enum("head", "lm", list(HEADS), "lm: a language model (pairs or text); "
+                  "classifier: a text classifier on the base (labels in --data).",
+                  flag_values=FLAGS)
+flags.DEFINE_string("text_key", "text", "--head=classifier: the text's field in --data.",
+                    flag_values=FLAGS)
+flags.DEFINE_string("label_key", "label", "--head=classifier: the label's field in --data.",
+                    flag_values=FLAGS)
+flags.DEFINE_enum("pooling", "last", ["last", "mean"], "--head=classifier: the <eos> "
+                  "position's features (last) or their mean over the text (mean).",
+                  flag_values=FLAGS)
+CLASSIFIER_FLAGS = ("text_key", "label_key", "pooling")
+# Pair and text settings that a classifier does not read.
+LM_ONLY = ("template", "prompt_key", "response_key", "train_files", "val_files", "adapters",
+           "save_adapters", "recipe")
+
+
+def config_from_flags():
+    """The run's FinetuneConfig: the recipe's settings, then the flags given."""
+    given = given_settings(FLAGS, SETTINGS, FIELDS)
+    values = finetune_recipe_defaults(FLAGS.recipe) if FLAGS.recipe else {}
+    values.update(given)
+    # A run length given in steps or epochs replaces a recipe's clock.
+    if ("steps" in given or "epochs" in given) and "train_minutes" not in given:
+        values["train_minutes"] = None
+    return FinetuneConfig(**values)
+
+
+def main():
+    if FLAGS.head == "classifier":
+        return main_classifier()
+    for name in CLASSIFIER_FLAGS:
+        if FLAGS[name].present:
+            raise UsageError(f"--{name}={FLAGS[name].value}: only used with --head=classifier")
+    finetune(config_from_flags())
+
+
+def main_classifier():
+    """`--head=classifier`: `keras_lm.adaptation.classifier.finetune_classifier`."""
+    for name in LM_ONLY:
+        flag = flag_of(name, FIELDS)[2:]
+        if FLAGS[flag].present:
+            raise UsageError(f"--{flag}={FLAGS[flag].value}: not used with --head=classifier")
+    if not FLAGS.data:
+        raise UsageError("--data: --head=classifier needs a labelled file (.csv, .tsv or "
+                         ".jsonl with --text_key and --label_key), got none")
+    config = config_from_flags()
+    config.check_settings()  # the tokenizer flags, LoRA's rank, output_dir != the base
+    # Imported here: the classifier is its own part of the adaptation layer.
+    from keras_lm.adaptation.classifier import finetune_classifier
+
+    finetune_classifier(
+        config.base_dir, config.output_dir, config.data, val_data=config.val_data,
+        text_key=FLAGS.text_key, label_key=FLAGS.label_key, pooling=FLAGS.pooling,
+        steps=config.steps if FLAGS["steps"].present else None,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate if config.learning_rate is not None else 1e-3,
+        seed=config.seed, verbose=config.verbose, lora_rank=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        lora_targets=config.lora_targets if config.lora_rank is not None else None)
+
+
+def run(argv):
+    run_subcommand(main, FLAGS, argv, __name__, __doc__, lambda a: flag_of(a, FIELDS))
+
