@@ -1,8 +1,4 @@
-"""`keras-lm finetune --head=classifier`: the command over `finetune_classifier`.
-
-Skipped until `keras_lm.cli.finetune_command` exists (it is built on another
-branch); after the merge these run with the default suite.
-"""
+"""`keras-lm finetune --head=classifier`: the command over `finetune_classifier`."""
 
 import json
 import os
@@ -12,10 +8,8 @@ import numpy as np
 import pytest
 from conftest import assert_one_line_usage_error, run_in_process
 
-pytest.importorskip("keras_lm.cli.finetune_command")
-
-from keras_lm.models import TransformerLM  # noqa: E402
-from keras_lm.tokenizers import ByteTokenizer  # noqa: E402
+from keras_lm.models import TransformerLM
+from keras_lm.tokenizers import ByteTokenizer
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +48,7 @@ def test_finetune_head_classifier_writes_a_classifier_run(base, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    ([], "--data: a classifier needs labelled texts"),
+    ([], "--data: --head=classifier needs a labelled file"),
     (["--data={labels}", "--lora_rank=4"], "LoRA is not supported for the classifier head"),
     (["--data={one}"], "one class ('cat')"),
     (["--data={labels}", "--val_data={unseen}"], "label 'horse' never appears"),
