@@ -35,7 +35,7 @@ RUN_PAGES = ["README.md", os.path.join("docs", "python_api.md")]
 NOT_RUN = "<!-- not run -->"
 RUN_LANGUAGES = {"python": "python", "bash": "bash", "sh": "bash"}
 
-FENCE = re.compile(r"^(```+|~~~+)\s*([\w+-]*)")
+FENCE = re.compile(r"^ *(```+|~~~+)\s*([\w+-]*)")  # fences may sit in list items
 
 
 def read(page):
@@ -57,11 +57,12 @@ def code_blocks(text):
         start = i
         body = []
         i += 1
-        while i < len(lines) and not lines[i].startswith(fence):
+        while i < len(lines) and not lines[i].lstrip().startswith(fence):
             body.append(lines[i])
             i += 1
         previous = lines[start - 1].strip() if start > 0 else ""
-        blocks.append((language, "\n".join(body) + "\n", start + 1, previous == NOT_RUN))
+        code = textwrap.dedent("\n".join(body) + "\n")
+        blocks.append((language, code, start + 1, previous == NOT_RUN))
         i += 1
     return blocks
 
@@ -168,7 +169,7 @@ def prose(text):
         match = FENCE.match(line)
         if fence is None and match:
             fence = match.group(1)
-        elif fence is not None and line.startswith(fence):
+        elif fence is not None and line.lstrip().startswith(fence):
             fence = None
         elif fence is None:
             kept.append(re.sub(r"`[^`]*`", "", line))
