@@ -3,8 +3,12 @@
 
 import json
 import queue
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 
 import httpx
 import keras
@@ -64,7 +68,8 @@ def test_greedy_text_equals_keras_lm_generate(server, client, model_dir, capsys)
     assert out == prompt + answer.choices[0].text + "\n"
     usage = answer.usage
     assert usage.prompt_tokens == 1 + len(prompt)  # <bos> and one byte each
-    assert 0 < usage.completion_tokens <= 12 and usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+    assert 0 < usage.completion_tokens <= 12
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
     assert answer.choices[0].finish_reason in ("stop", "length")
 
 
@@ -129,7 +134,8 @@ def test_a_seeded_request_gives_the_same_text_alone_and_inside_a_batch(server):
 
 def test_row_batch_rows_ignore_their_neighbours_and_padding(server):
     model, tokenizer = server.engine.model, server.engine.tokenizer
-    special = dict(end_id=-1, pad_id=tokenizer.pad_id, banned_ids=(tokenizer.pad_id, tokenizer.bos_id))
+    special = dict(end_id=-1, pad_id=tokenizer.pad_id,
+                   banned_ids=(tokenizer.pad_id, tokenizer.bos_id))
 
     def tokens(rows, batch_size):
         batch, new = RowBatch(model, rows, batch_size, **special), [[] for _ in rows]
@@ -138,7 +144,8 @@ def test_row_batch_rows_ignore_their_neighbours_and_padding(server):
                 new[row] += ids
         return new
 
-    row = Row([tokenizer.bos_id, 100, 101, 102], max_new_tokens=9, temperature=1.0, top_k=20, seed=4)
+    row = Row([tokenizer.bos_id, 100, 101, 102], max_new_tokens=9, temperature=1.0, top_k=20,
+              seed=4)
     alone = tokens([row], 1)[0]
     assert len(alone) == 9  # end_id -1: the limit
     neighbour = Row([tokenizer.bos_id, 50], max_new_tokens=3, temperature=0.5, seed=9)
@@ -198,7 +205,8 @@ def test_bodies_over_1_mb_and_broken_json_are_400_and_the_server_keeps_serving(s
         client.completions.create(model="tiny", prompt="x", temperature=-1)
     with pytest.raises(openai.NotFoundError, match="not served here"):
         client.completions.create(model="gpt-4", prompt="x")
-    assert client.completions.create(model="tiny", prompt="x", max_tokens=2).choices[0].text is not None
+    answer = client.completions.create(model="tiny", prompt="x", max_tokens=2)
+    assert answer.choices[0].finish_reason in ("stop", "length")
     assert httpx.get(server.url + "/health").json()["status"] == "ok"
 
 
@@ -265,3 +273,39 @@ def test_concurrent_clients_all_get_complete_answers(server):
         thread.join(timeout=120)
     assert len(results) == 6
     assert all(r["choices"][0]["finish_reason"] in ("stop", "length") for r in results)
+
+
+@pytest.mark.slow
+def test_keras_lm_serve_in_a_subprocess_serves_until_ctrl_c(model_dir, capsys):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "keras_lm.cli.main", "serve", f"--model_dir={model_dir}",
+         f"--port={port}", "--max_batch_size=2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(1)
+        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+        answer = client.completions.create(model=model_dir.name, prompt="the quick",
+                                           max_tokens=12, temperature=0)
+        code, out, err = run_in_process(capsys, "generate", f"--model_dir={model_dir}",
+                                        "--prompt=the quick", "--sampler=greedy",
+                                        "--max_new_tokens=12")
+        assert out == "the quick" + answer.choices[0].text + "\n"
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert f"serving '{model_dir.name}' at {url}" in out and out.strip().endswith("stopped")
+    assert "Traceback" not in err

@@ -5,10 +5,11 @@ shares one seed and one `max_new_tokens` across its batch: right for one
 user's batch, wrong for a server, whose batch mixes requests that only
 arrived together. Here every option is a per-row tensor (`Row`), so:
 
-- the compiled programs depend on the shape only: `(batch_size,
-  max_length)` for the loop, plus one prefill per power-of-two prompt
-  length. A server pads its batches to a few `batch_size` buckets and
-  compiles them all at start-up (`warm_up`); no request compiles anything;
+- the compiled programs depend on the shape only: one XLA loop per
+  `(batch_size, max_length)`, and a prefill (not XLA) of a power-of-two
+  number of tokens. A server pads its batches to a few `batch_size`
+  buckets and compiles them all at start-up (`warm_up`); no request
+  compiles anything;
 - a row draws its random numbers from its own seed and position, so its
   text does not depend on the other rows (up to float rounding: a batch's
   shortest prompt decides how much of each prompt the prefill runs);
@@ -30,6 +31,7 @@ Example:
 
 import dataclasses
 import random
+import weakref
 
 import numpy as np
 import tensorflow as tf
@@ -53,12 +55,40 @@ class Row:
     seed: int = None
 
 
+def prefill_lengths(model, max_length=None):
+    """The prefill sizes a batch may use: powers of two that leave room for one new token."""
+    longest = min(model.longest_prefill, (max_length or model.sequence_length) - 1)
+    return [1 << i for i in range(longest.bit_length())]
+
+
 def warm_up(model, batch_sizes, max_length=None):
-    """Compiles (and traces) every program `RowBatch` uses for these batch sizes; returns how many."""
+    """Compiles the loop and runs every prefill size for these batch sizes; returns the loop count.
+
+    One XLA loop per batch size (seconds each); the prefills are not
+    compiled by XLA (one traced function per batch size), but TensorFlow's
+    first run of each shape is slow too, so each runs once here.
+    """
     for batch_size in batch_sizes:
-        rows = [Row([0], max_new_tokens=1)]
-        RowBatch(model, rows, batch_size, end_id=-1, pad_id=0, max_length=max_length).step(1)
-    return 2 * len(batch_sizes)
+        for length in prefill_lengths(model, max_length):
+            rows = [Row([0] * length, max_new_tokens=1)]
+            RowBatch(model, rows, batch_size, end_id=-1, pad_id=0, max_length=max_length).step(1)
+    return len(batch_sizes)
+
+
+_concrete = weakref.WeakKeyDictionary()  # model -> {shape: concrete function of the loop}
+
+
+def _concrete_loop(model, shape, arguments):
+    """The loop program as a concrete function for these arguments' shapes and dtypes.
+
+    Calling it skips `tf.function`'s matching of the arguments to a trace,
+    a few milliseconds per call (and the loop runs a few steps per call).
+    """
+    functions = _concrete.setdefault(model, {})
+    if shape not in functions:
+        program = decoding._program(model, "rows", None, shape)
+        functions[shape] = program.get_concrete_function(*arguments[0], **arguments[1])
+    return functions[shape]
 
 
 class RowBatch:
@@ -89,16 +119,19 @@ class RowBatch:
         self.end_id = end_id
         # Padding rows repeat the first row's prompt (so the batch's shortest
         # prompt, hence its prefill, is that of the real rows) and start done.
-        padded = self.rows + [dataclasses.replace(rows[0], max_new_tokens=1)] * (batch_size - len(rows))
+        padding = dataclasses.replace(rows[0], max_new_tokens=1)
+        padded = self.rows + [padding] * (batch_size - len(rows))
         self.lengths = np.array([len(r.prompt_ids) for r in padded], np.int32)
         ids = np.full((batch_size, max_length), pad_id, np.int32)
         for i, row in enumerate(padded):
             ids[i, : len(row.prompt_ids)] = row.prompt_ids
-        # The prefill runs the shortest prompt whole; the loop forces the rest of the others.
-        prefill_length = min(int(self.lengths[: len(rows)].min()), model.longest_prefill)
+        # The prefill runs a power of two of tokens (few shapes, all run once in
+        # `warm_up`: TensorFlow's first run of a new shape is slow); the loop
+        # forces the rest of each prompt, one position per step.
+        prefill_length = decoding.prefill_bucket(int(self.lengths[: len(rows)].min()),
+                                                 model.longest_prefill)
         prefill = decoding._program(model, "prefill_any_length", None, (batch_size, max_length))
         logits, state = prefill(tf.constant(ids[:, :prefill_length]))
-        self._run = decoding._program(model, "rows", None, (batch_size, max_length))
         max_new = np.array([r.max_new_tokens for r in padded], np.int32)
         seeds = [random.randrange(2**31) if r.seed is None else r.seed for r in padded]
         self._constants = dict(
@@ -110,7 +143,8 @@ class RowBatch:
             end_id=tf.constant(end_id, tf.int32),
             pad_id=tf.constant(pad_id, tf.int32),
             banned=decoding._banned_mask(model.vocabulary_size, banned_ids),
-            seed=tf.constant([[s % 2**31, 0] for s in seeds], tf.int32),  # XLA's draw takes int32 seeds
+            # int32: XLA's categorical draw takes no int64 seeds.
+            seed=tf.constant([[s % 2**31, 0] for s in seeds], tf.int32),
         )
         self._carry = dict(
             ids=tf.constant(ids),
@@ -120,7 +154,11 @@ class RowBatch:
             done=tf.constant(np.arange(batch_size) >= len(rows)),
             num_new=tf.zeros((batch_size,), tf.int32),
         )
+        self._run = _concrete_loop(model, (batch_size, max_length),
+                                   ((self._carry, tf.constant(1)), self._constants))
         self._end = min(max_length, int((self.lengths + max_new).max()))
+        # Steps until every row has its first new token (the rest of the prompts, then one).
+        self.steps_to_first_token = int(self.lengths[: len(rows)].max()) - prefill_length + 1
         self._returned = np.zeros(len(rows), np.int32)
         self.ended = np.zeros(len(rows), bool)  # produced end_id
         self.finished = False

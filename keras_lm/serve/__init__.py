@@ -8,3 +8,5 @@ ASGI server.
 from keras_lm.serve.app import create_app
 from keras_lm.serve.engine import Engine
 from keras_lm.serve.server import ServerThread, bind, serve
+
+__all__ = ["Engine", "ServerThread", "bind", "create_app", "serve"]

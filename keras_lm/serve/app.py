@@ -242,7 +242,7 @@ class _Completion:
         choices = [
             {"text": (self._prompt_of(i) if self.checked.echo else "") + text, "index": i,
              "logprobs": None, "finish_reason": reason}
-            for i, (text, reason) in enumerate(zip(self.texts, self.finish_reasons))
+            for i, (text, reason) in enumerate(zip(self.texts, self.finish_reasons, strict=True))
         ]
         return self._body(choices, usage=self._usage())
 

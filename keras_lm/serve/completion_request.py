@@ -88,8 +88,9 @@ class CheckedRequest:
         if self.n < 1:
             raise APIError(f"n must be >= 1, got {self.n}", param="n")
         if len(self.stop) > MAX_STOP_STRINGS or not all(self.stop):
-            raise APIError(f"stop: at most {MAX_STOP_STRINGS} non-empty strings, got {request.stop!r}",
-                           param="stop")
+            raise APIError(
+                f"stop: at most {MAX_STOP_STRINGS} non-empty strings, got {request.stop!r}",
+                param="stop")
         if request.stream_options is not None and not self.stream:
             raise APIError("stream_options: only with stream=true", param="stream_options")
         unsupported = [
@@ -121,13 +122,15 @@ def parse(schema, body):
         param = ".".join(str(part) for part in first["loc"][:1]) or None
         where = ".".join(str(part) for part in first["loc"])
         if first["type"] == "extra_forbidden":
-            raise APIError(f"Unrecognized request argument supplied: {where}", param=param) from None
+            raise APIError(f"Unrecognized request argument supplied: {where}",
+                           param=param) from None
         if first["type"] == "missing":
             raise APIError(f"{param}: missing (required)", param=param) from None
         if param in UNIONS:
             raise APIError(f"{param} must be {UNIONS[param]}, got {body[param]!r:.200}",
                            param=param) from None
-        raise APIError(f"{where}: {first['msg']} (got {first['input']!r:.200})", param=param) from None
+        raise APIError(f"{where}: {first['msg']} (got {first['input']!r:.200})",
+                       param=param) from None
 
 
 def _default(value, default):

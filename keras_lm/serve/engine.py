@@ -23,11 +23,11 @@ Example:
 >>> engine = Engine(model, ByteTokenizer(), max_batch_size=2)
 >>> events = queue.Queue()
 >>> row = engine.encode(["def "], max_new_tokens=4)[0]
->>> engine.submit([Sequence(row, TextStream(engine.tokenizer), events.put)])
->>> while (event := events.get())[0] != "done":
+>>> engine.submit([Sequence(row, TextStream(engine.tokenizer), lambda *e: events.put(e))])
+>>> while (event := events.get(timeout=300))[0] == "text":
 ...     pass
->>> event[1] in ("stop", "length")
-True
+>>> event[0], event[1] in ("stop", "length")
+('done', True)
 >>> engine.close()
 """
 
@@ -36,7 +36,8 @@ import queue
 import threading
 import time
 
-from keras_lm.generation import Row, RowBatch, TextStream, encode_prompts, warm_up
+from keras_lm.generation import Row, RowBatch, encode_prompts, warm_up
+from keras_lm.generation import TextStream  # noqa: F401  (this module's example uses it)
 
 logger = logging.getLogger("keras_lm")
 
@@ -92,7 +93,7 @@ class Engine:
     """
 
     def __init__(self, model, tokenizer, *, max_batch_size=8, batch_wait_seconds=0.01,
-                 steps_per_call=4, on_batch=None):
+                 steps_per_call=16, on_batch=None):
         self.model = model
         self.tokenizer = tokenizer
         self.buckets = batch_buckets(max_batch_size)
@@ -113,7 +114,7 @@ class Engine:
         return self.model.sequence_length
 
     def warm_up(self):
-        """Compiles every program the engine can use (one loop per batch bucket); returns the count."""
+        """Compiles every program the engine can use; returns the number of loops compiled."""
         return warm_up(self.model, self.buckets)
 
     def encode(self, prompts, max_new_tokens, *, temperature=0.0, top_k=0, top_p=1.0, seed=None):
@@ -176,9 +177,11 @@ class Engine:
         start = time.monotonic()
         bucket = next(size for size in self.buckets if size >= len(sequences))
         batch = RowBatch(self.model, [s.row for s in sequences], bucket, **self.special)
+        steps = batch.steps_to_first_token  # the first text as soon as it exists
         while not batch.finished:
-            chunk = batch.step(self.steps_per_call)
-            for i, (sequence, tokens) in enumerate(zip(sequences, chunk)):
+            chunk = batch.step(steps)
+            steps = self.steps_per_call
+            for i, (sequence, tokens) in enumerate(zip(sequences, chunk, strict=True)):
                 if sequence.finished:
                     continue
                 sequence.num_tokens += len(tokens)

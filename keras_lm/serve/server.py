@@ -38,7 +38,8 @@ def bind(host, port):
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
     except socket.gaierror as error:
-        raise UsageError(f"host: cannot resolve {host!r} ({error.strerror})", argument="host") from None
+        raise UsageError(f"host: cannot resolve {host!r} ({error.strerror})",
+                         argument="host") from None
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: TIME_WAIT only
     try:
@@ -56,7 +57,7 @@ def bind(host, port):
 
 
 def build(model, tokenizer, *, model_name="model", max_batch_size=8, batch_wait_seconds=0.01,
-          steps_per_call=4, template=None, warm_up=True):
+          steps_per_call=16, template=None, warm_up=True):
     """`(app, engine)`: the engine (decoding thread, programs compiled) and the app over it."""
     engine = Engine(model, tokenizer, max_batch_size=max_batch_size,
                     batch_wait_seconds=batch_wait_seconds, steps_per_call=steps_per_call)
@@ -118,6 +119,9 @@ def serve(model, tokenizer, *, host="127.0.0.1", port=8000, sock=None, print_=pr
            f"OpenAI API: {url}/v1, metrics: {url}/metrics); Ctrl-C stops")
     try:
         uvicorn_server(app).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn stops gracefully, then re-raises Ctrl-C: the normal end
+        pass
     finally:
         engine.close()
         sock.close()
+    print_("stopped")
