@@ -21,7 +21,8 @@ OUTPUT = os.path.join(HERE, "serving", "playground.png")
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model_dir", default="saved_models/quickstart")
-    parser.add_argument("--prompt", default="def parse_args(")
+    parser.add_argument("--prompt", default="import os\n")
+    parser.add_argument("--seed", type=int, default=3)
     args = parser.parse_args()
 
     import keras_lm
@@ -46,7 +47,7 @@ def main():
             WebDriverWait(browser, 30).until(
                 lambda b: not b.find_element("id", "model").text.startswith("loading"))
             for element_id, value in (("prompt", args.prompt), ("max_tokens", 160),
-                                      ("temperature", 0.7), ("top_p", 0.95), ("seed", 1)):
+                                      ("temperature", 0.7), ("top_p", 0.95), ("seed", args.seed)):
                 element = browser.find_element("id", element_id)
                 element.clear()
                 element.send_keys(str(value))

@@ -190,7 +190,8 @@ def _program(model, kind, sampler, shape):
         elif kind == "prefill_any_length":
             programs[key] = _make_prefill_any_length(model, shape)
         else:
-            make = {"sample": _make_sample_loop, "beam": _make_beam_loop, "rows": _make_row_loop}[kind]
+            make = {"sample": _make_sample_loop, "beam": _make_beam_loop,
+                    "rows": _make_row_loop}[kind]
             programs[key] = make(model, sampler, shape)
     return programs[key]
 
@@ -247,7 +248,8 @@ def _make_row_loop(model, sampler, shape):
 
     @tf.function(jit_compile=True)
     def run(carry, steps, temperature, top_k, top_p, **constants):
-        return sampling_loop(model, tensor_sampler(temperature, top_k, top_p), carry, steps, **constants)
+        select = tensor_sampler(temperature, top_k, top_p)
+        return sampling_loop(model, select, carry, steps, **constants)
 
     return run
 

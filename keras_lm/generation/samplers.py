@@ -188,9 +188,12 @@ def tensor_sampler(temperature, top_k, top_p):
         if seed.shape.rank == 2:
             # One draw per row with the row's own seed (a loop of `batch`
             # small draws: the model's step costs far more).
-            sampled = tf.map_fn(
-                lambda row: tf.random.stateless_categorical(row[0][None], 1, row[1], dtype=tf.int32)[0, 0],
-                (scaled, seed), fn_output_signature=tf.int32)
+            def draw(row):
+                row_logits, row_seed = row
+                return tf.random.stateless_categorical(
+                    row_logits[None], 1, row_seed, dtype=tf.int32)[0, 0]
+
+            sampled = tf.map_fn(draw, (scaled, seed), fn_output_signature=tf.int32)
         else:
             sampled = tf.random.stateless_categorical(scaled, 1, seed, dtype=tf.int32)[:, 0]
         greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
