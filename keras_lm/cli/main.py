@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "export": "write a SavedModel and LiteRT files (quantized, verified against Keras)",
     "probe": "measure in-context learning: loss by position, ICL score, induction",
     "sweep": "train and score a grid of models on a task; tables and plots against size",
+    "serve": "an OpenAI-compatible HTTP API with batching, and a browser playground",
 }
 
 USAGE = "usage: keras-lm <subcommand> [--flag=value ...]\n\nsubcommands:\n" + "".join(

@@ -1,6 +1,7 @@
 """Generating text: the compiled decoding loop, samplers, streaming."""
 
 from keras_lm.generation.generate import encode_prompts, generate, stream
+from keras_lm.generation.row_batch import Row, RowBatch, warm_up
 from keras_lm.generation.samplers import (
     SAMPLERS,
     BeamSampler,
@@ -10,3 +11,4 @@ from keras_lm.generation.samplers import (
     TopPSampler,
     get_sampler,
 )
+from keras_lm.generation.text_stream import TextStream, cut_at_stop

@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_lm.generation.samplers import BeamSampler
+from keras_lm.generation.samplers import BeamSampler, tensor_sampler
 
 _programs = weakref.WeakKeyDictionary()  # model -> {(kind, sampler, shape): tf.function}
 _NEG_INF = -float("inf")
@@ -187,8 +187,11 @@ def _program(model, kind, sampler, shape):
     if key not in programs:
         if kind == "prefill":
             programs[key] = _make_prefill(model, shape)
+        elif kind == "prefill_any_length":
+            programs[key] = _make_prefill_any_length(model, shape)
         else:
-            make = {"sample": _make_sample_loop, "beam": _make_beam_loop}[kind]
+            make = {"sample": _make_sample_loop, "beam": _make_beam_loop,
+                    "rows": _make_row_loop}[kind]
             programs[key] = make(model, sampler, shape)
     return programs[key]
 
@@ -197,6 +200,22 @@ def _make_prefill(model, shape):
     batch, _, max_length = shape
 
     @tf.function(jit_compile=True)
+    def prefill(token_ids):
+        logits, state = model.prefill(token_ids, model.initial_state(batch, max_length))
+        return logits[:, -1], state
+
+    return prefill
+
+
+def _make_prefill_any_length(model, shape):
+    """A prefill for every prompt length of a `(batch, max_length)` bucket: traced once.
+
+    Not under XLA: XLA compiles one program per length (seconds each), and a
+    prefill runs once per batch, where the compiled loop runs once per token.
+    """
+    batch, max_length = shape
+
+    @tf.function(input_signature=[tf.TensorSpec([batch, None], tf.int32)])
     def prefill(token_ids):
         logits, state = model.prefill(token_ids, model.initial_state(batch, max_length))
         return logits[:, -1], state
@@ -217,15 +236,35 @@ def _make_sample_loop(model, sampler, shape):
     return run
 
 
+def _step_seed(seed, position):
+    """The seed of one position: `(2,)` for the batch, or `(batch, 2)`, one per row."""
+    if seed.shape.rank == 2:  # row i draws with (its seed, position): not with its neighbours'
+        return seed + tf.stack([tf.constant(0, seed.dtype), tf.cast(position, seed.dtype)])
+    return tf.random.experimental.stateless_fold_in(seed, position)
+
+
+def _make_row_loop(model, sampler, shape):
+    """The loop of `RowBatch`: the sampler's options are per-row inputs, not part of the key."""
+
+    @tf.function(jit_compile=True)
+    def run(carry, steps, temperature, top_k, top_p, **constants):
+        select = tensor_sampler(temperature, top_k, top_p)
+        return sampling_loop(model, select, carry, steps, **constants)
+
+    return run
+
+
 def sampling_loop(model, select, carry, steps, lengths, max_new_tokens, end_id, pad_id, banned, seed):
     """Up to `steps` positions of the decoding loop, as plain TensorFlow ops.
 
     `carry` holds `ids` (batch, max_length), the model `state`, the `logits`
     (batch, vocabulary) for the token at `position`, and per row `done` and
     `num_new`; `select(logits, seed)` picks the next ids. Compiled by
-    `decode_tokens`, and traced as it is into an exported SavedModel.
+    `decode_tokens` and `row_batch.RowBatch`, and traced as it is into an
+    exported SavedModel. `max_new_tokens` is a scalar or one limit per row;
+    `seed` is `(2,)` or one `[seed, 0]` per row `(batch, 2)`.
     """
-    last = tf.minimum(tf.shape(carry["ids"])[1], tf.reduce_max(lengths) + max_new_tokens)
+    last = tf.minimum(tf.shape(carry["ids"])[1], tf.reduce_max(lengths + max_new_tokens))
 
     def condition(step, carry):
         return (step < steps) & (carry["position"] < last) & ~tf.reduce_all(carry["done"])
@@ -233,7 +272,7 @@ def sampling_loop(model, select, carry, steps, lengths, max_new_tokens, end_id, 
     def body(step, carry):
         ids, position, done = carry["ids"], carry["position"], carry["done"]
         logits = tf.where(banned, _NEG_INF, carry["logits"])
-        sampled = select(logits, tf.random.experimental.stateless_fold_in(seed, position))
+        sampled = select(logits, _step_seed(seed, position))
         in_prompt = position < lengths
         token = tf.where(in_prompt, tf.gather(ids, position, axis=1), sampled)
         token = tf.where(done, pad_id, token)

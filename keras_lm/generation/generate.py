@@ -10,6 +10,7 @@ import numpy as np
 from keras_lm.errors import UsageError
 from keras_lm.generation import decoding
 from keras_lm.generation.samplers import BeamSampler, get_sampler
+from keras_lm.generation.text_stream import TextStream, cut_at_stop
 
 logger = logging.getLogger("keras_lm")
 TRUNCATE = (None, "left")
@@ -166,29 +167,15 @@ def _generate_texts(
         yield [cut_at_stop(tokenizer.decode_text(np.array(r, np.int32)), stops)[0] for r in rows]
         return
     steps = 1 if streaming else (_STOP_CHECK_STEPS if stops else None)
-    new_ids = [[] for _ in batch]
-    stopped = [False] * len(batch)
-    # Hold back text that may be the start of a stop string, or of a character.
-    hold = max((len(s) for s in stops), default=1) - 1
+    texts = [TextStream(tokenizer, stops) for _ in batch]
     for chunk in decoding.decode_tokens(
         model, batch, max_new_tokens, sampler, seed=seed, steps_per_call=steps, **special
     ):
-        texts = []
-        for row, tokens in enumerate(chunk):
-            new_ids[row].extend(tokens)
-            text, stopped_here = cut_at_stop(tokenizer.decode_text(np.array(new_ids[row], np.int32)), stops)
-            stopped[row] = stopped[row] or stopped_here
-            if not stopped[row]:
-                text = text[: len(text) - hold]
-                text = text[:-1] if text.endswith("\ufffd") else text
-            texts.append(text)
-        if all(stopped):
+        for text, tokens in zip(texts, chunk):
+            text.add(tokens)
+        if all(text.stopped for text in texts):
             break
-        yield texts
-    yield [cut_at_stop(tokenizer.decode_text(np.array(ids, np.int32)), stops)[0] for ids in new_ids]
-
-
-def cut_at_stop(text, stops):
-    """`(text before the first stop string, whether one was found)`."""
-    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
-    return (text[:cut], True) if cut >= 0 else (text, False)
+        yield [text.text for text in texts]
+    for text in texts:
+        text.finish()
+    yield [text.text for text in texts]

@@ -155,21 +155,49 @@ def keep_top_p(logits, top_p):
 def tensor_sampler(temperature, top_k, top_p):
     """A `select(logits, seed)` whose options are tensors (an exported signature's inputs).
 
-    `temperature <= 0` is greedy; `top_k <= 0` and `top_p >= 1` switch those
-    filters off. The sampler classes above take Python numbers instead, so
-    XLA sees a fixed `k`.
+    Each option is a scalar (every row) or a `(batch,)` vector (one value per
+    row: a server's batch of unrelated requests). `temperature <= 0` is
+    greedy; `top_k <= 0` and `top_p >= 1` switch those filters off. The
+    sampler classes above take Python numbers instead, so XLA sees a fixed `k`.
+
+    `seed` is `(2,)` (one seed for the batch) or `(batch, 2)`: one seed per
+    row, and then a row's draw depends on its own seed and logits only, not
+    on the other rows of the batch or its place in it.
+
+    Example:
+    >>> import tensorflow as tf
+    >>> select = tensor_sampler(tf.constant([0.0, 1.0]), tf.constant([0, 1]), tf.constant(1.0))
+    >>> logits = tf.constant([[0.0, 5.0, 1.0], [0.0, 1.0, 5.0]])
+    >>> select(logits, tf.constant([[1, 0], [2, 0]])).numpy().tolist()
+    [1, 2]
     """
 
     def select(logits, seed):
-        vocabulary = tf.shape(logits)[-1]
-        scaled = logits / tf.maximum(temperature, 1e-6)
-        k = tf.where(top_k > 0, tf.minimum(top_k, vocabulary), vocabulary)
-        kth_best = tf.gather(tf.sort(scaled, axis=-1, direction="DESCENDING"), k - 1, axis=-1)
-        scaled = tf.where(scaled < kth_best[:, None], -float("inf"), scaled)
-        scaled = keep_top_p(scaled, tf.minimum(top_p, 1.0))
-        sampled = tf.random.stateless_categorical(scaled, 1, seed, dtype=tf.int32)[:, 0]
+        batch, vocabulary = tf.shape(logits)[0], tf.shape(logits)[-1]
+
+        def per_row(option):  # (batch, 1), whether the option is a scalar or a vector
+            return tf.reshape(tf.broadcast_to(option, [batch]), [batch, 1])
+
+        row_temperature = per_row(temperature)
+        scaled = logits / tf.maximum(row_temperature, 1e-6)
+        k = per_row(top_k)
+        k = tf.where(k > 0, tf.minimum(k, vocabulary), vocabulary)
+        kth_best = tf.gather(tf.sort(scaled, axis=-1, direction="DESCENDING"), k - 1, batch_dims=1)
+        scaled = tf.where(scaled < kth_best, -float("inf"), scaled)
+        scaled = keep_top_p(scaled, tf.minimum(per_row(top_p), 1.0))
+        if seed.shape.rank == 2:
+            # One draw per row with the row's own seed (a loop of `batch`
+            # small draws: the model's step costs far more).
+            def draw(row):
+                row_logits, row_seed = row
+                return tf.random.stateless_categorical(
+                    row_logits[None], 1, row_seed, dtype=tf.int32)[0, 0]
+
+            sampled = tf.map_fn(draw, (scaled, seed), fn_output_signature=tf.int32)
+        else:
+            sampled = tf.random.stateless_categorical(scaled, 1, seed, dtype=tf.int32)[:, 0]
         greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        return tf.where(temperature > 0, sampled, greedy)
+        return tf.where(row_temperature[:, 0] > 0, sampled, greedy)
 
     return select
 

@@ -1,0 +1,319 @@
+"""The HTTP API: OpenAI's completions and models endpoints, health, metrics, the playground.
+
+Routes:
+- `POST /v1/completions`: OpenAI's schema (`keras_lm.serve.completion_request`);
+  `stream=true` answers with server-sent events in OpenAI's chunk format;
+- `POST /v1/chat/completions`: a 400 until the model has a chat template;
+- `GET /v1/models`, `GET /v1/models/{id}`: the one model served;
+- `GET /health`, `GET /metrics` (Prometheus text format), `GET /` (the playground).
+
+Every error is OpenAI's JSON (`{"error": {"message", "type", "param",
+"code"}}`), 400 for a bad request, and the server keeps serving.
+
+Example:
+>>> from keras_lm.models import TransformerLM
+>>> from keras_lm.serve.engine import Engine
+>>> from keras_lm.tokenizers import ByteTokenizer
+>>> engine = Engine(TransformerLM.from_preset("tiny", vocabulary_size=259), ByteTokenizer())
+>>> app = create_app(engine, model_name="tiny")
+>>> sorted(r.path for r in app.routes if r.path.startswith("/v1"))
+['/v1/chat/completions', '/v1/completions', '/v1/models', '/v1/models/{model_id}']
+>>> engine.close()
+"""
+
+import asyncio
+import dataclasses
+import importlib.resources
+import json
+import time
+import uuid
+
+import fastapi
+import starlette.exceptions
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+
+from keras_lm.errors import UsageError
+from keras_lm.generation import TextStream
+from keras_lm.serve.api_error import APIError
+from keras_lm.serve.completion_request import parse_completion_request
+from keras_lm.serve.engine import Sequence
+from keras_lm.serve.metrics import CONTENT_TYPE, Metrics
+
+MAX_BODY_BYTES = 1 << 20  # 1 MB
+MAX_ROWS_PER_REQUEST = 128  # prompts x n
+# Library argument names -> the request field the user sent.
+PARAMS = {"prompts": "prompt", "prompt": "prompt", "max_new_tokens": "max_tokens"}
+ENDPOINTS = ("/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/metrics", "/")
+
+
+def identity(prompt):
+    return prompt
+
+
+def create_app(engine, *, model_name, template=None, chat_template=None, metrics=None):
+    """The FastAPI app serving `engine`'s model as `model_name`.
+
+    `template(prompt) -> text` is applied to every completion prompt before
+    it is encoded (default: none, the prompt as it is); `chat_template`
+    renders chat messages, and without one `/v1/chat/completions` answers 400.
+    """
+    app = fastapi.FastAPI(title="keras-lm serve", docs_url=None, redoc_url=None)
+    server = _Handlers(engine, model_name, template or identity, chat_template,
+                       metrics or Metrics(queued=engine.queued))
+    app.state.handlers = server
+    app.add_middleware(_CountRequests, metrics=server.metrics)
+
+    @app.exception_handler(APIError)
+    async def api_error(request, error):
+        return JSONResponse(error.body(), status_code=error.status)
+
+    @app.exception_handler(starlette.exceptions.HTTPException)
+    async def http_error(request, error):  # unknown routes and methods, in OpenAI's shape
+        error = APIError(f"{request.method} {request.url.path}: {error.detail}",
+                         status=error.status_code, type="invalid_request_error")
+        return JSONResponse(error.body(), status_code=error.status)
+
+    app.get("/", response_class=HTMLResponse)(server.playground)
+    app.get("/health")(server.health)
+    app.get("/metrics")(server.metrics_page)
+    app.get("/v1/models")(server.models)
+    app.get("/v1/models/{model_id}")(server.model)
+    app.post("/v1/completions")(server.completions)
+    app.post("/v1/chat/completions")(server.chat_completions)
+    return app
+
+
+class _Handlers:
+    def __init__(self, engine, model_name, template, chat_template, metrics):
+        self.engine = engine
+        self.model_name = model_name
+        self.template = template
+        self.chat_template = chat_template
+        self.metrics = metrics
+        self.created = int(time.time())
+
+    async def playground(self):
+        page = importlib.resources.files("keras_lm.serve").joinpath("playground.html")
+        return page.read_text(encoding="utf-8")
+
+    async def health(self):
+        return {"status": "ok", "model": self.model_name, "context": self.engine.context,
+                "max_batch_size": self.engine.max_batch_size, "queued_rows": self.engine.queued()}
+
+    async def metrics_page(self):
+        return Response(self.metrics.page(), media_type=CONTENT_TYPE)
+
+    def _model_card(self):
+        return {"id": self.model_name, "object": "model", "created": self.created,
+                "owned_by": "keras-lm", "context_length": self.engine.context}
+
+    async def models(self):
+        return {"object": "list", "data": [self._model_card()]}
+
+    async def model(self, model_id: str):
+        self._check_model(model_id)
+        return self._model_card()
+
+    def _check_model(self, name):
+        if name is not None and name != self.model_name:
+            raise APIError(f"model: {name!r} is not served here; this server serves "
+                           f"{self.model_name!r}", param="model", status=404,
+                           code="model_not_found")
+
+    async def chat_completions(self, request: fastapi.Request):
+        await _read_json(request)
+        if self.chat_template is None:
+            raise APIError(
+                f"this model has no chat template: {self.model_name!r} is a plain language "
+                "model; use /v1/completions with a prompt, or serve a fine-tuned model "
+                "that has a prompt template", code="no_chat_template")
+        raise APIError("chat completions are not wired yet", status=501, type="server_error")
+
+    async def completions(self, request: fastapi.Request):
+        arrived = time.monotonic()
+        checked = parse_completion_request(await _read_json(request))
+        self._check_model(checked.model)
+        if len(checked.prompts) * checked.n > MAX_ROWS_PER_REQUEST:
+            raise APIError(f"n: {len(checked.prompts)} prompts x n={checked.n} completions "
+                           f"exceed {MAX_ROWS_PER_REQUEST} per request", param="n")
+        # The prompt template (a fine-tuned model's) is applied here, as `generate` does.
+        prompt_texts = [self.template(prompt) for prompt in checked.prompts]
+        try:
+            rows = self.engine.encode(prompt_texts, checked.max_tokens,
+                                      temperature=checked.temperature, top_k=checked.top_k,
+                                      top_p=checked.top_p)
+        except UsageError as error:  # `generate`'s own check, in the request's words
+            param = PARAMS.get(error.argument, error.argument)
+            message = (error.spelled_as(param) if error.argument else str(error)).replace(
+                "max_new_tokens", "max_tokens").replace(", or truncate='left'", "")
+            raise APIError(message, param=param) from None
+        completion = _Completion(self, checked, rows, arrived)
+        self.engine.submit(completion.sequences)
+        if checked.stream:
+            return StreamingResponse(completion.stream(), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
+        return await completion.whole(request)
+
+
+class _Completion:
+    """One completion request in flight: its sequences (prompt i, choice j -> index i * n + j)."""
+
+    def __init__(self, handlers, checked, rows, arrived):
+        self.handlers = handlers
+        self.checked = checked
+        self.arrived = arrived
+        self.first_text = None
+        self.id = f"cmpl-{uuid.uuid4().hex}"
+        self.created = int(time.time())
+        self.prompt_tokens = sum(len(row.prompt_ids) for row in rows)
+        self.events = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        self.sequences = []
+        for row in rows:
+            for j in range(checked.n):
+                # Choice j of every prompt draws with seed + j: the same seed gives the
+                # same texts, and a prompt's text does not depend on the other prompts.
+                seed = None if checked.seed is None else checked.seed + j
+                index = len(self.sequences)
+                self.sequences.append(Sequence(
+                    dataclasses.replace(row, seed=seed),
+                    TextStream(handlers.engine.tokenizer, checked.stop),
+                    self._forward(loop, index)))
+        self.texts = [""] * len(self.sequences)
+        self.finish_reasons = [None] * len(self.sequences)
+
+    def _forward(self, loop, index):
+        def on_event(kind, value):  # from the decoding thread
+            try:
+                loop.call_soon_threadsafe(self.events.put_nowait, (index, kind, value))
+            except RuntimeError:  # the event loop is closed: the server is going down
+                pass
+
+        return on_event
+
+    async def _next_event(self):
+        index, kind, value = await self.events.get()
+        if kind == "error":
+            raise APIError(value, status=500, type="server_error")
+        if kind == "text":
+            self.first_text = self.first_text or time.monotonic()
+            self.texts[index] += value
+        else:
+            self.finish_reasons[index] = value
+        return index, kind, value
+
+    def _cancel(self):
+        """Stops the rows still running (nobody will read them)."""
+        for sequence in self.sequences:
+            if not sequence.finished:
+                sequence.cancelled = True
+
+    def _record(self):
+        now = time.monotonic()
+        self.handlers.metrics.finished_request(
+            latency=now - self.arrived,
+            first_token=None if self.first_text is None else self.first_text - self.arrived,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=sum(s.num_tokens for s in self.sequences))
+
+    def _usage(self):
+        completion = sum(s.num_tokens for s in self.sequences)
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": completion,
+                "total_tokens": self.prompt_tokens + completion}
+
+    def _prompt_of(self, index):
+        return self.checked.prompts[index // self.checked.n]
+
+    def _body(self, choices, **extra):
+        return {"id": self.id, "object": "text_completion", "created": self.created,
+                "model": self.handlers.model_name, "choices": choices, **extra}
+
+    async def whole(self, request):
+        try:
+            while None in self.finish_reasons:
+                try:
+                    await asyncio.wait_for(self._next_event(), timeout=1.0)
+                except asyncio.TimeoutError:
+                    if await request.is_disconnected():
+                        return Response(status_code=499)  # nobody reads it
+        finally:
+            self._cancel()
+        self._record()
+        choices = [
+            {"text": (self._prompt_of(i) if self.checked.echo else "") + text, "index": i,
+             "logprobs": None, "finish_reason": reason}
+            for i, (text, reason) in enumerate(zip(self.texts, self.finish_reasons, strict=True))
+        ]
+        return self._body(choices, usage=self._usage())
+
+    async def stream(self):
+        def event(data):
+            return f"data: {json.dumps(data)}\n\n"
+
+        def chunk(index, text, reason=None):
+            return event(self._body([{"text": text, "index": index, "logprobs": None,
+                                      "finish_reason": reason}]))
+
+        try:
+            if self.checked.echo:
+                for index in range(len(self.sequences)):
+                    yield chunk(index, self._prompt_of(index))
+            while None in self.finish_reasons:
+                try:
+                    index, kind, value = await self._next_event()
+                except APIError as error:
+                    yield event(error.body())
+                    break
+                yield chunk(index, value) if kind == "text" else chunk(index, "", value)
+            else:
+                self._record()
+                if self.checked.include_usage:
+                    yield event(self._body([], usage=self._usage()))
+            yield "data: [DONE]\n\n"
+        finally:  # also when the client went away mid-stream: its rows stop, the slot frees
+            self._cancel()
+
+
+async def _read_json(request):
+    """The request's JSON body, at most `MAX_BODY_BYTES`."""
+    too_big = APIError(f"the request body is over the limit of {MAX_BODY_BYTES:,} bytes (1 MB)",
+                       code="request_too_large")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise too_big
+    body = bytearray()
+    async for piece in request.stream():
+        body += piece
+        if len(body) > MAX_BODY_BYTES:
+            raise too_big
+    try:
+        return json.loads(body)
+    except ValueError as error:
+        raise APIError(f"the request body is not valid JSON ({error})") from None
+
+
+class _CountRequests:
+    """ASGI middleware: counts answered requests by endpoint and HTTP status."""
+
+    def __init__(self, app, metrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        status = 500
+
+        async def send_counted(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_counted)
+        finally:
+            path = scope["path"]
+            endpoint = path if path in ENDPOINTS else ("/v1/models/{id}" if path.startswith(
+                "/v1/models/") else "other")
+            self.metrics.requests.labels(endpoint, str(status)).inc()

@@ -1,0 +1,137 @@
+"""The body of `POST /v1/completions` (OpenAI's schema), checked into decoding options.
+
+Types are strict (`"max_tokens": "10"` is an error, not 10) and unknown
+fields are errors, as OpenAI's own API does, so a typo does not pass
+silently. `top_k` is an extension (as in vLLM and llama.cpp).
+
+Example:
+>>> request = parse_completion_request({"prompt": "def ", "max_tokens": 5, "seed": 1})
+>>> request.prompts, request.max_tokens, request.temperature
+(['def '], 5, 1.0)
+>>> parse_completion_request({"prompt": "x", "max_tokens": "5"})
+Traceback (most recent call last):
+...
+keras_lm.serve.api_error.APIError: max_tokens: Input should be a valid integer (got '5')
+"""
+
+from typing import Optional, Union
+
+import pydantic
+
+from keras_lm.serve.api_error import APIError
+
+MAX_STOP_STRINGS = 4  # as OpenAI
+DEFAULT_MAX_TOKENS = 16  # as OpenAI's completions
+# What a field of several types takes (pydantic reports each type's error apart).
+UNIONS = {"prompt": "a string or a list of strings", "stop": "a string, a list of strings or null"}
+
+
+class StreamOptions(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(strict=True, extra="forbid")
+    include_usage: bool = False
+
+
+class CompletionRequest(pydantic.BaseModel):
+    """OpenAI's completion request; `None` (JSON null) means the default."""
+
+    model_config = pydantic.ConfigDict(strict=True, extra="forbid")
+
+    prompt: Union[str, list[str]]
+    model: Optional[str] = None
+    max_tokens: Optional[int] = None
+    temperature: Optional[float] = None
+    top_p: Optional[float] = None
+    top_k: Optional[int] = None
+    n: Optional[int] = None
+    stop: Union[str, list[str], None] = None
+    seed: Optional[int] = None
+    stream: Optional[bool] = None
+    stream_options: Optional[StreamOptions] = None
+    logprobs: Optional[int] = None
+    echo: Optional[bool] = None
+    best_of: Optional[int] = None
+    presence_penalty: Optional[float] = None
+    frequency_penalty: Optional[float] = None
+    logit_bias: Optional[dict] = None
+    user: Optional[str] = None
+    suffix: Optional[str] = None
+
+
+class CheckedRequest:
+    """A completion request with its defaults filled in and its values checked."""
+
+    def __init__(self, request):
+        self.model = request.model
+        self.prompts = [request.prompt] if isinstance(request.prompt, str) else list(request.prompt)
+        self.max_tokens = _default(request.max_tokens, DEFAULT_MAX_TOKENS)
+        self.temperature = float(_default(request.temperature, 1.0))
+        self.top_p = float(_default(request.top_p, 1.0))
+        self.top_k = _default(request.top_k, 0)
+        self.n = _default(request.n, 1)
+        self.stop = [request.stop] if isinstance(request.stop, str) else list(request.stop or [])
+        self.seed = request.seed
+        self.stream = bool(request.stream)
+        self.include_usage = bool(request.stream_options and request.stream_options.include_usage)
+        self.echo = bool(request.echo)
+        if not self.prompts:
+            raise APIError("prompt: a list of prompts must not be empty", param="prompt")
+        if self.max_tokens <= 0:
+            raise APIError(f"max_tokens must be > 0, got {self.max_tokens}", param="max_tokens")
+        if self.temperature < 0:
+            raise APIError(f"temperature must be >= 0 (0 is greedy), got {self.temperature}",
+                           param="temperature")
+        if not 0 < self.top_p <= 1:
+            raise APIError(f"top_p must be in (0, 1], got {self.top_p}", param="top_p")
+        if self.top_k < -1:
+            raise APIError(f"top_k must be >= 0 (0 or -1: off), got {self.top_k}", param="top_k")
+        self.top_k = max(self.top_k, 0)
+        if self.n < 1:
+            raise APIError(f"n must be >= 1, got {self.n}", param="n")
+        if len(self.stop) > MAX_STOP_STRINGS or not all(self.stop):
+            raise APIError(
+                f"stop: at most {MAX_STOP_STRINGS} non-empty strings, got {request.stop!r}",
+                param="stop")
+        if request.stream_options is not None and not self.stream:
+            raise APIError("stream_options: only with stream=true", param="stream_options")
+        unsupported = [
+            ("logprobs", request.logprobs not in (None, 0)),
+            ("best_of", request.best_of not in (None, self.n)),
+            ("presence_penalty", request.presence_penalty not in (None, 0)),
+            ("frequency_penalty", request.frequency_penalty not in (None, 0)),
+            ("logit_bias", bool(request.logit_bias)),
+            ("suffix", request.suffix is not None),
+        ]
+        for name, asked in unsupported:
+            if asked:
+                raise APIError(f"{name}: not supported by this server", param=name)
+
+
+def parse_completion_request(body):
+    """A `CheckedRequest` from the parsed JSON body; raises `APIError` (400) on a bad one."""
+    return CheckedRequest(parse(CompletionRequest, body))
+
+
+def parse(schema, body):
+    """`schema.model_validate(body)`, its first error as an OpenAI-style `APIError`."""
+    if not isinstance(body, dict):
+        raise APIError(f"the request body must be a JSON object, got {type(body).__name__}")
+    try:
+        return schema.model_validate(body)
+    except pydantic.ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        param = ".".join(str(part) for part in first["loc"][:1]) or None
+        where = ".".join(str(part) for part in first["loc"])
+        if first["type"] == "extra_forbidden":
+            raise APIError(f"Unrecognized request argument supplied: {where}",
+                           param=param) from None
+        if first["type"] == "missing":
+            raise APIError(f"{param}: missing (required)", param=param) from None
+        if param in UNIONS:
+            raise APIError(f"{param} must be {UNIONS[param]}, got {body[param]!r:.200}",
+                           param=param) from None
+        raise APIError(f"{where}: {first['msg']} (got {first['input']!r:.200})",
+                       param=param) from None
+
+
+def _default(value, default):
+    return default if value is None else value

@@ -1,0 +1,203 @@
+"""The decoding thread: requests that arrive together are decoded as one batch.
+
+Every request becomes one or more `Sequence`s (a row each: a prompt times
+`n`). One thread owns the model: it takes the first waiting sequence, waits
+up to `batch_wait_seconds` for more (up to `max_batch_size`), pads them to
+the next batch-size bucket and runs them through one compiled loop
+(`keras_lm.generation.RowBatch`), `steps_per_call` tokens per call. Between
+calls it hands each sequence its new text, and stops the rows whose text
+hit a stop string or whose client went away, so a finished or abandoned
+row no longer holds the batch open. Sequences that arrive meanwhile wait
+for the next batch.
+
+Each row carries its own sampler options, seed and token limit, and the
+programs depend only on the bucket, so every program is compiled at
+start-up (`Engine.warm_up`) and a request's text does not depend on the
+requests it was batched with.
+
+Example:
+>>> import queue
+>>> from keras_lm.models import TransformerLM
+>>> from keras_lm.tokenizers import ByteTokenizer
+>>> model = TransformerLM.from_preset("tiny", vocabulary_size=259)
+>>> engine = Engine(model, ByteTokenizer(), max_batch_size=2)
+>>> events = queue.Queue()
+>>> row = engine.encode(["def "], max_new_tokens=4)[0]
+>>> engine.submit([Sequence(row, TextStream(engine.tokenizer), lambda *e: events.put(e))])
+>>> while (event := events.get(timeout=300))[0] == "text":
+...     pass
+>>> event[0], event[1] in ("stop", "length")
+('done', True)
+>>> engine.close()
+"""
+
+import logging
+import queue
+import threading
+import time
+
+from keras_lm.generation import Row, RowBatch, encode_prompts, warm_up
+from keras_lm.generation import TextStream  # noqa: F401  (this module's example uses it)
+
+logger = logging.getLogger("keras_lm")
+
+
+def batch_buckets(max_batch_size):
+    """The compiled batch sizes: powers of two below `max_batch_size`, and it.
+
+    >>> batch_buckets(8), batch_buckets(6), batch_buckets(1)
+    ([1, 2, 4, 8], [1, 2, 4, 6], [1])
+    """
+    if not (isinstance(max_batch_size, int) and max_batch_size >= 1):
+        raise ValueError(f"max_batch_size must be an integer >= 1, got {max_batch_size!r}")
+    return sorted({1 << i for i in range(max_batch_size.bit_length()) if 1 << i < max_batch_size}
+                  | {max_batch_size})
+
+
+class Sequence:
+    """One row in flight: its `Row`, its text so far, and where its events go.
+
+    `on_event(kind, value)` is called from the decoding thread with
+    `("text", new_text)` (zero or more times), then once `("done",
+    finish_reason)` (`"stop"`: end of text or a stop string; `"length"`:
+    `max_new_tokens` reached) or `("error", message)`. Set `cancelled` (from
+    any thread) when nobody waits for it any more.
+    """
+
+    def __init__(self, row, text, on_event):
+        self.row = row
+        self.text = text
+        self.on_event = on_event
+        self.cancelled = False
+        self.num_tokens = 0
+        self.finished = False
+        self.finish_reason = None
+
+    def finish(self, kind, value):
+        self.finished = True
+        self.finish_reason = value if kind == "done" else "error"
+        self.on_event(kind, value)
+
+
+class Engine:
+    """Owns the model; batches and decodes submitted `Sequence`s on its own thread.
+
+    Args:
+        model: a `LanguageModel` (the step API).
+        tokenizer: its tokenizer.
+        max_batch_size: rows decoded together at most (1: one at a time).
+        batch_wait_seconds: how long the first waiting row waits for others.
+        steps_per_call: tokens per compiled call (streaming granularity).
+        on_batch: optional `on_batch(rows, seconds, new_tokens, cancelled_rows)`, called
+            after each batch.
+    """
+
+    def __init__(self, model, tokenizer, *, max_batch_size=8, batch_wait_seconds=0.01,
+                 steps_per_call=16, on_batch=None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.buckets = batch_buckets(max_batch_size)
+        self.max_batch_size = max_batch_size
+        self.batch_wait_seconds = batch_wait_seconds
+        self.steps_per_call = steps_per_call
+        self.on_batch = on_batch
+        self.special = dict(end_id=tokenizer.eos_id, pad_id=tokenizer.pad_id,
+                            banned_ids=(tokenizer.pad_id, tokenizer.bos_id))
+        self._waiting = queue.Queue()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._serve_forever, name="keras_lm-decoding",
+                                        daemon=True)
+        self._thread.start()
+
+    @property
+    def context(self):
+        return self.model.sequence_length
+
+    def warm_up(self):
+        """Compiles every program the engine can use; returns the number of loops compiled."""
+        return warm_up(self.model, self.buckets)
+
+    def encode(self, prompts, max_new_tokens, *, temperature=0.0, top_k=0, top_p=1.0, seed=None):
+        """One `Row` per prompt; a prompt that does not fit raises `UsageError` (as `generate`)."""
+        ids = encode_prompts(self.tokenizer, prompts, max_new_tokens, self.context)
+        return [Row(p, max_new_tokens, temperature, top_k, top_p, seed) for p in ids]
+
+    def queued(self):
+        """Rows waiting for a batch."""
+        return self._waiting.qsize()
+
+    def submit(self, sequences):
+        """Queues the sequences (thread-safe); their events come from the decoding thread."""
+        if self._closed.is_set():
+            raise RuntimeError("the engine is closed")
+        for sequence in sequences:
+            self._waiting.put(sequence)
+
+    def close(self):
+        """Stops the decoding thread after its current batch."""
+        self._closed.set()
+        self._waiting.put(None)
+        self._thread.join(timeout=60)
+
+    def _serve_forever(self):
+        while not self._closed.is_set():
+            batch = self._next_batch()
+            if batch:
+                try:
+                    self._decode(batch)
+                except Exception as error:  # noqa: BLE001  (a bad batch must not stop the server)
+                    logger.exception("decoding failed")
+                    for sequence in batch:
+                        if not sequence.finished:
+                            sequence.finish("error", f"decoding failed: {error}")
+
+    def _next_batch(self):
+        """The first waiting sequence and those arriving within the wait window."""
+        first = self._waiting.get()
+        if first is None:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.batch_wait_seconds
+        while len(batch) < self.max_batch_size:
+            try:  # what is already waiting joins at once; else wait out the window
+                sequence = self._waiting.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if sequence is None:
+                self._closed.set()
+                break
+            batch.append(sequence)
+        # A client that left while its rows waited: drop them before decoding.
+        for sequence in batch:
+            if sequence.cancelled:
+                sequence.finish("done", "cancelled")
+        return [s for s in batch if not s.finished]
+
+    def _decode(self, sequences):
+        start = time.monotonic()
+        bucket = next(size for size in self.buckets if size >= len(sequences))
+        batch = RowBatch(self.model, [s.row for s in sequences], bucket, **self.special)
+        steps = batch.steps_to_first_token  # the first text as soon as it exists
+        while not batch.finished:
+            chunk = batch.step(steps)
+            steps = self.steps_per_call
+            for i, (sequence, tokens) in enumerate(zip(sequences, chunk, strict=True)):
+                if sequence.finished:
+                    continue
+                sequence.num_tokens += len(tokens)
+                new_text = sequence.text.add(tokens)
+                if new_text:
+                    sequence.on_event("text", new_text)
+                if sequence.text.stopped or sequence.cancelled:
+                    batch.stop(i)
+                    sequence.finish("done", "stop" if sequence.text.stopped else "cancelled")
+        for i, sequence in enumerate(sequences):
+            if not sequence.finished:
+                rest = sequence.text.finish()
+                if rest:
+                    sequence.on_event("text", rest)
+                sequence.finish("done", "stop" if batch.ended[i] else "length")
+        if self.on_batch is not None:
+            self.on_batch(len(sequences), time.monotonic() - start,
+                          sum(s.num_tokens for s in sequences),
+                          sum(s.finish_reason == "cancelled" for s in sequences))
