@@ -146,8 +146,9 @@ def test_readme_quickstart_is_the_two_ci_commands():
     assert len(blocks) == 2, blocks
     assert [len(c) for c in commands] == [1, 1], commands
     assert commands[0][0].endswith("keras-lm train"), commands[0]
-    ci = read(os.path.join(".ci", "run")).strip().splitlines()[-1]
-    assert commands[1][0] == ci, (commands[1][0], ci)
+    # .ci/run runs that command as it is written (then the browser tests).
+    ci_lines = read(os.path.join(".ci", "run")).strip().splitlines()
+    assert commands[1][0] in ci_lines, (commands[1][0], ci_lines)
 
 
 # --- links -----------------------------------------------------------------------
