@@ -75,12 +75,13 @@ CONVERSATION = [{"role": "system", "content": "add"}, {"role": "user", "content"
 
 
 def test_completions_apply_the_template_as_generate_does(server, client):
-    answer = client.completions.create(model="tuned", prompt="3+4", max_tokens=8, temperature=0,
-                                       echo=True)
-    model = server.engine.model
-    expected = model.generate("3+4", 8, sampler="greedy")  # the run's template, by default
-    assert answer.choices[0].text == "Q: 3+4\nA: " + expected  # echo: as the model reads it
-    assert answer.usage.prompt_tokens == 1 + len("Q: 3+4\nA: ")
+    # A prompt as long as the conversation below (one prefill size): one program to compile.
+    prompt = "12+30 and 3+4"
+    answer = client.completions.create(model="tuned", prompt=prompt, max_tokens=8,
+                                       temperature=0, echo=True)
+    expected = server.engine.model.generate(prompt, 8, sampler="greedy")  # template applied
+    assert answer.choices[0].text == f"Q: {prompt}\nA: " + expected  # echo: as the model reads it
+    assert answer.usage.prompt_tokens == 1 + len(f"Q: {prompt}\nA: ")
 
 
 def test_chat_answer_is_the_greedy_decoding_of_the_rendered_conversation(server, client):
@@ -161,28 +162,38 @@ def test_the_server_keeps_serving_after_bad_chats(server, client):
     assert card.prompt_template == TEMPLATE
 
 
-@pytest.mark.slow
-def test_a_real_finetuned_run_serves_chat_and_templated_completions(tmp_path, capsys):
-    """`keras-lm finetune` -> serve: chat works; completions equal `keras-lm generate`."""
+@pytest.fixture(scope="module")
+def finetuned(tmp_path_factory):
+    """A real `keras-lm finetune` run (in this process) and a server on it."""
     import keras_lm
+    from keras_lm.cli.main import run
 
-    base = make_base(tmp_path / "base")
+    root = tmp_path_factory.mktemp("serve_finetuned")
+    base = make_base(root / "base")
     rng = np.random.default_rng(0)
-    with open(tmp_path / "pairs.jsonl", "w", encoding="utf-8") as f:
+    with open(root / "pairs.jsonl", "w", encoding="utf-8") as f:
         for a, b in rng.integers(0, 50, (20, 2)):
             f.write(json.dumps({"prompt": f"{a}+{b}", "response": str(a + b)}) + "\n")
-    tuned = tmp_path / "tuned"
-    code, _, err = run_in_process(capsys, "finetune", f"--model_dir={base}",
-                                  f"--data={tmp_path / 'pairs.jsonl'}", f"--output_dir={tuned}",
-                                  f"--template={TEMPLATE}", *QUICK)
-    assert code == 0, err
+    tuned = root / "tuned"
+    with pytest.raises(SystemExit) as exit_info:
+        run(["keras-lm", "finetune", f"--model_dir={base}", f"--data={root / 'pairs.jsonl'}",
+             f"--output_dir={tuned}", f"--template={TEMPLATE}", *QUICK])
+        raise SystemExit(0)
+    assert exit_info.value.code == 0
     model = keras_lm.load(tuned)
-    with ServerThread(model, model.tokenizer, max_batch_size=2, model_name="tuned") as server:
-        client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
-        answer = client.completions.create(model="tuned", prompt="3+4", max_tokens=8,
-                                           temperature=0)
-        reply = client.chat.completions.create(model="tuned", max_tokens=8, temperature=0,
-                                               messages=[{"role": "user", "content": "3+4"}])
+    # Started here, not inside a test: uvicorn's log handlers would hold capsys's stream.
+    with ServerThread(model, model.tokenizer, max_batch_size=2, model_name="tuned") as running:
+        yield tuned, running
+
+
+@pytest.mark.slow
+def test_a_real_finetuned_run_serves_chat_and_templated_completions(finetuned, capsys):
+    """`keras-lm finetune` -> serve: chat works; completions equal `keras-lm generate`."""
+    tuned, server = finetuned
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+    answer = client.completions.create(model="tuned", prompt="3+4", max_tokens=8, temperature=0)
+    reply = client.chat.completions.create(model="tuned", max_tokens=8, temperature=0,
+                                           messages=[{"role": "user", "content": "3+4"}])
     code, out, err = run_in_process(capsys, "generate", f"--model_dir={tuned}",
                                     "--prompt=3+4", "--sampler=greedy", "--max_new_tokens=8")
     assert code == 0, err
