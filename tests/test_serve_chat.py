@@ -172,8 +172,8 @@ def finetuned(tmp_path_factory):
     base = make_base(root / "base")
     rng = np.random.default_rng(0)
     with open(root / "pairs.jsonl", "w", encoding="utf-8") as f:
-        for a, b in rng.integers(0, 50, (20, 2)):
-            f.write(json.dumps({"prompt": f"{a}+{b}", "response": str(a + b)}) + "\n")
+        f.writelines(json.dumps({"prompt": f"{a}+{b}", "response": str(a + b)}) + "\n"
+                     for a, b in rng.integers(0, 50, (20, 2)))
     tuned = root / "tuned"
     with pytest.raises(SystemExit) as exit_info:
         run(["keras-lm", "finetune", f"--model_dir={base}", f"--data={root / 'pairs.jsonl'}",
