@@ -7,8 +7,12 @@ Examples:
       -d '{"prompt": "def ", "max_tokens": 40, "temperature": 0}'
 
 Open http://127.0.0.1:8000/ in a browser for the playground. Endpoints:
-/v1/completions (OpenAI's schema, streaming with "stream": true), /v1/models,
-/health, /metrics (Prometheus). Requests that arrive together are decoded as
+/v1/completions (OpenAI's schema, streaming with "stream": true),
+/v1/chat/completions (a run made by `keras-lm finetune`: the conversation is
+rendered by its prompt template), /v1/models, /health, /metrics (Prometheus).
+
+A fine-tuned run's prompt template is applied to completion prompts, as
+`keras-lm generate` does; --raw turns that off (chat still uses it). Requests that arrive together are decoded as
 one batch of up to --max_batch_size rows (1: one at a time); every batch
 size is compiled at start-up, which takes a while for a large --max_batch_size.
 """
@@ -40,6 +44,10 @@ flags.DEFINE_integer(
     "steps_per_call", 16,
     "Tokens decoded per compiled call after the first token: streaming sends text this often "
     "(each call costs a few steps' time on top).", flag_values=FLAGS)
+flags.DEFINE_boolean(
+    "raw", False, "Give completion prompts to the model as they are: without the prompt "
+    "template of a fine-tuned run (as `keras-lm generate --raw`); chat still uses it.",
+    flag_values=FLAGS)
 flags.DEFINE_string(
     "model_name", None, "The model's id in the API (default: the model directory's name).",
     flag_values=FLAGS)
@@ -69,6 +77,7 @@ def main():
           file=sys.stderr, flush=True)
     serve(model, tokenizer, sock=sock, model_name=name, max_batch_size=FLAGS.max_batch_size,
           batch_wait_seconds=FLAGS.batch_wait_ms / 1000, steps_per_call=FLAGS.steps_per_call,
+          raw=FLAGS.raw,
           print_=lambda line: print(line, flush=True))
 
 

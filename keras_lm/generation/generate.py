@@ -39,7 +39,9 @@ def generate(
         model: a `keras_lm` language model.
         tokenizer: its tokenizer.
         prompts: a string, or a list of strings (of any lengths; one batch).
-            The empty string starts a new document from `<bos>`.
+            The empty string starts a new document from `<bos>`. A prompt
+            may also be a list of token ids that starts with `<bos>` (a
+            conversation: `PromptTemplate.chat_ids`).
         max_new_tokens: new tokens per prompt at most; prompt plus new
             tokens must fit the model's context (`model.sequence_length`).
         sampler: `greedy`, `temperature`, `top_k`, `top_p`, `beam`, or a
@@ -114,7 +116,16 @@ def stream(
 
 
 def encode_prompts(tokenizer, prompts, max_new_tokens, context, truncate=None):
-    """Token ids `<bos> prompt` per prompt, checked (or cut) to fit the context."""
+    """Token ids `<bos> prompt` per prompt, checked (or cut) to fit the context.
+
+    A prompt is a string, or a list of token ids that already starts with
+    `<bos>` (a rendered conversation: `PromptTemplate.chat_ids`), which is
+    checked the same way.
+
+    >>> from keras_lm.tokenizers import ByteTokenizer
+    >>> encode_prompts(ByteTokenizer(), ["a", [257, 98]], 2, context=8)
+    [[257, 97], [257, 98]]
+    """
     if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens <= 0:
         raise UsageError(f"max_new_tokens must be an integer > 0, got {max_new_tokens!r}", argument="max_new_tokens")
     if max_new_tokens >= context:
@@ -123,12 +134,16 @@ def encode_prompts(tokenizer, prompts, max_new_tokens, context, truncate=None):
             f"(one is the prompt's <bos>), got {max_new_tokens}", argument="max_new_tokens")
     if truncate not in TRUNCATE:
         raise UsageError(f"truncate must be None or 'left', got {truncate!r}", argument="truncate")
-    if not prompts or not all(isinstance(p, str) for p in prompts):
-        raise UsageError(f"prompts must be a string or a non-empty list of strings, got {prompts!r}", argument="prompts")
+    if not prompts or not all(isinstance(p, str) or _is_ids(p) for p in prompts):
+        raise UsageError(f"prompts must be a string or a non-empty list of strings (or of "
+                         f"token id lists), got {prompts!r}", argument="prompts")
     room = context - max_new_tokens
     encoded = []
     for prompt in prompts:
-        ids = [tokenizer.bos_id] + tokenizer.encode(prompt).numpy().tolist()
+        if isinstance(prompt, str):
+            ids = [tokenizer.bos_id] + tokenizer.encode(prompt).numpy().tolist()
+        else:
+            ids = [int(i) for i in prompt]
         if len(ids) > room:
             if truncate != "left":
                 raise UsageError(
@@ -143,6 +158,12 @@ def encode_prompts(tokenizer, prompts, max_new_tokens, context, truncate=None):
             ids = ids[-room:]
         encoded.append(ids)
     return encoded
+
+
+def _is_ids(prompt):
+    """A non-empty list of token ids (ints, NumPy's too; not bools)."""
+    return (isinstance(prompt, (list, tuple)) and len(prompt) > 0
+            and all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in prompt))
 
 
 def _generate_texts(

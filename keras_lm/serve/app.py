@@ -3,7 +3,9 @@
 Routes:
 - `POST /v1/completions`: OpenAI's schema (`keras_lm.serve.completion_request`);
   `stream=true` answers with server-sent events in OpenAI's chunk format;
-- `POST /v1/chat/completions`: a 400 until the model has a chat template;
+- `POST /v1/chat/completions`: OpenAI's chat schema (`keras_lm.serve.chat_request`)
+  for a fine-tuned model, the conversation rendered by its prompt template
+  (`PromptTemplate.chat_ids`); a plain language model (no template) answers 400;
 - `GET /v1/models`, `GET /v1/models/{id}`: the one model served;
 - `GET /health`, `GET /metrics` (Prometheus text format), `GET /` (the playground).
 
@@ -34,7 +36,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 
 from keras_lm.errors import UsageError
 from keras_lm.generation import TextStream
+from keras_lm.prompt_template import PromptTemplate
 from keras_lm.serve.api_error import APIError
+from keras_lm.serve.chat_request import parse_chat_request
 from keras_lm.serve.completion_request import parse_completion_request
 from keras_lm.serve.engine import Sequence
 from keras_lm.serve.metrics import CONTENT_TYPE, Metrics
@@ -46,19 +50,16 @@ PARAMS = {"prompts": "prompt", "prompt": "prompt", "max_new_tokens": "max_tokens
 ENDPOINTS = ("/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/metrics", "/")
 
 
-def identity(prompt):
-    return prompt
-
-
-def create_app(engine, *, model_name, template=None, chat_template=None, metrics=None):
+def create_app(engine, *, model_name, template=None, raw=False, metrics=None):
     """The FastAPI app serving `engine`'s model as `model_name`.
 
-    `template(prompt) -> text` is applied to every completion prompt before
-    it is encoded (default: none, the prompt as it is); `chat_template`
-    renders chat messages, and without one `/v1/chat/completions` answers 400.
+    `template` is the model's `PromptTemplate` (None: the identity, a model
+    trained from scratch). Completion prompts go through it, as `generate`
+    does, unless `raw` (as `generate --raw`); chat conversations are rendered
+    by it, and without one `/v1/chat/completions` answers 400.
     """
     app = fastapi.FastAPI(title="keras-lm serve", docs_url=None, redoc_url=None)
-    server = _Handlers(engine, model_name, template or identity, chat_template,
+    server = _Handlers(engine, model_name, template or PromptTemplate(), raw,
                        metrics or Metrics(queued=engine.queued))
     app.state.handlers = server
     app.add_middleware(_CountRequests, metrics=server.metrics)
@@ -84,11 +85,11 @@ def create_app(engine, *, model_name, template=None, chat_template=None, metrics
 
 
 class _Handlers:
-    def __init__(self, engine, model_name, template, chat_template, metrics):
+    def __init__(self, engine, model_name, template, raw, metrics):
         self.engine = engine
         self.model_name = model_name
         self.template = template
-        self.chat_template = chat_template
+        self.raw = raw
         self.metrics = metrics
         self.created = int(time.time())
 
@@ -105,7 +106,8 @@ class _Handlers:
 
     def _model_card(self):
         return {"id": self.model_name, "object": "model", "created": self.created,
-                "owned_by": "keras-lm", "context_length": self.engine.context}
+                "owned_by": "keras-lm", "context_length": self.engine.context,
+                "prompt_template": self.template.template, "raw": self.raw}
 
     async def models(self):
         return {"object": "list", "data": [self._model_card()]}
@@ -121,13 +123,36 @@ class _Handlers:
                            code="model_not_found")
 
     async def chat_completions(self, request: fastapi.Request):
-        await _read_json(request)
-        if self.chat_template is None:
+        arrived = time.monotonic()
+        body = await _read_json(request)
+        if self.template.is_identity:
             raise APIError(
                 f"this model has no chat template: {self.model_name!r} is a plain language "
                 "model; use /v1/completions with a prompt, or serve a fine-tuned model "
                 "that has a prompt template", code="no_chat_template")
-        raise APIError("chat completions are not wired yet", status=501, type="server_error")
+        checked = parse_chat_request(body)
+        self._check_model(checked.model)
+        if checked.n > MAX_ROWS_PER_REQUEST:
+            raise APIError(f"n: {checked.n} completions exceed {MAX_ROWS_PER_REQUEST} per "
+                           "request", param="n")
+        try:  # roles, contents and their order are the template's to check
+            ids = self.template.chat_ids(checked.messages, self.engine.tokenizer)
+        except UsageError as error:
+            raise APIError(str(error), param="messages") from None
+        context = self.engine.context
+        room = context - len(ids)  # new tokens that fit after the conversation
+        max_tokens = checked.max_tokens
+        if room < 1 or (max_tokens is not None and max_tokens > room):
+            limit = "" if max_tokens is None else f" + {checked.param}={max_tokens}"
+            raise APIError(
+                f"messages: the conversation is {len(ids)} tokens as the model reads it "
+                f"(<bos> and template included){limit}, over the model's context of {context} "
+                f"tokens; shorten it{' or lower ' + checked.param if limit else ''}",
+                param="messages", code="context_length_exceeded")
+        rows = self.engine.encode([ids], max_tokens or room, temperature=checked.temperature,
+                                  top_k=checked.top_k, top_p=checked.top_p)
+        completion = _ChatCompletion(self, checked, rows, arrived)
+        return await self._answer(request, completion)
 
     async def completions(self, request: fastapi.Request):
         arrived = time.monotonic()
@@ -136,8 +161,9 @@ class _Handlers:
         if len(checked.prompts) * checked.n > MAX_ROWS_PER_REQUEST:
             raise APIError(f"n: {len(checked.prompts)} prompts x n={checked.n} completions "
                            f"exceed {MAX_ROWS_PER_REQUEST} per request", param="n")
-        # The prompt template (a fine-tuned model's) is applied here, as `generate` does.
-        prompt_texts = [self.template(prompt) for prompt in checked.prompts]
+        # A fine-tuned model's prompt template is applied here, as `generate` does
+        # (and echoed with the prompt, as `generate` prints it).
+        prompt_texts = checked.prompts if self.raw else self.template.apply(checked.prompts)
         try:
             rows = self.engine.encode(prompt_texts, checked.max_tokens,
                                       temperature=checked.temperature, top_k=checked.top_k,
@@ -147,9 +173,12 @@ class _Handlers:
             message = (error.spelled_as(param) if error.argument else str(error)).replace(
                 "max_new_tokens", "max_tokens").replace(", or truncate='left'", "")
             raise APIError(message, param=param) from None
-        completion = _Completion(self, checked, rows, arrived)
+        completion = _Completion(self, checked, rows, arrived, prompt_texts)
+        return await self._answer(request, completion)
+
+    async def _answer(self, request, completion):
         self.engine.submit(completion.sequences)
-        if checked.stream:
+        if completion.checked.stream:
             return StreamingResponse(completion.stream(), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
         return await completion.whole(request)
@@ -158,12 +187,15 @@ class _Handlers:
 class _Completion:
     """One completion request in flight: its sequences (prompt i, choice j -> index i * n + j)."""
 
-    def __init__(self, handlers, checked, rows, arrived):
+    id_prefix = "cmpl"
+
+    def __init__(self, handlers, checked, rows, arrived, prompt_texts=None):
         self.handlers = handlers
         self.checked = checked
+        self.prompt_texts = prompt_texts
         self.arrived = arrived
         self.first_text = None
-        self.id = f"cmpl-{uuid.uuid4().hex}"
+        self.id = f"{self.id_prefix}-{uuid.uuid4().hex}"
         self.created = int(time.time())
         self.prompt_tokens = sum(len(row.prompt_ids) for row in rows)
         self.events = asyncio.Queue()
@@ -222,11 +254,28 @@ class _Completion:
                 "total_tokens": self.prompt_tokens + completion}
 
     def _prompt_of(self, index):
-        return self.checked.prompts[index // self.checked.n]
+        return self.prompt_texts[index // self.checked.n]
+
+    def _object(self, choices):
+        return "text_completion"
 
     def _body(self, choices, **extra):
-        return {"id": self.id, "object": "text_completion", "created": self.created,
+        return {"id": self.id, "object": self._object(choices), "created": self.created,
                 "model": self.handlers.model_name, "choices": choices, **extra}
+
+    def _choice(self, index, text, reason):
+        """A whole answer's choice."""
+        text = (self._prompt_of(index) if self.checked.echo else "") + text
+        return {"text": text, "index": index, "logprobs": None, "finish_reason": reason}
+
+    def _chunks(self, index, text, reason=None):
+        """The stream's chunks for new text (or the end) of choice `index`."""
+        return [self._body([{"text": text, "index": index, "logprobs": None,
+                             "finish_reason": reason}])]
+
+    def _first_chunks(self):
+        return [chunk for index in range(len(self.sequences))
+                for chunk in self._chunks(index, self._prompt_of(index))] if self.checked.echo else []
 
     async def whole(self, request):
         try:
@@ -239,32 +288,28 @@ class _Completion:
         finally:
             self._cancel()
         self._record()
-        choices = [
-            {"text": (self._prompt_of(i) if self.checked.echo else "") + text, "index": i,
-             "logprobs": None, "finish_reason": reason}
-            for i, (text, reason) in enumerate(zip(self.texts, self.finish_reasons, strict=True))
-        ]
+        choices = [self._choice(i, text, reason)
+                   for i, (text, reason) in enumerate(zip(self.texts, self.finish_reasons,
+                                                           strict=True))]
         return self._body(choices, usage=self._usage())
 
     async def stream(self):
         def event(data):
             return f"data: {json.dumps(data)}\n\n"
 
-        def chunk(index, text, reason=None):
-            return event(self._body([{"text": text, "index": index, "logprobs": None,
-                                      "finish_reason": reason}]))
-
         try:
-            if self.checked.echo:
-                for index in range(len(self.sequences)):
-                    yield chunk(index, self._prompt_of(index))
+            for chunk in self._first_chunks():
+                yield event(chunk)
             while None in self.finish_reasons:
                 try:
                     index, kind, value = await self._next_event()
                 except APIError as error:
                     yield event(error.body())
                     break
-                yield chunk(index, value) if kind == "text" else chunk(index, "", value)
+                chunks = self._chunks(index, value) if kind == "text" else self._chunks(
+                    index, "", value)
+                for chunk in chunks:
+                    yield event(chunk)
             else:
                 self._record()
                 if self.checked.include_usage:
@@ -272,6 +317,29 @@ class _Completion:
             yield "data: [DONE]\n\n"
         finally:  # also when the client went away mid-stream: its rows stop, the slot frees
             self._cancel()
+
+
+class _ChatCompletion(_Completion):
+    """One chat request in flight: OpenAI's `chat.completion` and `chat.completion.chunk` shapes."""
+
+    id_prefix = "chatcmpl"
+
+    def _object(self, choices):  # a whole answer's choices carry a message, chunks a delta
+        return "chat.completion" if choices and "message" in choices[0] else "chat.completion.chunk"
+
+    def _choice(self, index, text, reason):
+        return {"index": index, "message": {"role": "assistant", "content": text},
+                "logprobs": None, "finish_reason": reason}
+
+    def _chunks(self, index, text, reason=None):
+        delta = {"content": text} if reason is None else {}
+        return [self._body([{"index": index, "delta": delta, "logprobs": None,
+                             "finish_reason": reason}])]
+
+    def _first_chunks(self):  # as OpenAI: each choice's first chunk carries the role
+        return [self._body([{"index": index, "delta": {"role": "assistant", "content": ""},
+                             "logprobs": None, "finish_reason": None}])
+                for index in range(len(self.sequences))]
 
 
 async def _read_json(request):

@@ -61,49 +61,62 @@ class CheckedRequest:
     """A completion request with its defaults filled in and its values checked."""
 
     def __init__(self, request):
-        self.model = request.model
         self.prompts = [request.prompt] if isinstance(request.prompt, str) else list(request.prompt)
         self.max_tokens = _default(request.max_tokens, DEFAULT_MAX_TOKENS)
-        self.temperature = float(_default(request.temperature, 1.0))
-        self.top_p = float(_default(request.top_p, 1.0))
-        self.top_k = _default(request.top_k, 0)
-        self.n = _default(request.n, 1)
-        self.stop = [request.stop] if isinstance(request.stop, str) else list(request.stop or [])
-        self.seed = request.seed
-        self.stream = bool(request.stream)
-        self.include_usage = bool(request.stream_options and request.stream_options.include_usage)
         self.echo = bool(request.echo)
         if not self.prompts:
             raise APIError("prompt: a list of prompts must not be empty", param="prompt")
-        if self.max_tokens <= 0:
-            raise APIError(f"max_tokens must be > 0, got {self.max_tokens}", param="max_tokens")
-        if self.temperature < 0:
-            raise APIError(f"temperature must be >= 0 (0 is greedy), got {self.temperature}",
-                           param="temperature")
-        if not 0 < self.top_p <= 1:
-            raise APIError(f"top_p must be in (0, 1], got {self.top_p}", param="top_p")
-        if self.top_k < -1:
-            raise APIError(f"top_k must be >= 0 (0 or -1: off), got {self.top_k}", param="top_k")
-        self.top_k = max(self.top_k, 0)
-        if self.n < 1:
-            raise APIError(f"n must be >= 1, got {self.n}", param="n")
-        if len(self.stop) > MAX_STOP_STRINGS or not all(self.stop):
-            raise APIError(
-                f"stop: at most {MAX_STOP_STRINGS} non-empty strings, got {request.stop!r}",
-                param="stop")
-        if request.stream_options is not None and not self.stream:
-            raise APIError("stream_options: only with stream=true", param="stream_options")
+        check_sampling(self, request)
         unsupported = [
             ("logprobs", request.logprobs not in (None, 0)),
             ("best_of", request.best_of not in (None, self.n)),
-            ("presence_penalty", request.presence_penalty not in (None, 0)),
-            ("frequency_penalty", request.frequency_penalty not in (None, 0)),
-            ("logit_bias", bool(request.logit_bias)),
             ("suffix", request.suffix is not None),
         ]
         for name, asked in unsupported:
             if asked:
                 raise APIError(f"{name}: not supported by this server", param=name)
+
+
+def check_sampling(checked, request):
+    """Sets and checks the fields completions and chat share (`max_tokens` set before).
+
+    `checked.max_tokens` None (chat without a limit) means what fits the context.
+    """
+    checked.model = request.model
+    checked.temperature = float(_default(request.temperature, 1.0))
+    checked.top_p = float(_default(request.top_p, 1.0))
+    checked.top_k = _default(request.top_k, 0)
+    checked.n = _default(request.n, 1)
+    checked.stop = [request.stop] if isinstance(request.stop, str) else list(request.stop or [])
+    checked.seed = request.seed
+    checked.stream = bool(request.stream)
+    checked.include_usage = bool(request.stream_options and request.stream_options.include_usage)
+    if checked.max_tokens is not None and checked.max_tokens <= 0:
+        raise APIError(f"max_tokens must be > 0, got {checked.max_tokens}", param="max_tokens")
+    if checked.temperature < 0:
+        raise APIError(f"temperature must be >= 0 (0 is greedy), got {checked.temperature}",
+                       param="temperature")
+    if not 0 < checked.top_p <= 1:
+        raise APIError(f"top_p must be in (0, 1], got {checked.top_p}", param="top_p")
+    if checked.top_k < -1:
+        raise APIError(f"top_k must be >= 0 (0 or -1: off), got {checked.top_k}", param="top_k")
+    checked.top_k = max(checked.top_k, 0)
+    if checked.n < 1:
+        raise APIError(f"n must be >= 1, got {checked.n}", param="n")
+    if len(checked.stop) > MAX_STOP_STRINGS or not all(checked.stop):
+        raise APIError(
+            f"stop: at most {MAX_STOP_STRINGS} non-empty strings, got {request.stop!r}",
+            param="stop")
+    if request.stream_options is not None and not checked.stream:
+        raise APIError("stream_options: only with stream=true", param="stream_options")
+    unsupported = [
+        ("presence_penalty", request.presence_penalty not in (None, 0)),
+        ("frequency_penalty", request.frequency_penalty not in (None, 0)),
+        ("logit_bias", bool(request.logit_bias)),
+    ]
+    for name, asked in unsupported:
+        if asked:
+            raise APIError(f"{name}: not supported by this server", param=name)
 
 
 def parse_completion_request(body):

@@ -118,7 +118,11 @@ class Engine:
         return warm_up(self.model, self.buckets)
 
     def encode(self, prompts, max_new_tokens, *, temperature=0.0, top_k=0, top_p=1.0, seed=None):
-        """One `Row` per prompt; a prompt that does not fit raises `UsageError` (as `generate`)."""
+        """One `Row` per prompt; a prompt that does not fit raises `UsageError` (as `generate`).
+
+        A prompt is a text (encoded after `<bos>`) or a list of token ids
+        that already starts with `<bos>` (a chat: `PromptTemplate.chat_ids`).
+        """
         ids = encode_prompts(self.tokenizer, prompts, max_new_tokens, self.context)
         return [Row(p, max_new_tokens, temperature, top_k, top_p, seed) for p in ids]
 

@@ -25,6 +25,7 @@ import time
 import uvicorn
 
 from keras_lm.errors import UsageError
+from keras_lm.prompt_template import PromptTemplate
 from keras_lm.serve.app import create_app
 from keras_lm.serve.engine import Engine
 
@@ -57,8 +58,14 @@ def bind(host, port):
 
 
 def build(model, tokenizer, *, model_name="model", max_batch_size=8, batch_wait_seconds=0.01,
-          steps_per_call=16, template=None, warm_up=True):
-    """`(app, engine)`: the engine (decoding thread, programs compiled) and the app over it."""
+          steps_per_call=16, raw=False, warm_up=True):
+    """`(app, engine)`: the engine (decoding thread, programs compiled) and the app over it.
+
+    The prompt template is the run's (`model.run_config`, as `keras_lm.load`
+    attaches it; none for a model trained from scratch): completions apply
+    it unless `raw`, and chat renders conversations with it.
+    """
+    template = PromptTemplate.from_run_config(getattr(model, "run_config", None))
     engine = Engine(model, tokenizer, max_batch_size=max_batch_size,
                     batch_wait_seconds=batch_wait_seconds, steps_per_call=steps_per_call)
     if warm_up:
@@ -66,7 +73,7 @@ def build(model, tokenizer, *, model_name="model", max_batch_size=8, batch_wait_
         programs = engine.warm_up()
         logger.info("compiled %d programs (batch sizes %s) in %.1f s", programs,
                     engine.buckets, time.monotonic() - start)
-    app = create_app(engine, model_name=model_name, template=template)
+    app = create_app(engine, model_name=model_name, template=template, raw=raw)
     engine.on_batch = app.state.handlers.metrics.finished_batch
     return app, engine
 
