@@ -1,9 +1,9 @@
 """Fine-tune a trained model on prompt -> response pairs with plain `model.fit` (and LoRA).
 
-    python examples/finetune_pairs.py [BASE_RUN_DIR] [pairs.jsonl]
+    python examples/finetune_pairs.py [BASE_RUN_DIR] [pairs.jsonl] [STEPS]
 
-Without arguments: the quickstart's model (`keras-lm train` first) and the
-built-in pairs (a function's signature and docstring -> its body, from the
+Without arguments: the quickstart's model (`keras-lm train` first), 300
+steps and the built-in pairs (a function's signature and docstring -> its body, from the
 Python standard library). The loss counts the response tokens only: each
 batch carries sample weights that are 0 on the prompt and the padding.
 """
@@ -20,6 +20,7 @@ from keras_lm.prompt_template import PromptTemplate
 from keras_lm.scoring import evaluate_pairs
 
 base = sys.argv[1] if len(sys.argv) > 1 else "saved_models/quickstart"
+steps = int(sys.argv[3]) if len(sys.argv) > 3 else 300
 model = keras_lm.load(base)  # the base's tokenizer comes with it
 tokenizer, context = model.tokenizer, model.sequence_length
 
@@ -44,15 +45,18 @@ keras.utils.set_random_seed(0)
 lora = enable_lora(model, rank=8)  # leave this line out to train every weight
 print(f"LoRA: {lora['trainable_parameters']:,} trainable of {lora['parameters']:,} parameters")
 model.compile(
-    "adamw", learning_rate=2e-3, total_steps=300,
+    "adamw", learning_rate=2e-3, total_steps=steps,
     # The mean over the response tokens of each batch (the weights' sum).
     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True,
                                                    reduction="mean_with_sample_weight"),
     metrics=[TokenAccuracy()],
 )
-model.fit(train_ds, steps_per_epoch=100, epochs=3, validation_data=val_ds)
+interval = min(100, steps)  # a validation every `interval` steps
+model.fit(train_ds, steps_per_epoch=interval, epochs=steps // interval, validation_data=val_ds,
+          shuffle=False)  # the dataset shuffles
 print("after:", evaluate_pairs(model, val_examples, pad_id=tokenizer.pad_id))
 
 prompt = template.apply(val[0].prompt)
-print(prompt + model.generate(prompt, 80, apply_template=False))
+room = max(1, min(80, context - 1 - len(tokenizer.encode(prompt))))  # <bos> + prompt + answer
+print(prompt + model.generate(prompt, room, apply_template=False, truncate="left"))
 model.save("finetuned_pairs.keras")  # Keras merges the LoRA updates into the kernels

@@ -137,6 +137,21 @@ def run_pair_examples(config, tokenizer, sequence_length):
                  for pairs in run_pairs(config))
 
 
+def pair_file_examples(path, config, tokenizer, sequence_length, prompt_key=None,
+                       response_key=None):
+    """The pairs of file `path` encoded as run `config` trained its own (`EncodedPairs`).
+
+    Read with the run's keys unless others are given, through the run's
+    prompt template, prompts cut to `sequence_length` as in training; a
+    mistake in the file is a `UsageError` naming `data` (or the key).
+    """
+    pairs = data.read_pairs(path, prompt_key or config.get("prompt_key") or "prompt",
+                            response_key or config.get("response_key") or "response",
+                            argument="data")
+    return data.encode_pairs(pairs, tokenizer, PromptTemplate.from_run_config(config),
+                             sequence_length, argument="data")
+
+
 def run_validation(config, tokenizer, sequence_length):
     """A run's own validation data: its validation files, or its encoded validation pairs."""
     if not is_pairs_run(config):

@@ -47,3 +47,34 @@ def test_classifier_example_fits_and_saves(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "'accuracy'" in result.stdout and (tmp_path / "classifier_example.keras").exists()
+
+
+@pytest.mark.slow
+def test_finetune_pairs_example_fits_lora_and_saves(tmp_path):
+    import ast
+    import json
+
+    from keras_lm.models import TransformerLM
+    from keras_lm.tokenizers import ByteTokenizer
+
+    base = tmp_path / "base"
+    base.mkdir()
+    TransformerLM.from_preset("tiny", vocabulary_size=259, sequence_length=64,
+                              pad_id=256).save(str(base / "model.keras"))
+    ByteTokenizer().save(str(base / "tokenizer.json"))
+    with open(tmp_path / "pairs.jsonl", "w") as f:
+        for a in range(40):
+            f.write(json.dumps({"prompt": f"{a}+{a % 7}", "response": str(a + a % 7)}) + "\n")
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", "finetune_pairs.py"), str(base),
+         str(tmp_path / "pairs.jsonl"), "4"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=1800,
+        env={**os.environ, "PYTHONPATH": ROOT},  # this checkout's keras_lm
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    scores = {line.split(":", 1)[0]: ast.literal_eval(line.split(":", 1)[1].strip())
+              for line in result.stdout.splitlines() if line.startswith(("before:", "after:"))}
+    assert scores["before"]["examples"] == scores["after"]["examples"] > 0
+    # The LoRA adapters trained (the scores see them) and were merged on saving.
+    assert scores["after"]["response_loss"] != scores["before"]["response_loss"]
+    assert (tmp_path / "finetuned_pairs.keras").exists()

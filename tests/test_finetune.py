@@ -129,6 +129,42 @@ def test_eval_scores_the_runs_own_validation_responses(lora_run, capsys, monkeyp
         np.testing.assert_array_equal(got, want)
 
 
+def test_eval_data_scores_given_pairs_as_the_run_scores_its_own(lora_run, capsys, tmp_path):
+    from keras_lm import data
+
+    # The run's validation pairs under other keys: scored as the run scored its own
+    # (metrics.json: the responses only, through the run's template).
+    validation = data.split_pairs(data.read_pairs(lora_run["pairs"]))[1]
+    path = write_pairs(tmp_path / "given.jsonl",
+                       [{"q": pair.prompt, "a": pair.response} for pair in validation])
+    code, out, err = run_in_process(capsys, "eval", f"--model_dir={lora_run['output']}",
+                                    f"--data={path}", "--prompt_key=q", "--response_key=a")
+    assert code == 0, err
+    given = json.loads(out)
+    metrics = read_json(os.path.join(lora_run["output"], "metrics.json"))
+    assert given["data"] == path and given["examples"] == metrics["val_pairs"]
+    assert given["response_tokens"] == sum(len(pair.response) + 1 for pair in validation)
+    np.testing.assert_allclose(given["response_loss"], metrics["val_loss"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("run, args, message", [
+    ("output", ["--data={bad}"], "--data: line 2 of"),
+    ("output", ["--data={pairs}", "--response_key=reply"], "--response_key: line 1 of"),
+    ("output", ["--data={pairs}", "--text_key=text"],
+     "--text_key=text: only used with --data on classifier runs"),
+    ("output", ["--data={pairs}", "--files={pairs}"], "--data="),
+    ("base", ["--data={pairs}"], "--data="),
+    ("base", ["--prompt_key=q"], "--prompt_key=q: only used with --data on pair runs"),
+])
+def test_eval_data_bad_input_is_one_line(lora_run, capsys, tmp_path, run, args, message):
+    paths = {"pairs": lora_run["pairs"],
+             "bad": bad_pairs(lora_run, "eval_bad.jsonl",
+                              '{"prompt": "a", "response": "b"}\n{"pr\n').split("=", 1)[1]}
+    code, _, err = run_in_process(capsys, "eval", f"--model_dir={lora_run[run]}",
+                                  *[a.format(**paths) for a in args])
+    assert_one_line_usage_error(code, err, "eval", message)
+
+
 def test_generate_applies_the_template_unless_raw(lora_run, capsys, monkeypatch):
     import keras_lm
     import keras_lm.generation

@@ -107,3 +107,28 @@ def test_lora_on_the_lstm_is_one_clear_error():
     model = LSTMLM.from_preset("tiny", vocabulary_size=259, sequence_length=16)
     with pytest.raises(UsageError, match="^lora_rank=4: LoRA needs Dense layers.*LSTM"):
         enable_lora(model, 4)
+
+
+def test_scores_and_generation_compiled_before_lora_see_the_adapters():
+    """The compiled scoring and generation functions are cached per model; a
+    trace made before `enable_lora` must not keep serving the base."""
+    from keras_lm.data import Pair, encode_pairs
+    from keras_lm.generation import decoding
+    from keras_lm.scoring import evaluate_pairs
+    from keras_lm.tokenizers import ByteTokenizer
+
+    examples = encode_pairs([Pair("2+2=", "4", "x:1")], ByteTokenizer(), None, 16)
+    model = tiny()
+    base_loss = evaluate_pairs(model, examples, pad_id=256)["response_loss"]
+    prefill = decoding._program(model, "prefill", None, (1, 8, 16))  # made, not traced: cheap
+    with_trained_adapters(model)
+    fresh = tiny()  # the same adapted model, never compiled before LoRA
+    with_trained_adapters(fresh)
+    loss = evaluate_pairs(model, examples, pad_id=256)["response_loss"]
+    assert abs(loss - base_loss) > 1e-4
+    np.testing.assert_allclose(loss, evaluate_pairs(fresh, examples, pad_id=256)["response_loss"],
+                               rtol=1e-6)
+    # Generation's programs are made anew too (tracing them costs seconds each).
+    assert decoding._program(model, "prefill", None, (1, 8, 16)) is not prefill
+    assert decoding._program(model, "prefill", None, (1, 8, 16)) is decoding._program(
+        model, "prefill", None, (1, 8, 16))

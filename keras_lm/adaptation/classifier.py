@@ -71,7 +71,7 @@ def finetune_classifier(base_dir, output_dir, data, *, val_data=None, text_key="
                         label_key="label", pooling="last", steps=None,
                         batch_size=DEFAULT_BATCH_SIZE, learning_rate=DEFAULT_LEARNING_RATE,
                         seed=0, verbose=1, max_length=None, dropout=0.1, jit_compile="auto",
-                        lora_rank=None, lora_alpha=None, lora_targets=None):
+                        lora_rank=None, lora_alpha=None, lora_targets=None, recipe=None):
     """Trains a classifier on the language model of `base_dir`; returns the final metrics.
 
     Args:
@@ -94,6 +94,8 @@ def finetune_classifier(base_dir, output_dir, data, *, val_data=None, text_key="
         jit_compile: XLA for training; "auto" is the base family's choice.
         lora_rank, lora_alpha, lora_targets: not supported for the
             classifier yet (a `UsageError` if given).
+        recipe: the name of the recipe these settings come from (recorded
+            in `config.json`; `keras-lm finetune --recipe=classify_stdlib`).
 
     Returns:
         A dict: `val_accuracy`, `val_macro_f1`, `val_loss`, `train_loss`,
@@ -124,6 +126,10 @@ def finetune_classifier(base_dir, output_dir, data, *, val_data=None, text_key="
         raise UsageError(error.spelled_as("base_dir"), argument="base_dir") from None
     if tokenizer is None:
         raise UsageError(f"base_dir: no tokenizer.json in {base_dir!r}", argument="base_dir")
+    if max_length is not None and max_length > backbone.sequence_length:
+        raise UsageError(f"max_length must be at most the base's context "
+                         f"({backbone.sequence_length} tokens), got {max_length}",
+                         argument="max_length")
     base_digest = weights_digest(backbone)
     steps = steps or default_steps(len(train_rows), batch_size)
 
@@ -136,6 +142,7 @@ def finetune_classifier(base_dir, output_dir, data, *, val_data=None, text_key="
     console = Console(verbose)
     config = {
         "head": HEAD,
+        "recipe": recipe,
         "base_model_dir": os.path.abspath(base_dir),
         "base_weights_digest": base_digest,
         "model": getattr(backbone, "family", None),

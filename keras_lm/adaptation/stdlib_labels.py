@@ -83,14 +83,15 @@ def _hash(label, name):
     return hashlib.sha256(f"{label}:{name}".encode()).hexdigest()
 
 
-# `keras-lm finetune --recipe=classify_stdlib`: the data and the settings of
-# `keras_lm.adaptation.classifier.finetune_classifier` (any flag given
+# `keras-lm finetune --recipe=classify_stdlib` (its entry in
+# `keras_lm.adaptation.recipes.FINETUNE_RECIPES`): the data and the settings
+# of `keras_lm.adaptation.classifier.finetune_classifier` (any flag given
 # overrides its setting). Tuned on the quickstart model to run in well under
 # 6 minutes on 2 cores (BENCHMARKS.md, "The classifier on the built-in labels").
 CLASSIFY_STDLIB = dict(
     base_dir="saved_models/quickstart",
     output_dir="saved_models/classify_stdlib",
-    data=stdlib_label_rows,  # called: the rows
+    data="classify_stdlib",  # BUILTIN_DATA's name: config.json records it as such
     text_key="text",
     label_key="label",
     pooling="mean",  # as accurate as `last` here, and a lower validation loss

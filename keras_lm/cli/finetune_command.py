@@ -16,12 +16,15 @@ Examples:
       --output_dir=saved_models/qa2
   keras-lm finetune --head=classifier --data=labels.csv --text_key=text \\
       --label_key=label --output_dir=saved_models/labels
+  keras-lm finetune --recipe=classify_stdlib   # -> saved_models/classify_stdlib
 
 --data: prompt -> response pairs (.jsonl, .csv, .tsv); the loss and the
 metrics count the response tokens only. --train_files: more text, trained
 as `keras-lm train` does (continued training). --lora_rank: train LoRA
 adapters instead of every weight (Transformer only); model.keras holds them
 merged. --head=classifier: a text classifier on the base (keras-lm classify).
+--recipe: docstring_to_code (pairs) or classify_stdlib (a classifier); its
+settings are defaults, the flags given override them.
 The tokenizer, the model and its context are the base's. See
 docs/adaptation.md.
 """
@@ -32,7 +35,7 @@ from absl import flags
 
 from keras_lm.adaptation.config import FinetuneConfig
 from keras_lm.adaptation.finetune import finetune
-from keras_lm.adaptation.recipes import finetune_recipe_defaults
+from keras_lm.adaptation.recipes import finetune_recipe_defaults, recipe_head
 from keras_lm.cli.app import run_subcommand
 from keras_lm.cli.config_flags import define_config_flags, flag_of, given_settings
 from keras_lm.errors import UsageError
@@ -56,8 +59,8 @@ SETTINGS = [
 HEADS = ("lm", "classifier")
 define_config_flags(FLAGS, __name__, SETTINGS, fields=FIELDS)
 flags.DEFINE_enum("head", "lm", list(HEADS), "lm: a language model (pairs or text); "
-                  "classifier: a text classifier on the base (labels in --data).",
-                  flag_values=FLAGS)
+                  "classifier: a text classifier on the base (labels in --data). "
+                  "--recipe=classify_stdlib implies classifier.", flag_values=FLAGS)
 flags.DEFINE_string("text_key", "text", "--head=classifier: the text's field in --data.",
                     flag_values=FLAGS)
 flags.DEFINE_string("label_key", "label", "--head=classifier: the label's field in --data.",
@@ -65,10 +68,17 @@ flags.DEFINE_string("label_key", "label", "--head=classifier: the label's field 
 flags.DEFINE_enum("pooling", "last", ["last", "mean"], "--head=classifier: the <eos> "
                   "position's features (last) or their mean over the text (mean).",
                   flag_values=FLAGS)
-CLASSIFIER_FLAGS = ("text_key", "label_key", "pooling")
-# Pair and text settings that a classifier does not read.
-LM_ONLY = ("template", "prompt_key", "response_key", "train_files", "val_files", "adapters",
-           "save_adapters", "recipe")
+flags.DEFINE_integer("max_length", None, "--head=classifier: the longest input in tokens "
+                     "(default: the base's context); longer texts keep their beginning.",
+                     flag_values=FLAGS)
+CLASSIFIER_FLAGS = ("text_key", "label_key", "pooling", "max_length")
+# The settings `finetune_classifier` reads (besides the base, output and data);
+# the other fine-tuning settings are an error with --head=classifier. LoRA's
+# and the tokenizer's are passed on to be refused with their own message.
+CLASSIFIER_SETTINGS = ("val_data", "steps", "batch_size", "learning_rate", "seed", "verbose",
+                       "jit_compile", "lora_rank", "lora_alpha", "lora_targets")
+CLASSIFIER_READS = {"recipe", "base_dir", "output_dir", "data", *CLASSIFIER_SETTINGS,
+                    "tokenizer", "vocabulary_size", "normalize", "sentencepiece_model_type"}
 
 
 def config_from_flags():
@@ -82,8 +92,19 @@ def config_from_flags():
     return FinetuneConfig(**values)
 
 
+def head_from_flags():
+    """`--head`, or the recipe's head (a recipe trains one kind of head)."""
+    if not FLAGS.recipe:
+        return FLAGS.head
+    head = recipe_head(FLAGS.recipe)
+    if FLAGS["head"].present and FLAGS.head != head:
+        raise UsageError(f"--head={FLAGS.head}: --recipe={FLAGS.recipe} trains a {head} "
+                         f"head (--head={head}); leave --head out or choose another recipe")
+    return head
+
+
 def main():
-    if FLAGS.head == "classifier":
+    if head_from_flags() == "classifier":
         return main_classifier()
     for name in CLASSIFIER_FLAGS:
         if FLAGS[name].present:
@@ -92,28 +113,29 @@ def main():
 
 
 def main_classifier():
-    """`--head=classifier`: `keras_lm.adaptation.classifier.finetune_classifier`."""
-    for name in LM_ONLY:
-        flag = flag_of(name, FIELDS)[2:]
-        if FLAGS[flag].present:
+    """`--head=classifier` (or its recipe): `keras_lm.adaptation.classifier.finetune_classifier`
+    with the recipe's settings, then the flags given."""
+    given = given_settings(FLAGS, SETTINGS, FIELDS)
+    for name in given:
+        if name not in CLASSIFIER_READS:
+            flag = flag_of(name, FIELDS)[2:]
             raise UsageError(f"--{flag}={FLAGS[flag].value}: not used with --head=classifier")
-    if not FLAGS.data:
+    recipe = finetune_recipe_defaults(FLAGS.recipe) if FLAGS.recipe else {}
+    paths = {k: v for k, v in recipe.items() if k in ("base_dir", "output_dir", "data")}
+    config = FinetuneConfig(**{**paths, **given, "recipe": FLAGS.recipe})
+    if not config.data:
         raise UsageError("--data: --head=classifier needs a labelled file (.csv, .tsv or "
                          ".jsonl with --text_key and --label_key), got none")
-    config = config_from_flags()
     config.check_settings()  # the tokenizer flags, LoRA's rank, output_dir != the base
+    # The recipe's training settings, then the flags given.
+    settings = {k: v for k, v in recipe.items() if k not in paths}
+    settings.update({k: v for k, v in given.items() if k in CLASSIFIER_SETTINGS})
+    settings.update({k: FLAGS[k].value for k in CLASSIFIER_FLAGS if FLAGS[k].present})
     # Imported here: the classifier is its own part of the adaptation layer.
     from keras_lm.adaptation.classifier import finetune_classifier
 
-    finetune_classifier(
-        config.base_dir, config.output_dir, config.data, val_data=config.val_data,
-        text_key=FLAGS.text_key, label_key=FLAGS.label_key, pooling=FLAGS.pooling,
-        steps=config.steps if FLAGS["steps"].present else None,
-        batch_size=config.batch_size,
-        learning_rate=config.learning_rate if config.learning_rate is not None else 1e-3,
-        seed=config.seed, verbose=config.verbose, lora_rank=config.lora_rank,
-        lora_alpha=config.lora_alpha,
-        lora_targets=config.lora_targets if config.lora_rank is not None else None)
+    finetune_classifier(config.base_dir, config.output_dir, config.data, recipe=config.recipe,
+                        **settings)
 
 
 def run(argv):

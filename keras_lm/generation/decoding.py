@@ -25,7 +25,10 @@ from keras import ops
 
 from keras_lm.generation.samplers import BeamSampler, tensor_sampler
 
-_programs = weakref.WeakKeyDictionary()  # model -> {(kind, sampler, shape): tf.function}
+# model -> (its number of variables, {(kind, sampler, shape): tf.function}). A
+# trace bakes in the layers' Python branches: when variables are added (LoRA's
+# `enable_lora` after a first generation) the programs are made anew.
+_programs = weakref.WeakKeyDictionary()
 _NEG_INF = -float("inf")
 
 
@@ -173,7 +176,7 @@ def compiled_programs(model):
     Each traces once; its `experimental_get_tracing_count()` says whether a
     later call retraced it.
     """
-    return dict(_programs.get(model, {}))
+    return dict(_programs.get(model, (0, {}))[1])
 
 
 def _program(model, kind, sampler, shape):
@@ -182,7 +185,10 @@ def _program(model, kind, sampler, shape):
     One `tf.function` per bucket (not one retraced per shape), so each traces
     exactly once and TensorFlow's retracing warning stays meaningful.
     """
-    programs = _programs.setdefault(model, {})
+    variables = len(model.weights)
+    if model not in _programs or _programs[model][0] != variables:
+        _programs[model] = (variables, {})
+    programs = _programs[model][1]
     key = (kind, sampler, shape)
     if key not in programs:
         if kind == "prefill":

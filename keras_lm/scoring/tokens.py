@@ -24,8 +24,10 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-# model -> its compiled function. Weak keys, and the function holds the model
-# only weakly: the cache never keeps a model (or its weights) alive.
+# model -> (its number of variables, its compiled function). Weak keys, and the
+# function holds the model only weakly: the cache never keeps a model (or its
+# weights) alive. A trace bakes in the layers' Python branches: when variables
+# are added (LoRA's `enable_lora` after a first score) the function is made anew.
 _COMPILED = weakref.WeakKeyDictionary()
 
 
@@ -42,11 +44,12 @@ def token_scores(model):
     same function, so its traces (and XLA programs) are reused. Shapes may
     vary (`reduce_retracing`): a short last batch does not multiply traces.
     """
-    scores = _COMPILED.get(model)
-    if scores is None:
+    variables = len(model.weights)
+    cached = _COMPILED.get(model)
+    if cached is None or cached[0] != variables:
         scores = _compile(weakref.ref(model), bool(getattr(model, "jit_compile_default", False)))
-        _COMPILED[model] = scores
-    return scores
+        cached = _COMPILED[model] = (variables, scores)
+    return cached[1]
 
 
 def _compile(model_ref, jit_compile):
