@@ -126,3 +126,23 @@ def test_recipe_bad_input_is_one_line(base64, capsys, args, message):
                                   f"--output_dir={out}", *args)
     assert_one_line_usage_error(code, err, "finetune", message)
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_the_classify_stdlib_recipe_as_written_learns_the_labels(tmp_path, capsys):
+    """The whole recipe (300 steps of 32, its data and settings) on a briefly trained base."""
+    base = tmp_path / "base"
+    code, _, err = run_in_process(capsys, "train", "--recipe=tiny", "--sequence_length=64",
+                                  "--steps=4", "--eval_interval=2", "--val_steps=1",
+                                  "--verbose=0", "--nosamples", f"--output_dir={base}")
+    assert code == 0, err
+    out = tmp_path / "classify_stdlib"
+    code, stdout, err = run_in_process(capsys, "finetune", "--recipe=classify_stdlib",
+                                       f"--model_dir={base}", f"--output_dir={out}")
+    assert code == 0, err
+    with open(out / "metrics.json") as f:
+        metrics = json.load(f)
+    assert metrics["steps"] == 300 and metrics["val_examples"] > 100
+    # Five balanced classes: chance is 0.2; the names carry their package.
+    assert metrics["val_accuracy"] > 0.3, metrics
+    assert "validation accuracy" in stdout
