@@ -21,6 +21,7 @@ metadata.json; parity on the run's validation texts (float32: 1e-4 and the
 same labels).
 """
 
+import contextlib
 import logging
 import sys
 
@@ -83,13 +84,21 @@ def main():
     needs_calibration = "tflite" in FLAGS.format and "int8" in FLAGS.quantize
     calibration_files, validation_files = _data_files(config, needs_calibration, tokenizer,
                                                       model.sequence_length)
-    try:
+    with _export_errors():
         report = export(
             model, tokenizer, FLAGS.model_dir,
             formats=FLAGS.format, quantize=FLAGS.quantize, prefill_lengths=prefill_lengths,
             calibration_files=calibration_files, validation_files=validation_files,
             verify=FLAGS.verify,
         )
+    print(format_report(report))
+
+
+@contextlib.contextmanager
+def _export_errors():
+    """An exporter's `UsageError` in flag words; a failed verification: its exit code."""
+    try:
+        yield
     except UsageError as error:
         flag = _FLAG_OF_ARGUMENT.get(error.argument)
         if flag is None:
@@ -98,7 +107,6 @@ def main():
     except VerificationError as error:
         print(f"keras-lm export: verification failed: {error}", file=sys.stderr)
         sys.exit(VERIFICATION_FAILED)
-    print(format_report(report))
 
 
 def export_classifier_run(model, tokenizer, config):
@@ -108,17 +116,9 @@ def export_classifier_run(model, tokenizer, config):
         raise UsageError(f"{flag}: not used for a classifier run (it is checked on its own "
                          "validation rows)")
     texts = [row.text for row in run_validation_rows(FLAGS.model_dir, config)][:64]
-    try:
+    with _export_errors():
         report = export_classifier(model, tokenizer, FLAGS.model_dir, formats=FLAGS.format,
                                    quantize=FLAGS.quantize, texts=texts, verify=FLAGS.verify)
-    except UsageError as error:
-        flag = _FLAG_OF_ARGUMENT.get(error.argument)
-        if flag is None:
-            raise
-        raise UsageError(error.spelled_as(flag)) from None
-    except VerificationError as error:
-        print(f"keras-lm export: verification failed: {error}", file=sys.stderr)
-        sys.exit(VERIFICATION_FAILED)
     lines = [f"{'file':<34} {'size':>10} {'max|dprob|':>11} {'labels':>7}"]
     rows = [("saved_model/", None, report.get("saved_model_parity"))]
     rows += [(f"tflite/{f['file']}", f["size_bytes"], f["parity"]) for f in report["files"].values()]
