@@ -21,11 +21,11 @@ Example:
 
 import csv
 import dataclasses
-import hashlib
 import json
 import os
 
 from keras_lm.adaptation.stdlib_labels import BUILTIN_DATA
+from keras_lm.data.row_hash import hash_fraction
 from keras_lm.errors import UsageError
 from keras_lm.io_utils import atomic_path
 
@@ -149,8 +149,7 @@ def row_fraction(row):
     >>> row_fraction(Row("purr", "cat", 1)) == row_fraction(Row("purr", "cat", 9))
     True
     """
-    digest = hashlib.sha256(json.dumps([row.text, row.label]).encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
+    return hash_fraction(row.text, row.label)
 
 
 def split_rows(rows, fraction=VALIDATION_FRACTION):

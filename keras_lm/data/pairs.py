@@ -37,7 +37,6 @@ import ast
 import csv
 import dataclasses
 import functools
-import hashlib
 import json
 import os
 
@@ -45,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_lm.data.corpora import pystdlib_files
+from keras_lm.data.row_hash import hash_fraction, row_digest
 from keras_lm.errors import UsageError
 from keras_lm.prompt_template import PromptTemplate
 
@@ -133,8 +133,7 @@ def holds_out(pair, fraction=VALIDATION_FRACTION):
     >>> holds_out(Pair("a", "b", "x:1")) == holds_out(Pair("a", "b", "y:9"))
     True
     """
-    digest = hashlib.sha256(json.dumps([pair.prompt, pair.response]).encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0**64 < fraction
+    return hash_fraction(pair.prompt, pair.response) < fraction
 
 
 def split_pairs(pairs, fraction=VALIDATION_FRACTION):
@@ -157,7 +156,7 @@ def split_pairs(pairs, fraction=VALIDATION_FRACTION):
 
 
 def _hash_rank(pair):
-    return hashlib.sha256(json.dumps([pair.prompt, pair.response]).encode()).digest()
+    return row_digest(pair.prompt, pair.response)
 
 
 @dataclasses.dataclass
