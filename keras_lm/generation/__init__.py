@@ -1,6 +1,6 @@
 """Generating text: the compiled decoding loop, samplers, streaming."""
 
-from keras_lm.generation.generate import encode_prompts, generate, stream
+from keras_lm.generation.generate import encode_prompts, generate, special_ids, stream
 from keras_lm.generation.row_batch import Row, RowBatch, warm_up
 from keras_lm.generation.samplers import (
     SAMPLERS,

@@ -18,6 +18,13 @@ TRUNCATE = (None, "left")
 _STOP_CHECK_STEPS = 16
 
 
+def special_ids(tokenizer):
+    """The decoding loop's token ids of `tokenizer`: a row ends at `<eos>`, pads with
+    `<pad>`, and never produces `<pad>` or `<bos>`."""
+    return dict(end_id=tokenizer.eos_id, pad_id=tokenizer.pad_id,
+                banned_ids=(tokenizer.pad_id, tokenizer.bos_id))
+
+
 def generate(
     model,
     tokenizer,
@@ -181,8 +188,7 @@ def _generate_texts(
         tokenizer, [prompts] if isinstance(prompts, str) else list(prompts),
         max_new_tokens, model.sequence_length, truncate,
     )
-    special = dict(end_id=tokenizer.eos_id, pad_id=tokenizer.pad_id,
-                   banned_ids=(tokenizer.pad_id, tokenizer.bos_id))
+    special = special_ids(tokenizer)
     if isinstance(sampler, BeamSampler):
         rows = decoding.beam_search_tokens(model, batch, max_new_tokens, sampler.beam_width, **special)
         yield [cut_at_stop(tokenizer.decode_text(np.array(r, np.int32)), stops)[0] for r in rows]

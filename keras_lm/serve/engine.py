@@ -36,7 +36,7 @@ import queue
 import threading
 import time
 
-from keras_lm.generation import Row, RowBatch, encode_prompts, warm_up
+from keras_lm.generation import Row, RowBatch, encode_prompts, special_ids, warm_up
 from keras_lm.generation import TextStream  # noqa: F401  (this module's example uses it)
 
 logger = logging.getLogger("keras_lm")
@@ -101,8 +101,7 @@ class Engine:
         self.batch_wait_seconds = batch_wait_seconds
         self.steps_per_call = steps_per_call
         self.on_batch = on_batch
-        self.special = dict(end_id=tokenizer.eos_id, pad_id=tokenizer.pad_id,
-                            banned_ids=(tokenizer.pad_id, tokenizer.bos_id))
+        self.special = special_ids(tokenizer)
         self._waiting = queue.Queue()
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._serve_forever, name="keras_lm-decoding",
