@@ -115,6 +115,7 @@ def test_the_classify_stdlib_recipe_reaches_finetune_classifier(base64, capsys):
      "--train_minutes=1.0: not used with --head=classifier"),
     (["--recipe=classify_stdlib", "--max_length=100"],
      "--max_length must be at most the base's context (64 tokens), got 100"),
+    (["--recipe=classify_stdlib", "--max_length=1"], "--max_length must be at least 2, got 1"),
     (["--recipe=docstring_to_code", "--max_length=32"],
      "--max_length=32: only used with --head=classifier"),
     (["--recipe=classify_stdlib", "--tokenizer=char"],

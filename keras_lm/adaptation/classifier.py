@@ -245,6 +245,8 @@ def check_settings(pooling="last", steps=None, batch_size=DEFAULT_BATCH_SIZE,
                         ("max_length", max_length)):
         if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
             raise UsageError(f"{name} must be a positive integer, got {value!r}", argument=name)
+    if max_length == 1:  # room for <bos> and one token of text at least
+        raise UsageError("max_length must be at least 2, got 1", argument="max_length")
     if not learning_rate > 0:
         raise UsageError(f"learning_rate must be > 0, got {learning_rate}",
                          argument="learning_rate")
