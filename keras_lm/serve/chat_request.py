@@ -17,36 +17,18 @@ Traceback (most recent call last):
 keras_lm.serve.api_error.APIError: messages must be a list of {role, content} objects, got 'hi'
 """
 
-from typing import Optional, Union
-
-import pydantic
+from typing import Optional
 
 from keras_lm.serve.api_error import APIError
-from keras_lm.serve.completion_request import StreamOptions, check_sampling, parse
+from keras_lm.serve.completion_request import SamplingFields, check_sampling, parse
 
 
-class ChatRequest(pydantic.BaseModel):
-    """OpenAI's chat completion request; `None` (JSON null) means the default."""
-
-    model_config = pydantic.ConfigDict(strict=True, extra="forbid")
+class ChatRequest(SamplingFields):
+    """OpenAI's chat completion request."""
 
     messages: list[dict]
-    model: Optional[str] = None
-    max_tokens: Optional[int] = None
     max_completion_tokens: Optional[int] = None
-    temperature: Optional[float] = None
-    top_p: Optional[float] = None
-    top_k: Optional[int] = None
-    n: Optional[int] = None
-    stop: Union[str, list[str], None] = None
-    seed: Optional[int] = None
-    stream: Optional[bool] = None
-    stream_options: Optional[StreamOptions] = None
     logprobs: Optional[bool] = None
-    presence_penalty: Optional[float] = None
-    frequency_penalty: Optional[float] = None
-    logit_bias: Optional[dict] = None
-    user: Optional[str] = None
 
 
 class CheckedChatRequest:

@@ -31,12 +31,11 @@ class StreamOptions(pydantic.BaseModel):
     include_usage: bool = False
 
 
-class CompletionRequest(pydantic.BaseModel):
-    """OpenAI's completion request; `None` (JSON null) means the default."""
+class SamplingFields(pydantic.BaseModel):
+    """The fields completions and chat share; `None` (JSON null) means the default."""
 
     model_config = pydantic.ConfigDict(strict=True, extra="forbid")
 
-    prompt: Union[str, list[str]]
     model: Optional[str] = None
     max_tokens: Optional[int] = None
     temperature: Optional[float] = None
@@ -47,13 +46,19 @@ class CompletionRequest(pydantic.BaseModel):
     seed: Optional[int] = None
     stream: Optional[bool] = None
     stream_options: Optional[StreamOptions] = None
-    logprobs: Optional[int] = None
-    echo: Optional[bool] = None
-    best_of: Optional[int] = None
     presence_penalty: Optional[float] = None
     frequency_penalty: Optional[float] = None
     logit_bias: Optional[dict] = None
     user: Optional[str] = None
+
+
+class CompletionRequest(SamplingFields):
+    """OpenAI's completion request."""
+
+    prompt: Union[str, list[str]]
+    logprobs: Optional[int] = None
+    echo: Optional[bool] = None
+    best_of: Optional[int] = None
     suffix: Optional[str] = None
 
 
@@ -131,7 +136,9 @@ def parse(schema, body):
     try:
         return schema.model_validate(body)
     except pydantic.ValidationError as error:
-        first = error.errors(include_url=False)[0]
+        errors = error.errors(include_url=False)
+        # A missing required field first: it is the one the caller must fix.
+        first = next((e for e in errors if e["type"] == "missing"), errors[0])
         param = ".".join(str(part) for part in first["loc"][:1]) or None
         where = ".".join(str(part) for part in first["loc"])
         if first["type"] == "extra_forbidden":
