@@ -28,7 +28,7 @@ from keras_lm.models import LanguageModel, TextClassifier
 from keras_lm.models.text_classifier import encode_texts
 
 METHODS = ("integrated_gradients", "gradient_x_input", "occlusion")
-DEFAULT_STEPS = 32
+DEFAULT_STEPS = 64
 MAX_STEPS = 4096
 
 
@@ -91,6 +91,7 @@ def explain(model, prompt, target=None, *, label=None, method="integrated_gradie
     return Explanation(
         tokens=token_texts(tokenizer, ids), token_ids=[int(i) for i in ids], scores=scores,
         method=method, target=target_text, target_tokens=target_tokens,
+        target_ids=list(objective.target_ids),
         target_logp=objective.logp(), kind="label" if objective.classifier else "continuation",
         details=details,
         agreement={f"{a} vs {b}": methods.spearman(computed[a][0], computed[b][0])

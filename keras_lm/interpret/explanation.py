@@ -17,6 +17,7 @@ class Explanation:
         method: `integrated_gradients`, `gradient_x_input` or `occlusion`.
         target: the explained continuation's text, or the classifier's label.
         target_tokens: the target's tokens as text (a label: the label).
+        target_ids: the target's token ids (a label: its index).
         target_logp: the log-probability of the target given the prompt
             (summed over its tokens), or of the label.
         kind: `continuation` (a language model) or `label` (a classifier).
@@ -36,6 +37,7 @@ class Explanation:
     target: str
     target_tokens: list
     target_logp: float
+    target_ids: list = dataclasses.field(default_factory=list)
     kind: str = "continuation"
     details: dict = dataclasses.field(default_factory=dict)
     agreement: dict = dataclasses.field(default_factory=dict)
@@ -53,6 +55,7 @@ class Explanation:
             "method": self.method,
             "target": self.target,
             "target_tokens": list(self.target_tokens),
+            "target_ids": [int(i) for i in self.target_ids],
             "target_logp": float(self.target_logp),
             "tokens": [{"token": t, "id": int(i), "score": float(s)}
                        for t, i, s in zip(self.tokens, self.token_ids, self.scores)],
