@@ -167,8 +167,16 @@ def _encode(tokenizer, text, argument):
 
 
 def token_texts(tokenizer, ids):
-    """The text of each token (special tokens by name, e.g. `<eos>`)."""
+    """The text of each token (special tokens by name, e.g. `<eos>`).
+
+    A token that is part of a character (a byte of UTF-8) shows its bytes
+    escaped (`\\xc3`), so no information is lost.
+
+    >>> from keras_lm.tokenizers import ByteTokenizer
+    >>> token_texts(ByteTokenizer(), [99, 195, 169, 258])
+    ['c', '\\\\xc3', '\\\\xa9', '<eos>']
+    """
     names = {i: name for name, i in tokenizer.special_ids.items()}
     pieces = tokenizer.decode(np.asarray(ids, np.int32)[:, None]).numpy() if len(ids) else []
-    return [names.get(int(i)) or piece.decode("utf-8", errors="replace")
+    return [names.get(int(i)) or piece.decode("utf-8", errors="backslashreplace")
             for i, piece in zip(ids, pieces)]
