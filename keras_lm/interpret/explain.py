@@ -1,13 +1,17 @@
 """`explain`: which tokens of a prompt made the model say what it said.
 
 Example:
+>>> import keras
 >>> from keras_lm.models import TransformerLM
 >>> from keras_lm.tokenizers import ByteTokenizer
+>>> keras.utils.set_random_seed(0)
 >>> model = TransformerLM.from_preset("tiny", vocabulary_size=259, sequence_length=16)
->>> result = explain(model, "the fox", target=" ran", tokenizer=ByteTokenizer(), steps=16)
+>>> result = explain(model, "the fox", target=" ran", tokenizer=ByteTokenizer())
 >>> result.tokens, result.method
 (['t', 'h', 'e', ' ', 'f', 'o', 'x'], 'integrated_gradients')
->>> abs(result.details["completeness_gap"]) < 1e-3
+>>> # Completeness: the scores sum to logp(prompt) - logp(all <pad>), up to the quadrature.
+>>> change = result.target_logp - result.details["baseline_logp"]
+>>> bool(abs(sum(result.scores) - change) <= max(1e-3, 0.01 * abs(change)))
 True
 """
 
