@@ -152,6 +152,7 @@ def _written_steps(logs):
     count = 0
     for name in os.listdir(logs):
         if "tfevents" in name:
-            for event in tf.compat.v1.train.summary_iterator(os.path.join(logs, name)):
+            for record in tf.data.TFRecordDataset(os.path.join(logs, name)):
+                event = tf.compat.v1.Event.FromString(record.numpy())
                 count += sum(v.tag == "explanation/attributions" for v in event.summary.value)
     return count
