@@ -72,14 +72,14 @@ def test_explain_json_and_a_classifier_label(runs, capsys, tmp_path):
     ("lm", ["--prompt=the lazy dog", "--target=  jumps"], "exceed the model's context of 16"),
     ("lm", ["--prompt=the lazy dog and a fox"], "--prompt: 23 tokens (with <bos>) exceed"),
     ("lm", ["--prompt=abc", "--label=cat"], "--label: 'cat' needs a classifier"),
-    ("classifier", ["--prompt=abc", "--label=eel"], "--label: 'eel' is not one of the "
-                                                     "classifier's labels (cat, dog)"),
+    ("classifier", ["--prompt=abc", "--label=eel"],
+     "--label: 'eel' is not one of the classifier's labels (cat, dog)"),
     ("classifier", ["--prompt=abc", "--target=x"], "--target: 'x' needs a language model"),
     ("lm", ["--prompt=abc", "--method=shap"], "--method must be one of integrated_gradients"),
     ("lm", ["--prompt=abc", "--steps=0"], "--steps must be an integer in [1, 4096], got 0"),
     ("lm", ["--prompt=abc", "--steps=many"], "--steps"),
-    ("lm", ["--prompt=abc", "--method=occlusion", "--span=4"], "--span must be an integer in "
-                                                               "[1, 3]"),
+    ("lm", ["--prompt=abc", "--method=occlusion", "--span=4"],
+     "--span must be an integer in [1, 3]"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(runs, capsys, tmp_path, run, args, message):
     output = tmp_path / "out"

@@ -195,10 +195,12 @@ def test_the_report_files_and_tensorboard_tags(models, tmp_path):
                      method="occlusion")
     paths = write_report(result, str(tmp_path))
     write_report(result, str(tmp_path))  # a second explanation: the next step
-    page = open(paths["html"], encoding="utf-8").read()
+    with open(paths["html"], encoding="utf-8") as f:
+        page = f.read()
     assert ">&lt;</span>" in page and "<script" not in page and "http" not in page
     assert page.count('class="token"') == len("a\nb <c>")
-    assert open(paths["png"], "rb").read()[:4] == b"\x89PNG"
+    with open(paths["png"], "rb") as f:
+        assert f.read(4) == b"\x89PNG"
     events = EventAccumulator(paths["logs"], size_guidance={"tensors": 0}).Reload()
     tags = events.Tags()["tensors"]
     assert {"explanation/tokens", "explanation/attributions"} <= set(tags)

@@ -18,7 +18,6 @@ import numpy as np
 import tensorflow as tf
 
 
-
 @dataclasses.dataclass
 class Objective:
     """One input sequence and the log-probability it is explained by.
