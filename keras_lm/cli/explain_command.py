@@ -84,8 +84,9 @@ def main():
     print_table(result, paths)
 
 
-def print_table(result, paths, out=sys.stdout):
+def print_table(result, paths, out=None):
     """The tokens and scores, readable in a terminal."""
+    out = out or sys.stdout  # the current one (tests capture it), not the one at import
     what = "label" if result.kind == "label" else "target"
     print(f"{what}: {result.target!r}  log-probability {result.target_logp:.4f}  "
           f"method: {result.method}", file=out)
