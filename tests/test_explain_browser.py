@@ -62,6 +62,8 @@ def test_the_page_shows_the_tokens_coloured_by_score(browser, tmp_path):
     title = browser.find_element("id", "title").text
     assert "' return'" in title and "-1.250" in title and "integrated gradients" in title
     assert "0.500" in browser.find_element("tag name", "table").text
+    rows = browser.find_elements("css selector", "#scores tr")
+    assert [row.text.split()[-1] for row in rows] == [f"{s:+.4f}" for s in scores]
 
 
 def test_a_real_explanation_in_the_page(browser, tmp_path):

@@ -68,8 +68,9 @@ def html_page(explanation):
         f'title="{html.escape(readable_token(text.encode()))}: {score:+.4f}">'
         f"{_visible(text)}</span>"
         for i, (text, score) in enumerate(zip(explanation.tokens, scores)))
-    target = "".join(f'<span class="target">{_visible(t)}</span>'
-                     for t in explanation.target_tokens)
+    target = f'<span class="target">{_visible("".join(explanation.target_tokens))}</span>'
+    scored = "".join(f"<tr><td><code>{html.escape(readable_token(t.encode()))}</code></td>"
+                     f"<td>{s:+.4f}</td></tr>" for t, s in zip(explanation.tokens, scores))
     rows = "".join(f"<tr><td>{html.escape(pair)}</td><td>{'n/a' if rho is None else f'{rho:.3f}'}"
                    "</td></tr>" for pair, rho in explanation.agreement.items())
     agreement = (f"<h2>Rank agreement (Spearman)</h2><table>{rows}</table>" if rows else "")
@@ -94,6 +95,8 @@ td {{ padding: 0.2em 1em; }}
 <span class="target">explained</span> {html.escape(details)}</p>
 <div id="text">{spans}{target if explanation.kind == "continuation" else ""}</div>
 {agreement}
+<h2>Scores</h2>
+<table id="scores">{scored}</table>
 </body></html>
 """
 
