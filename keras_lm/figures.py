@@ -1,4 +1,4 @@
-"""Pictures as PNG bytes: attention maps, loss by position, token labels.
+"""Pictures as PNG bytes: attention maps, loss by position, attributions, token labels.
 
 Drawn with matplotlib's object API and its Agg canvas (no pyplot: no global
 figure state, no display needed), returned as PNG bytes that
@@ -105,6 +105,30 @@ def position_loss_figure(losses, title):
     return png_bytes(figure)
 
 
+def attribution_figure(labels, scores, title):
+    """PNG of per-token attributions: one horizontal bar per token, in reading order.
+
+    Bars right (red) raised the explained log-probability, bars left (blue)
+    lowered it; tokens read top to bottom. See `keras_lm.interpret`.
+
+    Example:
+    >>> attribution_figure(["a", "b"], [0.5, -0.2], "scores")[:4]
+    b'\\x89PNG'
+    """
+    scores = np.asarray(scores, dtype="float64")
+    figure = Figure(figsize=(6.4, 1.2 + 0.22 * len(scores)), dpi=100, layout="constrained")
+    axes = figure.add_subplot()
+    positions = np.arange(len(scores))
+    axes.barh(positions, scores, color=np.where(scores >= 0, "#dc2626", "#2563eb"))
+    axes.set_yticks(positions, labels, fontsize=8, fontfamily="monospace")
+    axes.invert_yaxis()  # the first token on top, as it is read
+    axes.axvline(0.0, color="black", linewidth=0.8)
+    axes.set_xlabel("attribution (nats of the target's log-probability)")
+    axes.set_title(title, fontsize=10)
+    axes.grid(True, axis="x", alpha=0.3)
+    return png_bytes(figure)
+
+
 def png_bytes(figure):
     """The PNG encoding of a matplotlib `Figure` (drawn on an Agg canvas).
 
@@ -119,5 +143,5 @@ def png_bytes(figure):
     return buffer.getvalue()
 
 
-__all__ = ["attention_figure", "png_bytes", "position_loss_figure", "readable_token",
+__all__ = ["attention_figure", "attribution_figure", "png_bytes", "position_loss_figure", "readable_token",
            "token_labels"]

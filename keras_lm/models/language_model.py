@@ -178,6 +178,32 @@ class LanguageModel(keras.Model):
         """The final hidden states `(batch, time, width)` the output head reads."""
         raise NotImplementedError
 
+    def embed_tokens(self, token_ids):
+        """The token embeddings `(batch, time, width)` the model reads first.
+
+        With `logits_from_embeddings` / `hidden_states_from_embeddings` the
+        forward pass runs from embeddings instead of ids: the inputs that
+        attribution methods (`keras_lm.interpret`) interpolate and
+        differentiate. Positions are added after this point, so they stay.
+
+        Example:
+        >>> from keras_lm.models import LSTMLM
+        >>> model = LSTMLM.from_preset("tiny", vocabulary_size=259)
+        >>> ids = keras.ops.ones((1, 3), "int32")
+        >>> logits = model.logits_from_embeddings(model.embed_tokens(ids))
+        >>> bool(keras.ops.all(keras.ops.isclose(logits, model(ids))))
+        True
+        """
+        return self.token_embedding(token_ids)
+
+    def logits_from_embeddings(self, embeddings, training=None):
+        """`call` from `embed_tokens(token_ids)` (or any embeddings of that shape)."""
+        raise NotImplementedError
+
+    def hidden_states_from_embeddings(self, embeddings, training=None):
+        """`hidden_states` from `embed_tokens(token_ids)` (or any embeddings of that shape)."""
+        raise NotImplementedError
+
     def step_hidden_states(self, token_ids):
         """`hidden_states` computed through the step API (`prefill` from the zero state).
 

@@ -75,10 +75,19 @@ class LSTMLM(LanguageModel):
         >>> tuple(model.hidden_states(keras.ops.zeros((2, 5), "int32")).shape)
         (2, 5, 16)
         """
-        x = self.dropouts[0](self.token_embedding(token_ids), training=training)
+        return self.hidden_states_from_embeddings(self.token_embedding(token_ids), training)
+
+    def hidden_states_from_embeddings(self, embeddings, training=None):
+        """`hidden_states` from token embeddings (`embed_tokens`) instead of ids."""
+        x = self.dropouts[0](embeddings, training=training)
         for lstm, dropout in zip(self.lstm_layers, self.dropouts[1:]):
             x = dropout(lstm(x, training=training), training=training)  # (batch, time, hidden)
         return x
+
+    def logits_from_embeddings(self, embeddings, training=None):
+        """`call` from token embeddings `(batch, time, embedding_dim)` instead of ids."""
+        return ops.cast(self.head(self.hidden_states_from_embeddings(embeddings, training)),
+                        "float32")
 
     def initial_state(self, batch_size, max_length=None):
         """Zero `h` and `c` `(batch, hidden_dim)` per layer (`max_length` is unused:

@@ -91,6 +91,12 @@ class TextClassifier(keras.Model):
         hidden = self.backbone.hidden_states(token_ids, training=training)
         return self._classify(hidden, token_ids, training)
 
+    def logits_from_embeddings(self, embeddings, token_ids, training=None):
+        """The logits of `call` with the backbone reading `embeddings` `(batch, time,
+        width)` (see `LanguageModel.embed_tokens`); `token_ids` still place the pooling."""
+        hidden = self.backbone.hidden_states_from_embeddings(embeddings, training=training)
+        return self._classify(hidden, token_ids, training)
+
     def step_logits(self, token_ids):
         """The logits of `call`, through the backbone's step API (see
         `LanguageModel.step_hidden_states`): what export converts."""

@@ -121,8 +121,28 @@ class TransformerLM(LanguageModel):
         """
         return self.final_norm(self._trunk(token_ids, training)[0])
 
+    def hidden_states_from_embeddings(self, embeddings, training=None):
+        """`hidden_states` from token embeddings (`embed_tokens`) instead of ids.
+
+        Example:
+        >>> model = TransformerLM(259, sequence_length=16, num_layers=1,
+        ...                       num_heads=2, hidden_dim=8)
+        >>> ids = keras.ops.ones((1, 4), "int32")
+        >>> hidden = model.hidden_states_from_embeddings(model.embed_tokens(ids))
+        >>> bool(keras.ops.all(keras.ops.isclose(hidden, model.hidden_states(ids))))
+        True
+        """
+        return self.final_norm(self._trunk_from_embeddings(embeddings, training)[0])
+
+    def logits_from_embeddings(self, embeddings, training=None):
+        """`call` from token embeddings `(batch, time, hidden_dim)` instead of ids."""
+        return self._logits(self._trunk_from_embeddings(embeddings, training)[0])
+
     def _trunk(self, token_ids, training):
-        x = self.embedding_dropout(self._embed(token_ids, 0), training=training)
+        return self._trunk_from_embeddings(self.token_embedding(token_ids), training)
+
+    def _trunk_from_embeddings(self, embeddings, training):
+        x = self.embedding_dropout(self._add_positions(embeddings, 0), training=training)
         attention = []
         for block in self.blocks:
             x, weights = block(x, training=training, return_attention=True)
@@ -173,7 +193,10 @@ class TransformerLM(LanguageModel):
         return x, new_state
 
     def _embed(self, token_ids, start_index):
-        x = self.token_embedding(token_ids)  # (batch, time, hidden)
+        return self._add_positions(self.token_embedding(token_ids), start_index)
+
+    def _add_positions(self, x, start_index):
+        # x: token embeddings (batch, time, hidden)
         if self.learned_positions is not None:
             x = x + self.learned_positions(x, start_index=start_index)
         return x
