@@ -11,9 +11,9 @@ import os
 import keras
 import numpy as np
 import pytest
+from conftest import TINY, assert_one_line_usage_error, run_in_process
 from keras import ops
 
-from conftest import TINY, assert_one_line_usage_error, run_in_process
 from keras_lm.errors import UsageError
 from keras_lm.layers import CausalSelfAttention, TransformerBlock
 from keras_lm.models import TransformerLM
@@ -61,7 +61,7 @@ def test_options_model_trains_and_round_trips_through_keras_files(trained_option
     out = model.blocks[0].attention.output_dense.kernel.numpy()
     assert np.abs(out).max() > 0  # the zero-initialised projection trained
     config = model.get_config()
-    assert {k: config[k] for k in OPTIONS} == OPTIONS
+    assert {name: config[name] for name in OPTIONS} == OPTIONS
     path = str(tmp_path / "options.keras")
     model.save(path)
     loaded = keras.models.load_model(path)
@@ -253,7 +253,7 @@ def test_bad_option_flags_get_one_line_and_exit_2(capsys, tmp_path, flags, messa
 @pytest.mark.slow
 def test_train_command_with_every_option(capsys, tmp_path):
     output = tmp_path / "run"
-    code, out, err = run_in_process(
+    code, _, err = run_in_process(
         capsys, "train", *TINY, f"--output_dir={output}", "--steps=6", "--eval_interval=3",
         "--optimizer=muon", "--learning_rate=0.02", "--adam_learning_rate=0.003",
         "--beta2=0.99", "--schedule=wsd", "--decay_fraction=0.5",

@@ -14,8 +14,13 @@ from keras_lm import data, tokenizers
 from keras_lm.data.synthetic import TASK_PARAMETERS, TASKS, Task
 from keras_lm.errors import UsageError
 from keras_lm.models import MODELS, PRESETS
-from keras_lm.optimizers import (OPTIMIZERS, SCHEDULES, check_optimizer,
-                                 check_optimizer_options, check_schedule)
+from keras_lm.optimizers import (
+    OPTIMIZERS,
+    SCHEDULES,
+    check_optimizer,
+    check_optimizer_options,
+    check_schedule,
+)
 from keras_lm.tokenizers.normalization import NORMALIZATIONS, check_normalization
 from keras_lm.tokenizers.sentencepiece_tokenizer import MODEL_TYPES
 from keras_lm.training.distribute import STRATEGIES, check_strategy
