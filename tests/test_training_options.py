@@ -297,3 +297,38 @@ def test_options_model_exports_to_saved_model_and_litert(trained_options_model, 
     np.testing.assert_allclose(
         served.signatures["logits"](token_ids=tf.constant(ids))["logits"][0], full, atol=1e-5)
     assert os.path.isdir(path)
+
+
+# --- the speedrun benchmark's arithmetic ------------------------------------
+
+
+def _speedrun():
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "speedrun.py")
+    spec = importlib.util.spec_from_file_location("speedrun", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_speedrun_interpolates_between_validations_and_parses_candidates():
+    speedrun = _speedrun()
+    curve = [(0, 0.0, 5.0), (100, 10.0, 3.0), (200, 20.0, 2.0)]  # (step, seconds, loss)
+    assert speedrun.time_to_loss(curve, 2.5) == pytest.approx(15.0)
+    assert speedrun.time_to_loss(curve, 4.0) == pytest.approx(5.0)
+    assert speedrun.time_to_loss(curve, 1.0) is None
+    assert speedrun.loss_at_time(curve, 12.0) == pytest.approx(2.8)
+    assert speedrun.loss_at_time(curve, 25.0) is None
+    baseline = dict(final_loss=2.5, seconds=30.0)
+    row = speedrun.compare(baseline, dict(name="b", curve=curve, final_loss=2.0, seconds=20.0,
+                                          steps=200, tokens_per_second=1.0))
+    assert row["ratio"] == pytest.approx(0.5) and row["loss_at_baseline_seconds"] is None
+    (name, settings), = speedrun.parse_candidates("qk:qk_norm=true,learning_rate=0.002")
+    model, run = speedrun.recipe(settings, steps=50)
+    assert (name, model["qk_norm"], run["learning_rate"], run["steps"]) == ("qk", True, 0.002, 50)
+    assert model["position_embedding"] == "learned" and run["beta2"] == 0.99  # the baseline's
+    names = [name for name, _ in speedrun.parse_candidates("ablation")]
+    assert names == [*speedrun.OPTIONS, "all"]
+    with pytest.raises(SystemExit, match="unknown setting 'depth'"):
+        speedrun.recipe({"depth": 3}, steps=50)
