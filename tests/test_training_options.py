@@ -236,6 +236,8 @@ BAD_FLAGS = [
     (["--adam_learning_rate=0.01"], "--adam_learning_rate=0.01: only used by optimizer=muon"),
     (["--decay_fraction=1.5"], "--decay_fraction must be in (0, 1], got 1.5"),
     (["--schedule=linear"], "flag --schedule=linear"),
+    (["--model_args=qk_norm=l2"], "--model_args: qk_norm must be one of"),
+    (["--model_args=logit_softcap=-1"], "--model_args: logit_softcap must be > 0 or None, got -1"),
 ]
 
 

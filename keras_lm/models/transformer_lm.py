@@ -67,14 +67,8 @@ class TransformerLM(LanguageModel):
         **kwargs,
     ):
         super().__init__(vocabulary_size, sequence_length, pad_id, **kwargs)
-        check_qk_norm(qk_norm)
-        if logit_softcap is not None and not logit_softcap > 0:
-            raise ValueError(f"logit_softcap must be > 0 or None, got {logit_softcap!r}")
-        if position_embedding not in POSITION_EMBEDDINGS:
-            raise ValueError(
-                f"position_embedding must be one of {POSITION_EMBEDDINGS}, "
-                f"got {position_embedding!r}"
-            )
+        self.check_arguments(position_embedding=position_embedding, qk_norm=qk_norm,
+                             logit_softcap=logit_softcap)
         self.num_layers = num_layers
         self.num_heads = num_heads
         self.hidden_dim = hidden_dim
@@ -126,6 +120,26 @@ class TransformerLM(LanguageModel):
             else keras.layers.Dense(vocabulary_size, name="head", dtype=policy)
         )
         self.build()
+
+    @staticmethod
+    def check_arguments(position_embedding="rotary", qk_norm=False, logit_softcap=None,
+                        **_):
+        """Raises ValueError for a bad choice among these arguments, before anything is
+        built (training checks `--model_args` with it before it writes anything).
+
+        Example:
+        >>> TransformerLM.check_arguments(qk_norm="rms", logit_softcap=30.0)
+        """
+        check_qk_norm(qk_norm)
+        if logit_softcap is not None and (
+                isinstance(logit_softcap, bool) or not isinstance(logit_softcap, (int, float))
+                or not logit_softcap > 0):
+            raise ValueError(f"logit_softcap must be > 0 or None, got {logit_softcap!r}")
+        if position_embedding not in POSITION_EMBEDDINGS:
+            raise ValueError(
+                f"position_embedding must be one of {POSITION_EMBEDDINGS}, "
+                f"got {position_embedding!r}"
+            )
 
     def call(self, token_ids, training=None, return_attention=False):
         x, attention = self._trunk(token_ids, training, return_attention)

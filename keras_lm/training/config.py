@@ -196,6 +196,12 @@ class TrainConfig:
         accepted -= {"self", "kwargs", "vocabulary_size", "sequence_length", "pad_id"}
         for name in self.model_args:
             _choose("model_args", name, sorted(accepted))
+        check = getattr(MODELS[self.model], "check_arguments", None)
+        if check is not None:  # a bad value, named before anything is written
+            try:
+                check(**self.model_args)
+            except ValueError as error:
+                raise UsageError(f"model_args: {error}", argument="model_args") from None
 
     def _validate_text(self):
         _choose("tokenizer", self.tokenizer, tokenizers.TOKENIZERS)
