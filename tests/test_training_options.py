@@ -124,8 +124,9 @@ def test_qk_norm_normalises_each_head_and_changes_the_outputs():
         outputs[kind] = np.asarray(layer(x))
         q, k, _ = layer._project(x, 0)  # (batch, heads, time, head_dim), rotary applied
         # Rotary turns pairs of coordinates: the norm of each head's vector stays.
-        rms = np.sqrt(np.mean(np.square(np.asarray(q)), axis=-1))
-        np.testing.assert_allclose(rms, 1.0, atol=1e-3)
+        for vectors in (q, k):
+            rms = np.sqrt(np.mean(np.square(np.asarray(vectors)), axis=-1))
+            np.testing.assert_allclose(rms, 1.0, atol=1e-3)
     base = np.asarray(plain(x))
     assert np.abs(outputs["rms"] - base).max() > 1e-3
     assert np.abs(outputs["layer"] - outputs["rms"]).max() > 1e-4
