@@ -18,6 +18,16 @@ class CausalSelfAttention(keras.layers.Layer):
         num_heads: number of attention heads; must divide the input width.
         dropout: dropout rate on the attention weights.
         rotary: apply rotary position embeddings to queries and keys.
+        qk_norm: normalise each head's queries and keys before rotary
+            positions (the speedrun's QK-norm: bounded attention logits, so a
+            higher learning rate stays stable). `False` (off), `"rms"` (or
+            `True`) for RMS normalisation, `"layer"` for layer normalisation;
+            one scale of `head_dim` shared by the heads.
+        zero_init_output: start the output projection at zero, so the layer
+            adds nothing to the residual stream at initialisation.
+
+    The attention weights are computed inside the softmax either way but
+    returned (kept alive) only with `call(..., return_attention=True)`.
 
     Example:
     >>> layer = CausalSelfAttention(num_heads=2)
@@ -25,11 +35,15 @@ class CausalSelfAttention(keras.layers.Layer):
     (1, 5, 8)
     """
 
-    def __init__(self, num_heads, dropout=0.0, rotary=False, **kwargs):
+    def __init__(self, num_heads, dropout=0.0, rotary=False, qk_norm=False,
+                 zero_init_output=False, **kwargs):
         super().__init__(**kwargs)
+        check_qk_norm(qk_norm)
         self.num_heads = num_heads
         self.dropout = dropout
         self.rotary = rotary
+        self.qk_norm = qk_norm
+        self.zero_init_output = zero_init_output
 
     def build(self, input_shape):
         hidden_dim = input_shape[-1]
@@ -40,8 +54,18 @@ class CausalSelfAttention(keras.layers.Layer):
         self.head_dim = hidden_dim // self.num_heads
         self.qkv = keras.layers.Dense(3 * hidden_dim, name="qkv", dtype=self.dtype_policy)
         self.qkv.build(input_shape)
-        self.output_dense = keras.layers.Dense(hidden_dim, name="output", dtype=self.dtype_policy)
+        self.output_dense = keras.layers.Dense(
+            hidden_dim, name="output", dtype=self.dtype_policy,
+            kernel_initializer="zeros" if self.zero_init_output else "glorot_uniform")
         self.output_dense.build(input_shape)
+        self.query_norm = self.key_norm = None
+        if self.qk_norm:
+            # Over head_dim only: each head's vectors are normalised on their own.
+            head_shape = (None, None, self.num_heads, self.head_dim)
+            self.query_norm = _head_norm(self.qk_norm, "query_norm", self.dtype_policy)
+            self.key_norm = _head_norm(self.qk_norm, "key_norm", self.dtype_policy)
+            self.query_norm.build(head_shape)
+            self.key_norm.build(head_shape)
         self.rotary_embedding = (
             RotaryEmbedding(dtype=self.dtype_policy) if self.rotary else None
         )
@@ -87,9 +111,11 @@ class CausalSelfAttention(keras.layers.Layer):
         batch, time = ops.shape(x)[0], ops.shape(x)[1]
         qkv = ops.reshape(self.qkv(x), (batch, time, 3, self.num_heads, self.head_dim))
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (batch, time, heads, head_dim)
+        if self.query_norm is not None:
+            q, k = self.query_norm(q), self.key_norm(k)
         if self.rotary_embedding is not None:
             # Queries and keys in one call: the sines and cosines are computed once.
-            qk = self.rotary_embedding(qkv[:, :, :2], start_index=start_index)
+            qk = self.rotary_embedding(ops.stack([q, k], axis=2), start_index=start_index)
             q, k = qk[:, :, 0], qk[:, :, 1]
         return tuple(ops.transpose(t, (0, 2, 1, 3)) for t in (q, k, v))
 
@@ -116,5 +142,22 @@ class CausalSelfAttention(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_heads=self.num_heads, dropout=self.dropout, rotary=self.rotary)
+        config.update(num_heads=self.num_heads, dropout=self.dropout, rotary=self.rotary,
+                      qk_norm=self.qk_norm, zero_init_output=self.zero_init_output)
         return config
+
+
+QK_NORMS = (None, False, True, "rms", "layer")
+
+
+def check_qk_norm(qk_norm):
+    """Raises ValueError unless `qk_norm` is off (False, None), True, 'rms' or 'layer'."""
+    if qk_norm not in QK_NORMS:
+        raise ValueError(f"qk_norm must be one of False, True, 'rms', 'layer', got {qk_norm!r}")
+
+
+def _head_norm(kind, name, policy):
+    """The normalisation of one head's vectors (`kind`: True/'rms' or 'layer')."""
+    if kind == "layer":
+        return keras.layers.LayerNormalization(epsilon=1e-5, name=name, dtype=policy)
+    return keras.layers.RMSNormalization(epsilon=1e-6, name=name, dtype=policy)

@@ -1,6 +1,7 @@
 """A pre-norm GPT block: x + attention(norm(x)), then x + mlp(norm(x))."""
 
 import keras
+from keras import ops
 
 from keras_lm.layers.causal_self_attention import CausalSelfAttention
 
@@ -8,6 +9,19 @@ from keras_lm.layers.causal_self_attention import CausalSelfAttention
 @keras.saving.register_keras_serializable(package="keras_lm")
 class TransformerBlock(keras.layers.Layer):
     """Pre-norm decoder block with causal self-attention and an MLP.
+
+    Args:
+        num_heads, intermediate_dim: attention heads; MLP width.
+        dropout: dropout on attention weights and residual branches.
+        activation: the MLP's activation: any Keras name (`gelu`, `relu`,
+            `silu`, ...) or `relu2`, ReLU squared (`relu(x) ** 2`, the
+            speedrun's MLP).
+        rotary: rotary positions in the attention.
+        layer_norm_epsilon: epsilon of the two pre-norms.
+        qk_norm: QK-norm in the attention (see `CausalSelfAttention`).
+        zero_init_output: the residual output projections (attention's
+            `output`, `mlp_out`) start at zero, so at initialisation the
+            block returns its input unchanged.
 
     Example:
     >>> block = TransformerBlock(num_heads=2, intermediate_dim=16)
@@ -23,6 +37,8 @@ class TransformerBlock(keras.layers.Layer):
         activation="gelu",
         rotary=False,
         layer_norm_epsilon=1e-5,
+        qk_norm=False,
+        zero_init_output=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -32,6 +48,8 @@ class TransformerBlock(keras.layers.Layer):
         self.activation = activation
         self.rotary = rotary
         self.layer_norm_epsilon = layer_norm_epsilon
+        self.qk_norm = qk_norm
+        self.zero_init_output = zero_init_output
 
     def build(self, input_shape):
         hidden_dim = input_shape[-1]
@@ -40,24 +58,33 @@ class TransformerBlock(keras.layers.Layer):
             epsilon=self.layer_norm_epsilon, name="attention_norm", dtype=policy
         )
         self.attention = CausalSelfAttention(
-            self.num_heads, self.dropout, self.rotary, name="attention", dtype=policy
+            self.num_heads, self.dropout, self.rotary, qk_norm=self.qk_norm,
+            zero_init_output=self.zero_init_output, name="attention", dtype=policy
         )
         self.mlp_norm = keras.layers.LayerNormalization(
             epsilon=self.layer_norm_epsilon, name="mlp_norm", dtype=policy
         )
+        # ReLU squared is not a Keras activation name: applied in `_mlp`.
         self.mlp_in = keras.layers.Dense(
-            self.intermediate_dim, activation=self.activation, name="mlp_in", dtype=policy
+            self.intermediate_dim, activation=None if self.activation == "relu2" else
+            self.activation, name="mlp_in", dtype=policy
         )
-        self.mlp_out = keras.layers.Dense(hidden_dim, name="mlp_out", dtype=policy)
+        self.mlp_out = keras.layers.Dense(
+            hidden_dim, name="mlp_out", dtype=policy,
+            kernel_initializer="zeros" if self.zero_init_output else "glorot_uniform")
         self.residual_dropout = keras.layers.Dropout(self.dropout)
         for layer in (self.attention_norm, self.attention, self.mlp_norm, self.mlp_in):
             layer.build(input_shape)
         self.mlp_out.build((*input_shape[:-1], self.intermediate_dim))
 
     def call(self, x, training=None, return_attention=False):
-        h, weights = self.attention(
-            self.attention_norm(x), training=training, return_attention=True
+        # The attention weights leave the layer only when asked for (the
+        # TensorBoard attention view and the probes ask).
+        h = self.attention(
+            self.attention_norm(x), training=training, return_attention=return_attention
         )
+        if return_attention:
+            h, weights = h
         x = x + self.residual_dropout(h, training=training)
         x = x + self.residual_dropout(self._mlp(x), training=training)
         return (x, weights) if return_attention else x
@@ -75,7 +102,10 @@ class TransformerBlock(keras.layers.Layer):
         return x + self._mlp(x), key_cache, value_cache
 
     def _mlp(self, x):
-        return self.mlp_out(self.mlp_in(self.mlp_norm(x)))
+        h = self.mlp_in(self.mlp_norm(x))  # (batch, time, intermediate_dim)
+        if self.activation == "relu2":
+            h = ops.square(ops.relu(h))
+        return self.mlp_out(h)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -89,5 +119,7 @@ class TransformerBlock(keras.layers.Layer):
             activation=self.activation,
             rotary=self.rotary,
             layer_norm_epsilon=self.layer_norm_epsilon,
+            qk_norm=self.qk_norm,
+            zero_init_output=self.zero_init_output,
         )
         return config

@@ -30,8 +30,10 @@ class LanguageModel(keras.Model):
     - loss: sparse cross-entropy from logits, ignoring `pad_id`;
     - metrics: perplexity and token accuracy (padding ignored);
     - optimizer: a name (`adamw`, `adam`, `sgd`, `momentum`, `muon`, `lion`)
-      resolved with warm-up + cosine decay over `total_steps` and global-norm
-      clipping, or any `keras.optimizers.Optimizer`;
+      resolved with warm-up + cosine decay (or `schedule="wsd"`: warm-up /
+      stable / decay over the last `decay_fraction`) over `total_steps` and
+      global-norm clipping, `beta2` and muon's `adam_learning_rate` as in
+      `keras_lm.optimizers.make_optimizer`; or any `keras.optimizers.Optimizer`;
     - `jit_compile="auto"`: the family's measured choice (`jit_compile_default`):
       XLA for the Transformer (Keras turns XLA off on CPU, but the `base`
       Transformer trains 2x faster with it here), none for the LSTM (slower
@@ -73,6 +75,10 @@ class LanguageModel(keras.Model):
         weight_decay=0.1,
         clipnorm=1.0,
         jit_compile="auto",
+        beta2=None,
+        schedule="cosine",
+        decay_fraction=0.2,
+        adam_learning_rate=None,
         **kwargs,
     ):
         """Configures training with language-modelling defaults.
@@ -84,7 +90,9 @@ class LanguageModel(keras.Model):
         """
         if isinstance(optimizer, str):
             optimizer = make_optimizer(
-                optimizer, learning_rate, total_steps, warmup_steps, weight_decay, clipnorm
+                optimizer, learning_rate, total_steps, warmup_steps, weight_decay, clipnorm,
+                beta2=beta2, schedule=schedule, decay_fraction=decay_fraction,
+                adam_learning_rate=adam_learning_rate,
             )
         if loss == "auto":
             loss = keras.losses.SparseCategoricalCrossentropy(

@@ -5,6 +5,7 @@ from keras import ops
 from keras_hub.layers import PositionEmbedding
 
 from keras_lm.layers import TransformerBlock
+from keras_lm.layers.causal_self_attention import check_qk_norm
 from keras_lm.models.language_model import LanguageModel
 
 POSITION_EMBEDDINGS = ("learned", "rotary")
@@ -21,11 +22,21 @@ class TransformerLM(LanguageModel):
         num_layers, num_heads, hidden_dim: depth, heads per layer, width.
         intermediate_dim: MLP width (default `4 * hidden_dim`).
         dropout: dropout on attention weights and residual branches.
-        activation: MLP activation (`gelu`, `relu`, `silu`, ...).
+        activation: MLP activation (`gelu`, `relu`, `silu`, ...), or `relu2`
+            (ReLU squared).
         position_embedding: `learned` (added to tokens) or `rotary` (applied
             to queries and keys).
         tie_embeddings: reuse the token embedding as the output head.
         pad_id: id ignored by the default loss and metrics.
+        qk_norm: normalise each head's queries and keys (`"rms"` or `True`,
+            `"layer"`; default off), see `CausalSelfAttention`.
+        zero_init_output: every block's residual output projections start
+            at zero (each block is the identity at initialisation).
+        logit_softcap: bound the logits to `(-cap, cap)` by
+            `cap * tanh(logits / cap)`; None (default) leaves them as they are.
+
+    The defaults of the last three are the behaviour of models saved before
+    they existed, so those models load unchanged.
 
     Example:
     >>> model = TransformerLM(vocabulary_size=259, sequence_length=16,
@@ -50,14 +61,14 @@ class TransformerLM(LanguageModel):
         tie_embeddings=True,
         layer_norm_epsilon=1e-5,
         pad_id=None,
+        qk_norm=False,
+        zero_init_output=False,
+        logit_softcap=None,
         **kwargs,
     ):
         super().__init__(vocabulary_size, sequence_length, pad_id, **kwargs)
-        if position_embedding not in POSITION_EMBEDDINGS:
-            raise ValueError(
-                f"position_embedding must be one of {POSITION_EMBEDDINGS}, "
-                f"got {position_embedding!r}"
-            )
+        self.check_arguments(position_embedding=position_embedding, qk_norm=qk_norm,
+                             logit_softcap=logit_softcap)
         self.num_layers = num_layers
         self.num_heads = num_heads
         self.hidden_dim = hidden_dim
@@ -67,6 +78,9 @@ class TransformerLM(LanguageModel):
         self.position_embedding = position_embedding
         self.tie_embeddings = tie_embeddings
         self.layer_norm_epsilon = layer_norm_epsilon
+        self.qk_norm = qk_norm
+        self.zero_init_output = zero_init_output
+        self.logit_softcap = logit_softcap
 
         policy = self.dtype_policy
         self.token_embedding = keras.layers.Embedding(
@@ -90,6 +104,8 @@ class TransformerLM(LanguageModel):
                 activation=activation,
                 rotary=position_embedding == "rotary",
                 layer_norm_epsilon=layer_norm_epsilon,
+                qk_norm=qk_norm,
+                zero_init_output=zero_init_output,
                 name=f"block_{i}",
                 dtype=policy,
             )
@@ -105,8 +121,28 @@ class TransformerLM(LanguageModel):
         )
         self.build()
 
+    @staticmethod
+    def check_arguments(position_embedding="rotary", qk_norm=False, logit_softcap=None,
+                        **_):
+        """Raises ValueError for a bad choice among these arguments, before anything is
+        built (training checks `--model_args` with it before it writes anything).
+
+        Example:
+        >>> TransformerLM.check_arguments(qk_norm="rms", logit_softcap=30.0)
+        """
+        check_qk_norm(qk_norm)
+        if logit_softcap is not None and (
+                isinstance(logit_softcap, bool) or not isinstance(logit_softcap, (int, float))
+                or not logit_softcap > 0):
+            raise ValueError(f"logit_softcap must be > 0 or None, got {logit_softcap!r}")
+        if position_embedding not in POSITION_EMBEDDINGS:
+            raise ValueError(
+                f"position_embedding must be one of {POSITION_EMBEDDINGS}, "
+                f"got {position_embedding!r}"
+            )
+
     def call(self, token_ids, training=None, return_attention=False):
-        x, attention = self._trunk(token_ids, training)
+        x, attention = self._trunk(token_ids, training, return_attention)
         logits = self._logits(x)
         return (logits, attention) if return_attention else logits
 
@@ -138,15 +174,21 @@ class TransformerLM(LanguageModel):
         """`call` from token embeddings `(batch, time, hidden_dim)` instead of ids."""
         return self._logits(self._trunk_from_embeddings(embeddings, training)[0])
 
-    def _trunk(self, token_ids, training):
-        return self._trunk_from_embeddings(self.token_embedding(token_ids), training)
+    def _trunk(self, token_ids, training, return_attention=False):
+        """Hidden states before the final norm, and each layer's attention weights
+        (`(batch, heads, time, time)`, only when `return_attention`, else `[]`)."""
+        return self._trunk_from_embeddings(self.token_embedding(token_ids), training,
+                                           return_attention)
 
-    def _trunk_from_embeddings(self, embeddings, training):
+    def _trunk_from_embeddings(self, embeddings, training, return_attention=False):
         x = self.embedding_dropout(self._add_positions(embeddings, 0), training=training)
         attention = []
         for block in self.blocks:
-            x, weights = block(x, training=training, return_attention=True)
-            attention.append(weights)  # (batch, heads, time, time)
+            if return_attention:
+                x, weights = block(x, training=training, return_attention=True)
+                attention.append(weights)
+            else:
+                x = block(x, training=training)
         return x, attention
 
     def initial_state(self, batch_size, max_length=None):
@@ -208,7 +250,11 @@ class TransformerLM(LanguageModel):
         else:
             logits = ops.matmul(x, ops.transpose(ops.cast(self.token_embedding.embeddings, x.dtype)))
         # Logits in float32: the loss and sampling need the full range.
-        return ops.cast(logits, "float32")  # (batch, time, vocabulary)
+        logits = ops.cast(logits, "float32")  # (batch, time, vocabulary)
+        if self.logit_softcap is not None:
+            # Soft-capping: smooth, and bounded so no logit runs away early in training.
+            logits = self.logit_softcap * ops.tanh(logits / self.logit_softcap)
+        return logits
 
     def get_config(self):
         return {
@@ -222,4 +268,7 @@ class TransformerLM(LanguageModel):
             "position_embedding": self.position_embedding,
             "tie_embeddings": self.tie_embeddings,
             "layer_norm_epsilon": self.layer_norm_epsilon,
+            "qk_norm": self.qk_norm,
+            "zero_init_output": self.zero_init_output,
+            "logit_softcap": self.logit_softcap,
         }

@@ -9,6 +9,7 @@ import keras
 import tensorflow as tf
 
 from keras_lm.generation import generate
+from keras_lm.optimizers import rate_at_fraction
 from keras_lm.training.distribute import backup_callback
 from keras_lm.training.tensorboard import HParamsLogger, tensorboard_callbacks
 
@@ -136,7 +137,10 @@ class WallClockSchedule(keras.callbacks.Callback):
 
     Progress is `elapsed / seconds` instead of `step / total_steps`: linear
     warm-up over the first `warmup_fraction`, then cosine decay to
-    `final_fraction` of the peak, and training stops when the time is up. A
+    `final_fraction` of the peak (or `schedule="wsd"`: the peak held, then a
+    linear decay over the last `decay_fraction`; see
+    `keras_lm.optimizers.rate_at_fraction`), and training stops when the
+    time is up. A
     run on a machine of any speed then ends on time with its schedule
     complete (the quickstart promises six minutes on two cores, and these
     shared machines vary by +-40% from minute to minute).
@@ -146,8 +150,10 @@ class WallClockSchedule(keras.callbacks.Callback):
     """
 
     def __init__(self, learning_rate, seconds, start=None, warmup_fraction=0.05,
-                 final_fraction=0.1):
+                 final_fraction=0.1, schedule="cosine", decay_fraction=0.2):
         super().__init__()
+        self.schedule = schedule
+        self.decay_fraction = decay_fraction
         self.learning_rate = learning_rate
         self.seconds = seconds
         self.start = time.time() if start is None else start
@@ -157,11 +163,9 @@ class WallClockSchedule(keras.callbacks.Callback):
 
     def rate_at(self, fraction):
         """The learning rate when `fraction` of the time has passed."""
-        if fraction < self.warmup_fraction:
-            return self.learning_rate * fraction / self.warmup_fraction
-        decay = min((fraction - self.warmup_fraction) / (1 - self.warmup_fraction), 1.0)
-        cosine = 0.5 * (1 + math.cos(math.pi * decay))
-        return self.learning_rate * (self.final_fraction + (1 - self.final_fraction) * cosine)
+        return self.learning_rate * rate_at_fraction(
+            fraction, self.schedule, self.warmup_fraction, self.decay_fraction,
+            self.final_fraction)
 
     def on_train_batch_begin(self, batch, logs=None):
         fraction = (time.time() - self.start) / self.seconds

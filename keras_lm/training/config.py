@@ -14,7 +14,13 @@ from keras_lm import data, tokenizers
 from keras_lm.data.synthetic import TASK_PARAMETERS, TASKS, Task
 from keras_lm.errors import UsageError
 from keras_lm.models import MODELS, PRESETS
-from keras_lm.optimizers import OPTIMIZERS, check_optimizer
+from keras_lm.optimizers import (
+    OPTIMIZERS,
+    SCHEDULES,
+    check_optimizer,
+    check_optimizer_options,
+    check_schedule,
+)
 from keras_lm.tokenizers.normalization import NORMALIZATIONS, check_normalization
 from keras_lm.tokenizers.sentencepiece_tokenizer import MODEL_TYPES
 from keras_lm.training.distribute import STRATEGIES, check_strategy
@@ -88,6 +94,18 @@ class TrainConfig:
     optimizer: str = setting("adamw", "Optimizer.", choices=OPTIMIZERS)
     learning_rate: float = setting(1e-3, "Peak learning rate.")
     warmup_steps: int = setting(None, "Linear warm-up steps (default: 5% of the steps).")
+    schedule: str = setting(
+        "cosine", "Learning-rate schedule after the warm-up: cosine decay to 10% of the peak, "
+        "or wsd (warm-up / stable / decay): the peak held, then a linear decay to 10% over "
+        "the last --decay_fraction of the steps (or of the time with --train_minutes).",
+        choices=SCHEDULES)
+    decay_fraction: float = setting(0.2, "Share of the run the wsd schedule decays over.")
+    beta2: float = setting(
+        None, "Adam's second-moment decay (adam, adamw, muon's AdamW part; default 0.95, "
+        "muon 0.999).")
+    adam_learning_rate: float = setting(
+        None, "--optimizer=muon: peak rate of its AdamW part (embeddings, 1-D weights, an "
+        "untied head); --learning_rate is then the hidden matrices' (default: the same).")
     weight_decay: float = setting(0.1, "Decoupled weight decay.")
     clipnorm: float = setting(1.0, "Global gradient-norm clip.")
     dropout: float = setting(None, "Dropout rate (default: the preset's).")
@@ -149,6 +167,8 @@ class TrainConfig:
         else:
             self._validate_text()
         check_optimizer(self.optimizer, self.learning_rate)
+        check_schedule(self.schedule, self.decay_fraction)
+        check_optimizer_options(self.optimizer, self.beta2, self.adam_learning_rate)
         _choose("precision", self.precision, PRECISIONS)
         for name in ("epochs", "train_minutes"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
@@ -176,6 +196,12 @@ class TrainConfig:
         accepted -= {"self", "kwargs", "vocabulary_size", "sequence_length", "pad_id"}
         for name in self.model_args:
             _choose("model_args", name, sorted(accepted))
+        check = getattr(MODELS[self.model], "check_arguments", None)
+        if check is not None:  # a bad value, named before anything is written
+            try:
+                check(**self.model_args)
+            except ValueError as error:
+                raise UsageError(f"model_args: {error}", argument="model_args") from None
 
     def _validate_text(self):
         _choose("tokenizer", self.tokenizer, tokenizers.TOKENIZERS)

@@ -53,13 +53,18 @@ def train(config):
         # With --train_minutes the clock drives the schedule (and `steps` is
         # only an upper bound), so the optimizer gets a constant, assignable rate.
         clock = (WallClockSchedule(config.learning_rate, 60 * config.train_minutes,
-                                   start=started) if config.train_minutes else None)
+                                   start=started, schedule=config.schedule,
+                                   decay_fraction=config.decay_fraction)
+                 if config.train_minutes else None)
         with distribution.strategy.scope():  # variables: one copy per replica
             model = build_model(config, tokenizer)
             model.compile(config.optimizer, learning_rate=config.learning_rate,
                           total_steps=None if clock else steps,
                           warmup_steps=config.warmup_steps, weight_decay=config.weight_decay,
-                          clipnorm=config.clipnorm, jit_compile=jit_compile(config, distribution))
+                          clipnorm=config.clipnorm, jit_compile=jit_compile(config, distribution),
+                          beta2=config.beta2, schedule=config.schedule,
+                          decay_fraction=config.decay_fraction,
+                          adam_learning_rate=config.adam_learning_rate)
         resolved = resolved_config(config, source, model, distribution, steps,
                                    interval, run_dir.root)
         run_dir.start(resolved, tokenizer)

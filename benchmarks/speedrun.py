@@ -1,0 +1,357 @@
+"""Time to a validation loss: nanoGPT's CPU recipe against candidate recipes, side by side.
+
+In one process, on the same data, trains (a) a baseline that reproduces
+nanoGPT's CPU recipe inside keras_lm (learned positions, GELU MLP x4, tied
+head, AdamW lr 1e-3, beta2 0.99, warm-up 100 steps then cosine to 1e-4,
+weight decay 0.1, gradient clip 1.0, no dropout, batch 12 x 64, 4 layers x
+4 heads x 128, 2,000 steps) and (b) one or more candidate recipes, then
+reports for each candidate:
+
+- the wall time it needs to reach (a)'s final validation loss, and its
+  ratio to (a)'s wall time (the issue's target: <= 1/3);
+- its validation loss at (a)'s wall time.
+
+Wall time is training only: the time inside `fit`'s steps, XLA compilation
+included, periodic validations excluded. The validation loss is measured
+the same way for every run, over the whole validation split (or its first
+`--val_batches` batches, for smoke runs), every `--eval_interval` steps and
+before the first; between two validations the curve is interpolated
+linearly.
+
+Corpora (`--corpus`): `char`, a single text at character level
+(`--text_file`; default: about 1 MB made from the built-in corpus, the size
+of nanoGPT's Shakespeare; the last 10% of it validates, as in nanoGPT), and
+`byte`, the built-in corpus at byte level (split by file), where (a) keeps
+its shape and reads bytes. `both` runs the two.
+
+A candidate is `name:setting=value,setting=value`, the settings being
+`TransformerLM` arguments (qk_norm, activation, zero_init_output,
+logit_softcap, tie_embeddings, position_embedding, ...) or run settings
+(optimizer, learning_rate, adam_learning_rate, beta2, schedule,
+decay_fraction, warmup_steps, weight_decay, clipnorm, batch_size,
+precision, jit_compile), applied on top of the baseline. `--candidates`
+takes several, separated by `;`, or `ablation`: one row per option, then
+all together.
+
+    python benchmarks/speedrun.py                       # both corpora, the default candidate
+    python benchmarks/speedrun.py --corpus=char --candidates=ablation
+    python benchmarks/speedrun.py --candidates="muon:optimizer=muon,learning_rate=0.003"
+    # a smoke run (minutes; its figures mean nothing):
+    python benchmarks/speedrun.py --steps=20 --eval_interval=10 --val_batches=4 \\
+        --candidates="qk:qk_norm=true;all"
+
+Measure on an idle machine: a run under load is not a result.
+"""
+
+import argparse
+import inspect
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import keras  # noqa: E402
+
+# nanoGPT's config/train_shakespeare_char.py, scaled to its CPU suggestion
+# (README: "--n_layer=4 --n_head=4 --n_embd=128 --block_size=64
+# --batch_size=12 --max_iters=2000 --lr_decay_iters=2000 --dropout=0.0").
+BASELINE = dict(
+    model=dict(num_layers=4, num_heads=4, hidden_dim=128, sequence_length=64,
+               position_embedding="learned", activation="gelu", tie_embeddings=True,
+               dropout=0.0),
+    run=dict(optimizer="adamw", learning_rate=1e-3, beta2=0.99, warmup_steps=100,
+             schedule="cosine", decay_fraction=0.2, adam_learning_rate=None,
+             weight_decay=0.1, clipnorm=1.0, batch_size=12, precision="float32",
+             jit_compile=True),
+)
+OPTIONS = {  # one row each in the ablation
+    "rotary": "position_embedding=rotary",
+    "qk_norm": "qk_norm=rms",
+    "relu2": "activation=relu2",
+    "zero_init": "zero_init_output=true",
+    "softcap": "logit_softcap=15",
+    "untied": "tie_embeddings=false",
+    "wsd": "schedule=wsd",
+    "muon": "optimizer=muon,learning_rate=0.003,adam_learning_rate=0.001",
+    "bf16": "precision=mixed_bfloat16",
+}
+# The default candidate: every option at once (untuned: a starting point).
+ALL = "all:" + ",".join(v for k, v in OPTIONS.items() if k != "bf16")
+CHAR_TEXT_BYTES = 1_100_000
+
+
+def parse_candidates(text):
+    """'name:a=1,b=x;name2:...' (or 'ablation', or 'all') -> [(name, {setting: value})]."""
+    if text.strip() == "ablation":
+        specs = [f"{name}:{value}" for name, value in OPTIONS.items()] + [ALL]
+    else:
+        specs = [s.strip() for s in text.split(";") if s.strip()]
+    candidates = []
+    for spec in specs:
+        spec = ALL if spec == "all" else spec
+        name, sep, body = spec.partition(":")
+        if not sep:
+            raise SystemExit(f"--candidates: expected name:setting=value,..., got {spec!r}")
+        settings = {}
+        for item in filter(None, (p.strip() for p in body.split(","))):
+            key, eq, raw = item.partition("=")
+            if not eq:
+                raise SystemExit(f"--candidates: expected setting=value in {spec!r}, "
+                                 f"got {item!r}")
+            try:
+                settings[key.strip()] = json.loads(raw)
+            except json.JSONDecodeError:
+                settings[key.strip()] = raw
+        candidates.append((name.strip(), settings))
+    return candidates
+
+
+def recipe(settings, steps):
+    """The baseline with `settings` on top: (model args, run settings)."""
+    from keras_lm.models import TransformerLM
+
+    model_names = set(inspect.signature(TransformerLM.__init__).parameters) - {"self", "kwargs"}
+    model, run = dict(BASELINE["model"]), dict(BASELINE["run"], steps=steps)
+    for key, value in settings.items():
+        if key in model_names:
+            model[key] = value
+        elif key in run:
+            run[key] = value
+        else:
+            raise SystemExit(f"--candidates: unknown setting {key!r}; a TransformerLM "
+                             f"argument or one of {', '.join(sorted(run))}")
+    return model, run
+
+
+def char_text(path, directory):
+    """`path`, or about 1 MB of the built-in corpus's training files written to `directory`."""
+    if path:
+        return path
+    from keras_lm import data
+
+    files, _ = data.run_files("pystdlib", None, None, 0.05)
+    text, size = [], 0
+    for name in sorted(str(f) for f in files):
+        with open(name, encoding="utf-8", errors="replace") as file:
+            chunk = file.read()
+        text.append(chunk)
+        size += len(chunk.encode("utf-8"))
+        if size >= CHAR_TEXT_BYTES:
+            break
+    path = os.path.join(directory, "stdlib_text.txt")
+    with open(path, "w", encoding="utf-8") as file:
+        file.write("".join(text))
+    return path
+
+
+def corpus_data(corpus, text_file, directory):
+    """(train files, validation files, tokenizer, description) of `corpus`."""
+    from keras_lm import data
+    from keras_lm.tokenizers import ByteTokenizer, train_tokenizer
+
+    if corpus == "char":
+        path = char_text(text_file, directory)
+        # One file: its last 10% (from a line boundary) validates, as nanoGPT's.
+        train, val = data.run_files(None, path, None, 0.1)
+        tokenizer = train_tokenizer("char", train)
+        about = f"char: {os.path.basename(path)}, {tokenizer.vocabulary_size} ids"
+    else:
+        train, val = data.run_files("pystdlib", None, None, 0.05)
+        tokenizer = ByteTokenizer()
+        about = f"byte: built-in corpus, {len(train)} / {len(val)} files"
+    return train, val, tokenizer, about
+
+
+def train_one(name, settings, corpus, args):
+    """Trains one recipe; returns its curve [(step, train seconds, val loss)] and facts."""
+    from keras_lm import compat, data
+    from keras_lm.models import TransformerLM
+
+    train_files, val_files, tokenizer, _ = corpus
+    model_args, run = recipe(settings, args.steps)
+    keras.utils.set_random_seed(args.seed)
+    keras.config.set_dtype_policy(run["precision"])
+    try:
+        model = TransformerLM(tokenizer.vocabulary_size, pad_id=tokenizer.pad_id, **model_args)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    model.compile(run["optimizer"], learning_rate=run["learning_rate"],
+                  total_steps=run["steps"], warmup_steps=run["warmup_steps"],
+                  weight_decay=run["weight_decay"], clipnorm=run["clipnorm"],
+                  beta2=run["beta2"], schedule=run["schedule"],
+                  decay_fraction=run["decay_fraction"],
+                  adam_learning_rate=run["adam_learning_rate"], jit_compile=run["jit_compile"])
+    length = model_args["sequence_length"]
+    train = data.text_dataset(train_files, tokenizer, length, run["batch_size"], shuffle=True,
+                              repeat=True, seed=args.seed)
+    val = data.text_dataset(val_files, tokenizer, length, run["batch_size"])
+    if args.val_batches:
+        val = val.take(args.val_batches)
+    val = val.cache()
+    clock = TrainingClock(args.max_seconds)
+    with compat.quiet_keras_data_warnings():
+        initial = model.evaluate(val, verbose=0, return_dict=True)["loss"]
+        clock.curve.append((0, 0.0, initial))
+        interval = min(args.eval_interval, run["steps"])
+        model.fit(train, epochs=math.ceil(run["steps"] / interval), steps_per_epoch=interval,
+                  validation_data=val, callbacks=[clock], verbose=0)
+    steps = int(model.optimizer.iterations.numpy())
+    seconds = clock.curve[-1][1]
+    tokens = steps * run["batch_size"] * length
+    return dict(name=name, settings=settings, curve=clock.curve, steps=steps,
+                seconds=seconds, final_loss=clock.curve[-1][2],
+                tokens_per_second=tokens / seconds if seconds else None,
+                parameters=model.count_params())
+
+
+class TrainingClock(keras.callbacks.Callback):
+    """Times `fit`'s training (steps, compilation) and not its validations; records
+    `(step, seconds, val_loss)` after each validation; stops past `max_seconds`."""
+
+    def __init__(self, max_seconds=None):
+        super().__init__()
+        self.max_seconds = max_seconds
+        self.seconds = 0.0
+        self.started = None
+        self.curve = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.max_seconds and self._elapsed() >= self.max_seconds:
+            self.model.stop_training = True  # fit still validates this epoch
+
+    def on_test_begin(self, logs=None):
+        if self.started is not None:  # a validation inside fit: stop the clock
+            self.seconds = self._elapsed()
+            self.started = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.started is not None:  # no validation ran
+            self.seconds = self._elapsed()
+            self.started = None
+        step = int(self.model.optimizer.iterations.numpy())
+        self.curve.append((step, self.seconds, float(logs["val_loss"])))
+
+    def _elapsed(self):
+        return self.seconds + time.perf_counter() - self.started
+
+
+def time_to_loss(curve, target):
+    """Seconds at which `curve` [(step, seconds, loss)] first reaches `target` (interpolated),
+    or None if it never does."""
+    for (_, t0, l0), (_, t1, l1) in zip(curve, curve[1:]):
+        if l1 <= target:
+            if l0 <= target:
+                return t0
+            return t0 + (t1 - t0) * (l0 - target) / (l0 - l1)
+    return None
+
+
+def loss_at_time(curve, seconds):
+    """The loss of `curve` at `seconds` (interpolated); None past its end."""
+    for (_, t0, l0), (_, t1, l1) in zip(curve, curve[1:]):
+        if t0 <= seconds <= t1:
+            return l0 if t1 == t0 else l0 + (l1 - l0) * (seconds - t0) / (t1 - t0)
+    return None
+
+
+def compare(baseline, candidate):
+    """The row of `candidate` against `baseline`."""
+    reach = time_to_loss(candidate["curve"], baseline["final_loss"])
+    at = loss_at_time(candidate["curve"], baseline["seconds"])
+    return dict(name=candidate["name"], final_loss=candidate["final_loss"],
+                seconds=candidate["seconds"], steps=candidate["steps"],
+                tokens_per_second=candidate["tokens_per_second"],
+                seconds_to_baseline_loss=reach,
+                ratio=None if reach is None else reach / baseline["seconds"],
+                loss_at_baseline_seconds=at)
+
+
+def _fmt(value, spec):
+    return "-" if value is None else format(value, spec)
+
+
+def table(about, baseline, rows):
+    """A Markdown table of one corpus."""
+    lines = [
+        f"### {about}",
+        "",
+        f"(a) baseline: final val loss {baseline['final_loss']:.4f} after {baseline['steps']} "
+        f"steps, {baseline['seconds']:.1f} s of training "
+        f"({_fmt(baseline['tokens_per_second'], ',.0f')} tokens/s, "
+        f"{baseline['parameters']:,} parameters)",
+        "",
+        "| candidate | final val loss | steps | train s | tokens/s | s to (a)'s loss | "
+        "ratio | loss at (a)'s time |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['name']} | {row['final_loss']:.4f} | {row['steps']} | "
+            f"{row['seconds']:.1f} | {_fmt(row['tokens_per_second'], ',.0f')} | "
+            f"{_fmt(row['seconds_to_baseline_loss'], '.1f')} | {_fmt(row['ratio'], '.2f')} | "
+            f"{_fmt(row['loss_at_baseline_seconds'], '.4f')} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", choices=("char", "byte", "both"), default="both")
+    parser.add_argument("--text_file", default=None,
+                        help="The char corpus (default: ~1 MB of the built-in corpus).")
+    parser.add_argument("--candidates", default="all",
+                        help="'name:setting=value,...;...', 'all' or 'ablation'.")
+    parser.add_argument("--steps", type=int, default=2000, help="Steps of every run.")
+    parser.add_argument("--max_seconds", type=float, default=None,
+                        help="Stop any run after this many seconds of training.")
+    parser.add_argument("--eval_interval", type=int, default=100)
+    parser.add_argument("--val_batches", type=int, default=None,
+                        help="Validate on the first N batches only (default: all).")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output_json", default=None, help="Also write the curves here.")
+    args = parser.parse_args()
+    for name in ("steps", "eval_interval"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    candidates = parse_candidates(args.candidates)
+    for _, settings in candidates:
+        recipe(settings, args.steps)  # unknown settings fail before any training
+
+    from common import machine
+
+    from keras_lm.io_utils import write_json
+
+    print(f"machine: {machine()}")
+    print(f"command: python benchmarks/{' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:])}")
+    results = {}
+    with tempfile.TemporaryDirectory() as directory:
+        for corpus_name in ("char", "byte") if args.corpus == "both" else (args.corpus,):
+            corpus = corpus_data(corpus_name, args.text_file, directory)
+            baseline = train_one("baseline", {}, corpus, args)
+            print(f"[{corpus_name}] baseline: {baseline['final_loss']:.4f} in "
+                  f"{baseline['seconds']:.1f} s", flush=True)
+            runs = []
+            for name, settings in candidates:
+                runs.append(train_one(name, settings, corpus, args))
+                print(f"[{corpus_name}] {name}: {runs[-1]['final_loss']:.4f} in "
+                      f"{runs[-1]['seconds']:.1f} s", flush=True)
+            rows = [compare(baseline, run) for run in runs]
+            print()
+            print(table(corpus[3], baseline, rows))
+            print()
+            results[corpus_name] = dict(about=corpus[3], baseline=baseline, candidates=runs,
+                                        rows=rows)
+    if args.output_json:
+        write_json(args.output_json, dict(machine=machine(), argv=sys.argv[1:],
+                                          results=results))
+
+
+if __name__ == "__main__":
+    main()
