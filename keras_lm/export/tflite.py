@@ -4,18 +4,25 @@
 and these signatures (batch size 1; `V` = vocabulary size):
 
 - `prefill_{N}`, one per prompt length `N` in `prefill_lengths`:
-  inputs `token_ids` int32 `(1, N)` and every state tensor; outputs `logits`
-  float32 `(1, N, V)` (the next-token logits at positions `0..N-1`) and every
-  state tensor. Run it from the zero state: it places the prompt at
-  positions `0..N-1`.
-- `decode`: inputs `token_ids` int32 `(1,)`, `position` int32 scalar and every
-  state tensor; outputs `logits` float32 `(1, V)` and every state tensor.
+  inputs `tokens` int32 `(1, N)`, `input_pos` int32 `(N,)` and every state
+  tensor; outputs `logits` float32 `(1, N, V)` (the next-token logits after
+  each of the `N` tokens) and every state tensor. The tokens sit at the
+  positions `input_pos[0]`, `input_pos[0] + 1`, ...: our runner prefills
+  from the zero state at `0..N-1`; LiteRT-LM's engine may prefill a long
+  prompt in chunks (pad entries it leaves at the end are written past the
+  real ones and overwritten later, never attended to).
+- `decode`: inputs `tokens` int32 `(1, 1)`, `input_pos` int32 `(1,)` and
+  every state tensor; outputs `logits` float32 `(1, 1, V)` and every state
+  tensor.
 
-State tensors are named by the keys of `model.initial_state`, the same name
-as an input and as an output, so an app feeds each output straight back as
-the same-named input of the next call:
+These are the names LiteRT-LM's engine reads (the layout litert-torch
+converts PyTorch models to; `keras_lm.export.schema` describes it once),
+so the same file runs in our runner, in an app's own loop, and inside a
+`.litertlm` bundle (`keras_lm.export.litertlm`). State tensors carry the
+same name as an input and as an output, so an app feeds each output
+straight back as the same-named input of the next call:
 
-- Transformer: `layer_{i}_key`, `layer_{i}_value`, float32
+- Transformer: `kv_cache_k_{i}`, `kv_cache_v_{i}` (layer `i`), float32
   `(1, num_heads, sequence_length, head_dim)`: the key/value cache (a
   position at or past `sequence_length` is out of range);
 - LSTM: `layer_{i}_h`, `layer_{i}_c`, float32 `(1, hidden_dim)`.
@@ -283,22 +290,26 @@ def _float32_model(model):
 
 
 def _step_functions(model, schema):
-    """`{signature: (function, input_signature)}` over the model's step API."""
+    """`{signature: (function, input_signature)}` over the model's step API.
 
-    def prefill(token_ids, state):
-        logits, state = model.prefill(token_ids, state)
-        return {"logits": logits, **state}
+    Every signature runs its tokens from `input_pos[0]` over the state it is
+    given (so LiteRT-LM's engine may prefill a prompt in chunks, and our
+    runner prefills from the zero state at position 0): the model writes
+    the keys and values of positions `input_pos[0] + j` into the cache, and
+    each query sees the cache up to its own position.
+    """
 
-    def decode(token_ids, position, state):
-        logits, state = model.decode(token_ids, state, position)
-        return {"logits": logits, **state}
+    def step(tokens, input_pos, state):
+        # `_forward_cached` is the step every model defines (`prefill` is it
+        # at position 0, `decode` at one token): (batch, time) from a position.
+        logits, state = model._forward_cached(tokens, schema.model_state(state), input_pos[0])
+        return {"logits": logits, **schema.exported_state(state)}
 
     functions = {}
     for signature in schema.signature_names:
         specs = schema.tensor_specs(signature, batch_size=1)
         state = {name: specs.pop(name) for name in schema.state_names}
-        function = decode if signature == "decode" else prefill
-        functions[signature] = function, [*specs.values(), state]
+        functions[signature] = step, [*specs.values(), state]
     return functions
 
 
@@ -423,14 +434,16 @@ class CompiledSteps:
     def prefill(self, token_ids):
         token_ids = np.asarray(token_ids, np.int32).reshape(1, -1)
         key, state = f"prefill_{token_ids.shape[1]}", self.initial_state()
-        return self._run(key, {"token_ids": token_ids}, state)
+        positions = np.arange(token_ids.shape[1], dtype=np.int32)
+        return self._run(key, {"tokens": token_ids, "input_pos": positions}, state)
 
     def decode(self, token_id, state, position):
         inputs = {
-            "token_ids": np.array([token_id], np.int32),
-            "position": np.array(position, np.int32),
+            "tokens": np.array([[token_id]], np.int32),
+            "input_pos": np.array([position], np.int32),
         }
-        return self._run("decode", inputs, state)
+        logits, state = self._run("decode", inputs, state)
+        return logits[:, 0], state
 
     def _run(self, key, inputs, state):
         outputs = self.compiled[key](*inputs.values(), state)
