@@ -35,6 +35,8 @@ Example (not run here: it needs an exported file):
     engine_greedy("model_float32.litertlm", ["def "], 32)
 """
 
+import contextlib
+import io
 import os
 import tempfile
 
@@ -125,7 +127,11 @@ def write_litertlm(tflite_path, path, tokenizer, sequence_length, prompt_templat
         file.add_system_metadata(
             builder.Metadata(key="Authors", value=AUTHOR, dtype=builder.DType.STRING))
         file.add_llm_metadata(metadata_path)
-        file.add_tflite_model(os.fspath(tflite_path), builder.TfLiteModelType.PREFILL_DECODE)
+        # float32 activations: the engine's CPU default for a text decoder is
+        # fp16, which would not give Keras' tokens. (The builder prints this.)
+        with contextlib.redirect_stdout(io.StringIO()):
+            file.add_tflite_model(os.fspath(tflite_path), builder.TfLiteModelType.PREFILL_DECODE,
+                                  prefer_activation_type="fp32")
         if tokenizer.get_config().get("kind") == "sentencepiece":
             model_path = os.path.join(scratch, "tokenizer.model")
             with open(model_path, "wb") as f:

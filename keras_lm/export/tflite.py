@@ -94,7 +94,12 @@ from keras_lm.export.litert_runner import (
 from keras_lm.export.schema import ExportSchema, check_prefill_lengths
 from keras_lm.io_utils import write_bytes
 
-QUANTIZATIONS = ("none", "fp16", "dynamic_int8", "int8")
+QUANTIZATIONS = ("none", "fp16", "dynamic_int8", "int8", "int4")
+# `int4`: ai-edge-quantizer's block size for the matmul weights (its
+# weight-only recipe is channel-wise only; block-wise int4 is its dynamic
+# recipe, as LiteRT-LM's own models ship). Channel-wise when a weight's
+# input dimension is no multiple of it.
+INT4_BLOCK = "BLOCKWISE_32"
 # Decode positions calibrated for `int8`, over all representative texts.
 CALIBRATION_DECODE_STEPS = 256
 # `int8` keeps full integer when it picks the float model's top token at
@@ -137,6 +142,9 @@ class TFLiteExport:
         int8_max_abs_error: for `int8`, `{candidate: max |logit error|}` there.
         int8_fallback_reason: why `full` was not kept, or None.
         schema: the `keras_lm.export.schema.ExportSchema` of the file.
+        int4: for `quantize="int4"`: `{"granularity", "int4_weights" (names),
+            "float_weights" (constant float tensors left, e.g. a tied
+            embedding: {name: shape})}`; else None.
     """
 
     path: str
@@ -150,6 +158,7 @@ class TFLiteExport:
     int8_max_abs_error: dict = None
     int8_fallback_reason: str = None
     schema: ExportSchema = None
+    int4: dict = None
 
 
 def builtin_operator_names(path):
@@ -225,6 +234,10 @@ def export_tflite(
     schema = ExportSchema.of(model, prefill_lengths)  # of the float32 model: float32 state
     data, int8_info = _convert(model, schema, quantize, representative_ids)
     int8_info = int8_info or {}
+    int4_info = None
+    if quantize == "int4":
+        data, int4_info = quantize_int4(data)
+        int8_info = {"int4": int4_info}
     operators = builtin_operator_names(data)
     metadata = {
         "format": "keras_lm.tflite",
@@ -336,7 +349,7 @@ def _convert(model, schema, quantize, representative_ids):
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         elif quantize == "int8":
             return _convert_int8(converter, schema, functions, representative_ids)
-        return converter.convert(), None
+        return converter.convert(), None  # int4: quantized from float32 by quantize_int4
     finally:
         shutil.rmtree(saved_model, ignore_errors=True)
 
@@ -388,6 +401,60 @@ def _convert_int8(converter, schema, functions, texts):
         f"for {', '.join(INT8_MATMUL_OPS)} only: {matmul_stats[0]:.1%}"
     )
     return matmuls, info
+
+
+def quantize_int4(data):
+    """`(bytes, info)`: the float32 `.tflite` `data` with int4 matmul weights.
+
+    ai-edge-quantizer's dynamic recipe: the weights of every operator it
+    supports (the `FULLY_CONNECTED` projections) become symmetric int4 in
+    blocks of 32 inputs (`INT4_BLOCK`; channel-wise if that fails), and
+    activations are quantized on the fly. `info` names the int4 weights and
+    the float ones left (a tied embedding: `GATHER` and the logits'
+    `BATCH_MATMUL`, which the recipe does not cover).
+    """
+    from ai_edge_quantizer import qtyping, quantizer
+
+    def run(granularity):
+        q = quantizer.Quantizer(bytearray(data))
+        q.add_dynamic_config(
+            regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, num_bits=4,
+            granularity=qtyping.QuantGranularity[granularity],
+        )
+        return bytes(q.quantize(enable_progress_report=False, enable_progress_bar=False)
+                     .quantized_model)
+
+    granularity = INT4_BLOCK
+    try:
+        quantized = run(granularity)
+    except ValueError:  # an input dimension no multiple of the block
+        granularity = "CHANNELWISE"
+        quantized = run(granularity)
+    weights = constant_tensors(quantized)
+    return quantized, {
+        "granularity": granularity,
+        "int4_weights": sorted(name for name, (kind, _) in weights.items() if kind == "INT4"),
+        "float_weights": {name: shape for name, (kind, shape) in sorted(weights.items())
+                          if kind == "FLOAT32" and np.prod(shape) >= 256},
+    }
+
+
+def constant_tensors(data):
+    """`{name: (type name, shape)}` of the constant tensors (weights) of a `.tflite` file."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    root = schema.Model.GetRootAs(data, 0)
+    types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    found = {}
+    for s in range(root.SubgraphsLength()):
+        subgraph = root.Subgraphs(s)
+        for t in range(subgraph.TensorsLength()):
+            tensor = subgraph.Tensors(t)
+            buffer = root.Buffers(tensor.Buffer())
+            if tensor.Buffer() > 0 and (buffer.DataLength() > 0 or buffer.Size() > 0):
+                found[tensor.Name().decode()] = (types.get(tensor.Type()),
+                                                 [int(d) for d in tensor.ShapeAsNumpy()])
+    return found
 
 
 def _agreement(data, samples):
