@@ -11,7 +11,6 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import assert_one_line_usage_error, run_in_process
 
 PROMPTS = ("the quick brown", "def main(", "It was")
@@ -70,7 +69,11 @@ def test_engine_greedy_text_equals_keras(exported):
 
 
 def test_hf_tokenizer_matches_ours_and_takes_nfkc():
-    from keras_lm.export.hf_tokenizer import CHECK_TEXTS, check_hf_tokenizer, hf_tokenizer
+    from keras_lm.export.hf_tokenizer import (
+        CHECK_TEXTS,
+        check_hf_tokenizer,
+        hf_tokenizer,
+    )
     from keras_lm.tokenizers import ByteTokenizer, CharTokenizer, WordPieceTokenizer
 
     vocabulary = ["<pad>", "<bos>", "<eos>", "<unk>", "def", "f", "##x", "x", "_", "1", "(", ")",
@@ -139,8 +142,8 @@ def test_a_normalization_the_file_cannot_hold_is_refused(capsys, tmp_path):
 def test_engine_matches_keras_for_64_tokens_after_3_prompts(tmp_path):
     """A briefly trained model (not near-uniform logits): 3 x 64 greedy tokens, token for token."""
     import keras
-
     from conftest import write_corpus
+
     from keras_lm.data import text_dataset
     from keras_lm.export.litertlm import engine_greedy, write_litertlm
     from keras_lm.export.tflite import export_tflite

@@ -49,7 +49,15 @@ def hf_tokenizer(tokenizer, argument="tokenizer"):
     Raises `UsageError` (naming `argument`) for a kind or a normalization
     it cannot express.
     """
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from tokenizers import (
+        AddedToken,
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+    )
 
     config = tokenizer.get_config()
     kind = config.get("kind", type(tokenizer).__name__)

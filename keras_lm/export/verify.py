@@ -90,7 +90,9 @@ def measure_parity(model, tokenizer, prompts, windows=(), *, saved_model=None, t
             figures.update(_window_figures(runner, windows, keras_window_logits))
         report["tflite"][variant] = figures
     if litertlm:
-        from keras_lm.export.litertlm import engine_greedy  # LiteRT-LM: only when asked for
+        from keras_lm.export.litertlm import (
+            engine_greedy,  # LiteRT-LM: only when asked for
+        )
 
         texts = [tokenizer.decode_text(np.array(p[1:], np.int32)) for p in prompts]
         expected = [_text_ids_of(tokenizer, g) for g in keras_greedy]
