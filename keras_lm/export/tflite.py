@@ -234,11 +234,7 @@ def export_tflite(
     schema = ExportSchema.of(model, prefill_lengths)  # of the float32 model: float32 state
     data, int8_info = _convert(model, schema, quantize, representative_ids)
     int8_info = int8_info or {}
-    int4_info = None
-    if quantize == "int4":
-        data, int4_info = quantize_int4(data)
-        int8_info = {"int4": int4_info}
-    operators = builtin_operator_names(data)
+    builtin_operator_names(data)  # raises on a non-builtin operator
     metadata = {
         "format": "keras_lm.tflite",
         "version": 1,
@@ -254,6 +250,13 @@ def export_tflite(
         **int8_info,
     }
     data = _add_metadata(data, metadata)
+    if quantize == "int4":
+        # After the metadata: the quantizer keeps it, and may store large
+        # weights past the flatbuffer (by offset), which re-serializing the
+        # file to add metadata would drop.
+        data, int4_info = quantize_int4(data)
+        int8_info = {"int4": int4_info}
+    operators = builtin_operator_names(data)
     write_bytes(path, data)
     return TFLiteExport(
         path=path,
