@@ -187,8 +187,9 @@ def test_a_failed_export_keeps_the_previous_bundle(fitted, tmp_path, monkeypatch
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        (dict(formats=["onnx"]), "formats must be some of saved_model, tflite, got onnx"),
-        (dict(quantize=["int4"]), "quantize must be some of none, fp16, dynamic_int8, int8"),
+        (dict(formats=["onnx"]),
+         "formats must be some of saved_model, tflite, litertlm, got onnx"),
+        (dict(quantize=["int2"]), "quantize must be some of none, fp16, dynamic_int8, int8, int4"),
         (dict(quantize=["int8"]), "quantize: int8 needs training text"),
         (dict(prefill_lengths=[8, 129]), "prefill_lengths must be in [1, sequence_length=128]"),
         (dict(validation_files=["/no/such/file.txt"]), "validation_files: no file matches"),
