@@ -101,7 +101,8 @@ def generate(model_path, prompt, max_new_tokens=100, temperature=0.0, top_p=0.9,
     position = max(fitting, default=0)
     if position:
         out = interpreter.get_signature_runner(f"prefill_{position}")(
-            token_ids=np.array([ids[:position]], np.int32), **state
+            tokens=np.array([ids[:position]], np.int32),
+            input_pos=np.arange(position, dtype=np.int32), **state
         )
         logits = out.pop("logits")[0, -1]
         state = out
@@ -119,9 +120,9 @@ def generate(model_path, prompt, max_new_tokens=100, temperature=0.0, top_p=0.9,
                 break
             new_ids.append(token)
         out = decode_step(
-            token_ids=np.array([token], np.int32), position=np.array(position, np.int32), **state
+            tokens=np.array([[token]], np.int32), input_pos=np.array([position], np.int32), **state
         )
-        logits = out.pop("logits")[0]
+        logits = out.pop("logits")[0, 0]
         state = out
         position += 1
     return tokenizer.decode(new_ids)

@@ -17,6 +17,7 @@ from conftest import write_corpus
 from keras_lm import data
 from keras_lm.export import VerificationError, export, verify
 from keras_lm.export import bundle as bundle_module
+from keras_lm.export.schema import litert_name
 from keras_lm.generation import generate
 from keras_lm.models import LSTMLM, TransformerLM
 from keras_lm.tokenizers import ByteTokenizer
@@ -90,11 +91,12 @@ def test_metadata_describes_the_model(fitted, exported, family):
     assert metadata["special_ids"] == {"<pad>": 256, "<bos>": 257, "<eos>": 258}
     assert sorted(metadata["signatures"]) == ["decode", "prefill_32", "prefill_8"]
     state = model.initial_state(1, CONTEXT)
+    names = {litert_name(name): name for name in state}  # the LiteRT-LM layout's names
     assert [(s["name"], tuple(s["shape"]), s["dtype"]) for s in metadata["state"]] == [
-        (name, tuple(state[name].shape), "float32") for name in sorted(state)
+        (name, tuple(state[names[name]].shape), "float32") for name in sorted(names)
     ]
     decode_inputs = [i["name"] for i in metadata["signatures"]["decode"]["inputs"]]
-    assert decode_inputs == ["token_ids", "position"] + sorted(state)
+    assert decode_inputs == ["tokens", "input_pos"] + sorted(names)
     for variant, quantize in zip(("float32", "fp16", "dynamic_int8"), QUANTIZE):
         entry = metadata["files"][variant]
         assert entry["quantize"] == quantize
@@ -185,8 +187,9 @@ def test_a_failed_export_keeps_the_previous_bundle(fitted, tmp_path, monkeypatch
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        (dict(formats=["onnx"]), "formats must be some of saved_model, tflite, got onnx"),
-        (dict(quantize=["int4"]), "quantize must be some of none, fp16, dynamic_int8, int8"),
+        (dict(formats=["onnx"]),
+         "formats must be some of saved_model, tflite, litertlm, got onnx"),
+        (dict(quantize=["int2"]), "quantize must be some of none, fp16, dynamic_int8, int8, int4"),
         (dict(quantize=["int8"]), "quantize: int8 needs training text"),
         (dict(prefill_lengths=[8, 129]), "prefill_lengths must be in [1, sequence_length=128]"),
         (dict(validation_files=["/no/such/file.txt"]), "validation_files: no file matches"),

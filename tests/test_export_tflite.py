@@ -18,6 +18,7 @@ pytest.importorskip("ai_edge_litert")
 
 from keras_lm.export import tflite as tflite_export  # noqa: E402
 from keras_lm.export.litert_runner import LiteRTRunner, read_metadata  # noqa: E402
+from keras_lm.export.schema import litert_name  # noqa: E402
 from keras_lm.export.tflite import (  # noqa: E402
     QUANTIZATIONS,
     NonBuiltinOperatorError,
@@ -108,9 +109,10 @@ def test_float32_steps_match_keras_at_every_position(models, exports, name):
         assert logits.shape == (1, length, VOCABULARY)
         np.testing.assert_allclose(logits[0], full[:length], atol=1e-4)
         _, keras_state = model.prefill(ids[None, :length], model.initial_state(1, CONTEXT))
-        assert sorted(state) == sorted(keras_state)
-        for key in state:
-            np.testing.assert_allclose(state[key], np.asarray(keras_state[key]), atol=1e-4)
+        assert sorted(state) == sorted(map(litert_name, keras_state))
+        for key in keras_state:
+            np.testing.assert_allclose(state[litert_name(key)], np.asarray(keras_state[key]),
+                                       atol=1e-4)
         for position in range(length, CONTEXT):
             logits, state = runner.decode(ids[position], state, position)
             assert logits.shape == (1, VOCABULARY)
@@ -162,13 +164,14 @@ def test_signatures_names_and_metadata(models, exports, name):
     signatures = runner.interpreter.get_signature_list()
     assert sorted(signatures) == ["decode", "prefill_32", "prefill_8"]
     assert info.signatures == ("prefill_8", "prefill_32", "decode")
-    state_names = sorted(model.initial_state(1, CONTEXT))
+    state_names = sorted(map(litert_name, model.initial_state(1, CONTEXT)))
+    if name != "lstm":  # LiteRT-LM's names for a key/value cache
+        assert state_names[:2] == ["kv_cache_k_0", "kv_cache_k_1"]
     for key, io in signatures.items():
-        extra = ["position", "token_ids"] if key == "decode" else ["token_ids"]
-        assert sorted(io["inputs"]) == sorted(state_names + extra)
+        assert sorted(io["inputs"]) == sorted(state_names + ["input_pos", "tokens"])
         assert sorted(io["outputs"]) == sorted(state_names + ["logits"])
     assert {k: s for k, (s, _) in runner.state_specs.items()} == {
-        k: tuple(v.shape) for k, v in model.initial_state(1, CONTEXT).items()
+        litert_name(k): tuple(v.shape) for k, v in model.initial_state(1, CONTEXT).items()
     }
     metadata = read_metadata(info.path)
     assert metadata["family"] == model.family
@@ -463,7 +466,14 @@ class _UnevenModel:
 def test_schema_keeps_each_state_tensors_own_shape():
     from keras_lm.export.schema import ExportSchema
 
-    schema = ExportSchema.of(_UnevenModel(), prefill_lengths=[8, 4, 8])
+    litert = ExportSchema.of(_UnevenModel(), prefill_lengths=[4])
+    assert [(t.name, t.key) for t in litert.state] == [
+        ("kv_cache_k_0", "layer_0_key"), ("kv_cache_k_1", "layer_1_key")]
+    assert litert.signature_entries()["decode"]["inputs"][:2] == [
+        {"name": "tokens", "shape": [1, 1], "dtype": "int32"},
+        {"name": "input_pos", "shape": [1], "dtype": "int32"}]
+    assert litert.signature_entries()["decode"]["outputs"][0]["shape"] == [1, 1, 11]
+    schema = ExportSchema.of(_UnevenModel(), prefill_lengths=[8, 4, 8], layout="saved_model")
     assert schema.prefill_lengths == (4, 8)
     assert [(t.name, t.shape) for t in schema.state] == [
         ("layer_0_key", (4, 16, 4)), ("layer_1_key", (2, 16, 4))]

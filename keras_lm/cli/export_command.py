@@ -7,11 +7,17 @@ Keras model), then prints a table of those figures.
 Examples:
   keras-lm export --model_dir=saved_models/quickstart
   keras-lm export --format=tflite --quantize=none,int8 --verify
+  keras-lm export --format=litertlm --quantize=none,int4 --verify
+
+--format=litertlm (asked for by name) also writes MODEL_DIR/litertlm/
+model_{variant}.litertlm, the file Google's LiteRT-LM engine runs (built
+from tflite/, which it writes too); --verify then also runs the engine and
+fails when its greedy text differs from Keras' at float32.
   keras-lm generate --model=saved_models/quickstart/tflite/model_fp16.tflite --prompt='def '
 
 --verify fails (exit code 1) when a bound is missed: float32 files within
 1e-4 of Keras' logits with identical greedy tokens; fp16 and dynamic_int8
-within +2% validation perplexity.
+within +2% validation perplexity, int4 within +5%.
 
 A classifier run (`keras-lm finetune --head=classifier`) exports its own way
 (keras_lm.export.classifier_export): a SavedModel whose serving_default takes
@@ -31,6 +37,7 @@ from keras_lm.adaptation.classifier_run import is_classifier, run_validation_row
 from keras_lm.cli.app import run_subcommand
 from keras_lm.errors import UsageError
 from keras_lm.export.bundle import (
+    ALL_FORMATS,
     DEFAULT_PREFILL_LENGTHS,
     FORMATS,
     VerificationError,
@@ -47,11 +54,13 @@ flags.DEFINE_string(
     "model_dir", "saved_models/quickstart", "A `keras-lm train` output directory.",
     flag_values=FLAGS)
 flags.DEFINE_list(
-    "format", list(FORMATS), f"Formats to write, some of {', '.join(FORMATS)}.",
+    "format", list(FORMATS),
+    f"Formats to write, some of {', '.join(ALL_FORMATS)} (litertlm: only when named).",
     flag_values=FLAGS)
 flags.DEFINE_list(
     "quantize", ["none", "fp16", "dynamic_int8"],
-    f"TFLite variants, some of {', '.join(QUANTIZATIONS)} (int8 calibrates on training text).",
+    f"TFLite variants, some of {', '.join(QUANTIZATIONS)} (int8 calibrates on training text; "
+    "int4: block-wise int4 matmul weights).",
     flag_values=FLAGS)
 flags.DEFINE_list(
     "prefill_lengths", [str(n) for n in DEFAULT_PREFILL_LENGTHS],
@@ -75,13 +84,21 @@ def main():
             raise UsageError(f"--prefill_lengths must be integers, got {value!r}") from None
     model, tokenizer, config = load_model_dir(FLAGS.model_dir)
     if is_classifier(model):
+        if "litertlm" in FLAGS.format:
+            raise UsageError("--format: litertlm is for language models; a classifier run "
+                             "exports saved_model and tflite")
         return export_classifier_run(model, tokenizer, config)
+    if config.get("task") and "litertlm" in FLAGS.format:
+        raise UsageError(
+            f"--format: litertlm cannot hold a --task={config['task']} run: its id tokenizer "
+            "has no text for LiteRT-LM's engine to read"
+        )
     if config.get("task"):
         raise UsageError(
             f"--model_dir: a --task={config['task']} run has an id tokenizer, not text: "
             "export is for text models"
         )
-    needs_calibration = "tflite" in FLAGS.format and "int8" in FLAGS.quantize
+    needs_calibration = bool({"tflite", "litertlm"} & set(FLAGS.format)) and "int8" in FLAGS.quantize
     calibration_files, validation_files = _data_files(config, needs_calibration, tokenizer,
                                                       model.sequence_length)
     with _export_errors():
@@ -170,6 +187,12 @@ def format_report(report):
         lines.append(_row("saved_model/", None, saved))
     for figures in report.get("files", {}).values():
         lines.append(_row(f"tflite/{figures['file']}", figures["size_bytes"], figures["parity"]))
+        if "litertlm" in figures:
+            engine = figures["litertlm"].get("engine_parity", {})
+            agreement = engine.get("greedy_agreement")
+            lines.append(f"{figures['litertlm']['file']:<34} "
+                         f"{figures['litertlm']['size_bytes'] / 1024:>7.0f} KB {'(engine)':>12} "
+                         f"{'-' if agreement is None else format(agreement, '.0%'):>7} {'-':>11}")
     lines += [f"FAILED: {failure}" for failure in report["failures"]]
     return "\n".join(lines)
 

@@ -16,7 +16,12 @@
     name), the signatures with every input and output (name, shape,
     dtype) and the state tensors (both from `keras_lm.export.schema`), and
     per file its quantization, size, operators and the parity figures
-    measured at export (`keras_lm.export.verify`).
+    measured at export (`keras_lm.export.verify`);
+- `litertlm/` (only when `formats` names `litertlm`, which also writes
+  `tflite/`, its source): `model_{variant}.litertlm` per variant, the file
+  Google's LiteRT-LM engine loads (`keras_lm.export.litertlm`); the
+  engine's greedy text is checked against Keras' and recorded in
+  `tflite/metadata.json` (`files[variant]["litertlm"]`).
 
 Each part is written atomically: `saved_model/` and `tflite/` are built
 under temporary names and renamed into place whole, so a failed export
@@ -31,12 +36,19 @@ Example (not run here: converting takes a minute):
     report["files"]["fp16"]["parity"]["perplexity_change"]
 """
 
+import contextlib
 import os
 
 import numpy as np
 
 from keras_lm.data import EncodedPairs, pair_windows, sample_windows
 from keras_lm.errors import UsageError
+from keras_lm.export.litertlm import (
+    LITERTLM_DIR,
+    check_expressible,
+    litertlm_file_name,
+    write_litertlm,
+)
 from keras_lm.export.saved_model import export_saved_model
 from keras_lm.export.schema import check_prefill_lengths
 from keras_lm.export.tflite import QUANTIZATIONS, export_tflite
@@ -44,8 +56,12 @@ from keras_lm.export.verify import check_parity, measure_parity
 from keras_lm.io_utils import atomic_path, write_bytes, write_json
 from keras_lm.tokenizers import TOKENIZER_FILE
 
+# The default formats; `litertlm` is asked for by name (an LSTM or a task
+# run cannot be one, and it needs LiteRT-LM's packages).
 FORMATS = ("saved_model", "tflite")
-VARIANTS = {"none": "float32", "fp16": "fp16", "dynamic_int8": "dynamic_int8", "int8": "int8"}
+ALL_FORMATS = FORMATS + ("litertlm",)
+VARIANTS = {"none": "float32", "fp16": "fp16", "dynamic_int8": "dynamic_int8", "int8": "int8",
+            "int4": "int4"}
 SAVED_MODEL_DIR = "saved_model"
 TFLITE_DIR = "tflite"
 METADATA_FILE = "metadata.json"
@@ -100,8 +116,11 @@ def export(
         The metadata dict (also written to `tflite/metadata.json`), with
         `saved_model_parity` and `failures` added.
     """
-    formats = _check_choices("formats", formats, FORMATS)
+    formats = _check_choices("formats", formats, ALL_FORMATS)
     quantize = _check_choices("quantize", quantize, QUANTIZATIONS)
+    if "litertlm" in formats:
+        check_expressible(model, tokenizer, "formats")
+        formats = tuple(dict.fromkeys([*formats, "tflite"]))  # its source
     if "tflite" in formats:
         prefill_lengths = check_prefill_lengths(prefill_lengths, model.sequence_length)
     if not os.path.isdir(directory):
@@ -132,6 +151,7 @@ def export(
             report = _write_bundle(
                 model, tokenizer, bundle, quantize, prefill_lengths, calibration, prompts,
                 windows, saved_model if "saved_model" in formats else None,
+                os.path.join(directory, LITERTLM_DIR) if "litertlm" in formats else None,
             )
     else:
         parity = measure_parity(model, tokenizer, prompts, saved_model=saved_model)
@@ -143,7 +163,7 @@ def export(
 
 
 def _write_bundle(model, tokenizer, bundle, quantize, prefill_lengths, calibration, prompts,
-                  windows, saved_model):
+                  windows, saved_model, litertlm_dir=None):
     files, schema = {}, None
     for q in quantize:
         info = export_tflite(
@@ -162,13 +182,38 @@ def _write_bundle(model, tokenizer, bundle, quantize, prefill_lengths, calibrati
                 "int8_top1_agreement": info.int8_top1_agreement,
                 "int8_fallback_reason": info.int8_fallback_reason,
             }),
+            **({} if q != "int4" else {"int4": info.int4}),
         }
-    parity = measure_parity(
-        model, tokenizer, prompts, windows, saved_model=saved_model,
-        tflite={v: os.path.join(bundle, f["file"]) for v, f in files.items()},
-    )
-    for variant, figures in parity["tflite"].items():
-        files[variant]["parity"] = figures
+    with contextlib.ExitStack() as stack:
+        litertlm = {}
+        if litertlm_dir is not None:
+            # Built beside tflite/ under a temporary name, renamed when both are whole.
+            written = stack.enter_context(atomic_path(litertlm_dir))
+            os.makedirs(written)
+            texts = [tokenizer.decode_text(np.asarray(w, np.int32)) for w in windows[:8]]
+            for variant, f in files.items():
+                path = os.path.join(written, litertlm_file_name(variant))
+                size = write_litertlm(
+                    os.path.join(bundle, f["file"]), path, tokenizer, schema.sequence_length,
+                    getattr(tokenizer, "prompt_template", None), check_texts=texts,
+                )
+                f["litertlm"] = {"file": f"{LITERTLM_DIR}/{os.path.basename(path)}",
+                                 "size_bytes": size}
+                litertlm[variant] = path
+        parity = measure_parity(
+            model, tokenizer, prompts, windows, saved_model=saved_model,
+            tflite={v: os.path.join(bundle, f["file"]) for v, f in files.items()},
+            litertlm=litertlm,
+        )
+        for variant, figures in parity["tflite"].items():
+            files[variant]["parity"] = figures
+        for variant, figures in parity.get("litertlm", {}).items():
+            files[variant]["litertlm"]["engine_parity"] = figures
+        report = _bundle_metadata(model, tokenizer, bundle, schema, files, parity)
+    return report
+
+
+def _bundle_metadata(model, tokenizer, bundle, schema, files, parity):
     tokenizer.save(os.path.join(bundle, TOKENIZER_FILE))
     if getattr(tokenizer, "proto", None):
         write_bytes(os.path.join(bundle, SENTENCEPIECE_FILE), tokenizer.proto)

@@ -4,10 +4,11 @@ This module needs only `numpy`, `ai_edge_litert` (and `flatbuffers`, which
 `ai_edge_litert` depends on): it never imports Keras or TensorFlow, so it runs
 where an app's Python would, and shows what an app does with the file:
 
-1. `prefill_{N}`: the first `N` prompt tokens at positions `0..N-1`, from the
-   zero state, in one call;
-2. `decode`: every further token, one call per position, feeding each
-   call's state outputs back as the next call's inputs of the same names.
+1. `prefill_{N}`: the first `N` prompt tokens (`tokens`) at positions
+   `0..N-1` (`input_pos`), from the zero state, in one call;
+2. `decode`: every further token, one call per position (`input_pos`),
+   feeding each call's state outputs back as the next call's inputs of the
+   same names (`kv_cache_k_0`, ...).
 
 `run_prompt` is that loop, written once (generation and the parity checks
 of `keras_lm.export.verify` both run prompts through it). A file whose
@@ -200,10 +201,15 @@ class LiteRTRunner:
             check_signatures(self._runners, self.metadata["signature_specs"])
         decode = self._runners["decode"]
         inputs = decode.get_input_details()
+        if not {"tokens", "input_pos"} <= set(inputs):
+            raise ValueError(
+                "model: `decode` takes no `tokens` and `input_pos` (a file exported before "
+                f"the LiteRT-LM layout?), it takes {sorted(inputs)}: export it again"
+            )
         self.state_specs = {
             name: (tuple(int(d) for d in detail["shape"]), detail["dtype"])
             for name, detail in sorted(inputs.items())
-            if name not in ("token_ids", "position")
+            if name not in ("tokens", "input_pos")
         }
         self.vocabulary_size = int(decode.get_output_details()["logits"]["shape"][-1])
         if max_length is None and self.metadata:
@@ -228,7 +234,9 @@ class LiteRTRunner:
             raise ValueError(
                 f"token_ids: prefill takes one of {self.prefill_lengths} tokens, got {length}"
             )
-        outputs = self._runners[f"prefill_{length}"](token_ids=token_ids, **self.initial_state())
+        outputs = self._runners[f"prefill_{length}"](
+            tokens=token_ids, input_pos=np.arange(length, dtype=np.int32), **self.initial_state()
+        )
         return self._split(outputs)
 
     def decode(self, token_id, state, position):
@@ -236,11 +244,12 @@ class LiteRTRunner:
         if self.max_length is not None and not 0 <= int(position) < self.max_length:
             raise ValueError(f"position must be in [0, {self.max_length}), got {position}")
         outputs = self._runners["decode"](
-            token_ids=np.asarray(token_id, np.int32).reshape(1),
-            position=np.asarray(position, np.int32).reshape(()),
+            tokens=np.asarray(token_id, np.int32).reshape(1, 1),
+            input_pos=np.asarray(position, np.int32).reshape(1),
             **state,
         )
-        return self._split(outputs)
+        logits, state = self._split(outputs)
+        return logits[:, 0], state
 
     def generate_ids(self, prompt_ids, max_new_tokens, end_id=None, banned_ids=(), choose=None):
         """Continuation of `prompt_ids`: the list of new ids.

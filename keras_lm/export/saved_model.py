@@ -96,7 +96,7 @@ def export_saved_model(model, tokenizer, path):
         lambda token_ids: {"logits": model(token_ids, training=False)},
         [tf.TensorSpec([None, None], tf.int32, name="token_ids")],
     )
-    schema = ExportSchema.of(model)
+    schema = ExportSchema.of(model, layout="saved_model")
     names = schema.state_names
 
     def prefill(token_ids, *state):

@@ -4,18 +4,25 @@
 and these signatures (batch size 1; `V` = vocabulary size):
 
 - `prefill_{N}`, one per prompt length `N` in `prefill_lengths`:
-  inputs `token_ids` int32 `(1, N)` and every state tensor; outputs `logits`
-  float32 `(1, N, V)` (the next-token logits at positions `0..N-1`) and every
-  state tensor. Run it from the zero state: it places the prompt at
-  positions `0..N-1`.
-- `decode`: inputs `token_ids` int32 `(1,)`, `position` int32 scalar and every
-  state tensor; outputs `logits` float32 `(1, V)` and every state tensor.
+  inputs `tokens` int32 `(1, N)`, `input_pos` int32 `(N,)` and every state
+  tensor; outputs `logits` float32 `(1, N, V)` (the next-token logits after
+  each of the `N` tokens) and every state tensor. The tokens sit at the
+  positions `input_pos[0]`, `input_pos[0] + 1`, ...: our runner prefills
+  from the zero state at `0..N-1`; LiteRT-LM's engine may prefill a long
+  prompt in chunks (pad entries it leaves at the end are written past the
+  real ones and overwritten later, never attended to).
+- `decode`: inputs `tokens` int32 `(1, 1)`, `input_pos` int32 `(1,)` and
+  every state tensor; outputs `logits` float32 `(1, 1, V)` and every state
+  tensor.
 
-State tensors are named by the keys of `model.initial_state`, the same name
-as an input and as an output, so an app feeds each output straight back as
-the same-named input of the next call:
+These are the names LiteRT-LM's engine reads (the layout litert-torch
+converts PyTorch models to; `keras_lm.export.schema` describes it once),
+so the same file runs in our runner, in an app's own loop, and inside a
+`.litertlm` bundle (`keras_lm.export.litertlm`). State tensors carry the
+same name as an input and as an output, so an app feeds each output
+straight back as the same-named input of the next call:
 
-- Transformer: `layer_{i}_key`, `layer_{i}_value`, float32
+- Transformer: `kv_cache_k_{i}`, `kv_cache_v_{i}` (layer `i`), float32
   `(1, num_heads, sequence_length, head_dim)`: the key/value cache (a
   position at or past `sequence_length` is out of range);
 - LSTM: `layer_{i}_h`, `layer_{i}_c`, float32 `(1, hidden_dim)`.
@@ -87,7 +94,12 @@ from keras_lm.export.litert_runner import (
 from keras_lm.export.schema import ExportSchema, check_prefill_lengths
 from keras_lm.io_utils import write_bytes
 
-QUANTIZATIONS = ("none", "fp16", "dynamic_int8", "int8")
+QUANTIZATIONS = ("none", "fp16", "dynamic_int8", "int8", "int4")
+# `int4`: ai-edge-quantizer's block size for the matmul weights (its
+# weight-only recipe is channel-wise only; block-wise int4 is its dynamic
+# recipe, as LiteRT-LM's own models ship). Channel-wise when a weight's
+# input dimension is no multiple of it.
+INT4_BLOCK = "BLOCKWISE_32"
 # Decode positions calibrated for `int8`, over all representative texts.
 CALIBRATION_DECODE_STEPS = 256
 # `int8` keeps full integer when it picks the float model's top token at
@@ -130,6 +142,9 @@ class TFLiteExport:
         int8_max_abs_error: for `int8`, `{candidate: max |logit error|}` there.
         int8_fallback_reason: why `full` was not kept, or None.
         schema: the `keras_lm.export.schema.ExportSchema` of the file.
+        int4: for `quantize="int4"`: `{"granularity", "int4_weights" (names),
+            "float_weights" (constant float tensors left, e.g. a tied
+            embedding: {name: shape})}`; else None.
     """
 
     path: str
@@ -143,6 +158,7 @@ class TFLiteExport:
     int8_max_abs_error: dict = None
     int8_fallback_reason: str = None
     schema: ExportSchema = None
+    int4: dict = None
 
 
 def builtin_operator_names(path):
@@ -218,7 +234,7 @@ def export_tflite(
     schema = ExportSchema.of(model, prefill_lengths)  # of the float32 model: float32 state
     data, int8_info = _convert(model, schema, quantize, representative_ids)
     int8_info = int8_info or {}
-    operators = builtin_operator_names(data)
+    builtin_operator_names(data)  # raises on a non-builtin operator
     metadata = {
         "format": "keras_lm.tflite",
         "version": 1,
@@ -234,6 +250,13 @@ def export_tflite(
         **int8_info,
     }
     data = _add_metadata(data, metadata)
+    if quantize == "int4":
+        # After the metadata: the quantizer keeps it, and may store large
+        # weights past the flatbuffer (by offset), which re-serializing the
+        # file to add metadata would drop.
+        data, int4_info = quantize_int4(data)
+        int8_info = {"int4": int4_info}
+    operators = builtin_operator_names(data)
     write_bytes(path, data)
     return TFLiteExport(
         path=path,
@@ -283,22 +306,26 @@ def _float32_model(model):
 
 
 def _step_functions(model, schema):
-    """`{signature: (function, input_signature)}` over the model's step API."""
+    """`{signature: (function, input_signature)}` over the model's step API.
 
-    def prefill(token_ids, state):
-        logits, state = model.prefill(token_ids, state)
-        return {"logits": logits, **state}
+    Every signature runs its tokens from `input_pos[0]` over the state it is
+    given (so LiteRT-LM's engine may prefill a prompt in chunks, and our
+    runner prefills from the zero state at position 0): the model writes
+    the keys and values of positions `input_pos[0] + j` into the cache, and
+    each query sees the cache up to its own position.
+    """
 
-    def decode(token_ids, position, state):
-        logits, state = model.decode(token_ids, state, position)
-        return {"logits": logits, **state}
+    def step(tokens, input_pos, state):
+        # `_forward_cached` is the step every model defines (`prefill` is it
+        # at position 0, `decode` at one token): (batch, time) from a position.
+        logits, state = model._forward_cached(tokens, schema.model_state(state), input_pos[0])
+        return {"logits": logits, **schema.exported_state(state)}
 
     functions = {}
     for signature in schema.signature_names:
         specs = schema.tensor_specs(signature, batch_size=1)
         state = {name: specs.pop(name) for name in schema.state_names}
-        function = decode if signature == "decode" else prefill
-        functions[signature] = function, [*specs.values(), state]
+        functions[signature] = step, [*specs.values(), state]
     return functions
 
 
@@ -325,7 +352,7 @@ def _convert(model, schema, quantize, representative_ids):
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         elif quantize == "int8":
             return _convert_int8(converter, schema, functions, representative_ids)
-        return converter.convert(), None
+        return converter.convert(), None  # int4: quantized from float32 by quantize_int4
     finally:
         shutil.rmtree(saved_model, ignore_errors=True)
 
@@ -379,6 +406,60 @@ def _convert_int8(converter, schema, functions, texts):
     return matmuls, info
 
 
+def quantize_int4(data):
+    """`(bytes, info)`: the float32 `.tflite` `data` with int4 matmul weights.
+
+    ai-edge-quantizer's dynamic recipe: the weights of every operator it
+    supports (the `FULLY_CONNECTED` projections) become symmetric int4 in
+    blocks of 32 inputs (`INT4_BLOCK`; channel-wise if that fails), and
+    activations are quantized on the fly. `info` names the int4 weights and
+    the float ones left (a tied embedding: `GATHER` and the logits'
+    `BATCH_MATMUL`, which the recipe does not cover).
+    """
+    from ai_edge_quantizer import qtyping, quantizer
+
+    def run(granularity):
+        q = quantizer.Quantizer(bytearray(data))
+        q.add_dynamic_config(
+            regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, num_bits=4,
+            granularity=qtyping.QuantGranularity[granularity],
+        )
+        return bytes(q.quantize(enable_progress_report=False, enable_progress_bar=False)
+                     .quantized_model)
+
+    granularity = INT4_BLOCK
+    try:
+        quantized = run(granularity)
+    except ValueError:  # an input dimension no multiple of the block
+        granularity = "CHANNELWISE"
+        quantized = run(granularity)
+    weights = constant_tensors(quantized)
+    return quantized, {
+        "granularity": granularity,
+        "int4_weights": sorted(name for name, (kind, _) in weights.items() if kind == "INT4"),
+        "float_weights": {name: shape for name, (kind, shape) in sorted(weights.items())
+                          if kind == "FLOAT32" and np.prod(shape) >= 256},
+    }
+
+
+def constant_tensors(data):
+    """`{name: (type name, shape)}` of the constant tensors (weights) of a `.tflite` file."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    root = schema.Model.GetRootAs(data, 0)
+    types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    found = {}
+    for s in range(root.SubgraphsLength()):
+        subgraph = root.Subgraphs(s)
+        for t in range(subgraph.TensorsLength()):
+            tensor = subgraph.Tensors(t)
+            buffer = root.Buffers(tensor.Buffer())
+            if tensor.Buffer() > 0 and (buffer.DataLength() > 0 or buffer.Size() > 0):
+                found[tensor.Name().decode()] = (types.get(tensor.Type()),
+                                                 [int(d) for d in tensor.ShapeAsNumpy()])
+    return found
+
+
 def _agreement(data, samples):
     """Top-1 agreement and max |logit error| of a `.tflite` model vs the float model."""
     from ai_edge_litert.interpreter import Interpreter  # native library: loaded for int8 only
@@ -423,14 +504,16 @@ class CompiledSteps:
     def prefill(self, token_ids):
         token_ids = np.asarray(token_ids, np.int32).reshape(1, -1)
         key, state = f"prefill_{token_ids.shape[1]}", self.initial_state()
-        return self._run(key, {"token_ids": token_ids}, state)
+        positions = np.arange(token_ids.shape[1], dtype=np.int32)
+        return self._run(key, {"tokens": token_ids, "input_pos": positions}, state)
 
     def decode(self, token_id, state, position):
         inputs = {
-            "token_ids": np.array([token_id], np.int32),
-            "position": np.array(position, np.int32),
+            "tokens": np.array([[token_id]], np.int32),
+            "input_pos": np.array([position], np.int32),
         }
-        return self._run("decode", inputs, state)
+        logits, state = self._run("decode", inputs, state)
+        return logits[:, 0], state
 
     def _run(self, key, inputs, state):
         outputs = self.compiled[key](*inputs.values(), state)

@@ -12,6 +12,11 @@ the SavedModel and each `.tflite` variant and reports, per format:
 - with validation windows: `perplexity` on them, `keras_perplexity`,
   `perplexity_change` (relative) and `top1_agreement` (teacher-forced).
 
+With `litertlm` files (`{variant: path}`), LiteRT-LM's engine continues
+each prompt's text greedily (`keras_lm.export.litertlm.engine_greedy`) and
+its `greedy_agreement` / `greedy_identical` are measured as the
+SavedModel's are, through text.
+
 `check_parity` turns the report into failures against the bounds below.
 
 Example (not run here: it needs exported files):
@@ -37,10 +42,13 @@ GREEDY_TOKENS = 64
 FLOAT32_MAX_ABS_LOGIT_DIFF = 1e-4
 # fp16 and dynamic_int8 may cost at most this much validation perplexity.
 MAX_PERPLEXITY_INCREASE = 0.02
+# int4 weights may cost at most this much.
+MAX_INT4_PERPLEXITY_INCREASE = 0.05
 BOUNDED_QUANTIZATIONS = ("fp16", "dynamic_int8")
 
 
-def measure_parity(model, tokenizer, prompts, windows=(), *, saved_model=None, tflite=None):
+def measure_parity(model, tokenizer, prompts, windows=(), *, saved_model=None, tflite=None,
+                   litertlm=None):
     """Compares the exported files with `model` (see the module docstring).
 
     Args:
@@ -81,6 +89,20 @@ def measure_parity(model, tokenizer, prompts, windows=(), *, saved_model=None, t
         if len(windows):
             figures.update(_window_figures(runner, windows, keras_window_logits))
         report["tflite"][variant] = figures
+    if litertlm:
+        from keras_lm.export.litertlm import (
+            engine_greedy,  # LiteRT-LM: only when asked for
+        )
+
+        texts = [tokenizer.decode_text(np.array(p[1:], np.int32)) for p in prompts]
+        expected = [_text_ids_of(tokenizer, g) for g in keras_greedy]
+        report["litertlm"] = {}
+        for variant, path in litertlm.items():
+            greedy = [_text_ids(tokenizer, text.encode("utf-8"))
+                      for text in engine_greedy(path, texts, new_tokens)]
+            figures = _compare(keras_logits, keras_logits, greedy, expected)
+            del figures["max_abs_logit_diff"]  # the engine returns text, not logits
+            report["litertlm"][variant] = figures
     return report
 
 
@@ -89,11 +111,12 @@ def check_parity(report):
     failures = []
     formats = [("saved_model", report.get("saved_model"))]
     formats += [(f"tflite {v}", f) for v, f in report["tflite"].items()]
+    formats += [(f"litertlm {v}", f) for v, f in report.get("litertlm", {}).items()]
     for name, figures in formats:
         if figures is None:
             continue
-        if name in ("saved_model", "tflite float32"):
-            if figures["max_abs_logit_diff"] > FLOAT32_MAX_ABS_LOGIT_DIFF:
+        if name in ("saved_model", "tflite float32", "litertlm float32"):
+            if figures.get("max_abs_logit_diff", 0) > FLOAT32_MAX_ABS_LOGIT_DIFF:
                 failures.append(
                     f"{name}: max |logit difference| {figures['max_abs_logit_diff']:.2e} "
                     f"> {FLOAT32_MAX_ABS_LOGIT_DIFF:.0e}"
@@ -103,11 +126,13 @@ def check_parity(report):
                     f"{name}: greedy tokens differ from Keras (agreement "
                     f"{figures['greedy_agreement']:.1%})"
                 )
-        if name.split()[-1] in BOUNDED_QUANTIZATIONS and "perplexity_change" in figures:
-            if figures["perplexity_change"] > MAX_PERPLEXITY_INCREASE:
+        bound = {**dict.fromkeys(BOUNDED_QUANTIZATIONS, MAX_PERPLEXITY_INCREASE),
+                 "int4": MAX_INT4_PERPLEXITY_INCREASE}.get(name.split()[-1])
+        if bound is not None and "perplexity_change" in figures:
+            if figures["perplexity_change"] > bound:
                 failures.append(
                     f"{name}: validation perplexity {figures['perplexity_change']:+.2%} "
-                    f"> +{MAX_PERPLEXITY_INCREASE:.0%}"
+                    f"> +{bound:.0%}"
                 )
     return failures
 

@@ -1,0 +1,103 @@
+"""Decoding speed at batch 1: LiteRT-LM's engine, our Python LiteRT runner, Keras (XLA).
+
+For one trained run (default: saved_models/quickstart), in one process:
+export `.litertlm` files (`keras_lm.export`, `formats=("litertlm",)`) for
+each variant into a scratch directory, then measure
+
+- LiteRT-LM's own benchmark (`litert_lm.Benchmark`, CPU, `--threads`):
+  prefill tokens/s, decode tokens/s and time to first token, per variant;
+- our Python runner (`LiteRTRunner.generate_ids`, float32 `.tflite`,
+  greedy): decode tokens/s;
+- Keras `generate` (greedy, XLA-compiled, batch 1): decode tokens/s;
+
+with `--prefill` prompt tokens and `--decode` new tokens (clipped to the
+context). The ratios to Keras are of figures taken side by side in this run.
+
+    python benchmarks/litertlm_decode.py [--model_dir=saved_models/quickstart]
+        [--quantize=none,fp16,dynamic_int8,int4] [--threads=2]
+
+Prints a Markdown table for BENCHMARKS.md.
+"""
+
+import argparse
+import os
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from common import machine  # noqa: E402
+from keras_lm.export import LiteRTRunner, export  # noqa: E402
+from keras_lm.generation import generate  # noqa: E402
+from keras_lm.model_dir import load_model_dir, run_files  # noqa: E402
+
+
+def best_seconds(function, repeats):
+    function()  # warm-up (compiles Keras' loop)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model_dir", default="saved_models/quickstart")
+    parser.add_argument("--quantize", default="none,fp16,dynamic_int8,int4")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--prefill", type=int, default=32)
+    parser.add_argument("--decode", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    import litert_lm
+
+    model, tokenizer, config = load_model_dir(args.model_dir)
+    _, validation = run_files(config)
+    scratch = tempfile.mkdtemp(prefix="litertlm_decode_")
+    result = export(model, tokenizer, scratch, formats=("litertlm",),
+                    quantize=args.quantize.split(","), validation_files=validation)
+    new = min(args.decode, model.sequence_length - args.prefill - 1)
+    text = open(validation[0], encoding="utf-8").read()
+    prompt_ids = [tokenizer.bos_id] + tokenizer.encode(text).numpy()[: args.prefill - 1].tolist()
+    prompt = tokenizer.decode_text(np.array(prompt_ids[1:], np.int32))
+
+    rows = []
+    for variant, entry in result["files"].items():
+        path = os.path.join(scratch, entry["litertlm"]["file"])
+        with tempfile.TemporaryDirectory() as cache:
+            info = litert_lm.Benchmark(
+                model_path=path, backend=litert_lm.interfaces.Backend.CPU(thread_count=args.threads),
+                prefill_tokens=args.prefill, decode_tokens=new, prompt=prompt, cache_dir=cache,
+            ).run()
+        rows.append((variant, entry["litertlm"]["size_bytes"], info))
+
+    runner = LiteRTRunner(os.path.join(scratch, "tflite", result["files"]["float32"]["file"]),
+                          num_threads=args.threads)
+    runner_tps = new / best_seconds(lambda: runner.generate_ids(prompt_ids, new), args.repeats)
+    keras_tps = new / best_seconds(
+        lambda: generate(model, tokenizer, prompt, new, sampler="greedy"), args.repeats)
+
+    print(f"{machine()}; {os.path.basename(os.path.abspath(args.model_dir))}, "
+          f"{model.count_params():,} parameters, prompt {args.prefill} tokens, {new} new, "
+          f"batch 1, {args.threads} threads")
+    print("| runtime | variant | file | prefill tok/s | decode tok/s | time to first token "
+          "| decode vs Keras |")
+    print("|---|---|---|---|---|---|---|")
+    for variant, size, info in rows:
+        print(f"| LiteRT-LM engine | {variant} | {size / 2**20:.2f} MB "
+              f"| {info.last_prefill_tokens_per_second:,.0f} "
+              f"| {info.last_decode_tokens_per_second:,.0f} "
+              f"| {info.time_to_first_token_in_second * 1e3:.1f} ms "
+              f"| {info.last_decode_tokens_per_second / keras_tps:.2f}x |")
+    print(f"| Python LiteRTRunner | float32 | - | - | {runner_tps:,.0f} | - "
+          f"| {runner_tps / keras_tps:.2f}x |")
+    print(f"| Keras generate (XLA) | float32 | - | - | {keras_tps:,.0f} | - | 1.00x |")
+
+
+if __name__ == "__main__":
+    main()
