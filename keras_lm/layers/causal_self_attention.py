@@ -15,9 +15,14 @@ class CausalSelfAttention(keras.layers.Layer):
     key/value cache (`call_cached`).
 
     Args:
-        num_heads: number of attention heads; must divide the input width.
+        num_heads: number of attention heads; must divide the input width
+            unless `head_dim` is given.
         dropout: dropout rate on the attention weights.
         rotary: apply rotary position embeddings to queries and keys.
+        head_dim: width of each head (default: input width // `num_heads`).
+            Given, the heads may span less than the input width (a pruned
+            layer): `qkv` is `3 * num_heads * head_dim` wide and `output`
+            maps `num_heads * head_dim` back to the input width.
 
     Example:
     >>> layer = CausalSelfAttention(num_heads=2)
@@ -25,23 +30,25 @@ class CausalSelfAttention(keras.layers.Layer):
     (1, 5, 8)
     """
 
-    def __init__(self, num_heads, dropout=0.0, rotary=False, **kwargs):
+    def __init__(self, num_heads, dropout=0.0, rotary=False, head_dim=None, **kwargs):
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.dropout = dropout
         self.rotary = rotary
+        self.given_head_dim = head_dim
 
     def build(self, input_shape):
         hidden_dim = input_shape[-1]
-        if hidden_dim % self.num_heads:
+        if self.given_head_dim is None and hidden_dim % self.num_heads:
             raise ValueError(
                 f"num_heads={self.num_heads} must divide hidden_dim={hidden_dim}"
             )
-        self.head_dim = hidden_dim // self.num_heads
-        self.qkv = keras.layers.Dense(3 * hidden_dim, name="qkv", dtype=self.dtype_policy)
+        self.head_dim = self.given_head_dim or hidden_dim // self.num_heads
+        heads_width = self.num_heads * self.head_dim  # hidden_dim unless pruned
+        self.qkv = keras.layers.Dense(3 * heads_width, name="qkv", dtype=self.dtype_policy)
         self.qkv.build(input_shape)
         self.output_dense = keras.layers.Dense(hidden_dim, name="output", dtype=self.dtype_policy)
-        self.output_dense.build(input_shape)
+        self.output_dense.build((*input_shape[:-1], heads_width))
         self.rotary_embedding = (
             RotaryEmbedding(dtype=self.dtype_policy) if self.rotary else None
         )
@@ -116,5 +123,6 @@ class CausalSelfAttention(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_heads=self.num_heads, dropout=self.dropout, rotary=self.rotary)
+        config.update(num_heads=self.num_heads, dropout=self.dropout, rotary=self.rotary,
+                      head_dim=self.given_head_dim)
         return config

@@ -9,6 +9,9 @@ from keras_lm.layers.causal_self_attention import CausalSelfAttention
 class TransformerBlock(keras.layers.Layer):
     """Pre-norm decoder block with causal self-attention and an MLP.
 
+    `head_dim` (default: width // `num_heads`) sets each head's width, so
+    a block may have fewer heads than its width holds (a pruned block).
+
     Example:
     >>> block = TransformerBlock(num_heads=2, intermediate_dim=16)
     >>> tuple(block(keras.ops.ones((1, 5, 8))).shape)
@@ -23,10 +26,12 @@ class TransformerBlock(keras.layers.Layer):
         activation="gelu",
         rotary=False,
         layer_norm_epsilon=1e-5,
+        head_dim=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.num_heads = num_heads
+        self.head_dim = head_dim
         self.intermediate_dim = intermediate_dim
         self.dropout = dropout
         self.activation = activation
@@ -40,7 +45,8 @@ class TransformerBlock(keras.layers.Layer):
             epsilon=self.layer_norm_epsilon, name="attention_norm", dtype=policy
         )
         self.attention = CausalSelfAttention(
-            self.num_heads, self.dropout, self.rotary, name="attention", dtype=policy
+            self.num_heads, self.dropout, self.rotary, head_dim=self.head_dim,
+            name="attention", dtype=policy
         )
         self.mlp_norm = keras.layers.LayerNormalization(
             epsilon=self.layer_norm_epsilon, name="mlp_norm", dtype=policy
@@ -89,5 +95,6 @@ class TransformerBlock(keras.layers.Layer):
             activation=self.activation,
             rotary=self.rotary,
             layer_norm_epsilon=self.layer_norm_epsilon,
+            head_dim=self.head_dim,
         )
         return config
