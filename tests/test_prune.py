@@ -154,23 +154,50 @@ def pruned_run(trained, tmp_path_factory):
     return trained[0], output
 
 
-def test_prune_writes_a_smaller_run_that_generates_and_evaluates(pruned_run, capsys):
+def test_prune_writes_a_smaller_run_directory(pruned_run):
     base, output = pruned_run
     assert sorted(os.listdir(output)) == ["config.json", "metrics.json", "model.keras",
                                           "tokenizer.json"]
     config = json.load(open(output / "config.json"))
     metrics = json.load(open(output / "metrics.json"))
+    base_metrics = json.load(open(base / "metrics.json"))
     assert config["run_kind"] == "prune" and config["base"]["model_dir"] == str(base)
     assert config["prune"]["removed_share"] >= 0.25
     assert config["val_files"] == json.load(open(base / "config.json"))["val_files"]
-    assert metrics["num_parameters"] < json.load(open(base / "metrics.json"))["num_parameters"]
+    assert config["model_config"]["head_dim"] == 16  # tiny: 32 wide, 2 heads
+    assert metrics["num_parameters"] < base_metrics["num_parameters"]
+    assert metrics["base_val_bits_per_byte"] == base_metrics["val_bits_per_byte"]
+    # A quarter of an untrained-looking tiny model's least important units.
+    assert abs(metrics["pruned_val_bits_per_byte"] - metrics["base_val_bits_per_byte"]) < 1.0
+
+
+@pytest.mark.slow
+def test_a_recovered_pruned_run_evaluates_generates_exports_and_probes(trained, tmp_path,
+                                                                      capsys):
+    base = trained[0]
+    output = tmp_path / "pruned"
+    code, out, err = run_in_process(capsys, "prune", f"--model_dir={base}", "--sparsity=0.6",
+                                    f"--output_dir={output}", "--recover_steps=4",
+                                    "--importance_batches=2", "--batch_size=4")
+    assert code == 0, err
+    metrics = json.load(open(output / "metrics.json"))
+    assert metrics["steps"] == 4 and metrics["prune"]["removed_share"] >= 0.6
+    assert json.load(open(output / "config.json"))["run_kind"] == "prune"
     code, out, err = run_in_process(capsys, "eval", f"--model_dir={output}")
     assert code == 0, err
-    np.testing.assert_allclose(json.loads(out)["bits_per_byte"],
-                               metrics["pruned_val_bits_per_byte"], rtol=1e-4)
+    np.testing.assert_allclose(json.loads(out)["bits_per_byte"], metrics["val_bits_per_byte"],
+                               rtol=1e-4)
     code, out, err = run_in_process(capsys, "generate", f"--model_dir={output}",
                                     "--prompt=the ", "--max_new_tokens=8", "--temperature=0")
     assert code == 0 and out.strip(), err
+    code, out, err = run_in_process(capsys, "export", f"--model_dir={output}",
+                                    "--quantize=none", "--prefill_lengths=8", "--verify")
+    assert code == 0, err
+    assert (output / "tflite" / "model_none.tflite").is_file()
+    assert (output / "saved_model" / "saved_model.pb").is_file()
+    code, out, err = run_in_process(capsys, "probe", f"--model_dir={output}",
+                                    "--probe=induction_heads", "--batch_size=4")
+    assert code == 0, err
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -59,7 +59,8 @@ def prune_run(model_dir, output_dir, sparsity, recover_steps=0, importance_batch
     windows = data.sample_windows(train_files, tokenizer, base.sequence_length,
                                   importance_batches * batch_size, argument="model_dir")
     tokens_per_byte = data.tokens_per_byte(val_files, tokenizer)
-    base_bpb = _bits_per_byte(base, tokenizer, val_files, batch_size, tokens_per_byte)
+    base_bpb = _base_bits_per_byte(model_dir, base, tokenizer, val_files, batch_size,
+                                   tokens_per_byte)
     model, report = prune(base, sparsity, windows, batch_size=batch_size)
     report.update(importance_batches=importance_batches, batch_size=batch_size,
                   importance_windows=len(windows), recover_steps=recover_steps)
@@ -131,6 +132,21 @@ def _recover(model, model_dir, output_dir, base_config, steps, batch_size, learn
                             learning_rate=learning_rate, seed=seed, verbose=verbose,
                             val_steps=4, samples=False, hparams=False, **settings)
     return finetune(config, model=model)
+
+
+def _base_bits_per_byte(model_dir, base, tokenizer, files, batch_size, tokens_per_byte):
+    """The base's validation bits per byte: as its run recorded it, else measured.
+
+    Training and fine-tuning record `val_bits_per_byte` measured the way
+    `_bits_per_byte` measures it (the same files and token budget), so the
+    base need not be scored again.
+    """
+    path = os.path.join(model_dir, METRICS_FILE)
+    if os.path.isfile(path):
+        recorded = _read_json(path).get("val_bits_per_byte")
+        if recorded is not None:
+            return float(recorded)
+    return _bits_per_byte(base, tokenizer, files, batch_size, tokens_per_byte)
 
 
 def _bits_per_byte(model, tokenizer, files, batch_size, tokens_per_byte):
