@@ -14,6 +14,11 @@ from keras_lm.prune.structured import smaller_model
 from keras_lm.prune.unstructured import zero_share
 
 
+def _json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
 def _ids(shape, seed=0):
     return np.random.default_rng(seed).integers(0, 256, shape).astype("int32")
 
@@ -158,12 +163,12 @@ def test_prune_writes_a_smaller_run_directory(pruned_run):
     base, output = pruned_run
     assert sorted(os.listdir(output)) == ["config.json", "metrics.json", "model.keras",
                                           "tokenizer.json"]
-    config = json.load(open(output / "config.json"))
-    metrics = json.load(open(output / "metrics.json"))
-    base_metrics = json.load(open(base / "metrics.json"))
+    config = _json(output / "config.json")
+    metrics = _json(output / "metrics.json")
+    base_metrics = _json(base / "metrics.json")
     assert config["run_kind"] == "prune" and config["base"]["model_dir"] == str(base)
     assert config["prune"]["removed_share"] >= 0.25
-    assert config["val_files"] == json.load(open(base / "config.json"))["val_files"]
+    assert config["val_files"] == _json(base / "config.json")["val_files"]
     assert config["model_config"]["head_dim"] == 16  # tiny: 32 wide, 2 heads
     assert metrics["num_parameters"] < base_metrics["num_parameters"]
     assert metrics["base_val_bits_per_byte"] == base_metrics["val_bits_per_byte"]
@@ -180,9 +185,9 @@ def test_a_recovered_pruned_run_evaluates_generates_exports_and_probes(trained, 
                                     f"--output_dir={output}", "--recover_steps=4",
                                     "--importance_batches=2", "--batch_size=4")
     assert code == 0, err
-    metrics = json.load(open(output / "metrics.json"))
+    metrics = _json(output / "metrics.json")
     assert metrics["steps"] == 4 and metrics["prune"]["removed_share"] >= 0.6
-    assert json.load(open(output / "config.json"))["run_kind"] == "prune"
+    assert _json(output / "config.json")["run_kind"] == "prune"
     code, out, err = run_in_process(capsys, "eval", f"--model_dir={output}")
     assert code == 0, err
     np.testing.assert_allclose(json.loads(out)["bits_per_byte"], metrics["val_bits_per_byte"],
@@ -193,7 +198,7 @@ def test_a_recovered_pruned_run_evaluates_generates_exports_and_probes(trained, 
     code, out, err = run_in_process(capsys, "export", f"--model_dir={output}",
                                     "--quantize=none", "--prefill_lengths=8", "--verify")
     assert code == 0, err
-    assert (output / "tflite" / "model_none.tflite").is_file()
+    assert (output / "tflite" / "model_float32.tflite").is_file()
     assert (output / "saved_model" / "saved_model.pb").is_file()
     code, out, err = run_in_process(capsys, "probe", f"--model_dir={output}",
                                     "--probe=induction_heads", "--batch_size=4")

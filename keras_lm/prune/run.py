@@ -162,8 +162,8 @@ def _sizes(kept):
 def summary(output_dir, metrics):
     directory = shlex.quote(str(output_dir))
     return "\n".join([
-        f"done in {format_duration(metrics['wall_time_seconds'])}; outputs in {output_dir}: "
-        "model.keras, tokenizer.json, config.json, metrics.json",
+        (f"done in {format_duration(metrics['wall_time_seconds'])}; outputs in {output_dir}: "
+         "model.keras, tokenizer.json, config.json, metrics.json"),
         "next:", f"  keras-lm generate --model_dir={directory} --prompt='...'",
         f"  keras-lm eval --model_dir={directory}",
         f"  keras-lm export --model_dir={directory}"])

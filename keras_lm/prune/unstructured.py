@@ -27,7 +27,7 @@ def magnitude_prune(model, sparsity):
     copy.set_weights(model.get_weights())
     variables = _prunable(copy)
     magnitudes = np.concatenate([np.abs(np.asarray(v)).ravel() for v in variables])
-    count = int(round(sparsity * magnitudes.size))
+    count = round(sparsity * magnitudes.size)
     threshold = np.partition(magnitudes, count - 1)[count - 1] if count else -1.0
     for variable in variables:
         value = np.asarray(variable)
