@@ -14,7 +14,7 @@ Example:
 >>> model = TransformerLM(259, sequence_length=8, num_layers=1, num_heads=2, hidden_dim=8)
 >>> windows = np.random.default_rng(0).integers(0, 256, (4, 9))
 >>> scores = weight_importance(model, batches(windows, batch_size=2))
->>> scores["transformer_lm/block_0/attention/qkv/kernel"].shape
+>>> scores[model.blocks[0].attention.qkv.kernel.path].shape
 (8, 24)
 """
 
