@@ -39,8 +39,12 @@ from keras_lm.training.sources import FINAL_EVAL_TOKENS, TextSource
 ADAPTERS_FILE = "adapters.npz"
 
 
-def finetune(config):
+def finetune(config, model=None):
     """Runs the fine-tuning `config` describes; returns the final metrics dict.
+
+    `model`: start from this model rather than the one in `config.base_dir`
+    (`keras-lm prune`'s smaller model, recovering); it carries the base's
+    `tokenizer` and `run_config` as `keras_lm.load` attaches them.
 
     Every check (the base, the data rows, the template, LoRA) runs before
     anything is written: a mistake leaves no output directory behind.
@@ -53,7 +57,7 @@ def finetune(config):
     started = time.time()
     config.check_settings()
     console = Console(config.verbose)
-    model = load(config.base_dir, argument="base_dir")
+    model = model if model is not None else load(config.base_dir, argument="base_dir")
     tokenizer, base_config = model.tokenizer, model.run_config
     config.resolve_from_base(model, tokenizer, base_config)
     template = config.resolved_template(base_config)

@@ -13,6 +13,7 @@ SUBCOMMANDS = {
     "finetune": "adapt a trained model: prompt -> response pairs, more text, LoRA, a classifier",
     "classify": "the label of a text, with a classifier (`finetune --head=classifier`)",
     "explain": "which prompt tokens made the model say that: attributions, HTML page, PNG",
+    "prune": "a smaller model: remove the least important heads, neurons or LSTM units",
     "export": "write a SavedModel and LiteRT files (quantized, verified against Keras)",
     "probe": "measure in-context learning: loss by position, ICL score, induction",
     "sweep": "train and score a grid of models on a task; tables and plots against size",

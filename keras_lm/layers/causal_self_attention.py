@@ -15,9 +15,14 @@ class CausalSelfAttention(keras.layers.Layer):
     key/value cache (`call_cached`).
 
     Args:
-        num_heads: number of attention heads; must divide the input width.
+        num_heads: number of attention heads; must divide the input width
+            unless `head_dim` is given.
         dropout: dropout rate on the attention weights.
         rotary: apply rotary position embeddings to queries and keys.
+        head_dim: width of each head (default: input width // `num_heads`).
+            Given, the heads may span less than the input width (a pruned
+            layer): `qkv` is `3 * num_heads * head_dim` wide and `output`
+            maps `num_heads * head_dim` back to the input width.
         qk_norm: normalise each head's queries and keys before rotary
             positions (the speedrun's QK-norm: bounded attention logits, so a
             higher learning rate stays stable). `False` (off), `"rms"` (or
@@ -36,7 +41,7 @@ class CausalSelfAttention(keras.layers.Layer):
     """
 
     def __init__(self, num_heads, dropout=0.0, rotary=False, qk_norm=False,
-                 zero_init_output=False, **kwargs):
+                 zero_init_output=False, head_dim=None, **kwargs):
         super().__init__(**kwargs)
         check_qk_norm(qk_norm)
         self.num_heads = num_heads
@@ -44,20 +49,22 @@ class CausalSelfAttention(keras.layers.Layer):
         self.rotary = rotary
         self.qk_norm = qk_norm
         self.zero_init_output = zero_init_output
+        self.given_head_dim = head_dim
 
     def build(self, input_shape):
         hidden_dim = input_shape[-1]
-        if hidden_dim % self.num_heads:
+        if self.given_head_dim is None and hidden_dim % self.num_heads:
             raise ValueError(
                 f"num_heads={self.num_heads} must divide hidden_dim={hidden_dim}"
             )
-        self.head_dim = hidden_dim // self.num_heads
-        self.qkv = keras.layers.Dense(3 * hidden_dim, name="qkv", dtype=self.dtype_policy)
+        self.head_dim = self.given_head_dim or hidden_dim // self.num_heads
+        heads_width = self.num_heads * self.head_dim  # hidden_dim unless pruned
+        self.qkv = keras.layers.Dense(3 * heads_width, name="qkv", dtype=self.dtype_policy)
         self.qkv.build(input_shape)
         self.output_dense = keras.layers.Dense(
             hidden_dim, name="output", dtype=self.dtype_policy,
             kernel_initializer="zeros" if self.zero_init_output else "glorot_uniform")
-        self.output_dense.build(input_shape)
+        self.output_dense.build((*input_shape[:-1], heads_width))
         self.query_norm = self.key_norm = None
         if self.qk_norm:
             # Over head_dim only: each head's vectors are normalised on their own.
@@ -143,7 +150,8 @@ class CausalSelfAttention(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(num_heads=self.num_heads, dropout=self.dropout, rotary=self.rotary,
-                      qk_norm=self.qk_norm, zero_init_output=self.zero_init_output)
+                      qk_norm=self.qk_norm, zero_init_output=self.zero_init_output,
+                      head_dim=self.given_head_dim)
         return config
 
 

@@ -22,6 +22,8 @@ class TransformerBlock(keras.layers.Layer):
         zero_init_output: the residual output projections (attention's
             `output`, `mlp_out`) start at zero, so at initialisation the
             block returns its input unchanged.
+        head_dim: each head's width (default: width // `num_heads`), so a
+            block may have fewer heads than its width holds (a pruned block).
 
     Example:
     >>> block = TransformerBlock(num_heads=2, intermediate_dim=16)
@@ -39,10 +41,12 @@ class TransformerBlock(keras.layers.Layer):
         layer_norm_epsilon=1e-5,
         qk_norm=False,
         zero_init_output=False,
+        head_dim=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.num_heads = num_heads
+        self.head_dim = head_dim
         self.intermediate_dim = intermediate_dim
         self.dropout = dropout
         self.activation = activation
@@ -59,7 +63,8 @@ class TransformerBlock(keras.layers.Layer):
         )
         self.attention = CausalSelfAttention(
             self.num_heads, self.dropout, self.rotary, qk_norm=self.qk_norm,
-            zero_init_output=self.zero_init_output, name="attention", dtype=policy
+            zero_init_output=self.zero_init_output, head_dim=self.head_dim,
+            name="attention", dtype=policy
         )
         self.mlp_norm = keras.layers.LayerNormalization(
             epsilon=self.layer_norm_epsilon, name="mlp_norm", dtype=policy
@@ -121,5 +126,6 @@ class TransformerBlock(keras.layers.Layer):
             layer_norm_epsilon=self.layer_norm_epsilon,
             qk_norm=self.qk_norm,
             zero_init_output=self.zero_init_output,
+            head_dim=self.head_dim,
         )
         return config

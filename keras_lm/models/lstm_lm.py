@@ -5,6 +5,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_lm.models.language_model import LanguageModel
+from keras_lm.models.layer_sizes import per_layer
 
 
 @keras.saving.register_keras_serializable(package="keras_lm")
@@ -16,7 +17,8 @@ class LSTMLM(LanguageModel):
         sequence_length: context length used in training and generation (an
             LSTM has no positional limit; this is the window it was trained on).
         embedding_dim: width of the token embedding.
-        hidden_dim: units of each LSTM layer.
+        hidden_dim: units of each LSTM layer, or a list, one count per layer
+            (a pruned model).
         num_layers: number of stacked LSTM layers.
         dropout: dropout after the embedding and after each LSTM layer.
         pad_id: id ignored by the default loss and metrics.
@@ -51,13 +53,14 @@ class LSTMLM(LanguageModel):
         self.hidden_dim = hidden_dim
         self.num_layers = num_layers
         self.dropout = dropout
+        self.layer_hidden_dims = per_layer(hidden_dim, num_layers, "hidden_dim")
         policy = self.dtype_policy
         self.token_embedding = keras.layers.Embedding(
             vocabulary_size, embedding_dim, name="token_embedding", dtype=policy
         )
         self.lstm_layers = [
-            keras.layers.LSTM(hidden_dim, return_sequences=True, name=f"lstm_{i}", dtype=policy)
-            for i in range(num_layers)
+            keras.layers.LSTM(units, return_sequences=True, name=f"lstm_{i}", dtype=policy)
+            for i, units in enumerate(self.layer_hidden_dims)
         ]
         self.dropouts = [keras.layers.Dropout(dropout) for _ in range(num_layers + 1)]
         self.head = keras.layers.Dense(vocabulary_size, name="head", dtype=policy)
@@ -90,7 +93,7 @@ class LSTMLM(LanguageModel):
                         "float32")
 
     def initial_state(self, batch_size, max_length=None):
-        """Zero `h` and `c` `(batch, hidden_dim)` per layer (`max_length` is unused:
+        """Zero `h` and `c` `(batch, units)` per layer (`max_length` is unused:
         an LSTM's state does not grow with the text).
 
         Example:
@@ -101,10 +104,9 @@ class LSTMLM(LanguageModel):
         >>> tuple(logits.shape)
         (1, 259)
         """
-        shape = (batch_size, self.hidden_dim)
         return {
-            f"layer_{i}_{part}": ops.zeros(shape, self.compute_dtype)
-            for i in range(self.num_layers)
+            f"layer_{i}_{part}": ops.zeros((batch_size, units), self.compute_dtype)
+            for i, units in enumerate(self.layer_hidden_dims)
             for part in ("h", "c")
         }
 

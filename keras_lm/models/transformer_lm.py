@@ -7,6 +7,7 @@ from keras_hub.layers import PositionEmbedding
 from keras_lm.layers import TransformerBlock
 from keras_lm.layers.causal_self_attention import check_qk_norm
 from keras_lm.models.language_model import LanguageModel
+from keras_lm.models.layer_sizes import default_head_dim, per_layer
 
 POSITION_EMBEDDINGS = ("learned", "rotary")
 
@@ -20,7 +21,13 @@ class TransformerLM(LanguageModel):
         sequence_length: longest context the model reads (learned positions
             have this many rows).
         num_layers, num_heads, hidden_dim: depth, heads per layer, width.
-        intermediate_dim: MLP width (default `4 * hidden_dim`).
+            `num_heads` may also be a list, one count per layer (a pruned
+            model); then give `head_dim` unless the counts are equal.
+        intermediate_dim: MLP width (default `4 * hidden_dim`), or a list,
+            one width per layer.
+        head_dim: width of each attention head (default
+            `hidden_dim // num_heads`). Each block's fused `qkv` projection
+            is `3 * num_heads[i] * head_dim` wide.
         dropout: dropout on attention weights and residual branches.
         activation: MLP activation (`gelu`, `relu`, `silu`, ...), or `relu2`
             (ReLU squared).
@@ -64,6 +71,7 @@ class TransformerLM(LanguageModel):
         qk_norm=False,
         zero_init_output=False,
         logit_softcap=None,
+        head_dim=None,
         **kwargs,
     ):
         super().__init__(vocabulary_size, sequence_length, pad_id, **kwargs)
@@ -73,6 +81,14 @@ class TransformerLM(LanguageModel):
         self.num_heads = num_heads
         self.hidden_dim = hidden_dim
         self.intermediate_dim = intermediate_dim or 4 * hidden_dim
+        # Per-layer sizes: the scalar form (every model saved before pruning
+        # existed) means the same size in every layer.
+        self.layer_num_heads = per_layer(num_heads, num_layers, "num_heads")
+        self.layer_intermediate_dims = per_layer(
+            self.intermediate_dim, num_layers, "intermediate_dim"
+        )
+        self.given_head_dim = head_dim
+        self.head_dim = head_dim or default_head_dim(hidden_dim, self.layer_num_heads)
         self.dropout = dropout
         self.activation = activation
         self.position_embedding = position_embedding
@@ -98,18 +114,21 @@ class TransformerLM(LanguageModel):
         self.embedding_dropout = keras.layers.Dropout(dropout)
         self.blocks = [
             TransformerBlock(
-                num_heads,
-                self.intermediate_dim,
+                heads,
+                intermediate,
                 dropout=dropout,
                 activation=activation,
                 rotary=position_embedding == "rotary",
                 layer_norm_epsilon=layer_norm_epsilon,
                 qk_norm=qk_norm,
                 zero_init_output=zero_init_output,
+                head_dim=head_dim,
                 name=f"block_{i}",
                 dtype=policy,
             )
-            for i in range(num_layers)
+            for i, (heads, intermediate) in enumerate(
+                zip(self.layer_num_heads, self.layer_intermediate_dims)
+            )
         ]
         self.final_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_epsilon, name="final_norm", dtype=policy
@@ -192,7 +211,8 @@ class TransformerLM(LanguageModel):
         return x, attention
 
     def initial_state(self, batch_size, max_length=None):
-        """An empty key/value cache: per layer `(batch, heads, max_length, head_dim)`.
+        """An empty key/value cache: per layer `(batch, heads, max_length, head_dim)`
+        (`heads` that layer's own count).
 
         Example:
         >>> model = TransformerLM(259, sequence_length=16, num_layers=1,
@@ -209,10 +229,11 @@ class TransformerLM(LanguageModel):
                 f"max_length must be in [1, sequence_length={self.sequence_length}], "
                 f"got {max_length}"
             )
-        shape = (batch_size, self.num_heads, max_length, self.hidden_dim // self.num_heads)
         return {
-            f"layer_{i}_{part}": ops.zeros(shape, self.compute_dtype)
-            for i in range(self.num_layers)
+            f"layer_{i}_{part}": ops.zeros(
+                (batch_size, heads, max_length, self.head_dim), self.compute_dtype
+            )
+            for i, heads in enumerate(self.layer_num_heads)
             for part in ("key", "value")
         }
 
@@ -271,4 +292,8 @@ class TransformerLM(LanguageModel):
             "qk_norm": self.qk_norm,
             "zero_init_output": self.zero_init_output,
             "logit_softcap": self.logit_softcap,
+            # Only when given: a model with the default keeps the config (and
+            # the .keras file) it had before per-layer sizes existed.
+            **({"head_dim": self.given_head_dim} if self.given_head_dim else {}),
         }
+

@@ -116,15 +116,17 @@ def induction_heads(model, special_ids, batch_size=16, seed=0):
     L = model.sequence_length
     tokens, block = repeated_random_tokens(model.vocabulary_size, special_ids, L, batch_size, seed)
     _, weights = model(tokens[:, :-1].astype("int32"), training=False, return_attention=True)
-    # (layers, batch, heads, queries, keys)
-    weights = np.stack([np.asarray(w, dtype="float64") for w in weights])
     queries = np.arange(block, L)
-    prefix = weights[:, :, :, queries, queries - block + 1].mean(axis=(1, 3))
-    previous = weights[:, :, :, queries, queries - 1].mean(axis=(1, 3))
+    # Layer by layer: a pruned model's layers differ in head count.
+    prefix, previous = [], []
+    for layer_weights in weights:
+        w = np.asarray(layer_weights, dtype="float64")  # (batch, heads, queries, keys)
+        prefix.append(w[:, :, queries, queries - block + 1].mean(axis=(0, 2)).tolist())
+        previous.append(w[:, :, queries, queries - 1].mean(axis=(0, 2)).tolist())
     return {
         "block_length": block,
-        "prefix_matching": prefix.tolist(),  # (layers, heads)
-        "previous_token": previous.tolist(),
-        "max_prefix_matching": float(prefix.max()),
+        "prefix_matching": prefix,  # (layers, heads)
+        "previous_token": previous,
+        "max_prefix_matching": float(max(max(heads) for heads in prefix)),
         "uniform_baseline": float(np.mean(1.0 / (queries + 1))),
     }

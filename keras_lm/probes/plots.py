@@ -18,14 +18,21 @@ SHARES = ("exact_match", "token_accuracy")
 
 
 def head_scores_figure(scores, title):
-    """A layers x heads heatmap of one score per attention head, values written in."""
-    scores = np.asarray(scores, dtype="float64")
-    layers, heads = scores.shape
+    """A layers x heads heatmap of one score per attention head, values written in.
+
+    Layers may differ in head count (a pruned model): the missing cells stay blank.
+    """
+    heads = max(len(row) for row in scores)
+    scores = np.array([list(row) + [np.nan] * (heads - len(row)) for row in scores],
+                      dtype="float64")
+    layers = len(scores)
     figure = Figure(figsize=(1.2 + 0.9 * heads, 1.0 + 0.7 * layers), dpi=100,
                     layout="constrained")
     axes = figure.add_subplot()
     axes.imshow(scores, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
     for (layer, head), value in np.ndenumerate(scores):
+        if np.isnan(value):
+            continue
         axes.text(head, layer, f"{value:.2f}", ha="center", va="center",
                   color="white" if value < 0.6 else "black", fontsize=9)
     axes.set_xticks(range(heads), [f"head {h}" for h in range(heads)])

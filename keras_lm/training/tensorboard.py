@@ -114,13 +114,17 @@ class AttentionMaps(_ImageView):
 
     def attention(self):
         """`(layers, heads, time, time)` probabilities of the probe, as numpy."""
+        return np.stack(self.layer_attention())
+
+    def layer_attention(self):
+        """Per layer, `(heads, time, time)`: a pruned model's layers differ in heads."""
         ids = self.probe_ids[-self.model.sequence_length:]
         _, weights = self.model(ids[None], training=False, return_attention=True)
-        return np.stack([keras.ops.convert_to_numpy(w)[0] for w in weights])
+        return [keras.ops.convert_to_numpy(w)[0] for w in weights]
 
     def write(self, step):
-        weights = self.attention()
-        labels = self.labels[-weights.shape[-1]:]
+        weights = self.layer_attention()
+        labels = self.labels[-weights[0].shape[-1]:]
         for layer, layer_weights in enumerate(weights):
             png = attention_figure(layer_weights, labels, f"layer {layer}, step {step}")
             self._image(f"attention/layer_{layer}", png, step)
