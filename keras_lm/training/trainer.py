@@ -50,21 +50,8 @@ def train(config):
         keras.config.set_dtype_policy(config.precision)
         tokenizer = source.tokenizer(run_dir.resuming, run_dir.root)
         steps, interval = run_length(config, source)
-        # With --train_minutes the clock drives the schedule (and `steps` is
-        # only an upper bound), so the optimizer gets a constant, assignable rate.
-        clock = (WallClockSchedule(config.learning_rate, 60 * config.train_minutes,
-                                   start=started, schedule=config.schedule,
-                                   decay_fraction=config.decay_fraction)
-                 if config.train_minutes else None)
-        with distribution.strategy.scope():  # variables: one copy per replica
-            model = build_model(config, tokenizer)
-            model.compile(config.optimizer, learning_rate=config.learning_rate,
-                          total_steps=None if clock else steps,
-                          warmup_steps=config.warmup_steps, weight_decay=config.weight_decay,
-                          clipnorm=config.clipnorm, jit_compile=jit_compile(config, distribution),
-                          beta2=config.beta2, schedule=config.schedule,
-                          decay_fraction=config.decay_fraction,
-                          adam_learning_rate=config.adam_learning_rate)
+        clock = wall_clock(config, started)
+        model = compiled_model(config, tokenizer, distribution, steps, clock)
         resolved = resolved_config(config, source, model, distribution, steps,
                                    interval, run_dir.root)
         run_dir.start(resolved, tokenizer)
@@ -102,6 +89,32 @@ def train(config):
         return metrics
     finally:
         run_dir.cleanup()
+
+
+def wall_clock(config, started):
+    """The clock's schedule with `--train_minutes`, else None.
+
+    With it the clock drives the schedule (and `steps` is only an upper
+    bound), so the optimizer gets a constant, assignable rate.
+    """
+    if not config.train_minutes:
+        return None
+    return WallClockSchedule(config.learning_rate, 60 * config.train_minutes, start=started,
+                             schedule=config.schedule, decay_fraction=config.decay_fraction)
+
+
+def compiled_model(config, tokenizer, distribution, steps, clock):
+    """The configured model, compiled, its variables in the strategy's scope."""
+    with distribution.strategy.scope():  # variables: one copy per replica
+        model = build_model(config, tokenizer)
+        model.compile(config.optimizer, learning_rate=config.learning_rate,
+                      total_steps=None if clock else steps,
+                      warmup_steps=config.warmup_steps, weight_decay=config.weight_decay,
+                      clipnorm=config.clipnorm, jit_compile=jit_compile(config, distribution),
+                      beta2=config.beta2, schedule=config.schedule,
+                      decay_fraction=config.decay_fraction,
+                      adam_learning_rate=config.adam_learning_rate)
+    return model
 
 
 def final_metrics(config, source, model, tokenizer, history, clock):
