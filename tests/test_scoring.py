@@ -76,6 +76,17 @@ def test_the_compiled_function_is_built_and_traced_once_per_model():
     assert token_scores(other) is not scores  # each model its own weights, its own function
 
 
+def test_a_short_batch_is_scored_in_the_programme_of_the_longest():
+    model = TransformerLM.from_preset("tiny", vocabulary_size=VOCABULARY, sequence_length=LENGTH)
+    scores = token_scores(model)
+    inputs, targets = random_pairs(seed=3)  # 4 rows
+    full_log_probs, full_predictions = scores(inputs, targets)
+    log_probs, predictions = scores(inputs[:1], targets[:1])  # padded to 4 rows, then cut
+    assert log_probs.shape == (1, LENGTH) and scores.rows == {LENGTH: 4}
+    np.testing.assert_allclose(log_probs.numpy(), full_log_probs.numpy()[:1], atol=1e-6)
+    np.testing.assert_array_equal(predictions.numpy(), full_predictions.numpy()[:1])
+
+
 def test_the_cache_does_not_keep_a_model_alive():
     model = LSTMLM.from_preset("tiny", vocabulary_size=VOCABULARY, sequence_length=LENGTH)
     token_scores(model)(*random_pairs())

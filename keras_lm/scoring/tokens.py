@@ -42,14 +42,40 @@ def token_scores(model):
 
     Built and cached on first use: later calls for the same model return the
     same function, so its traces (and XLA programs) are reused. Shapes may
-    vary (`reduce_retracing`): a short last batch does not multiply traces.
+    vary (`reduce_retracing`). XLA compiles once per concrete shape, so with
+    XLA a batch of fewer rows than an earlier one of the same length (the
+    short last batch of a file set) is padded to that many rows: one
+    program per length, not two.
     """
     variables = len(model.weights)
     cached = _COMPILED.get(model)
     if cached is None or cached[0] != variables:
-        scores = _compile(weakref.ref(model), bool(getattr(model, "jit_compile_default", False)))
+        jit_compile = bool(getattr(model, "jit_compile_default", False))
+        compiled = _compile(weakref.ref(model), jit_compile)
+        scores = _RowPadded(compiled) if jit_compile else compiled
         cached = _COMPILED[model] = (variables, scores)
     return cached[1]
+
+
+class _RowPadded:
+    """`compiled(inputs, targets)`, with the rows padded to the most seen at that length."""
+
+    def __init__(self, compiled):
+        self.compiled = compiled
+        self.rows = {}  # sequence length -> most rows seen
+
+    def __getattr__(self, name):  # the tf.function's own attributes (tracing count, ...)
+        return getattr(self.compiled, name)
+
+    def __call__(self, inputs, targets):
+        inputs, targets = tf.convert_to_tensor(inputs), tf.convert_to_tensor(targets)
+        rows, time = inputs.shape[0], inputs.shape[1]
+        padded = self.rows[time] = max(rows, self.rows.get(time, 0))
+        if padded == rows:
+            return self.compiled(inputs, targets)
+        extra = [[0, padded - rows], [0, 0]]  # rows are independent: id 0 is as good as any
+        log_probs, predictions = self.compiled(tf.pad(inputs, extra), tf.pad(targets, extra))
+        return log_probs[:rows], predictions[:rows]
 
 
 def _compile(model_ref, jit_compile):
