@@ -108,6 +108,35 @@ def tensorboard_run(tmp_path_factory):
     return output
 
 
+# --- a real browser (the `browser` marker) ----------------------------------------------
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium, headless, driven by selenium through the system chromedriver.
+
+    A missing browser fails the test rather than skipping it: `-m browser`
+    runs only these tests, and a skipped run would pass with nothing checked.
+    """
+    import shutil
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not chromium or not chromedriver:
+        pytest.fail("the browser tests need Debian's Chromium and its driver: "
+                    "apt-get install -y chromium chromium-driver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--window-size=1200,800"):
+        options.add_argument(argument)
+    # The system driver: selenium must not look for (download) one of its own.
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=chromedriver))
+    yield driver
+    driver.quit()
+
+
 # --- running in parallel (pytest-xdist) -------------------------------------------
 
 # Session fixtures that train a model: the tests that use one run on the same

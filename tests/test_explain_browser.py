@@ -4,8 +4,6 @@ Run with `python -m pytest -m browser` (needs `apt-get install chromium chromium
 left out of the default run. A missing browser fails the test rather than skipping it.
 """
 
-import shutil
-
 import numpy as np
 import pytest
 
@@ -13,25 +11,6 @@ from keras_lm.interpret import Explanation, write_report
 from keras_lm.interpret.report import token_colour
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not chromium or not chromedriver:
-        pytest.fail("the browser tests need Debian's Chromium and its driver: "
-                    "apt-get install -y chromium chromium-driver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage", "--window-size=1200,800"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=chromedriver))
-    yield driver
-    driver.quit()
 
 
 def _page(browser, explanation, directory):

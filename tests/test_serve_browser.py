@@ -5,8 +5,6 @@ left out of the default run. A missing browser fails the test rather than skippi
 `-m browser` runs only these, and a skipped run would pass with nothing checked.
 """
 
-import shutil
-
 import httpx
 import keras
 import pytest
@@ -25,26 +23,6 @@ def server():
     model = TransformerLM.from_preset("tiny", vocabulary_size=259, sequence_length=64)
     with ServerThread(model, ByteTokenizer(), max_batch_size=2, model_name="tiny") as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not chromium or not chromedriver:
-        pytest.fail("the browser tests need Debian's Chromium and its driver: "
-                    "apt-get install -y chromium chromium-driver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage", "--window-size=1200,800"):
-        options.add_argument(argument)
-    # The system driver: selenium must not look for (download) one of its own.
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=chromedriver))
-    yield driver
-    driver.quit()
 
 
 def fill(browser, element_id, value):
