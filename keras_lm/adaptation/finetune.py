@@ -78,7 +78,7 @@ def finetune(config, model=None):
         console.line(source.split_note)
     train_ds, val_ds = source.datasets(tokenizer)
     before = validation_loss(config, source, model, tokenizer, val_ds)
-    console.line(f"validation loss of the base: {before:.3f}")
+    console.line(f"validation loss before fine-tuning: {before:.3f}")
     progress = ProgressLog(console, steps, config.batch_size * config.sequence_length,
                            clock.seconds if clock else None, started)
     callbacks = run_callbacks(config, source, run_dir, tokenizer, val_ds,
