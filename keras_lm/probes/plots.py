@@ -18,19 +18,27 @@ SHARES = ("exact_match", "token_accuracy")
 
 
 def head_scores_figure(scores, title):
-    """A layers x heads heatmap of one score per attention head, values written in."""
-    scores = np.asarray(scores, dtype="float64")
-    layers, heads = scores.shape
-    figure = Figure(figsize=(1.2 + 0.9 * heads, 1.0 + 0.7 * layers), dpi=100,
+    """A layers x heads heatmap of one score per attention head, values written in.
+
+    `scores`: one `(layers, heads)` matrix, or a dict of named matrices drawn
+    side by side (e.g. prefix matching and previous token).
+    """
+    panels = scores if isinstance(scores, dict) else {"": scores}
+    panels = {name: np.asarray(value, dtype="float64") for name, value in panels.items()}
+    layers, heads = next(iter(panels.values())).shape
+    figure = Figure(figsize=(len(panels) * (1.2 + 0.9 * heads), 1.3 + 0.7 * layers), dpi=100,
                     layout="constrained")
-    axes = figure.add_subplot()
-    axes.imshow(scores, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
-    for (layer, head), value in np.ndenumerate(scores):
-        axes.text(head, layer, f"{value:.2f}", ha="center", va="center",
-                  color="white" if value < 0.6 else "black", fontsize=9)
-    axes.set_xticks(range(heads), [f"head {h}" for h in range(heads)])
-    axes.set_yticks(range(layers), [f"layer {i}" for i in range(layers)])
-    axes.set_title(title, fontsize=10)
+    figure.suptitle(title, fontsize=10)
+    for i, (name, matrix) in enumerate(panels.items()):
+        axes = figure.add_subplot(1, len(panels), i + 1)
+        axes.imshow(matrix, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+        for (layer, head), value in np.ndenumerate(matrix):
+            axes.text(head, layer, f"{value:.2f}", ha="center", va="center",
+                      color="white" if value < 0.6 else "black", fontsize=9)
+        axes.set_xticks(range(heads), [f"head {h + 1}" for h in range(heads)])
+        axes.set_yticks(range(layers), [f"layer {i + 1}" for i in range(layers)])
+        if name:
+            axes.set_title(name, fontsize=9)
     return png_bytes(figure)
 
 

@@ -156,9 +156,24 @@ def run_sweep(sweep):
             icl = run_probe(config.output_dir, "icl_score", batches=4)
         rows.append({**cell, **{k: metrics.get(k) for k in COLUMNS if k in metrics},
                      "icl_score": icl["icl_score"], "run_dir": config.output_dir,
-                     **{k: v for k, v in metrics.items() if k.startswith("accuracy_at_shots")}})
+                     **{k: v for k, v in metrics.items() if k.startswith("accuracy_at_shots")},
+                     **order_columns(metrics)})
         write_results(sweep, rows)  # after every cell: a partial table survives a crash
     return rows
+
+
+def order_columns(metrics):
+    """`exact_match_answer_<j>`: exact match of the j-th answer of a sequence.
+
+    On MQAR the j-th answer is the j-th query: flat when the model matches
+    keys, ~1/(N-j+1) when it only picks among unanswered values.
+
+    Example:
+    >>> order_columns({"exact_match_by_order": [0.25, 0.5]})
+    {'exact_match_answer_1': 0.25, 'exact_match_answer_2': 0.5}
+    """
+    return {f"exact_match_answer_{j}": value
+            for j, value in enumerate(metrics.get("exact_match_by_order") or [], 1)}
 
 
 def write_results(sweep, rows):
