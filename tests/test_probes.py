@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 import pytest
-
 from conftest import assert_one_line_usage_error, run_in_process
+
 from keras_lm.errors import UsageError
 from keras_lm.probes import AnswerScores
 from keras_lm.probes.runner import run_probe
@@ -18,10 +18,9 @@ INDUCTION = dict(task="induction", sequence_length=32, vocabulary_size=16)
 @pytest.fixture(scope="module")
 def induction_run(tmp_path_factory):
     """A tiny Transformer trained 200 steps on `induction` (~30 s on 2 cores)."""
-    from keras_lm.training import TrainConfig, train
-
     from keras_lm.data.synthetic import Task, task_dataset
     from keras_lm.probes.training_callback import induction_callback
+    from keras_lm.training import TrainConfig, train
 
     output = str(tmp_path_factory.mktemp("induction") / "run")
     # The induction scores measured during training (3 times: 0, 100, 200 steps).

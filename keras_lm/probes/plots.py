@@ -66,6 +66,8 @@ def sweep_figure(rows, metrics, title, x="num_parameters", group="family"):
         if metric in SHARES:
             axes.set_ylim(-0.02, 1.02)  # shares on one scale, so panels compare
         axes.set_xlabel("parameters" if x == "num_parameters" else x)
+        if metric == "token_edit_distance":
+            axes.invert_yaxis()  # up is better on every panel
         axes.set_ylabel(metric)
         axes.grid(True, which="both", alpha=0.3)
         axes.legend(fontsize=8)

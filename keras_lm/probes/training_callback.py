@@ -102,6 +102,9 @@ class InductionScores(keras.callbacks.Callback):
         if self.history[-1]["step"] != step:
             self.measure(step)
         self._writer.close()
+        for path in (self.json_path, self.png_path):
+            if path:
+                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         if self.json_path:
             write_json(self.json_path, {"every_steps": self.every_steps,
                                         "threshold": icl.PRESENT, "history": self.history})

@@ -48,7 +48,13 @@ def main():
     args = parser.parse_args()
 
     import keras
-    from keras_lm.data.synthetic import Task, task_dataset, task_tokenizer, training_pairs
+
+    from keras_lm.data.synthetic import (
+        Task,
+        task_dataset,
+        task_tokenizer,
+        training_pairs,
+    )
     from keras_lm.models import LSTMLM, TransformerLM
     from keras_lm.scoring import evaluate_task
 
