@@ -20,14 +20,18 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--every_steps", type=int, default=50)
+    parser.add_argument("--vocabulary_size", type=int, default=16)
     parser.add_argument("--runs", default="/tmp/keras_lm_phase_change")
+    parser.add_argument("--results", default=os.path.join(HERE, "phase_change"), help="where the CSV, JSON and PNG are copied")
     args = parser.parse_args()
     from keras_lm.probes.phase_change import PhaseChange, run_phase_change
 
     run_phase_change(PhaseChange(output_dir=args.runs, steps=args.steps,
-                                 every_steps=args.every_steps))
+                                 every_steps=args.every_steps,
+                                 vocabulary_size=args.vocabulary_size))
+    os.makedirs(args.results, exist_ok=True)
     for name in ("results.csv", "results.json", "phase_change.png"):
-        shutil.copy(os.path.join(args.runs, name), os.path.join(HERE, name))
+        shutil.copy(os.path.join(args.runs, name), os.path.join(args.results, name))
 
 
 if __name__ == "__main__":
