@@ -27,7 +27,8 @@ def main():
     parser.add_argument("--name", required=True)
     parser.add_argument("--family", default="transformer")
     parser.add_argument("--pairs", type=int, default=4)
-    parser.add_argument("--curriculum", default="", help="pairs:steps,... before --pairs")
+    parser.add_argument("--curriculum", default="",
+                        help="pairs:steps[:sequence_length],... trained before --pairs")
     parser.add_argument("--sequence_length", type=int, default=64)
     parser.add_argument("--vocab", type=int, default=None)
     parser.add_argument("--width", type=int, default=64)
@@ -71,10 +72,12 @@ def main():
                        hidden_dim=args.width, num_layers=args.layers, pad_id=tokenizer.pad_id)
     model.compile(args.optimizer, learning_rate=args.lr, total_steps=args.steps,
                   warmup_steps=args.warmup, weight_decay=args.wd, jit_compile=True)
-    stages = [tuple(int(v) for v in part.split(":")) for part in args.curriculum.split(",") if part]
+    stages = [[int(v) for v in part.split(":")] for part in args.curriculum.split(",") if part]
     done = 0
-    stage_tasks = [(Task("mqar", args.sequence_length, args.vocab, mqar_num_pairs=n), s)
-                   for n, s in stages] + [(task, args.steps - sum(s for _, s in stages))]
+    # A stage may be shorter than the context (rotary positions carry over to longer ones).
+    stage_tasks = [(Task("mqar", (stage + [args.sequence_length])[2], args.vocab,
+                         mqar_num_pairs=stage[0]), stage[1]) for stage in map(list, stages)]
+    stage_tasks.append((task, args.steps - sum(s for _, s in stage_tasks)))
     new = not os.path.exists(args.csv)
     with open(args.csv, "a", newline="") as f:
         writer = csv.writer(f)
