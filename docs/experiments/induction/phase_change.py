@@ -3,7 +3,7 @@
 1-layer against 2-layer Transformers (width 32, 2 heads) on repeated random
 blocks (context 32, 16 ids), the ICL score and Olsson et al.'s head scores
 measured every 50 steps while they train (TensorBoard: runs/*/logs/induction).
-Writes results.csv, results.json and phase_change.png into this folder
+Writes results.csv, results.json and phase_change.png into --results
 (the runs into /tmp/keras_lm_phase_change unless --runs is given).
 """
 
