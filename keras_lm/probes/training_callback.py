@@ -15,16 +15,17 @@ Training never imports the probes (see `setup.cfg [importlinter]`); the
 caller builds this callback and passes it to `keras_lm.training.train(config,
 callbacks=[...])` or to `model.fit`.
 
-Example:
+Example (`fit(..., callbacks=[callback])` calls these hooks itself):
 >>> import numpy as np, tempfile
 >>> from keras_lm.models import TransformerLM
 >>> model = TransformerLM.from_preset("tiny", vocabulary_size=20, sequence_length=16)
 >>> model.compile("adamw", jit_compile=False)
->>> x = np.random.default_rng(0).integers(0, 20, (4, 16)).astype("int32")
+>>> x = np.random.default_rng(0).integers(0, 20, (2, 16)).astype("int32")
 >>> callback = InductionScores([(x, x)], tempfile.mkdtemp(), every_steps=1, batch_size=2)
->>> _ = model.fit(x, x, batch_size=2, epochs=1, verbose=0, callbacks=[callback])
+>>> callback.set_model(model)
+>>> callback.on_train_begin()  # measures step 0
 >>> [row["step"] for row in callback.history], sorted(callback.history[0])[:3]
-([0, 1, 2], ['best_prefix_matching', 'best_previous_token', 'icl_score'])
+([0], ['best_prefix_matching', 'best_previous_token', 'icl_score'])
 """
 
 import os
