@@ -58,8 +58,8 @@ class PhaseChange:
     def config(self, layers):
         return TrainConfig(
             recipe="tiny", model="transformer", preset="tiny",
-            model_args=dict(hidden_dim=self.width, num_heads=self.num_heads, num_layers=layers,
-                            position_embedding=self.position_embedding),
+            model_args={"hidden_dim": self.width, "num_heads": self.num_heads,
+                        "num_layers": layers, "position_embedding": self.position_embedding},
             task="induction", sequence_length=self.sequence_length,
             vocabulary_size=self.vocabulary_size, batch_size=self.batch_size, steps=self.steps,
             eval_interval=self.steps, val_steps=2, learning_rate=self.learning_rate,
