@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 import pytest
-
 from conftest import assert_one_line_usage_error, run_in_process
+
 from keras_lm.errors import UsageError
 from keras_lm.probes import AnswerScores
 from keras_lm.probes.runner import run_probe
@@ -18,14 +18,22 @@ INDUCTION = dict(task="induction", sequence_length=32, vocabulary_size=16)
 @pytest.fixture(scope="module")
 def induction_run(tmp_path_factory):
     """A tiny Transformer trained 200 steps on `induction` (~30 s on 2 cores)."""
+    from keras_lm.data.synthetic import Task, task_dataset
+    from keras_lm.probes.training_callback import induction_callback
     from keras_lm.training import TrainConfig, train
 
     output = str(tmp_path_factory.mktemp("induction") / "run")
+    # The induction scores measured during training (3 times: 0, 100, 200 steps).
+    task = Task(INDUCTION["task"], INDUCTION["sequence_length"], INDUCTION["vocabulary_size"])
+    batches = [(b["inputs"].numpy(), b["targets"].numpy())
+               for b in task_dataset(task, 16, split="validation", num_batches=2)]
+    specials = range(INDUCTION["vocabulary_size"], INDUCTION["vocabulary_size"] + 4)
+    callback = induction_callback(output, batches, specials, every_steps=100)
     metrics = train(TrainConfig(
         recipe="tiny", preset="tiny", steps=200, eval_interval=100, batch_size=32, val_steps=2,
         learning_rate=3e-3, verbose=0, attention_maps=False, embedding_projector=False,
         jit_compile=False,  # XLA compiles for longer than these 200 tiny steps run
-        output_dir=output, **INDUCTION))
+        output_dir=output, **INDUCTION), callbacks=[callback])
     return output, metrics
 
 
@@ -81,6 +89,25 @@ def test_induction_probe_repeat_beats_first_copy(induction_run, capsys):
     result = json.loads(out)
     assert result["accuracy_repeat"] > result["accuracy_first"] + 0.1
     assert result["loss_repeat"] < result["loss_first"] - 0.3
+
+
+def test_training_logs_induction_scores(induction_run):
+    """The fixture's run trained with `induction_callback` (probes -> training)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    output, _ = induction_run
+    with open(os.path.join(output, "probes", "induction_curves.json")) as f:
+        history = json.load(f)["history"]
+    assert [row["step"] for row in history] == [0, 100, 200]
+    # At step 0 nothing is learned (ICL ~0); after 200 steps the copies are predicted.
+    assert abs(history[0]["icl_score"]) < 0.1
+    assert history[-1]["icl_score"] < history[0]["icl_score"] - 0.4
+    assert np.array(history[-1]["prefix_matching"]).shape == (2, 2)
+    assert os.path.getsize(os.path.join(output, "probes", "induction_curves.png")) > 1000
+    events = EventAccumulator(os.path.join(output, "logs", "induction")).Reload()
+    tags = set(events.Tags()["tensors"]) | set(events.Tags()["scalars"])
+    assert {"induction/icl_score", "induction/best_prefix_matching",
+            "induction/best_previous_token", "induction/prefix_matching/layer_2_head_1"} <= tags
 
 
 def test_untrained_model_icl_score_is_near_zero(tmp_path, capsys):

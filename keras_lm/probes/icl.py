@@ -101,32 +101,69 @@ def induction(model, special_ids, batches=8, batch_size=32, seed=0):
     }
 
 
-def induction_heads(model, special_ids, batch_size=16, seed=0):
-    """Per layer and head: attention of a repeated token to where it can copy from.
+PRESENT = 0.5  # a head scoring above this is called present (an induction / previous-token head)
 
-    On a random block repeated, the query at position t of the repeat
-    (t >= block) scores:
-    - `prefix_matching`: its attention to position t - block + 1, the token
-      after the previous occurrence of the current token: what an induction
-      head reads (Olsson et al. 2022);
-    - `previous_token`: its attention to t - 1, what the previous-token head
-      of the first layer of an induction circuit reads.
+
+def induction_heads(model, special_ids, batch_size=16, seed=0, threshold=PRESENT):
+    """Olsson et al.'s head scores, per layer and head, on a random block repeated.
+
+    On `repeated_random_tokens` (a block of length b, then the same block
+    again), per head:
+    - `prefix_matching`: mean attention from a token at position t of the
+      repeat (t >= b) to position t - b + 1, the token after the earlier
+      occurrence of the current token: what an induction head reads;
+    - `previous_token`: mean attention from position t (t >= 1, every
+      position) to t - 1, what the first-layer head of an induction circuit
+      reads.
+    Both are shares of the head's attention (0..1); a head is *present* above
+    `threshold` (0.5: it puts most of its attention there). `uniform_baseline`
+    is the mean score of a head that attends uniformly to the past.
+    `best_prefix_matching` is the best head above the first layer (the first
+    layer of a 1-layer model), `best_previous_token` the best head of the
+    first layer: the circuit of Olsson et al. is one of each.
     Needs a Transformer (`call(..., return_attention=True)`).
+
+    Example:
+    >>> from keras_lm.models import TransformerLM
+    >>> model = TransformerLM.from_preset("tiny", vocabulary_size=40, sequence_length=32)
+    >>> scores = induction_heads(model, special_ids=[], batch_size=2)
+    >>> len(scores["prefix_matching"]), len(scores["prefix_matching"][0]), scores["induction_heads"]
+    (2, 2, [])
     """
     L = model.sequence_length
     tokens, block = repeated_random_tokens(model.vocabulary_size, special_ids, L, batch_size, seed)
     _, weights = model(tokens[:, :-1].astype("int32"), training=False, return_attention=True)
     queries = np.arange(block, L)
+    everyone = np.arange(1, L)
     # Layer by layer: a pruned model's layers differ in head count.
     prefix, previous = [], []
     for layer_weights in weights:
         w = np.asarray(layer_weights, dtype="float64")  # (batch, heads, queries, keys)
-        prefix.append(w[:, :, queries, queries - block + 1].mean(axis=(0, 2)).tolist())
-        previous.append(w[:, :, queries, queries - 1].mean(axis=(0, 2)).tolist())
+        prefix.append(w[:, :, queries, queries - block + 1].mean(axis=(0, 2)))
+        previous.append(w[:, :, everyone, everyone - 1].mean(axis=(0, 2)))
+    # The induction head is looked for above layer 1 (it reads layer 1's
+    # previous-token head), unless the model has only one layer.
+    first = 1 if len(prefix) > 1 else 0
+    layer, head = max(((i, h) for i in range(first, len(prefix)) for h in range(len(prefix[i]))),
+                      key=lambda place: prefix[place[0]][place[1]])
     return {
         "block_length": block,
-        "prefix_matching": prefix,  # (layers, heads)
-        "previous_token": previous,
-        "max_prefix_matching": float(max(max(heads) for heads in prefix)),
+        "threshold": threshold,
+        "prefix_matching": [row.tolist() for row in prefix],  # (layers, heads)
+        "previous_token": [row.tolist() for row in previous],
+        "max_prefix_matching": float(max(row.max() for row in prefix)),
+        "best_prefix_matching": float(prefix[layer][head]),
+        "best_prefix_matching_head": [layer + 1, head + 1],  # 1-based layer, head
+        "best_previous_token": float(previous[0].max()),
+        "best_previous_token_head": [1, int(np.argmax(previous[0])) + 1],
+        # (layer, head), 1-based, of every head above the threshold
+        "induction_heads": _heads_above(prefix, threshold),
+        "previous_token_heads": _heads_above(previous, threshold),
         "uniform_baseline": float(np.mean(1.0 / (queries + 1))),
     }
+
+
+def _heads_above(scores, threshold):
+    """`[layer, head]` (1-based) of every head whose score is above `threshold`."""
+    return [[layer + 1, int(head) + 1] for layer, row in enumerate(scores)
+            for head in np.nonzero(row > threshold)[0]]

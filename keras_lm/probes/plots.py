@@ -20,25 +20,34 @@ SHARES = ("exact_match", "token_accuracy")
 def head_scores_figure(scores, title):
     """A layers x heads heatmap of one score per attention head, values written in.
 
-    Layers may differ in head count (a pruned model): the missing cells stay blank.
+    `scores`: one `(layers, heads)` matrix, or a dict of named matrices drawn
+    side by side (e.g. prefix matching and previous token). Layers may differ
+    in head count (a pruned model): the missing cells stay blank.
     """
-    heads = max(len(row) for row in scores)
-    scores = np.array([list(row) + [np.nan] * (heads - len(row)) for row in scores],
-                      dtype="float64")
-    layers = len(scores)
-    figure = Figure(figsize=(1.2 + 0.9 * heads, 1.0 + 0.7 * layers), dpi=100,
+    panels = scores if isinstance(scores, dict) else {"": scores}
+    panels = {name: _padded(value) for name, value in panels.items()}
+    layers, heads = next(iter(panels.values())).shape
+    figure = Figure(figsize=(len(panels) * (1.2 + 0.9 * heads), 1.3 + 0.7 * layers), dpi=100,
                     layout="constrained")
-    axes = figure.add_subplot()
-    axes.imshow(scores, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
-    for (layer, head), value in np.ndenumerate(scores):
-        if np.isnan(value):
-            continue
-        axes.text(head, layer, f"{value:.2f}", ha="center", va="center",
-                  color="white" if value < 0.6 else "black", fontsize=9)
-    axes.set_xticks(range(heads), [f"head {h}" for h in range(heads)])
-    axes.set_yticks(range(layers), [f"layer {i}" for i in range(layers)])
-    axes.set_title(title, fontsize=10)
+    figure.suptitle(title, fontsize=10)
+    for i, (name, matrix) in enumerate(panels.items()):
+        axes = figure.add_subplot(1, len(panels), i + 1)
+        axes.imshow(matrix, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+        for (layer, head), value in np.ndenumerate(matrix):
+            if not np.isnan(value):
+                axes.text(head, layer, f"{value:.2f}", ha="center", va="center",
+                          color="white" if value < 0.6 else "black", fontsize=9)
+        axes.set_xticks(range(heads), [f"head {h + 1}" for h in range(heads)])
+        axes.set_yticks(range(layers), [f"layer {i + 1}" for i in range(layers)])
+        if name:
+            axes.set_title(name, fontsize=9)
     return png_bytes(figure)
+
+
+def _padded(rows):
+    """`(layers, heads)` float64 with NaN where a layer has fewer heads."""
+    heads = max(len(row) for row in rows)
+    return np.array([list(row) + [np.nan] * (heads - len(row)) for row in rows], dtype="float64")
 
 
 def sweep_figure(rows, metrics, title, x="num_parameters", group="family"):
@@ -65,6 +74,8 @@ def sweep_figure(rows, metrics, title, x="num_parameters", group="family"):
         if metric in SHARES:
             axes.set_ylim(-0.02, 1.02)  # shares on one scale, so panels compare
         axes.set_xlabel("parameters" if x == "num_parameters" else x)
+        if metric == "token_edit_distance":
+            axes.invert_yaxis()  # up is better on every panel
         axes.set_ylabel(metric)
         axes.grid(True, which="both", alpha=0.3)
         axes.legend(fontsize=8)

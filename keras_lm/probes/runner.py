@@ -55,8 +55,11 @@ def run_probe(model_dir, probe, files=None, batches=16, batch_size=32, loaded=No
         png = position_loss_figure(result["losses"], title)
     elif probe == "induction_heads":
         result = icl.induction_heads(model, specials, batch_size=batch_size)
-        png = head_scores_figure(result["prefix_matching"],
-                                 "prefix-matching attention (induction heads)")
+        png = head_scores_figure(
+            {"prefix matching (induction heads)": result["prefix_matching"],
+             "previous token": result["previous_token"]},
+            f"present above {result['threshold']}; uniform attention scores "
+            f"{result['uniform_baseline']:.2f}")
     else:
         batches_ds = _probe_batches(model, tokenizer, config, files, batches, batch_size)
         if probe == "icl_score":

@@ -156,9 +156,24 @@ def run_sweep(sweep):
             icl = run_probe(config.output_dir, "icl_score", batches=4)
         rows.append({**cell, **{k: metrics.get(k) for k in COLUMNS if k in metrics},
                      "icl_score": icl["icl_score"], "run_dir": config.output_dir,
-                     **{k: v for k, v in metrics.items() if k.startswith("accuracy_at_shots")}})
+                     **{k: v for k, v in metrics.items() if k.startswith("accuracy_at_shots")},
+                     **order_columns(metrics)})
         write_results(sweep, rows)  # after every cell: a partial table survives a crash
     return rows
+
+
+def order_columns(metrics):
+    """`exact_match_answer_<j>`: exact match of the j-th answer of a sequence.
+
+    On MQAR the j-th answer is the j-th query: flat when the model matches
+    keys, ~1/(N-j+1) when it only picks among unanswered values.
+
+    Example:
+    >>> order_columns({"exact_match_by_order": [0.25, 0.5]})
+    {'exact_match_answer_1': 0.25, 'exact_match_answer_2': 0.5}
+    """
+    return {f"exact_match_answer_{j}": value
+            for j, value in enumerate(metrics.get("exact_match_by_order") or [], 1)}
 
 
 def write_results(sweep, rows):
@@ -166,7 +181,9 @@ def write_results(sweep, rows):
     out = sweep.output_dir
     write_json(os.path.join(out, "results.json"),
                {"sweep": dataclasses.asdict(sweep), "results": rows})
-    columns = list(COLUMNS) + sorted({k for row in rows for k in row} - set(COLUMNS))
+    # Extra columns in a stable order, `exact_match_answer_2` before `_10`.
+    columns = list(COLUMNS) + sorted({k for row in rows for k in row} - set(COLUMNS),
+                                     key=lambda k: (k.rstrip("0123456789"), len(k), k))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, columns, extrasaction="ignore")
     writer.writeheader()
@@ -177,6 +194,18 @@ def write_results(sweep, rows):
                            f"{sweep.task}: exact match and {metric.replace('_', ' ')}",
                            group="group")
         write_bytes(os.path.join(out, f"exact_match_and_{metric}.png"), png)
+    # Emergence or mirage (Schaeffer et al. 2023): the four answer scores on
+    # one figure, against size, and against training length when the grid has several.
+    png = sweep_figure(rows, ["exact_match", *CONTINUOUS],
+                       f"{sweep.task}: exact match against the continuous scores", group="group")
+    write_bytes(os.path.join(out, "emergence.png"), png)
+    if len(set(sweep.steps)) > 1:
+        by_steps = [{**row, "size": f"{row['family']} w{row['width']} l{row['num_layers']}"}
+                    for row in rows]
+        png = sweep_figure(by_steps, ["exact_match", *CONTINUOUS],
+                           f"{sweep.task}: the answer scores against training steps",
+                           x="steps", group="size")
+        write_bytes(os.path.join(out, "emergence_by_steps.png"), png)
     png = sweep_figure(rows, ["icl_score", "val_loss"], f"{sweep.task}: ICL score and loss",
                        group="group")
     write_bytes(os.path.join(out, "icl_score.png"), png)

@@ -8,7 +8,11 @@ same models scored per token improve smoothly. So every task reports both:
 - `token_accuracy`: share of answer tokens predicted;
 - `token_edit_distance`: mean Levenshtein distance, in tokens, between the
   predicted and the true tokens of an answer;
-- `answer_log_likelihood`: mean log-probability (nats) of an answer token.
+- `answer_log_likelihood`: mean log-probability (nats) of an answer token;
+- `exact_match_by_order`: exact match of the j-th answer of a sequence
+  (j = 1, 2, ...), a list. On MQAR the j-th answer is the j-th query: a
+  model that matches keys scores flat, a model that only picks among the
+  values not answered yet scores ~1/(N-j+1) (see `chance_by_order`).
 
 Predictions are teacher-forced (each answer token is predicted from the true
 tokens before it): one forward pass per batch. Exact match is then the same
@@ -31,6 +35,8 @@ class AnswerScores:
     >>> result = scores.result()
     >>> result["exact_match"], round(result["token_accuracy"], 3), result["token_edit_distance"]
     (0.5, 0.667, 0.5)
+    >>> result["exact_match_by_order"]
+    [1.0, 0.0]
     """
 
     def __init__(self):
@@ -39,6 +45,7 @@ class AnswerScores:
         self.answers = self.exact = 0
         self.edits = 0
         self.by_shots = collections.defaultdict(lambda: [0, 0])  # shots -> [hits, count]
+        self.by_order = collections.defaultdict(lambda: [0, 0])  # answer j -> [exact, count]
 
     def update(self, predictions, targets, answer_group, log_probs, shots=None):
         """Adds one batch of `(batch, time)` arrays; only `answer_group > 0` counts."""
@@ -57,6 +64,8 @@ class AnswerScores:
                 distance = int(edit_distance(predicted, true))
                 self.edits += distance
                 self.exact += int(distance == 0)
+                self.by_order[int(group)][0] += int(distance == 0)
+                self.by_order[int(group)][1] += 1
         if shots is not None:
             shots = np.asarray(shots)
             for k in np.unique(shots[mask]):
@@ -75,10 +84,28 @@ class AnswerScores:
             "answer_log_likelihood": self.log_likelihood / self.tokens,
             "answers": self.answers,
             "answer_tokens": self.tokens,
+            # Answer numbers run 1, 2, ... in every sequence; a number no
+            # sequence reached is absent, so the list stops at the last one.
+            "exact_match_by_order": [self.by_order[j][0] / self.by_order[j][1]
+                                     for j in sorted(self.by_order)],
         }
         for k, (hits, count) in sorted(self.by_shots.items()):
             result[f"accuracy_at_shots_{k}"] = hits / count
         return result
+
+
+def chance_by_order(num_answers):
+    """Exact match by query order of a model that guesses among the values not yet answered.
+
+    With N pairs, at the j-th query N - j + 1 values are still unanswered:
+    a model that knows the values and which it has answered, but cannot
+    match a key to its value, scores 1 / (N - j + 1) (design notes, section 4).
+
+    Example:
+    >>> [round(v, 2) for v in chance_by_order(4)]
+    [0.25, 0.33, 0.5, 1.0]
+    """
+    return [1.0 / (num_answers - j) for j in range(num_answers)]
 
 
 def edit_distance(predicted, true):
@@ -100,4 +127,4 @@ def edit_distance(predicted, true):
     return int(previous[-1])
 
 
-__all__ = ["AnswerScores", "edit_distance"]
+__all__ = ["AnswerScores", "chance_by_order", "edit_distance"]

@@ -189,7 +189,7 @@ class RunCallbacks:
 
 
 def run_callbacks(config, source, run_dir, tokenizer, validation_data, hparams, clock=None,
-                  progress=None):
+                  progress=None, extra=()):
     """The callbacks of a run, in the order they must run.
 
     The clock (a `WallClockSchedule`, when the run is timed) sets the
@@ -198,7 +198,9 @@ def run_callbacks(config, source, run_dir, tokenizer, validation_data, hparams, 
     TensorBoard write the logs; then the samples (text
     sources), TensorBoard with keras_lm's views, the best checkpoint, the
     resume backup (two copies: a crash while one is written leaves the other
-    whole) and `TerminateOnNaN`. Only the chief draws the views: they only
+    whole) and `TerminateOnNaN`. `extra` callbacks (a caller's, e.g. the
+    probes' `InductionScores`: training never imports the probes) run after
+    the console and before TensorBoard. Only the chief draws the views: they only
     read the model (no collective op), so the other workers, whose files are
     thrown away, skip them instead of competing for the CPU.
     """
@@ -206,7 +208,8 @@ def run_callbacks(config, source, run_dir, tokenizer, validation_data, hparams, 
     log_dir = os.path.join(run_dir.write_dir, "logs")
     logs = LanguageModelLogs(config.batch_size * config.sequence_length, source.tokens_per_byte,
                              source.val_tokens_per_byte)
-    callbacks = [c for c in (clock, logs, progress) if c] + [keras.callbacks.TerminateOnNaN()]
+    callbacks = ([c for c in (clock, logs, progress) if c] + [keras.callbacks.TerminateOnNaN()]
+                 + (list(extra) if chief else []))
     if config.samples and chief and source.has_text:
         callbacks.append(SampleWriter(
             tokenizer, config.sample_prompts, log_dir=os.path.join(log_dir, "samples"),

@@ -17,8 +17,11 @@ from keras_lm.training.run_directory import RunDirectory
 from keras_lm.training.sources import make_source
 
 
-def train(config):
+def train(config, callbacks=()):
     """Runs training as configured; returns the final metrics dict.
+
+    `callbacks`: more Keras callbacks for `fit` (the chief's only), e.g. a
+    probe measured during training (`keras_lm.probes.InductionScores`).
 
     Writes into `config.output_dir` (see `RunDirectory`): `model.keras`,
     `tokenizer.json`, `config.json`, `logs/`, `checkpoints/best.keras`,
@@ -61,8 +64,10 @@ def train(config):
         train_ds, val_ds = (distribution.shard(d) for d in source.datasets(tokenizer))
         progress = ProgressLog(console, steps, config.batch_size * config.sequence_length,
                                clock.seconds if clock else None, started)
+        extra_callbacks = callbacks
         callbacks = run_callbacks(config, source, run_dir, tokenizer, val_ds,
-                                  resolved if config.hparams else None, clock, progress)
+                                  resolved if config.hparams else None, clock, progress,
+                                  extra_callbacks)
         if run_dir.resuming:
             console.line(f"resuming from the backup in {run_dir.backup_dir}")
         with compat.quiet_keras_data_warnings():

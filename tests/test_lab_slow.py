@@ -1,0 +1,37 @@
+"""The lab's experiments, reduced: each asserts the direction its full run shows
+(docs/experiments.md). Slow: run with `pytest tests/test_lab_slow.py -m slow -n0`."""
+
+import csv
+import os
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_mqar_attention_beats_the_lstm_and_reports_query_order(tmp_path):
+    from keras_lm.probes.sweep import Sweep, run_sweep
+
+    rows = run_sweep(Sweep(task="mqar", task_args={"mqar_num_pairs": 4}, sequence_length=32,
+                           vocabulary_size=64, families=["transformer", "lstm"], sizes=[32],
+                           steps=[300], output_dir=str(tmp_path)))
+    exact = {row["family"]: row["exact_match"] for row in rows}
+    # Attention at least picks among the values in context (>= ~1/4); the LSTM
+    # of the same width stays near chance (1/32 values).
+    assert exact["transformer"] > exact["lstm"] + 0.1, exact
+    with open(tmp_path / "results.csv") as f:
+        header = next(csv.reader(f))
+    assert [f"exact_match_answer_{j}" for j in range(1, 5)] == [
+        name for name in header if name.startswith("exact_match_answer_")]
+    assert os.path.isfile(tmp_path / "emergence.png")
+
+
+def test_two_layers_learn_in_context_and_one_layer_does_not(tmp_path):
+    from keras_lm.probes.phase_change import PhaseChange, run_phase_change
+
+    rows = run_phase_change(PhaseChange(output_dir=str(tmp_path), steps=800, every_steps=200))
+    final = {row["num_layers"]: row for row in rows if row["step"] == 800}
+    # The 2-layer model copies from context: its ICL score falls well below the 1-layer one's.
+    assert final[2]["icl_score"] < final[1]["icl_score"] - 0.3, final
+    assert [row["step"] for row in rows if row["num_layers"] == 2] == [0, 200, 400, 600, 800]
+    assert os.path.isfile(tmp_path / "phase_change.png")
