@@ -26,7 +26,8 @@ normalization the tokenizer file cannot express.
 
 `engine_greedy(path, texts, max_new_tokens)` runs the file in
 `litert_lm.Engine` (CPU) with greedy decoding: the texts it continues
-with, as an app gets them.
+with, as an app gets them. `read_llm_metadata(path)` reads the file's
+`LlmMetadata` back.
 
 Example (not run here: it needs an exported file):
 
@@ -149,11 +150,34 @@ def write_litertlm(tflite_path, path, tokenizer, sequence_length, prompt_templat
     return os.path.getsize(path)
 
 
-def engine_greedy(path, texts, max_new_tokens, num_threads=None):
+def read_llm_metadata(path):
+    """The `LlmMetadata` proto a `.litertlm` file holds (as the engine reads it)."""
+    from google.protobuf import text_format
+    from litert_lm_builder import litertlm_builder as builder
+    from litert_lm_builder.runtime.proto import llm_metadata_pb2
+
+    with tempfile.TemporaryDirectory(prefix="keras_lm_litertlm_") as scratch:
+        with contextlib.redirect_stdout(io.StringIO()):
+            builder.unpack(os.fspath(path), scratch)
+        names = [n for n in os.listdir(scratch) if n.startswith("LlmMetadata")]
+        if len(names) != 1:
+            raise ValueError(f"path: {path} holds {len(names)} LlmMetadata sections, not one")
+        with open(os.path.join(scratch, names[0]), encoding="utf-8") as f:
+            return text_format.Parse(f.read(), llm_metadata_pb2.LlmMetadata())
+
+
+def engine_greedy(path, texts, max_new_tokens, num_threads=None, apply_prompt_template=False):
     """Greedy continuations of `texts` by LiteRT-LM's engine (CPU), as strings.
 
     Each text starts a fresh session (the engine puts the start token
-    first); no prompt template is applied (pass the templated text).
+    first). `apply_prompt_template`: the engine puts each text through the
+    file's user prompt template (a fine-tuned run's), as `model.generate`
+    does; else the texts go as they are.
+
+    The session API applies the template as written; the engine's
+    conversation API (`create_conversation`) renders it through a chat
+    template that dropped a newline at the start of the suffix (litert-lm-api
+    0.18: `"{prompt}\\n"` loses its newline), so apps prefill sessions as here.
     """
     import litert_lm
 
@@ -163,15 +187,15 @@ def engine_greedy(path, texts, max_new_tokens, num_threads=None):
     # the same size written within the same second would load stale weights.
     with tempfile.TemporaryDirectory(prefix="keras_lm_litertlm_cache_") as cache:
         engine = litert_lm.Engine(os.fspath(path), backend, cache_dir=cache)
-        return _greedy(engine, litert_lm, texts, max_new_tokens)
+        return _greedy(engine, litert_lm, texts, max_new_tokens, apply_prompt_template)
 
 
-def _greedy(engine, litert_lm, texts, max_new_tokens):
+def _greedy(engine, litert_lm, texts, max_new_tokens, apply_prompt_template):
     try:
         outputs = []
         for text in texts:
             session = engine.create_session(
-                apply_prompt_template=False,
+                apply_prompt_template=bool(apply_prompt_template),
                 sampler_config=litert_lm.interfaces.SamplerConfig(top_k=1, temperature=0.0),
                 max_output_tokens=int(max_new_tokens),
             )
