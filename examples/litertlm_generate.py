@@ -9,7 +9,8 @@ tokens and the prompt template of a fine-tuned run.
     python examples/litertlm_generate.py saved_models/quickstart/litertlm/model_float32.litertlm "def "
 
 With --check, the script also loads the Keras model of the run (two levels
-above the file) and prints whether the engine's greedy text equals Keras'.
+above the file) and prints whether the engine's greedy text equals Keras'
+(exit code 1 if not).
 """
 
 import os
@@ -27,9 +28,10 @@ def generate(path, prompts, max_new_tokens=64):
         engine = litert_lm.Engine(path, litert_lm.interfaces.Backend.CPU(), cache_dir=cache)
         texts = []
         for prompt in prompts:
-            # apply_prompt_template=True would wrap the prompt in the file's template
-            # (a fine-tuned run's); the engine puts the start token <bos> first either way.
-            session = engine.create_session(apply_prompt_template=False, sampler_config=greedy,
+            # The engine puts the start token <bos> first and the prompt through the
+            # file's template (a fine-tuned run's; none for a run trained from scratch),
+            # as model.generate does.
+            session = engine.create_session(apply_prompt_template=True, sampler_config=greedy,
                                             max_output_tokens=max_new_tokens)
             session.run_prefill([prompt])
             texts.append(session.run_decode().texts[0])

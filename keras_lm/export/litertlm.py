@@ -14,7 +14,8 @@
   give our ids before it is written);
 - an `LlmMetadata` record: the generic model type, `<bos>` as start token,
   `<eos>` as stop token, `<pad>` and `<bos>` suppressed (our samplers never
-  pick them either), a greedy sampler by default, the context as the
+  pick them either), a greedy sampler by default (top-p over the top 1
+  token: the only type the engine's CPU sampler implements), the context as the
   maximum number of tokens, and a fine-tuned run's prompt template
   (`keras_lm.prompt_template`) as the user turn's prefix and suffix.
 
@@ -101,10 +102,15 @@ def llm_metadata(tokenizer, sequence_length, prompt_template=None):
     metadata.suppress_tokens.ids.extend([tokenizer.pad_id, tokenizer.bos_id])
     metadata.pad_token.token_ids.ids.append(tokenizer.pad_id)
     metadata.max_num_tokens = int(sequence_length)
+    # Greedy as top-p sampling over the k = 1 most likely token: the engine's
+    # CPU sampler implements only TOP_P (litert-lm-api 0.18: GREEDY and TOP_K
+    # fail with "Sampler type: 3 (1) not implemented yet" at the first decode
+    # of a session that takes the file's defaults, and in its Benchmark).
     sampler = metadata.sampler_params
-    sampler.type = sampler_params_pb2.SamplerParameters.GREEDY
+    sampler.type = sampler_params_pb2.SamplerParameters.TOP_P
     sampler.k = 1
-    sampler.temperature = 0.0
+    sampler.p = 1.0
+    sampler.temperature = 1.0
     template = PromptTemplate(prompt_template)
     if not template.is_identity:
         metadata.prompt_templates.user.prefix = template.prefix
@@ -166,13 +172,16 @@ def read_llm_metadata(path):
             return text_format.Parse(f.read(), llm_metadata_pb2.LlmMetadata())
 
 
-def engine_greedy(path, texts, max_new_tokens, num_threads=None, apply_prompt_template=False):
+def engine_greedy(path, texts, max_new_tokens, num_threads=None, apply_prompt_template=False,
+                  file_sampler=False):
     """Greedy continuations of `texts` by LiteRT-LM's engine (CPU), as strings.
 
     Each text starts a fresh session (the engine puts the start token
     first). `apply_prompt_template`: the engine puts each text through the
     file's user prompt template (a fine-tuned run's), as `model.generate`
-    does; else the texts go as they are.
+    does; else the texts go as they are. `file_sampler`: decode with the
+    sampler the file names as its default (greedy), as an app that sets
+    none does; else with an explicit greedy sampler.
 
     The session API applies the template as written; the engine's
     conversation API (`create_conversation`) renders it through a chat
@@ -187,16 +196,18 @@ def engine_greedy(path, texts, max_new_tokens, num_threads=None, apply_prompt_te
     # the same size written within the same second would load stale weights.
     with tempfile.TemporaryDirectory(prefix="keras_lm_litertlm_cache_") as cache:
         engine = litert_lm.Engine(os.fspath(path), backend, cache_dir=cache)
-        return _greedy(engine, litert_lm, texts, max_new_tokens, apply_prompt_template)
+        return _greedy(engine, litert_lm, texts, max_new_tokens, apply_prompt_template,
+                       file_sampler)
 
 
-def _greedy(engine, litert_lm, texts, max_new_tokens, apply_prompt_template):
+def _greedy(engine, litert_lm, texts, max_new_tokens, apply_prompt_template, file_sampler):
     try:
         outputs = []
         for text in texts:
             session = engine.create_session(
                 apply_prompt_template=bool(apply_prompt_template),
-                sampler_config=litert_lm.interfaces.SamplerConfig(top_k=1, temperature=0.0),
+                sampler_config=None if file_sampler else litert_lm.interfaces.SamplerConfig(
+                    top_k=1, temperature=0.0),
                 max_output_tokens=int(max_new_tokens),
             )
             try:
