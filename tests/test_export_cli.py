@@ -67,7 +67,7 @@ def test_generate_samples_from_a_tflite_file(capsys, exported):
     [
         (["--format=onnx"], "--format must be some of saved_model, tflite, litertlm, got onnx"),
         (["--quantize=fp16,int2"],
-         "--quantize must be some of none, fp16, dynamic_int8, int8, int4, got int2"),
+         "--quantize must be some of none, fp16, dynamic_int8, int8, int4, got fp16, int2"),
         (["--prefill_lengths=8,x"], "--prefill_lengths must be integers, got 'x'"),
         (["--prefill_lengths=8,33"], "--prefill_lengths must be in [1, sequence_length=32], got [33]"),
         (["--quantize=int8", "--data_files=/no/such/*.txt"], "--data_files: no file matches"),

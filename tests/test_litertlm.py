@@ -86,10 +86,11 @@ def test_a_fine_tuned_runs_template_reaches_the_engine(exported, tmp_path):
                    model.sequence_length, model.tokenizer.prompt_template)
     user = read_llm_metadata(path).prompt_templates.user
     assert (user.prefix, user.suffix) == ("Q: ", "\nA:")
-    expected = model.generate(list(PROMPTS), 16)  # through the run's template
-    assert expected != model.generate(list(PROMPTS), 16, apply_template=False)
+    prompts = ["the quick", "It was"]  # short: with the template, room for 8 tokens in 32
+    expected = model.generate(prompts, 8)  # through the run's template
+    assert expected != model.generate(prompts, 8, apply_template=False)
     # With the file's own default sampler (greedy), as an app that sets none.
-    assert engine_greedy(path, PROMPTS, 16, apply_prompt_template=True,
+    assert engine_greedy(path, prompts, 8, apply_prompt_template=True,
                          file_sampler=True) == expected
 
 
