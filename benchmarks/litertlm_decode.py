@@ -26,6 +26,7 @@ change against Keras, the engine's greedy agreement with Keras).
 
 import argparse
 import os
+import shutil
 import tempfile
 import time
 
@@ -80,11 +81,18 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    import litert_lm
-
     model, tokenizer, config = load_model_dir(args.model_dir)
     _, validation = run_files(config)
     scratch = tempfile.mkdtemp(prefix="litertlm_decode_")
+    try:
+        measure(args, model, tokenizer, validation, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def measure(args, model, tokenizer, validation, scratch):
+    import litert_lm
+
     result = export(model, tokenizer, scratch, formats=("litertlm",),
                     quantize=args.quantize.split(","), validation_files=validation)
     new = min(args.decode, model.sequence_length - args.prefill - 1)
