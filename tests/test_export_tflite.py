@@ -234,7 +234,11 @@ def test_transformer_uses_builtin_operators_only(exports, quantize):
     assert not [n for n in names if n.startswith("CUSTOM") or "Flex" in n]
     assert {"DYNAMIC_UPDATE_SLICE", "FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX"} <= set(names)
     assert "WHILE" not in names
-    if quantize != "none":
+    if quantize == "int4":
+        # Hybrid kernels read the int4 weights as they are (no DEQUANTIZE op).
+        kinds = {kind for kind, _ in tflite_export.constant_tensors(info.path).values()}
+        assert "INT4" in kinds
+    elif quantize != "none":
         assert "DEQUANTIZE" in names  # float16 or int8 weights, dequantized
     if quantize == "int8":
         assert "QUANTIZE" in names  # float activations into int8 operators

@@ -472,9 +472,11 @@ def quantize_int4(data):
 
 
 def constant_tensors(data):
-    """`{name: (type name, shape)}` of the constant tensors (weights) of a `.tflite` file."""
+    """`{name: (type name, shape)}` of the constant tensors (weights) of a `.tflite` file
+    (its path or bytes)."""
     from ai_edge_litert import schema_py_generated as schema
 
+    data = _model_bytes(data)
     root = schema.Model.GetRootAs(data, 0)
     types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
     found = {}
