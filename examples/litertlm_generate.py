@@ -8,9 +8,10 @@ tokens and the prompt template of a fine-tuned run.
     keras-lm export --model_dir=saved_models/quickstart --format=litertlm --quantize=none,int4
     python examples/litertlm_generate.py saved_models/quickstart/litertlm/model_float32.litertlm "def "
 
-With --check, the script also loads the Keras model of the run (two levels
-above the file) and prints whether the engine's greedy text equals Keras'
-(exit code 1 if not).
+--max_new_tokens=N (default 64) bounds each continuation. With --check, the
+script also loads the Keras model of the run (two levels above the file)
+and prints whether the engine's greedy text equals Keras' (exit code 1 if
+not).
 """
 
 import os
@@ -41,15 +42,20 @@ def generate(path, prompts, max_new_tokens=64):
 
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if a != "--check"]
+    options = [a for a in sys.argv[1:] if a.startswith("--")]
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
     path, prompts = args[0], args[1:] or ["def "]
-    texts = generate(path, prompts)
+    max_new_tokens = 64
+    for option in options:
+        if option.startswith("--max_new_tokens="):
+            max_new_tokens = int(option.split("=", 1)[1])
+    texts = generate(path, prompts, max_new_tokens)
     for prompt, text in zip(prompts, texts):
         print(f"{prompt}{text}")
     if "--check" in sys.argv:
         import keras_lm
 
         model = keras_lm.load(os.path.dirname(os.path.dirname(os.path.abspath(path))))
-        same = model.generate(prompts, 64) == texts
+        same = model.generate(prompts, max_new_tokens) == texts
         print("engine == keras (greedy):", same)
         sys.exit(0 if same else 1)

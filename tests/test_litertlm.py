@@ -202,10 +202,12 @@ def test_example_script_checks_the_engine_against_keras(exported):
 
     script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                           "examples", "litertlm_generate.py")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     result = subprocess.run(
         [sys.executable, script, str(exported / "litertlm" / "model_float32.litertlm"),
-         "the quick brown", "It was", "--check"],
+         "the quick brown", "It was", "--max_new_tokens=12", "--check"],
         capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": root},  # this checkout's keras_lm for --check
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "engine == keras (greedy): True"
