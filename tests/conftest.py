@@ -83,6 +83,33 @@ def trained(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def exported_run(trained, tmp_path_factory):
+    """A copy of `trained`, exported once by `keras-lm export` (in this process) to every
+    format: saved_model/, tflite/ (float32, fp16, int4) and litertlm/ (the same three),
+    verified. Returns `(directory, stdout)`; tests copy it before changing anything.
+
+    One export shared by tests/test_export_cli.py and tests/test_litertlm.py (each
+    used to export the run on its own); the full variant matrix runs in slow tests.
+    """
+    import contextlib
+    import io
+    import shutil
+
+    from keras_lm.cli.main import run
+
+    output, _, _ = trained
+    directory = tmp_path_factory.mktemp("exported_run") / "run"
+    shutil.copytree(output, directory)
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout), pytest.raises(SystemExit) as exit_info:
+        run(["keras-lm", "export", f"--model_dir={directory}",
+             "--format=saved_model,tflite,litertlm", "--quantize=none,fp16,int4", "--verify"])
+        raise SystemExit(0)
+    assert exit_info.value.code == 0, stdout.getvalue()
+    return directory, stdout.getvalue()
+
+
+@pytest.fixture(scope="session")
 def tensorboard_run(tmp_path_factory):
     """One tiny `keras-lm train` run with every TensorBoard view on.
 
@@ -140,7 +167,8 @@ def browser():
 # --- running in parallel (pytest-xdist) -------------------------------------------
 
 # Session fixtures that train a model: the tests that use one run on the same
-# worker, so each fixture trains once (not once per worker). Every other test
+# worker, so each fixture trains once (not once per worker). (`exported_run`
+# uses `trained`, so its tests join that group.) Every other test
 # runs on its module's worker, so a module's fixtures are built once too.
 SHARED_RUNS = ("trained", "tensorboard_run")
 

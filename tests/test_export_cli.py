@@ -1,39 +1,42 @@
-"""`keras-lm export` and `keras-lm generate --model` on a real tiny training run."""
+"""`keras-lm export` and `keras-lm generate --model` on a real tiny training run.
+
+The run is exported once for this file and tests/test_litertlm.py (conftest's
+`exported_run`).
+"""
 
 import json
 import shutil
 
 import pytest
 
-from conftest import assert_one_line_usage_error, keras_lm, run_in_process
+from conftest import assert_one_line_usage_error, run_in_process
 
 
 @pytest.fixture(scope="module")
-def exported(trained, tmp_path_factory):
-    """A copy of the tiny run, exported by the console script (float32 + fp16, verified)."""
-    output, files, _ = trained
-    directory = tmp_path_factory.mktemp("export") / "run"
-    shutil.copytree(output, directory)
-    result = keras_lm("export", f"--model_dir={directory}", "--quantize=none,fp16", "--verify")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return directory, result
+def exported(exported_run):
+    """The tiny run exported by `keras-lm export` (conftest: every format, float32, fp16 and
+    int4, verified): `(directory, stdout)`."""
+    return exported_run
 
 
 def test_export_writes_both_formats_and_prints_the_parity_table(exported):
-    directory, result = exported
+    directory, stdout = exported
     assert (directory / "saved_model" / "saved_model.pb").is_file()
     assert sorted(p.name for p in (directory / "tflite").iterdir()) == [
-        "metadata.json", "model_float32.tflite", "model_fp16.tflite", "tokenizer.json"]
+        "metadata.json", "model_float32.tflite", "model_fp16.tflite", "model_int4.tflite",
+        "tokenizer.json"]
     metadata = json.loads((directory / "tflite" / "metadata.json").read_text())
     assert metadata["failures"] == []
     # The run's own validation file (from config.json) gave the perplexity figures.
     assert metadata["parity_setup"]["windows"] > 0
     assert "perplexity_change" in metadata["files"]["fp16"]["parity"]
-    lines = result.stdout.strip().splitlines()
+    lines = stdout.strip().splitlines()
     assert lines[0].split() == ["file", "size", "max|dlogit|", "greedy", "ppl", "change"]
     assert [line.split()[0] for line in lines[1:]] == [
-        "saved_model/", "tflite/model_float32.tflite", "tflite/model_fp16.tflite"]
-    assert "Traceback" not in result.stderr
+        "saved_model/",
+        "tflite/model_float32.tflite", "litertlm/model_float32.litertlm",
+        "tflite/model_fp16.tflite", "litertlm/model_fp16.litertlm",
+        "tflite/model_int4.tflite", "litertlm/model_int4.litertlm"]
 
 
 def test_generate_with_exported_files_gives_the_keras_text(capsys, exported):
@@ -62,8 +65,9 @@ def test_generate_samples_from_a_tflite_file(capsys, exported):
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--format=onnx"], "--format must be some of saved_model, tflite, got onnx"),
-        (["--quantize=fp16,int4"], "--quantize must be some of none, fp16, dynamic_int8, int8"),
+        (["--format=onnx"], "--format must be some of saved_model, tflite, litertlm, got onnx"),
+        (["--quantize=fp16,int2"],
+         "--quantize must be some of none, fp16, dynamic_int8, int8, int4, got fp16, int2"),
         (["--prefill_lengths=8,x"], "--prefill_lengths must be integers, got 'x'"),
         (["--prefill_lengths=8,33"], "--prefill_lengths must be in [1, sequence_length=32], got [33]"),
         (["--quantize=int8", "--data_files=/no/such/*.txt"], "--data_files: no file matches"),

@@ -67,12 +67,15 @@ def exports(models, export_dir):
         def __getitem__(self, key):
             if key not in cache:
                 name, quantize = key
+                # int4 quantizes the float32 file (as the bundle does): no second conversion.
+                source = {"from_float32": self[name, "none"].path} if quantize == "int4" else {}
                 cache[key] = export_tflite(
                     models[name],
                     str(export_dir / f"{name}_{quantize}.tflite"),
                     prefill_lengths=PREFILL_LENGTHS,
                     quantize=quantize,
                     representative_ids=_texts(4, 48, seed=1) if quantize == "int8" else None,
+                    **source,
                 )
             return cache[key]
 
@@ -231,7 +234,11 @@ def test_transformer_uses_builtin_operators_only(exports, quantize):
     assert not [n for n in names if n.startswith("CUSTOM") or "Flex" in n]
     assert {"DYNAMIC_UPDATE_SLICE", "FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX"} <= set(names)
     assert "WHILE" not in names
-    if quantize != "none":
+    if quantize == "int4":
+        # Hybrid kernels read the int4 weights as they are (no DEQUANTIZE op).
+        kinds = {kind for kind, _ in tflite_export.constant_tensors(info.path).values()}
+        assert "INT4" in kinds
+    elif quantize != "none":
         assert "DEQUANTIZE" in names  # float16 or int8 weights, dequantized
     if quantize == "int8":
         assert "QUANTIZE" in names  # float activations into int8 operators
@@ -300,7 +307,8 @@ def test_fp16_is_half_the_size_and_close_to_float32(exports):
 
 @pytest.mark.parametrize(
     "name, quantize",
-    [("rotary", "fp16"), ("rotary", "dynamic_int8"), ("rotary", "int8"), ("lstm", "int8")],
+    [("rotary", "fp16"), ("rotary", "dynamic_int8"), ("rotary", "int8"), ("lstm", "int8"),
+     ("rotary", "int4")],
 )
 def test_quantized_files_run_and_generate(exports, name, quantize):
     info = exports[name, quantize]
@@ -310,6 +318,18 @@ def test_quantized_files_run_and_generate(exports, name, quantize):
     assert len(new) == 12
     assert all(2 <= t < VOCABULARY for t in new)
     assert read_metadata(info.path)["quantize"] == quantize
+
+
+def test_int4_quantizes_only_a_float32_file_of_the_same_signatures(models, exports, tmp_path):
+    info = exports["rotary", "int4"]  # quantized from exports["rotary", "none"]
+    assert info.int4["granularity"] == tflite_export.INT4_BLOCK and info.int4["int4_weights"]
+    path = tmp_path / "int4.tflite"
+    for source in (exports["rotary", "fp16"].path, exports["rotary", "none"].path):
+        # fp16: not float32; float32 with prefill_8 and prefill_32: not these signatures.
+        with pytest.raises(ValueError, match="from_float32 must be a float32 file exported"):
+            export_tflite(models["rotary"], str(path), prefill_lengths=(8,), quantize="int4",
+                          from_float32=source)
+    assert _leftovers(tmp_path) == []
 
 
 @pytest.mark.parametrize("name", ["rotary", "lstm"])
@@ -382,13 +402,15 @@ def test_bad_arguments_write_nothing(models, tmp_path):
     with pytest.raises(ValueError, match="path"):
         export_tflite(model, str(tmp_path / "missing" / "model.tflite"))
     with pytest.raises(ValueError, match="quantize"):
-        export_tflite(model, str(path), quantize="int4")
+        export_tflite(model, str(path), quantize="int2")
     with pytest.raises(ValueError, match="representative_ids"):
         export_tflite(model, str(path), quantize="int8")
     with pytest.raises(ValueError, match="representative_ids"):
         export_tflite(model, str(path), quantize="int8", representative_ids=[[1, VOCABULARY]])
     with pytest.raises(ValueError, match="representative_ids"):
         export_tflite(model, str(path), representative_ids=[[1, 2]])
+    with pytest.raises(ValueError, match="from_float32: only used with quantize='int4'"):
+        export_tflite(model, str(path), from_float32=str(path))
     assert _leftovers(tmp_path) == []
     # An existing file survives a failed export untouched.
     path.write_bytes(b"previous")

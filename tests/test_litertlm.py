@@ -2,7 +2,8 @@
 
 The proof is the engine itself (`litert_lm.Engine`, CPU): its greedy text
 equals the Keras model's. The default suite checks it on the tiny shared
-run (3 prompts, 16 new tokens); the slow test on a model trained a little
+run (3 prompts, 16 new tokens; exported once with tests/test_export_cli.py,
+conftest's `exported_run`); the slow test on a model trained a little
 longer, 64 new tokens after each of 3 prompts.
 """
 
@@ -17,25 +18,15 @@ PROMPTS = ("the quick brown", "def main(", "It was")
 
 
 @pytest.fixture(scope="module")
-def exported(trained, tmp_path_factory):
-    """The tiny shared run exported as float32 and int4 `.litertlm` files, verified."""
-    from keras_lm.cli.main import run
-
-    output, _, _ = trained
-    directory = tmp_path_factory.mktemp("litertlm") / "run"
-    shutil.copytree(output, directory)
-    with pytest.raises(SystemExit) as exit_info:
-        run(["keras-lm", "export", f"--model_dir={directory}", "--format=litertlm",
-             "--quantize=none,int4", "--verify"])
-        raise SystemExit(0)
-    assert exit_info.value.code == 0
-    return directory
+def exported(exported_run):
+    """The tiny shared run exported by `keras-lm export --format=...,litertlm
+    --quantize=none,fp16,int4 --verify` (conftest's `exported_run`)."""
+    return exported_run[0]
 
 
 def test_export_writes_litertlm_files_the_engine_reproduces(exported):
     assert sorted(p.name for p in (exported / "litertlm").iterdir()) == [
-        "model_float32.litertlm", "model_int4.litertlm"]
-    assert not (exported / "saved_model").exists()  # only what was asked for (and its source)
+        "model_float32.litertlm", "model_fp16.litertlm", "model_int4.litertlm"]
     metadata = json.loads((exported / "tflite" / "metadata.json").read_text())
     assert metadata["failures"] == []
     float32 = metadata["files"]["float32"]
@@ -67,6 +58,40 @@ def test_engine_greedy_text_equals_keras(exported):
     got = engine_greedy(exported / "litertlm" / "model_float32.litertlm", PROMPTS, 16)
     assert got == expected
     assert all(len(text) > 0 for text in got)
+
+
+def test_a_fine_tuned_runs_template_reaches_the_engine(exported, tmp_path):
+    """The template goes into LlmMetadata; the engine applies it as `model.generate` does.
+
+    The engine decodes with the file's default sampler here: greedy, so the
+    same text (a default it cannot run fails the decode).
+    """
+    import keras_lm
+    from keras_lm.export.litertlm import engine_greedy, read_llm_metadata, write_litertlm
+
+    # The run as `keras-lm finetune` leaves it: the template in config.json and
+    # tokenizer.json. (Only the .litertlm is rebuilt, from the float32 .tflite.)
+    template = "Q: {prompt}\nA:"
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("model.keras", "config.json", "tokenizer.json"):
+        shutil.copy(exported / name, run / name)
+    for name in ("config.json", "tokenizer.json"):
+        config = json.loads((run / name).read_text())
+        (run / name).write_text(json.dumps({**config, "prompt_template": template}))
+    model = keras_lm.load(str(run))
+    assert model.tokenizer.prompt_template == template
+    path = tmp_path / "templated.litertlm"
+    write_litertlm(exported / "tflite" / "model_float32.tflite", path, model.tokenizer,
+                   model.sequence_length, model.tokenizer.prompt_template)
+    user = read_llm_metadata(path).prompt_templates.user
+    assert (user.prefix, user.suffix) == ("Q: ", "\nA:")
+    prompts = ["the quick", "It was"]  # short: with the template, room for 8 tokens in 32
+    expected = model.generate(prompts, 8)  # through the run's template
+    assert expected != model.generate(prompts, 8, apply_template=False)
+    # With the file's own default sampler (greedy), as an app that sets none.
+    assert engine_greedy(path, prompts, 8, apply_prompt_template=True,
+                         file_sampler=True) == expected
 
 
 def test_hf_tokenizer_matches_ours_and_takes_nfkc():
@@ -166,3 +191,23 @@ def test_engine_matches_keras_for_64_tokens_after_3_prompts(tmp_path):
     for text, prompt in zip(got, PROMPTS):
         ids = [tokenizer.bos_id, *np.asarray(tokenizer.encode(prompt)).tolist()]
         assert len(np.asarray(tokenizer.encode(text))) == 64 or len(ids) + len(text) >= 128
+
+
+@pytest.mark.slow
+def test_example_script_checks_the_engine_against_keras(exported):
+    """examples/litertlm_generate.py --check: the engine's text == Keras' (exit 0)."""
+    import os
+    import subprocess
+    import sys
+
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "examples", "litertlm_generate.py")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(
+        [sys.executable, script, str(exported / "litertlm" / "model_float32.litertlm"),
+         "the quick brown", "It was", "--max_new_tokens=12", "--check"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": root},  # this checkout's keras_lm for --check
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "engine == keras (greedy): True"

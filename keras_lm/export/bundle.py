@@ -166,9 +166,12 @@ def _write_bundle(model, tokenizer, bundle, quantize, prefill_lengths, calibrati
                   windows, saved_model, litertlm_dir=None):
     files, schema = {}, None
     for q in quantize:
+        # int4 quantizes the float32 file when it is written already (no second conversion).
+        float32 = files.get("float32") if q == "int4" else None
         info = export_tflite(
             model, os.path.join(bundle, tflite_file_name(q)), prefill_lengths, q,
             representative_ids=calibration if q == "int8" else None,
+            **({"from_float32": os.path.join(bundle, float32["file"])} if float32 else {}),
         )
         schema = info.schema  # the same for every variant
         files[VARIANTS[q]] = {

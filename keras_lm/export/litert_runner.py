@@ -218,6 +218,7 @@ class LiteRTRunner:
             lengths = [shape[2] for shape, _ in self.state_specs.values() if len(shape) == 4]
             max_length = min(lengths) if lengths else None
         self.max_length = max_length
+        self._bound = None
 
     def initial_state(self):
         """The zero state: `{name: np.ndarray}`."""
@@ -259,6 +260,10 @@ class LiteRTRunner:
         picked by `choose(logits)` (default: the most likely), never one of
         `banned_ids`. Stops after `end_id` (not returned), `max_new_tokens`,
         or at `max_length`.
+
+        After the prefill, the state stays in the `decode` signature's own
+        input tensors (`BoundDecode`): each step moves one cache row, not
+        every layer's whole cache in and out.
         """
         choose = choose or (lambda logits: int(np.argmax(logits)))
         prompt_ids = [int(t) for t in prompt_ids]
@@ -268,9 +273,17 @@ class LiteRTRunner:
             raise ValueError(
                 f"prompt_ids: {len(prompt_ids)} tokens exceed max_length={self.max_length}"
             )
-        for logits, state in run_prompt(self, prompt_ids):
-            pass  # only the last position's logits and the final state are needed
-        logits, position = logits[-1], len(prompt_ids)
+        bound = self._bound_decode()
+        length = longest_prefill(self.prefill_lengths, len(prompt_ids))
+        if length:
+            logits, state = self.prefill(prompt_ids[:length])
+            logits = logits[0, -1]
+            bound.load(state)
+        else:
+            bound.load(self.initial_state())
+        for position in range(length, len(prompt_ids)):  # forced prompt tokens
+            logits = bound.step(prompt_ids[position], position)
+        position = len(prompt_ids)
         banned = np.zeros(self.vocabulary_size, bool)
         banned[list(banned_ids)] = True
         new_ids = []
@@ -282,14 +295,82 @@ class LiteRTRunner:
             new_ids.append(token)
             if len(new_ids) == max_new_tokens or position + 1 >= limit:
                 break  # the last token's logits are not needed
-            logits, state = self.decode(token, state, position)
-            logits = logits[0]
+            logits = bound.step(token, position)
             position += 1
         return new_ids
+
+    def _bound_decode(self):
+        if self._bound is None:
+            self._bound = BoundDecode(self.interpreter, self._runners["decode"], self.state_specs)
+        return self._bound
 
     def _split(self, outputs):
         logits = outputs.pop("logits")
         return logits, outputs
+
+
+_KV_CACHE = re.compile(r"^kv_cache_[kv]_\d+$")
+
+
+class BoundDecode:
+    """`decode` steps over a state kept in the signature's own input tensors.
+
+    LiteRT-LM's engine binds each cache output to the same-named input, so
+    a step moves no cache at all. The Python API cannot bind buffers; a
+    signature runner call copies every state tensor in and every one out
+    (2 x layers x 2 caches of `(1, heads, sequence_length, head_dim)`).
+    Here the state is written into the `decode` subgraph's input tensors
+    once (`load`); after each `step` the cache outputs differ from those
+    inputs only in the row the step wrote (position `position`, axis 2), so
+    only that row is copied back (through NumPy views of the interpreter's
+    tensors, taken afresh each step and never held across `Invoke`). Any
+    other state (an LSTM's `h`/`c`) is copied whole: it is small.
+
+    `interpreter` is an `ai_edge_litert` `Interpreter`; `runner` its
+    `decode` signature runner; `state_specs` as `LiteRTRunner.state_specs`.
+    """
+
+    def __init__(self, interpreter, runner, state_specs):
+        # The interpreter's own wrapper, as its signature runners use it:
+        # the public `Interpreter.tensor` reaches only subgraph 0.
+        self._wrapper = interpreter._interpreter
+        self._subgraph = runner._subgraph_index
+        inputs, outputs = runner.get_input_details(), runner.get_output_details()
+        self._tokens = inputs["tokens"]["index"]
+        self._positions = inputs["input_pos"]["index"]
+        self._logits = outputs["logits"]["index"]
+        self._state = [
+            (inputs[name]["index"], outputs[name]["index"],
+             bool(_KV_CACHE.match(name)) and len(shape) == 4)
+            for name, (shape, _) in state_specs.items()
+        ]
+        self._names = list(state_specs)
+        self._wrapper.AllocateTensors(self._subgraph)
+
+    def _view(self, index):
+        return self._wrapper.tensor(self._wrapper, index, self._subgraph)
+
+    def load(self, state):
+        """Writes `state` (`{name: array}`) into the decode inputs."""
+        for name, (index, _, _) in zip(self._names, self._state):
+            self._view(index)[...] = state[name]
+
+    def step(self, token_id, position):
+        """Runs `token_id` at `position`; returns the logits `(vocabulary,)` (a copy)."""
+        self._view(self._tokens)[...] = token_id
+        self._view(self._positions)[...] = position
+        self._wrapper.Invoke(self._subgraph)
+        for source, target, is_cache in self._state:
+            if is_cache:  # (1, heads, length, head_dim): the row written at `position`
+                self._view(source)[:, :, position] = self._view(target)[:, :, position]
+            else:
+                self._view(source)[...] = self._view(target)
+        return self._view(self._logits)[0, 0].copy()
+
+    def state(self):
+        """The state after the last step: `{name: array}` (copies)."""
+        return {name: self._view(index).copy()
+                for name, (index, _, _) in zip(self._names, self._state)}
 
 
 def longest_prefill(prefill_lengths, length):

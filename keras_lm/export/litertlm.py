@@ -14,7 +14,8 @@
   give our ids before it is written);
 - an `LlmMetadata` record: the generic model type, `<bos>` as start token,
   `<eos>` as stop token, `<pad>` and `<bos>` suppressed (our samplers never
-  pick them either), a greedy sampler by default, the context as the
+  pick them either), a greedy sampler by default (top-p over the top 1
+  token: the only type the engine's CPU sampler implements), the context as the
   maximum number of tokens, and a fine-tuned run's prompt template
   (`keras_lm.prompt_template`) as the user turn's prefix and suffix.
 
@@ -26,7 +27,8 @@ normalization the tokenizer file cannot express.
 
 `engine_greedy(path, texts, max_new_tokens)` runs the file in
 `litert_lm.Engine` (CPU) with greedy decoding: the texts it continues
-with, as an app gets them.
+with, as an app gets them. `read_llm_metadata(path)` reads the file's
+`LlmMetadata` back.
 
 Example (not run here: it needs an exported file):
 
@@ -100,10 +102,15 @@ def llm_metadata(tokenizer, sequence_length, prompt_template=None):
     metadata.suppress_tokens.ids.extend([tokenizer.pad_id, tokenizer.bos_id])
     metadata.pad_token.token_ids.ids.append(tokenizer.pad_id)
     metadata.max_num_tokens = int(sequence_length)
+    # Greedy as top-p sampling over the k = 1 most likely token: the engine's
+    # CPU sampler implements only TOP_P (litert-lm-api 0.18: GREEDY and TOP_K
+    # fail with "Sampler type: 3 (1) not implemented yet" at the first decode
+    # of a session that takes the file's defaults, and in its Benchmark).
     sampler = metadata.sampler_params
-    sampler.type = sampler_params_pb2.SamplerParameters.GREEDY
+    sampler.type = sampler_params_pb2.SamplerParameters.TOP_P
     sampler.k = 1
-    sampler.temperature = 0.0
+    sampler.p = 1.0
+    sampler.temperature = 1.0
     template = PromptTemplate(prompt_template)
     if not template.is_identity:
         metadata.prompt_templates.user.prefix = template.prefix
@@ -149,11 +156,37 @@ def write_litertlm(tflite_path, path, tokenizer, sequence_length, prompt_templat
     return os.path.getsize(path)
 
 
-def engine_greedy(path, texts, max_new_tokens, num_threads=None):
+def read_llm_metadata(path):
+    """The `LlmMetadata` proto a `.litertlm` file holds (as the engine reads it)."""
+    from google.protobuf import text_format
+    from litert_lm_builder import litertlm_builder as builder
+    from litert_lm_builder.runtime.proto import llm_metadata_pb2
+
+    with tempfile.TemporaryDirectory(prefix="keras_lm_litertlm_") as scratch:
+        with contextlib.redirect_stdout(io.StringIO()):
+            builder.unpack(os.fspath(path), scratch)
+        names = [n for n in os.listdir(scratch) if n.startswith("LlmMetadata")]
+        if len(names) != 1:
+            raise ValueError(f"path: {path} holds {len(names)} LlmMetadata sections, not one")
+        with open(os.path.join(scratch, names[0]), encoding="utf-8") as f:
+            return text_format.Parse(f.read(), llm_metadata_pb2.LlmMetadata())
+
+
+def engine_greedy(path, texts, max_new_tokens, num_threads=None, apply_prompt_template=False,
+                  file_sampler=False):
     """Greedy continuations of `texts` by LiteRT-LM's engine (CPU), as strings.
 
     Each text starts a fresh session (the engine puts the start token
-    first); no prompt template is applied (pass the templated text).
+    first). `apply_prompt_template`: the engine puts each text through the
+    file's user prompt template (a fine-tuned run's), as `model.generate`
+    does; else the texts go as they are. `file_sampler`: decode with the
+    sampler the file names as its default (greedy), as an app that sets
+    none does; else with an explicit greedy sampler.
+
+    The session API applies the template as written; the engine's
+    conversation API (`create_conversation`) renders it through a chat
+    template that dropped a newline at the start of the suffix (litert-lm-api
+    0.18: `"{prompt}\\n"` loses its newline), so apps prefill sessions as here.
     """
     import litert_lm
 
@@ -163,16 +196,18 @@ def engine_greedy(path, texts, max_new_tokens, num_threads=None):
     # the same size written within the same second would load stale weights.
     with tempfile.TemporaryDirectory(prefix="keras_lm_litertlm_cache_") as cache:
         engine = litert_lm.Engine(os.fspath(path), backend, cache_dir=cache)
-        return _greedy(engine, litert_lm, texts, max_new_tokens)
+        return _greedy(engine, litert_lm, texts, max_new_tokens, apply_prompt_template,
+                       file_sampler)
 
 
-def _greedy(engine, litert_lm, texts, max_new_tokens):
+def _greedy(engine, litert_lm, texts, max_new_tokens, apply_prompt_template, file_sampler):
     try:
         outputs = []
         for text in texts:
             session = engine.create_session(
-                apply_prompt_template=False,
-                sampler_config=litert_lm.interfaces.SamplerConfig(top_k=1, temperature=0.0),
+                apply_prompt_template=bool(apply_prompt_template),
+                sampler_config=None if file_sampler else litert_lm.interfaces.SamplerConfig(
+                    top_k=1, temperature=0.0),
                 max_output_tokens=int(max_new_tokens),
             )
             try:

@@ -86,6 +86,7 @@ import tensorflow as tf
 from keras_lm.errors import UsageError
 from keras_lm.export.litert_runner import (
     METADATA_NAME,
+    _model_bytes,
     float_operator_names,
     operator_names,
     read_metadata,
@@ -183,7 +184,8 @@ def builtin_operator_names(path):
 
 
 def export_tflite(
-    model, path, prefill_lengths=(8, 32), quantize="none", representative_ids=None
+    model, path, prefill_lengths=(8, 32), quantize="none", representative_ids=None,
+    from_float32=None,
 ):
     """Writes `model`'s prefill and decode steps to one `.tflite` file at `path`.
 
@@ -200,6 +202,10 @@ def export_tflite(
         quantize: one of `QUANTIZATIONS`.
         representative_ids: for `quantize="int8"` (and only then): a list of
             1-D arrays of token ids, typical texts to calibrate ranges on.
+        from_float32: for `quantize="int4"` (and only then), optional: the
+            float32 file (path or bytes) this function wrote for the same
+            model and `prefill_lengths`; int4 quantizes it instead of
+            converting the model again (the export bundle does this).
 
     Returns:
         A `TFLiteExport`.
@@ -225,6 +231,11 @@ def export_tflite(
             f"representative_ids: only used with quantize='int8', got quantize={quantize!r}",
             argument="representative_ids",
         )
+    if from_float32 is not None and quantize != "int4":
+        raise UsageError(
+            f"from_float32: only used with quantize='int4', got quantize={quantize!r}",
+            argument="from_float32",
+        )
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
@@ -232,7 +243,10 @@ def export_tflite(
 
     model = _float32_model(model)
     schema = ExportSchema.of(model, prefill_lengths)  # of the float32 model: float32 state
-    data, int8_info = _convert(model, schema, quantize, representative_ids)
+    if from_float32 is not None:
+        data, int8_info = _float32_source(from_float32, schema), None
+    else:
+        data, int8_info = _convert(model, schema, quantize, representative_ids)
     int8_info = int8_info or {}
     builtin_operator_names(data)  # raises on a non-builtin operator
     metadata = {
@@ -268,6 +282,21 @@ def export_tflite(
         schema=schema,
         **int8_info,
     )
+
+
+def _float32_source(source, schema):
+    """The float32 `.tflite` bytes of `source`, checked against `schema`."""
+    data = _model_bytes(source)
+    metadata = read_metadata(data) or {}
+    if (metadata.get("quantize") != "none"
+            or metadata.get("signature_specs") != schema.signature_entries()):
+        raise UsageError(
+            "from_float32 must be a float32 file exported from this model with these "
+            f"prefill_lengths, got one with quantize={metadata.get('quantize')!r} and "
+            f"signatures {sorted(metadata.get('signature_specs') or ())}",
+            argument="from_float32",
+        )
+    return data  # `_add_metadata` replaces its metadata with int4's
 
 
 def _check_representative_ids(model, representative_ids):
@@ -443,9 +472,11 @@ def quantize_int4(data):
 
 
 def constant_tensors(data):
-    """`{name: (type name, shape)}` of the constant tensors (weights) of a `.tflite` file."""
+    """`{name: (type name, shape)}` of the constant tensors (weights) of a `.tflite` file
+    (its path or bytes)."""
     from ai_edge_litert import schema_py_generated as schema
 
+    data = _model_bytes(data)
     root = schema.Model.GetRootAs(data, 0)
     types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
     found = {}
@@ -542,12 +573,25 @@ def _calibration_samples(steps, texts):
 
 
 def _add_metadata(data, metadata):
-    """`data` with a `keras_lm` metadata entry holding `metadata` as JSON."""
+    """`data` with a `keras_lm` metadata entry holding `metadata` as JSON (None: no entry).
+
+    An entry already there is dropped (its buffer emptied) first.
+    """
     # Converter internals (the flatbuffer schema), imported only when writing a file.
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+    kept = []
+    for entry in model.metadata or []:
+        name = entry.name.decode() if isinstance(entry.name, bytes) else entry.name
+        if name == METADATA_NAME:
+            model.buffers[entry.buffer].data = None
+        else:
+            kept.append(entry)
+    model.metadata = kept
+    if metadata is None:
+        return flatbuffer_utils.convert_object_to_bytearray(model)
     buffer = schema.BufferT()
     buffer.data = np.frombuffer(json.dumps(metadata).encode("utf-8"), np.uint8)
     model.buffers.append(buffer)
