@@ -30,11 +30,12 @@ from keras_lm.metrics import TokenAccuracy
 from keras_lm.model_dir import load
 from keras_lm.prompt_template import CONFIG_KEY
 from keras_lm.scoring import evaluate_files
-from keras_lm.training.callbacks import WallClockSchedule, run_callbacks
+from keras_lm.training.callbacks import run_callbacks
 from keras_lm.training.console import Console, ProgressLog, format_duration
 from keras_lm.training.distribute import make_strategy, weights_digest
 from keras_lm.training.run_directory import RunDirectory
 from keras_lm.training.sources import FINAL_EVAL_TOKENS, TextSource
+from keras_lm.training.trainer import wall_clock
 
 ADAPTERS_FILE = "adapters.npz"
 
@@ -67,8 +68,7 @@ def finetune(config, model=None):
     run_dir.prepare()
     keras.utils.set_random_seed(config.seed)
     steps, interval = run_length(config)
-    clock = (WallClockSchedule(config.learning_rate, 60 * config.train_minutes, start=started)
-             if config.train_minutes else None)
+    clock = wall_clock(config, started)
     compile_for(config, model, source, steps, clock)
     resolved = resolved_config(config, source, model, template, lora, steps, interval)
     tokenizer.prompt_template = template.template  # saved in tokenizer.json too
