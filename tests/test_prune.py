@@ -142,6 +142,24 @@ def test_a_pruned_model_exports_to_tflite_with_per_layer_state(uneven, tmp_path)
     assert np.argmax(logits) == np.argmax(full[0, 4])
 
 
+@pytest.mark.slow
+def test_litert_lm_engine_runs_a_model_of_uneven_layers(uneven, tmp_path):
+    """A pruned model's per-layer cache shapes in a `.litertlm` bundle: the engine's greedy text
+    is the Keras model's."""
+    from keras_lm.export.litertlm import engine_greedy, write_litertlm
+    from keras_lm.export.tflite import export_tflite
+    from keras_lm.tokenizers import ByteTokenizer
+
+    tokenizer = ByteTokenizer()
+    info = export_tflite(uneven, str(tmp_path / "uneven.tflite"), prefill_lengths=(4,))
+    path = tmp_path / "uneven.litertlm"
+    write_litertlm(info.path, path, tokenizer, uneven.sequence_length)
+    prompts = ["ab", "x = ", "def"]
+    expected = uneven.generate(prompts, 8, tokenizer=tokenizer)
+    assert engine_greedy(path, prompts, 8) == expected
+    assert all(len(text) > 0 for text in expected)
+
+
 # --- keras-lm prune ---------------------------------------------------------------
 
 
