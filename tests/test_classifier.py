@@ -17,9 +17,11 @@ import pytest
 from conftest import assert_one_line_usage_error, run_in_process
 
 from keras_lm.adaptation.classifier import finetune_classifier, labeled_split
+from keras_lm.adaptation.classifier_run import classify_texts
 from keras_lm.adaptation.labeled_data import read_rows, split_rows
 from keras_lm.adaptation.lora import enable_lora
 from keras_lm.errors import UsageError
+from keras_lm.export.classifier_export import MIN_QUANTIZED_LABEL_AGREEMENT
 from keras_lm.models import LSTMLM, TextClassifier, TransformerLM
 from keras_lm.tokenizers import ByteTokenizer
 
@@ -145,14 +147,27 @@ def test_export_verified_and_the_tflite_file_run_by_litert(run, capsys):
     out, _, _ = run
     # The SavedModel half is the slow test below (it costs as much again).
     code, stdout, err = run_in_process(capsys, "export", f"--model_dir={out}", "--format=tflite",
-                                       "--quantize=none", "--verify")
+                                       "--quantize=none,int8", "--verify")
     assert code == 0, err
-    assert "model_float32.tflite" in stdout
+    assert "model_float32.tflite" in stdout and "model_int8.tflite" in stdout
     with open(os.path.join(out, "tflite", "metadata.json")) as f:
         metadata = json.load(f)
     assert metadata["labels"] == ["cat", "cow", "dog"] and metadata["failures"] == []
     assert metadata["signatures"]["classify"]["outputs"][0]["shape"] == [1, 3]
     assert metadata["files"]["float32"]["parity"]["max_abs_probability_diff"] <= 1e-4
+    # int8: calibrated on the training rows, its choice and figures recorded.
+    int8 = metadata["files"]["int8"]
+    assert int8["parity"]["label_agreement"] >= MIN_QUANTIZED_LABEL_AGREEMENT
+    assert int8["calibration"]["source"].startswith("training rows of ")
+    assert int8["calibration"]["texts"] == 90 - metadata_validation_rows(out)
+    full = int8["int8_label_agreement"]["full"]
+    if int8["int8_mode"] == "full":
+        assert full >= MIN_QUANTIZED_LABEL_AGREEMENT and int8["int8_fallback_reason"] is None
+    else:  # full int8 fell short on the calibration texts; the matmuls-only file agreed more
+        assert int8["int8_mode"] == "matmuls" and "full int8" in int8["int8_fallback_reason"]
+        assert full < MIN_QUANTIZED_LABEL_AGREEMENT < int8["int8_label_agreement"]["matmuls"]
+    assert int8["size_bytes"] < 0.6 * metadata["files"]["float32"]["size_bytes"]
+    assert "QUANTIZE" in int8["operators"]  # float activations into int8 operators
 
     # The .tflite file by the LiteRT interpreter, fed as an app feeds it.
     from ai_edge_litert.interpreter import Interpreter
@@ -165,10 +180,20 @@ def test_export_verified_and_the_tflite_file_run_by_litert(run, capsys):
     interpreter = Interpreter(model_path=os.path.join(out, "tflite", "model_float32.tflite"))
     runner = interpreter.get_signature_runner("classify")
     tokenizer = JsonTokenizer.load(os.path.join(out, "tflite", "tokenizer.json"))
+    int8_runner = Interpreter(model_path=os.path.join(out, "tflite", "model_int8.tflite")
+                              ).get_signature_runner("classify")
     for text, probabilities in zip(TEXTS, expected):
         ids = app_input_ids(tokenizer, text, metadata["sequence_length"])
         np.testing.assert_allclose(runner(token_ids=ids)["probabilities"][0], probabilities,
                                    atol=1e-4)
+        quantized = int8_runner(token_ids=ids)["probabilities"][0]
+        assert quantized.argmax() == probabilities.argmax(), (text, quantized, probabilities)
+        np.testing.assert_allclose(quantized, probabilities, atol=0.05)
+
+
+def metadata_validation_rows(out):
+    with open(os.path.join(out, "config.json")) as f:
+        return json.load(f)["validation"]["rows"]
 
 
 @pytest.mark.slow
@@ -260,6 +285,11 @@ def test_commands_reject_the_wrong_kind_of_run_in_one_line(run, base, capsys, tm
     unseen = _rows_file(tmp_path / "unseen.jsonl", ['{"text": "neigh", "label": "horse"}\n'])
     code, _, err = run_in_process(capsys, "eval", f"--model_dir={out}", f"--data={unseen}")
     assert_one_line_usage_error(code, err, "eval", "--data: line 1: label 'horse' never appears")
+    before = tree_digest(out)
+    code, _, err = run_in_process(capsys, "export", f"--model_dir={out}", "--quantize=int8,int4")
+    assert_one_line_usage_error(code, err, "export", "--quantize must be some of none, fp16, "
+                                "dynamic_int8, int8 for a classifier, got int8, int4")
+    assert tree_digest(out) == before
 
 
 def test_validation_split_is_deterministic_and_every_label_trains(tmp_path):
@@ -312,9 +342,7 @@ def test_lora_classifier_trains_adapters_and_head_only_and_its_run_classifies(
         if not np.array_equal(trained.numpy(), original.numpy()):
             changed.add(trained.path.split("/")[-2])
     assert changed == merged, changed
-    code, stdout, err = run_in_process(capsys, "classify", f"--model_dir={out}", "--text=moo")
-    assert code == 0, err
-    result = json.loads(stdout)
+    (result,) = classify_texts(classifier, ["moo"], ByteTokenizer())
     assert result["label"] in {"cat", "cow", "dog"}
     assert sum(result["probabilities"].values()) == pytest.approx(1, abs=1e-4)
 
