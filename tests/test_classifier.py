@@ -17,9 +17,12 @@ import pytest
 from conftest import assert_one_line_usage_error, run_in_process
 
 from keras_lm.adaptation.classifier import finetune_classifier, labeled_split
+from keras_lm.adaptation.classifier_run import classify_texts
 from keras_lm.adaptation.labeled_data import read_rows, split_rows
+from keras_lm.adaptation.lora import enable_lora
 from keras_lm.errors import UsageError
-from keras_lm.models import TransformerLM
+from keras_lm.export.classifier_export import MIN_QUANTIZED_LABEL_AGREEMENT
+from keras_lm.models import LSTMLM, TextClassifier, TransformerLM
 from keras_lm.tokenizers import ByteTokenizer
 
 WORDS = {"cat": ["meow", "purr", "whiskers"], "dog": ["woof", "bark", "fetch"],
@@ -144,14 +147,27 @@ def test_export_verified_and_the_tflite_file_run_by_litert(run, capsys):
     out, _, _ = run
     # The SavedModel half is the slow test below (it costs as much again).
     code, stdout, err = run_in_process(capsys, "export", f"--model_dir={out}", "--format=tflite",
-                                       "--quantize=none", "--verify")
+                                       "--quantize=none,int8", "--verify")
     assert code == 0, err
-    assert "model_float32.tflite" in stdout
+    assert "model_float32.tflite" in stdout and "model_int8.tflite" in stdout
     with open(os.path.join(out, "tflite", "metadata.json")) as f:
         metadata = json.load(f)
     assert metadata["labels"] == ["cat", "cow", "dog"] and metadata["failures"] == []
     assert metadata["signatures"]["classify"]["outputs"][0]["shape"] == [1, 3]
     assert metadata["files"]["float32"]["parity"]["max_abs_probability_diff"] <= 1e-4
+    # int8: calibrated on the training rows, its choice and figures recorded.
+    int8 = metadata["files"]["int8"]
+    assert int8["parity"]["label_agreement"] >= MIN_QUANTIZED_LABEL_AGREEMENT
+    assert int8["calibration"]["source"].startswith("training rows of ")
+    assert int8["calibration"]["texts"] == 90 - metadata_validation_rows(out)
+    full = int8["int8_label_agreement"]["full"]
+    if int8["int8_mode"] == "full":
+        assert full >= MIN_QUANTIZED_LABEL_AGREEMENT and int8["int8_fallback_reason"] is None
+    else:  # full int8 fell short on the calibration texts; the matmuls-only file agreed more
+        assert int8["int8_mode"] == "matmuls" and "full int8" in int8["int8_fallback_reason"]
+        assert full < MIN_QUANTIZED_LABEL_AGREEMENT < int8["int8_label_agreement"]["matmuls"]
+    assert int8["size_bytes"] < 0.6 * metadata["files"]["float32"]["size_bytes"]
+    assert "QUANTIZE" in int8["operators"]  # float activations into int8 operators
 
     # The .tflite file by the LiteRT interpreter, fed as an app feeds it.
     from ai_edge_litert.interpreter import Interpreter
@@ -164,10 +180,20 @@ def test_export_verified_and_the_tflite_file_run_by_litert(run, capsys):
     interpreter = Interpreter(model_path=os.path.join(out, "tflite", "model_float32.tflite"))
     runner = interpreter.get_signature_runner("classify")
     tokenizer = JsonTokenizer.load(os.path.join(out, "tflite", "tokenizer.json"))
+    int8_runner = Interpreter(model_path=os.path.join(out, "tflite", "model_int8.tflite")
+                              ).get_signature_runner("classify")
     for text, probabilities in zip(TEXTS, expected):
         ids = app_input_ids(tokenizer, text, metadata["sequence_length"])
         np.testing.assert_allclose(runner(token_ids=ids)["probabilities"][0], probabilities,
                                    atol=1e-4)
+        quantized = int8_runner(token_ids=ids)["probabilities"][0]
+        assert quantized.argmax() == probabilities.argmax(), (text, quantized, probabilities)
+        np.testing.assert_allclose(quantized, probabilities, atol=0.05)
+
+
+def metadata_validation_rows(out):
+    with open(os.path.join(out, "config.json")) as f:
+        return json.load(f)["validation"]["rows"]
 
 
 @pytest.mark.slow
@@ -203,7 +229,8 @@ def _rows_file(path, lines):
     ("missing_key", "line 2 has no 'label' (the label_key)"),
     ("no_data", "data: a classifier needs labelled texts"),
     ("same_dir", "output_dir: "),
-    ("lora", "lora_rank=4: LoRA is not supported for the classifier head yet"),
+    ("lora_alpha_alone", "lora_alpha=8: only used with lora_rank"),
+    ("lora_on_lstm", "lora_rank=4: LoRA needs Dense layers"),
     ("csv_missing_column", "line 2 has no 'label' (the label_key); it has 'text', 'tag'"),
 ])
 def test_bad_input_is_one_usage_error_and_nothing_is_written(base, tmp_path, case, message):
@@ -223,7 +250,9 @@ def test_bad_input_is_one_usage_error_and_nothing_is_written(base, tmp_path, cas
                                                    '{"text": "b", "tag": "y"}\n'])
     elif case == "no_data":
         data = None
-    elif case == "lora":
+    elif case == "lora_alpha_alone":
+        kwargs["lora_alpha"] = 8
+    elif case == "lora_on_lstm":
         kwargs["lora_rank"] = 4
     elif case == "csv_missing_column":
         path = tmp_path / "bad.csv"
@@ -231,9 +260,16 @@ def test_bad_input_is_one_usage_error_and_nothing_is_written(base, tmp_path, cas
             csv.writer(f).writerows([["text", "tag"], ["a", "x"]])
         data = str(path)
     out = base if case == "same_dir" else str(tmp_path / "out")
+    base_dir = base
+    if case == "lora_on_lstm":
+        base_dir = str(tmp_path / "lstm")
+        os.makedirs(base_dir)
+        LSTMLM.from_preset("tiny", vocabulary_size=259, sequence_length=32,
+                           pad_id=256).save(os.path.join(base_dir, "model.keras"))
+        ByteTokenizer().save(os.path.join(base_dir, "tokenizer.json"))
     before = tree_digest(base)
     with pytest.raises(UsageError) as error:
-        finetune_classifier(base, out, data, steps=2, verbose=0, **kwargs)
+        finetune_classifier(base_dir, out, data, steps=2, verbose=0, **kwargs)
     assert message in str(error.value)
     assert "\n" not in str(error.value)
     assert not os.path.exists(tmp_path / "out") and tree_digest(base) == before
@@ -249,6 +285,11 @@ def test_commands_reject_the_wrong_kind_of_run_in_one_line(run, base, capsys, tm
     unseen = _rows_file(tmp_path / "unseen.jsonl", ['{"text": "neigh", "label": "horse"}\n'])
     code, _, err = run_in_process(capsys, "eval", f"--model_dir={out}", f"--data={unseen}")
     assert_one_line_usage_error(code, err, "eval", "--data: line 1: label 'horse' never appears")
+    before = tree_digest(out)
+    code, _, err = run_in_process(capsys, "export", f"--model_dir={out}", "--quantize=int8,int4")
+    assert_one_line_usage_error(code, err, "export", "--quantize must be some of none, fp16, "
+                                "dynamic_int8, int8 for a classifier, got int8, int4")
+    assert tree_digest(out) == before
 
 
 def test_validation_split_is_deterministic_and_every_label_trains(tmp_path):
@@ -260,3 +301,77 @@ def test_validation_split_is_deterministic_and_every_label_trains(tmp_path):
     assert {r.label for r in val} <= {r.label for r in train}
     assert validation["kind"] == "hash_10_percent"
 
+
+
+# --- LoRA: adapters on the backbone, the new head trained fully, merged when saved -------
+
+
+def lora_sizes(backbone, rank, targets):
+    """What LoRA of `rank` on `targets` adds to a TransformerLM: A and B of each target."""
+    hidden, inner = backbone.hidden_dim, backbone.intermediate_dim
+    shapes = {"qkv": (hidden, 3 * hidden), "output": (hidden, hidden),
+              "mlp_in": (hidden, inner), "mlp_out": (inner, hidden)}
+    return backbone.num_layers * sum(rank * sum(shapes[t]) for t in targets)
+
+
+def test_lora_classifier_trains_adapters_and_head_only_and_its_run_classifies(
+        base, capsys, tmp_path):
+    # Through the command: 8 steps, rank 4 on qkv and mlp_out.
+    out, data = str(tmp_path / "out"), write_labels(tmp_path / "labels.jsonl")
+    code, stdout, err = run_in_process(
+        capsys, "finetune", "--head=classifier", f"--model_dir={base}", f"--output_dir={out}",
+        f"--data={data}", "--lora_rank=4", "--lora_alpha=8", "--lora_targets=qkv,mlp_out",
+        "--steps=8", "--batch_size=16", "--learning_rate=5e-3", "--nojit_compile")
+    assert code == 0, err
+    with open(os.path.join(out, "config.json")) as f:
+        config = json.load(f)
+    base_model = keras.models.load_model(os.path.join(base, "model.keras"))
+    head = base_model.hidden_dim * 3 + 3  # the new head's kernel and bias, three labels
+    expected = lora_sizes(base_model, 4, ("qkv", "mlp_out")) + head
+    assert config["trainable_parameters"] == expected
+    assert config["lora"]["rank"] == 4 and config["lora"]["targets"] == ["qkv", "mlp_out"]
+    assert f"{expected:,} trainable of {config['num_parameters']:,} parameters" in stdout
+    # model.keras: adapters merged into the targets' kernels; every other backbone
+    # weight exactly the base's (frozen).
+    classifier = keras.models.load_model(os.path.join(out, "model.keras"))
+    assert not any("lora" in w.path for w in classifier.weights)
+    assert config["num_parameters"] == classifier.count_params()
+    merged = {"qkv", "mlp_out"}
+    changed = set()
+    for trained, original in zip(classifier.backbone.weights, base_model.weights):
+        if not np.array_equal(trained.numpy(), original.numpy()):
+            changed.add(trained.path.split("/")[-2])
+    assert changed == merged, changed
+    (result,) = classify_texts(classifier, ["moo"], ByteTokenizer())
+    assert result["label"] in {"cat", "cow", "dog"}
+    assert sum(result["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+
+
+def test_lora_classifier_merged_matches_unmerged(base, tmp_path):
+    keras.utils.set_random_seed(0)
+    backbone = keras.models.load_model(os.path.join(base, "model.keras"))
+    classifier = TextClassifier(backbone, ["cat", "cow", "dog"])
+    info = enable_lora(classifier.backbone, rank=2, alpha=4.0)
+    # Only the adapters and the head train.
+    head = backbone.hidden_dim * 3 + 3
+    assert sum(int(np.prod(w.shape)) for w in classifier.trainable_weights) == (
+        lora_sizes(backbone, 2, ("qkv", "output", "mlp_in", "mlp_out")) + head)
+    assert info["trainable_parameters"] + head == sum(
+        int(np.prod(w.shape)) for w in classifier.trainable_weights)
+    rng = np.random.default_rng(1)  # as after training: B no longer zero
+    for weight in classifier.weights:
+        if "lora_kernel" in weight.path:
+            weight.assign(rng.normal(0, 0.05, weight.shape).astype("float32"))
+    texts = ["meow purr", "moo grass milk", "woof", ""]
+    unmerged = classifier.predict_proba(texts, ByteTokenizer())
+    path = str(tmp_path / "merged.keras")
+    classifier.save(path)
+    loaded = keras.models.load_model(path)
+    assert not any("lora" in w.path for w in loaded.weights)
+    merged = loaded.predict_proba(texts, ByteTokenizer())
+    np.testing.assert_allclose(merged, unmerged, atol=1e-5, rtol=0)
+    # The adapters act: without them the probabilities differ.
+    plain = TextClassifier(keras.models.load_model(os.path.join(base, "model.keras")),
+                           ["cat", "cow", "dog"])
+    plain.head.set_weights(classifier.head.get_weights())
+    assert np.abs(plain.predict_proba(texts, ByteTokenizer()) - unmerged).max() > 1e-3

@@ -50,7 +50,8 @@ def test_finetune_head_classifier_writes_a_classifier_run(base, capsys):
 
 @pytest.mark.parametrize("args, message", [
     ([], "--data: --head=classifier needs a labelled file"),
-    (["--data={labels}", "--lora_rank=4"], "LoRA is not supported for the classifier head"),
+    (["--data={labels}", "--lora_rank=4", "--save_adapters"],
+     "--save_adapters=True: adapter files are for language models (--head=lm) only"),
     (["--data={one}"], "one class ('cat')"),
     (["--data={labels}", "--val_data={unseen}"], "label 'horse' never appears"),
 ])

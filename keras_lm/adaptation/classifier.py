@@ -3,7 +3,8 @@
 `finetune_classifier(base_dir, output_dir, data, ...)` reads labelled texts
 (`keras_lm.adaptation.labeled_data`), builds a `TextClassifier` on the
 base run's model (`TextClassifier.from_lm`: the base's weights copied, a new
-head), trains the whole of it with `model.fit`, and writes a run directory
+head), trains the whole of it with `model.fit` (or, with `lora_rank`, LoRA
+adapters on the backbone and the whole head), and writes a run directory
 that `keras-lm eval`, `classify` and `export` read:
 
 - `model.keras` (the classifier, its labels in its config), `tokenizer.json`
@@ -49,6 +50,12 @@ from keras_lm.adaptation.labeled_data import (
     split_rows,
     write_rows,
 )
+from keras_lm.adaptation.lora import (
+    TARGETS,
+    count_trainable,
+    enable_lora,
+    is_lora_weight,
+)
 from keras_lm.errors import UsageError
 from keras_lm.models import TextClassifier
 from keras_lm.models.text_classifier import POOLINGS, load_language_model
@@ -86,29 +93,30 @@ def finetune_classifier(base_dir, output_dir, data, *, val_data=None, text_key="
         steps: training steps (default: `DEFAULT_EPOCHS` passes over the
             training rows).
         batch_size, learning_rate, seed: training settings (AdamW with
-            warm-up and cosine decay, every weight trained).
+            warm-up and cosine decay; every weight trained unless LoRA).
         verbose: 0 silent, 1 and 2 one line per evaluation.
         max_length: the longest input in tokens (default: the base's
             context); longer texts keep their beginning (a warning counts them).
         dropout: dropout on the pooled features.
         jit_compile: XLA for training; "auto" is the base family's choice.
-        lora_rank, lora_alpha, lora_targets: not supported for the
-            classifier yet (a `UsageError` if given).
+        lora_rank, lora_alpha, lora_targets: LoRA on the backbone's Dense
+            layers named by `lora_targets` (default: all of
+            `keras_lm.adaptation.lora.TARGETS`), through `enable_lora`; every
+            other backbone weight is frozen and the new head trains fully.
+            `model.keras` holds the adapters merged. Transformer bases only.
         recipe: the name of the recipe these settings come from (recorded
             in `config.json`; `keras-lm finetune --recipe=classify_stdlib`).
 
     Returns:
         A dict: `val_accuracy`, `val_macro_f1`, `val_loss`, `train_loss`,
-        `train_accuracy`, `steps`, `num_parameters`, `labels`,
+        `train_accuracy`, `steps`, `num_parameters`, `trainable_parameters`, `labels`,
         `train_examples`, `val_examples`, `wall_time_seconds`, `output_dir`.
     """
     started = time.time()
-    for name, value in (("lora_rank", lora_rank), ("lora_alpha", lora_alpha),
-                        ("lora_targets", lora_targets)):
-        if value is not None:
-            raise UsageError(f"{name}={value}: LoRA is not supported for the classifier head "
-                             "yet (fine-tune every weight: leave the LoRA settings out)",
-                             argument=name)
+    if lora_rank is None:
+        for name, value in (("lora_alpha", lora_alpha), ("lora_targets", lora_targets)):
+            if value is not None:
+                raise UsageError(f"{name}={value}: only used with lora_rank", argument=name)
     check_settings(pooling=pooling, steps=steps, batch_size=batch_size,
                    learning_rate=learning_rate, max_length=max_length)
     base_dir = os.fspath(base_dir)
@@ -131,6 +139,11 @@ def finetune_classifier(base_dir, output_dir, data, *, val_data=None, text_key="
                          f"({backbone.sequence_length} tokens), got {max_length}",
                          argument="max_length")
     base_digest = weights_digest(backbone)
+    lora = None
+    if lora_rank is not None:
+        # The backbone's targets get adapters and every other backbone weight
+        # is frozen; the head, made below, is new and trains fully.
+        lora = enable_lora(backbone, lora_rank, lora_alpha, lora_targets or TARGETS)
     steps = steps or default_steps(len(train_rows), batch_size)
 
     run_dir = RunDirectory(output_dir, make_strategy("default"))
@@ -159,14 +172,16 @@ def finetune_classifier(base_dir, output_dir, data, *, val_data=None, text_key="
         "batch_size": batch_size,
         "learning_rate": learning_rate,
         "seed": seed,
-        "num_parameters": classifier.count_params(),
+        "num_parameters": count_parameters(classifier),  # as saved: without adapters
+        "trainable_parameters": count_trainable(classifier),
+        "lora": lora,
         "model_config": classifier.get_config(),
         "output_dir": output_dir,
     }
     run_dir.start(config, tokenizer)
     write_rows(run_dir.path(VALIDATION_FILE), val_rows, text_key, label_key)
-    console.line(f"classifier ({pooling} pooling) on {base_dir}: {classifier.count_params():,} "
-                 f"parameters; {len(labels)} labels, {len(train_rows)} train / {len(val_rows)} "
+    console.line(f"classifier ({pooling} pooling) on {base_dir}: {trained_line(classifier, lora)}"
+                 f"; {len(labels)} labels, {len(train_rows)} train / {len(val_rows)} "
                  f"validation rows ({validation['kind']}); training for {steps} steps of "
                  f"{batch_size}")
     history = train_classifier(
@@ -184,7 +199,8 @@ def finetune_classifier(base_dir, output_dir, data, *, val_data=None, text_key="
         "train_loss": _last(history, "loss"),
         "train_accuracy": _last(history, "accuracy"),
         "steps": int(classifier.optimizer.iterations.numpy()),
-        "num_parameters": classifier.count_params(),
+        "num_parameters": config["num_parameters"],
+        "trainable_parameters": config["trainable_parameters"],
         "labels": labels,
         "train_examples": len(train_rows),
         "val_examples": len(val_rows),
@@ -202,6 +218,22 @@ def finetune_classifier(base_dir, output_dir, data, *, val_data=None, text_key="
                  f"  keras-lm eval --model_dir={output_dir}\n"
                  f"  keras-lm export --model_dir={output_dir}")
     return metrics
+
+
+def trained_line(classifier, lora):
+    """What trains, for the console: every weight, or LoRA's adapters and the head."""
+    trainable = count_trainable(classifier)
+    if not lora:
+        return f"every weight: {trainable:,} trainable parameters"
+    total = count_parameters(classifier)
+    return (f"LoRA rank {lora['rank']} (alpha {lora['alpha']:g}) on "
+            f"{','.join(lora['targets'])} and the new head: {trainable:,} trainable of "
+            f"{total:,} parameters ({trainable / total:.2%})")
+
+
+def count_parameters(model):
+    """The parameters of `model` without LoRA's adapters (those of its `model.keras`)."""
+    return int(sum(np.prod(w.shape) for w in model.weights if not is_lora_weight(w)))
 
 
 def labeled_split(data, val_data=None, text_key="text", label_key="label"):

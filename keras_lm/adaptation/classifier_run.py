@@ -15,7 +15,12 @@ import os
 import numpy as np
 
 from keras_lm.adaptation.classifier_metrics import evaluate_classifier, write_confusion
-from keras_lm.adaptation.labeled_data import check_known_labels, read_rows
+from keras_lm.adaptation.labeled_data import (
+    VALIDATION_FRACTION,
+    check_known_labels,
+    read_rows,
+    split_rows,
+)
 from keras_lm.errors import UsageError
 from keras_lm.model_dir import load_model_dir
 from keras_lm.models import TextClassifier
@@ -47,6 +52,28 @@ def run_validation_rows(model_dir, config):
                          "pass data", argument="model_dir")
     return read_rows(path, config.get("text_key", "text"), config.get("label_key", "label"),
                      argument="model_dir")
+
+
+def run_training_texts(config):
+    """The training texts of a classifier run, read again from its `data`, or None.
+
+    The rows of `config["data"]` (a file, or a built-in data set) less the
+    validation rows the hash split held out (none when the run had
+    `val_data`); None when the data is not readable here (or was rows given
+    in Python). What `keras-lm export --quantize=int8` calibrates on.
+    """
+    data = config.get("data")
+    if not isinstance(data, str):
+        return None
+    data = data.removeprefix("builtin:")
+    try:
+        rows = read_rows(data, config.get("text_key", "text"), config.get("label_key", "label"))
+    except UsageError:
+        return None
+    validation = config.get("validation") or {}
+    if validation.get("kind") == "hash_10_percent":
+        rows, _ = split_rows(rows, validation.get("fraction", VALIDATION_FRACTION))
+    return [row.text for row in rows]
 
 
 def evaluate_run(model_dir, data=None, text_key=None, label_key=None, loaded=None):

@@ -89,11 +89,12 @@ def enable_lora(model, rank, alpha=None, targets=TARGETS):
                              argument="lora_rank")
         layer.enable_lora(rank, lora_alpha=alpha)
     for weight in model.weights:
-        if not _is_lora(weight):
+        if not is_lora_weight(weight):
             weight.trainable = False
     return {"rank": int(rank), "alpha": alpha, "targets": list(targets),
             "trainable_parameters": count_trainable(model),
-            "parameters": int(sum(np.prod(w.shape) for w in model.weights if not _is_lora(w))),
+            "parameters": int(sum(np.prod(w.shape) for w in model.weights
+                                  if not is_lora_weight(w))),
             "base_weights_digest": digest}
 
 
@@ -109,7 +110,7 @@ def base_weights_digest(model):
     """
     digest = hashlib.sha256()
     for weight in model.weights:
-        if _is_lora(weight):
+        if is_lora_weight(weight):
             continue
         value = weight.numpy()
         digest.update(f"{value.shape}:{value.dtype}".encode())
@@ -117,7 +118,8 @@ def base_weights_digest(model):
     return digest.hexdigest()
 
 
-def _is_lora(weight):
+def is_lora_weight(weight):
+    """Whether `weight` is one of LoRA's A or B matrices."""
     return weight.path.rsplit("/", 1)[-1].startswith("lora_kernel_")
 
 
@@ -217,7 +219,7 @@ def merged_weights_digest(model):
                 merged[f"{layer.path}/kernel"] = layer.kernel
     digest = hashlib.sha256()
     for weight in model.weights:
-        if _is_lora(weight):
+        if is_lora_weight(weight):
             continue
         value = np.asarray(merged.get(weight.path, weight))
         digest.update(f"{value.shape}:{value.dtype}".encode())

@@ -24,7 +24,9 @@ A classifier run (`keras-lm finetune --head=classifier`) exports its own way
 texts and returns the label and the probabilities, and LiteRT files with a
 `classify` signature (token ids -> probabilities), the labels in
 metadata.json; parity on the run's validation texts (float32: 1e-4 and the
-same labels).
+same labels; quantized files, int8 included: the same label on >= 95%). int8
+calibrates on the run's training texts (its validation texts when the
+training data is not readable; metadata.json says which).
 """
 
 import contextlib
@@ -33,7 +35,11 @@ import sys
 
 from absl import flags
 
-from keras_lm.adaptation.classifier_run import is_classifier, run_validation_rows
+from keras_lm.adaptation.classifier_run import (
+    is_classifier,
+    run_training_texts,
+    run_validation_rows,
+)
 from keras_lm.cli.app import run_subcommand
 from keras_lm.errors import UsageError
 from keras_lm.export.bundle import (
@@ -45,7 +51,12 @@ from keras_lm.export.bundle import (
 )
 from keras_lm.export.classifier_export import export_classifier
 from keras_lm.export.tflite import QUANTIZATIONS  # for the flag's help
-from keras_lm.model_dir import is_pairs_run, load_model_dir, run_files, run_pair_examples
+from keras_lm.model_dir import (
+    is_pairs_run,
+    load_model_dir,
+    run_files,
+    run_pair_examples,
+)
 
 FLAGS = flags.FlagValues()
 VERIFICATION_FAILED = 1
@@ -133,9 +144,19 @@ def export_classifier_run(model, tokenizer, config):
         raise UsageError(f"{flag}: not used for a classifier run (it is checked on its own "
                          "validation rows)")
     texts = [row.text for row in run_validation_rows(FLAGS.model_dir, config)][:64]
+    calibration, source = None, None
+    if "int8" in FLAGS.quantize:
+        # int8 calibrates on the training texts; the validation texts if the
+        # run's data is not readable here (the metadata says which).
+        calibration = run_training_texts(config)
+        if calibration:
+            source = f"training rows of {config['data']}"
+        else:
+            calibration, source = texts, "validation rows (the training data is not readable)"
     with _export_errors():
         report = export_classifier(model, tokenizer, FLAGS.model_dir, formats=FLAGS.format,
-                                   quantize=FLAGS.quantize, texts=texts, verify=FLAGS.verify)
+                                   quantize=FLAGS.quantize, texts=texts, verify=FLAGS.verify,
+                                   calibration_texts=calibration, calibration_source=source)
     lines = [f"{'file':<34} {'size':>10} {'max|dprob|':>11} {'labels':>7}"]
     rows = [("saved_model/", None, report.get("saved_model_parity"))]
     rows += [(f"tflite/{f['file']}", f["size_bytes"], f["parity"]) for f in report["files"].values()]

@@ -22,7 +22,8 @@ Examples:
 metrics count the response tokens only. --train_files: more text, trained
 as `keras-lm train` does (continued training). --lora_rank: train LoRA
 adapters instead of every weight (Transformer only); model.keras holds them
-merged. --head=classifier: a text classifier on the base (keras-lm classify).
+merged. --head=classifier: a text classifier on the base (keras-lm classify);
+with --lora_rank, LoRA on the base and the new head trained fully.
 --recipe: docstring_to_code (pairs) or classify_stdlib (a classifier); its
 settings are defaults, the flags given override them.
 The tokenizer, the model and its context are the base's. See
@@ -73,8 +74,8 @@ flags.DEFINE_integer("max_length", None, "--head=classifier: the longest input i
                      flag_values=FLAGS)
 CLASSIFIER_FLAGS = ("text_key", "label_key", "pooling", "max_length")
 # The settings `finetune_classifier` reads (besides the base, output and data);
-# the other fine-tuning settings are an error with --head=classifier. LoRA's
-# and the tokenizer's are passed on to be refused with their own message.
+# the other fine-tuning settings are an error with --head=classifier. The
+# tokenizer's are passed on to be refused with their own message.
 CLASSIFIER_SETTINGS = ("val_data", "steps", "batch_size", "learning_rate", "seed", "verbose",
                        "jit_compile", "lora_rank", "lora_alpha", "lora_targets")
 CLASSIFIER_READS = {"recipe", "base_dir", "output_dir", "data", *CLASSIFIER_SETTINGS,
@@ -117,6 +118,11 @@ def main_classifier():
     with the recipe's settings, then the flags given."""
     given = given_settings(FLAGS, SETTINGS, FIELDS)
     for name in given:
+        if name in ("save_adapters", "adapters"):
+            flag = flag_of(name, FIELDS)[2:]
+            raise UsageError(f"--{flag}={FLAGS[flag].value}: adapter files are for language "
+                             "models (--head=lm) only; a classifier's new head trains too, and "
+                             "its model.keras holds LoRA merged")
         if name not in CLASSIFIER_READS:
             flag = flag_of(name, FIELDS)[2:]
             raise UsageError(f"--{flag}={FLAGS[flag].value}: not used with --head=classifier")

@@ -17,7 +17,17 @@
   - `tokenizer.json` (plain JSON, `keras_lm.export.json_tokenizer`);
   - `metadata.json`: the labels (in the order of the probabilities), the
     input rule, special ids, the signature and, per file, the parity
-    figures measured at export.
+    figures measured at export (for `int8` also its mode, the label
+    agreement of each candidate and what it calibrated on).
+
+Quantization (`quantize`): `none` (float32), `fp16`, `dynamic_int8` (int8
+weights), and `int8`: int8 weights and activations, the ranges calibrated on
+`calibration_texts` (the run's training texts through the input rule); as
+for a language model (`keras_lm.export.tflite`), full int8 is kept when it
+gives the float model's label on >= `MIN_QUANTIZED_LABEL_AGREEMENT` of the
+calibration texts, else int8 activations for the matmuls and the embedding
+lookup only (if that agrees more often). Input (int32 ids) and output
+(float32 probabilities) keep their types in every variant.
 
 The input rule, the same for Keras, the SavedModel and an app: `<bos>`, the
 text's ids, `<eos>`, then `pad_id` up to `sequence_length`; a text too long
@@ -48,7 +58,14 @@ import tensorflow as tf
 from keras_lm.errors import UsageError
 from keras_lm.export.bundle import FORMATS, METADATA_FILE, VARIANTS, VerificationError
 from keras_lm.export.json_tokenizer import JsonTokenizer
-from keras_lm.export.tflite import _add_metadata, builtin_operator_names
+from keras_lm.export.litert_runner import float_operator_names
+from keras_lm.export.tflite import (
+    INT8_MATMUL_OPS,
+    _add_metadata,
+    builtin_operator_names,
+    calibrate_int8,
+    quantize_calibrated,
+)
 from keras_lm.io_utils import atomic_path, write_bytes, write_json
 from keras_lm.models.text_classifier import encode_texts
 from keras_lm.tokenizers import TOKENIZER_FILE
@@ -56,7 +73,9 @@ from keras_lm.tokenizers import TOKENIZER_FILE
 SAVED_MODEL_DIR = "saved_model"
 TFLITE_DIR = "tflite"
 SIGNATURE = "classify"
-QUANTIZATIONS = ("none", "fp16", "dynamic_int8")
+QUANTIZATIONS = ("none", "fp16", "dynamic_int8", "int8")
+# Texts (through the input rule) that calibrate `int8`'s activation ranges.
+CALIBRATION_TEXTS = 128
 FLOAT32_MAX_ABS_PROBABILITY_DIFF = 1e-4
 MIN_QUANTIZED_LABEL_AGREEMENT = 0.95
 # Texts that exercise the edges of the input rule, beside the caller's.
@@ -64,15 +83,25 @@ EDGE_TEXTS = ("", "a", "The quick brown fox jumps over the lazy dog. " * 40)
 
 
 def export_classifier(model, tokenizer, directory, *, formats=FORMATS, quantize=("none",),
-                      texts=(), verify=False):
+                      texts=(), verify=False, calibration_texts=None,
+                      calibration_source=None):
     """Writes the formats of `formats` under `directory`; returns the report (a dict).
 
     `texts` (e.g. the run's validation texts) are classified by every
-    format for the parity figures. With `verify`, a missed bound raises
-    `VerificationError` (after writing, so the files can be inspected).
+    format for the parity figures. `calibration_texts` (e.g. the run's
+    training texts; default `texts`) calibrate `int8`, at most
+    `CALIBRATION_TEXTS` of them spread over the list; `calibration_source`
+    says in the report where they come from. With `verify`, a missed bound
+    raises `VerificationError` (after writing, so the files can be inspected).
     """
     formats = _choices("formats", formats, FORMATS)
     quantize = _choices("quantize", quantize, QUANTIZATIONS)
+    if "int8" in quantize and "tflite" in formats:
+        calibration = _spread(list(texts if calibration_texts is None else calibration_texts),
+                              CALIBRATION_TEXTS)
+        if not calibration:
+            raise UsageError("calibration_texts: quantize=int8 needs texts to calibrate on, "
+                             "got none", argument="calibration_texts")
     if not os.path.isdir(directory):
         raise UsageError(f"directory: {directory!r} does not exist", argument="directory")
     if model.compute_dtype != "float32":
@@ -93,7 +122,12 @@ def export_classifier(model, tokenizer, directory, *, formats=FORMATS, quantize=
             app_tokenizer = JsonTokenizer.load(os.path.join(bundle, TOKENIZER_FILE))
             for q in quantize:
                 name = f"model_{VARIANTS[q]}.tflite"
-                data = classifier_tflite(model, q)
+                representative = None
+                if q == "int8":
+                    representative = [app_input_ids(app_tokenizer, text, model.sequence_length)
+                                      for text in calibration]
+                data, int8_info = classifier_tflite(model, q, representative,
+                                                    with_info=True)
                 write_bytes(os.path.join(bundle, name), data)
                 probabilities = run_classify_tflite(data, app_tokenizer, texts,
                                                     model.sequence_length)
@@ -102,6 +136,10 @@ def export_classifier(model, tokenizer, directory, *, formats=FORMATS, quantize=
                     "operators": builtin_operator_names(data),
                     "parity": _compare(probabilities, keras_probabilities),
                 }
+                if int8_info:
+                    int8_info["calibration"] = {"texts": len(calibration),
+                                                "source": calibration_source or "texts"}
+                    report["files"][VARIANTS[q]].update(int8_info)
             report["failures"] = check_classifier_parity(report)
             write_json(os.path.join(bundle, METADATA_FILE), bundle_metadata(model, tokenizer,
                                                                             report))
@@ -134,8 +172,25 @@ def export_classifier_saved_model(model, tokenizer, path):
         archive.write_out(tmp, verbose=False)
 
 
-def classifier_tflite(model, quantize="none"):
-    """The bytes of a `.tflite` file with the `classify` signature (builtin operators only)."""
+def classifier_tflite(model, quantize="none", representative_ids=None, with_info=False):
+    """The bytes of a `.tflite` file with the `classify` signature (builtin operators only).
+
+    `quantize="int8"` needs `representative_ids`: `classify` inputs (int32
+    `(1, sequence_length)` arrays, as `app_input_ids` makes them) that
+    calibrate the activation ranges. As for a language model
+    (`keras_lm.export.tflite`), full int8 (every operator with an int8
+    kernel) is kept when it gives the float model's label on at least
+    `MIN_QUANTIZED_LABEL_AGREEMENT` of them; otherwise int8 activations for
+    the matmuls and the embedding lookup only, if that agrees more often.
+    The input stays int32 ids and the output float32 probabilities.
+    With `with_info`, returns `(bytes, info)`: for int8, `int8_mode`,
+    `int8_label_agreement` and `int8_max_abs_probability_diff` per
+    candidate (on the representative inputs), `int8_fallback_reason` and
+    `float_operators`; else `{}`.
+    """
+    if (quantize == "int8") != (representative_ids is not None):
+        raise UsageError(f"representative_ids: needed with quantize='int8' and only then, got "
+                         f"quantize={quantize!r}", argument="representative_ids")
     spec = tf.TensorSpec([1, model.sequence_length], tf.int32, name="token_ids")
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -154,14 +209,64 @@ def classifier_tflite(model, quantize="none"):
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if quantize == "fp16":
             converter.target_spec.supported_types = [tf.float16]
-        data = converter.convert()
+        info = {}
+        if quantize == "int8":
+            data, info = _classifier_int8(model, converter, representative_ids)
+        else:
+            data = converter.convert()
     finally:
         shutil.rmtree(saved_model, ignore_errors=True)
     builtin_operator_names(data)  # raises on a custom or Flex operator
-    return _add_metadata(data, {
+    data = _add_metadata(data, {
         "format": "keras_lm.tflite_classifier", "version": 1, "signature": SIGNATURE,
         "labels": list(model.labels), "sequence_length": model.sequence_length,
-        "pad_id": model.pad_id, "quantize": quantize})
+        "pad_id": model.pad_id, "quantize": quantize,
+        **{k: v for k, v in info.items() if k != "float_operators"}})
+    return (data, info) if with_info else data
+
+
+def _classifier_int8(model, converter, representative_ids):
+    """Calibrates once, then keeps full int8 or int8 matmuls (see `classifier_tflite`)."""
+    inputs = [np.asarray(ids, np.int32).reshape(1, model.sequence_length)
+              for ids in representative_ids]
+    expected = np.concatenate([
+        keras.ops.convert_to_numpy(keras.ops.softmax(model.step_logits(ids), axis=-1))
+        for ids in inputs])
+    calibrated = calibrate_int8(
+        converter, lambda: ((SIGNATURE, {"token_ids": ids}) for ids in inputs))
+
+    def figures(data):
+        probabilities = _run_ids(data, inputs)
+        return (round(float((probabilities.argmax(-1) == expected.argmax(-1)).mean()), 4),
+                round(float(np.abs(probabilities - expected).max()), 6))
+
+    full = quantize_calibrated(calibrated)
+    agreement, error = figures(full)
+    info = {"int8_mode": "full", "int8_label_agreement": {"full": agreement},
+            "int8_max_abs_probability_diff": {"full": error}, "int8_fallback_reason": None}
+    data = full
+    if agreement < MIN_QUANTIZED_LABEL_AGREEMENT:
+        matmuls = quantize_calibrated(calibrated, INT8_MATMUL_OPS)
+        matmul_agreement, matmul_error = figures(matmuls)
+        info["int8_label_agreement"]["matmuls"] = matmul_agreement
+        info["int8_max_abs_probability_diff"]["matmuls"] = matmul_error
+        if matmul_agreement > agreement:  # else keep the smaller, faster one
+            data = matmuls
+            info["int8_mode"] = "matmuls"
+            info["int8_fallback_reason"] = (
+                f"full int8 gave the float model's label on {agreement:.1%} of the "
+                f"calibration texts (< {MIN_QUANTIZED_LABEL_AGREEMENT:.0%}); int8 activations "
+                f"for {', '.join(INT8_MATMUL_OPS)} only: {matmul_agreement:.1%}")
+    info["float_operators"] = float_operator_names(data)
+    return data, info
+
+
+def _run_ids(model, inputs):
+    """Probabilities `(len(inputs), num_classes)` of a `.tflite` file on `classify` inputs."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_content=bytes(model)).get_signature_runner(SIGNATURE)
+    return np.concatenate([runner(token_ids=ids)["probabilities"] for ids in inputs])
 
 
 def app_input_ids(tokenizer, text, sequence_length):
@@ -259,6 +364,18 @@ def _compare(probabilities, keras_probabilities):
         "label_agreement": float((probabilities.argmax(-1) ==
                                   keras_probabilities.argmax(-1)).mean()),
     }
+
+
+def _spread(items, count):
+    """At most `count` of `items`, evenly spread over the list (its order kept).
+
+    Example:
+    >>> _spread(list(range(10)), 4)
+    [0, 2, 5, 7]
+    """
+    if len(items) <= count:
+        return items
+    return [items[i * len(items) // count] for i in range(count)]
 
 
 def _choices(argument, values, choices):

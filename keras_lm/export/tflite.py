@@ -388,28 +388,14 @@ def _convert(model, schema, quantize, representative_ids):
 
 def _convert_int8(converter, schema, functions, texts):
     """Calibrates once, then picks full int8 or int8 matmuls (see the module doc)."""
-    # Selective quantization as `tf.lite.experimental.QuantizationDebugger`
-    # does it (`get_nondebug_quantized_model`): calibrate only, then quantize
-    # the calibrated model with some operators denylisted. The debugger itself
-    # instruments the model and runs `tf.lite.Interpreter` on one signature.
-    # A converter internal, imported only when int8 is asked for.
-    from tensorflow.lite.python.convert import mlir_quantize
-
     steps = CompiledSteps(functions, schema)
 
     def samples():
         return _calibration_samples(steps, texts)
 
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.representative_dataset = lambda: ((key, inputs) for key, inputs, _ in samples())
-    converter._experimental_calibrate_only = True  # the debugger's switch
-    with warnings.catch_warnings():
-        # The calibrator runs the deprecated tf.lite.Interpreter internally.
-        warnings.filterwarnings("ignore", r".*tf\.lite\.Interpreter is deprecated", UserWarning)
-        calibrated = converter.convert()
-
-    full = mlir_quantize(calibrated)
+    calibrated = calibrate_int8(
+        converter, lambda: ((key, inputs) for key, inputs, _ in samples()))
+    full = quantize_calibrated(calibrated)
     full_stats = _agreement(full, samples())
     info = {
         "int8_mode": "full",
@@ -419,8 +405,7 @@ def _convert_int8(converter, schema, functions, texts):
     }
     if full_stats[0] >= INT8_MIN_TOP1_AGREEMENT:
         return full, info
-    denied = [op for op in operator_names(calibrated) if op not in INT8_MATMUL_OPS]
-    matmuls = mlir_quantize(calibrated, denylisted_ops=denied)
+    matmuls = quantize_calibrated(calibrated, INT8_MATMUL_OPS)
     matmul_stats = _agreement(matmuls, samples())
     info["int8_top1_agreement"]["matmuls"] = matmul_stats[0]
     info["int8_max_abs_error"]["matmuls"] = matmul_stats[1]
@@ -433,6 +418,43 @@ def _convert_int8(converter, schema, functions, texts):
         f"for {', '.join(INT8_MATMUL_OPS)} only: {matmul_stats[0]:.1%}"
     )
     return matmuls, info
+
+
+def calibrate_int8(converter, representative_dataset):
+    """The `.tflite` bytes of `converter`'s model calibrated for int8, not yet quantized.
+
+    `representative_dataset` is the converter's: a function returning an
+    iterable of `(signature_key, {input name: array})`. Quantize the result
+    with `quantize_calibrated` (once or more: calibration runs once).
+    """
+    # Selective quantization as `tf.lite.experimental.QuantizationDebugger`
+    # does it (`get_nondebug_quantized_model`): calibrate only, then quantize
+    # the calibrated model with some operators denylisted. The debugger itself
+    # instruments the model and runs `tf.lite.Interpreter` on one signature.
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.representative_dataset = representative_dataset
+    converter._experimental_calibrate_only = True  # the debugger's switch
+    with warnings.catch_warnings():
+        # The calibrator runs the deprecated tf.lite.Interpreter internally.
+        warnings.filterwarnings("ignore", r".*tf\.lite\.Interpreter is deprecated", UserWarning)
+        return converter.convert()
+
+
+def quantize_calibrated(calibrated, int8_ops=None):
+    """int8 `.tflite` bytes from `calibrate_int8`'s model.
+
+    `int8_ops`: the operator names that get int8 activations (e.g.
+    `INT8_MATMUL_OPS`); None: every operator with an int8 builtin kernel.
+    Inputs and outputs keep their float32 (int32) types.
+    """
+    # A converter internal, imported only when int8 is asked for.
+    from tensorflow.lite.python.convert import mlir_quantize
+
+    if int8_ops is None:
+        return mlir_quantize(calibrated)
+    denied = [op for op in operator_names(calibrated) if op not in int8_ops]
+    return mlir_quantize(calibrated, denylisted_ops=denied)
 
 
 def quantize_int4(data):
