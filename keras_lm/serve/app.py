@@ -149,8 +149,11 @@ class _Handlers:
                 f"(<bos> and template included){limit}, over the model's context of {context} "
                 f"tokens; shorten it{' or lower ' + checked.param if limit else ''}",
                 param="messages", code="context_length_exceeded")
-        rows = self.engine.encode([ids], max_tokens or room, temperature=checked.temperature,
-                                  top_k=checked.top_k, top_p=checked.top_p)
+        try:  # an engine may not take every conversation (a SavedModel: one user turn)
+            rows = self.engine.encode([ids], max_tokens or room, temperature=checked.temperature,
+                                      top_k=checked.top_k, top_p=checked.top_p)
+        except UsageError as error:
+            raise APIError(str(error), param=error.argument or "messages") from None
         completion = _ChatCompletion(self, checked, rows, arrived)
         return await self._answer(request, completion)
 

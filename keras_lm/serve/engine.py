@@ -79,27 +79,21 @@ class Sequence:
         self.on_event(kind, value)
 
 
-class Engine:
-    """Owns the model; batches and decodes submitted `Sequence`s on its own thread.
+class BatchingEngine:
+    """The decoding thread and its queue: what every engine shares (the app's interface).
 
-    Args:
-        model: a `LanguageModel` (the step API).
-        tokenizer: its tokenizer.
-        max_batch_size: rows decoded together at most (1: one at a time).
-        batch_wait_seconds: how long the first waiting row waits for others.
-        steps_per_call: tokens per compiled call (streaming granularity).
-        on_batch: optional `on_batch(rows, seconds, new_tokens, cancelled_rows)`, called
-            after each batch.
+    A subclass says how rows are made (`encode`), how long the context is
+    (`context`), what start-up compiles (`warm_up`) and how one batch of
+    `Sequence`s is decoded (`_decode`); this class queues submitted
+    sequences and hands them to `_decode` in batches of up to
+    `max_batch_size`, from its own thread.
     """
 
-    def __init__(self, model, tokenizer, *, max_batch_size=8, batch_wait_seconds=0.01,
-                 steps_per_call=16, on_batch=None):
-        self.model = model
+    def __init__(self, tokenizer, *, max_batch_size=8, batch_wait_seconds=0.01, on_batch=None):
         self.tokenizer = tokenizer
         self.buckets = batch_buckets(max_batch_size)
         self.max_batch_size = max_batch_size
         self.batch_wait_seconds = batch_wait_seconds
-        self.steps_per_call = steps_per_call
         self.on_batch = on_batch
         self.special = special_ids(tokenizer)
         self._waiting = queue.Queue()
@@ -110,20 +104,18 @@ class Engine:
 
     @property
     def context(self):
-        return self.model.sequence_length
+        raise NotImplementedError
 
     def warm_up(self):
-        """Compiles every program the engine can use; returns the number of loops compiled."""
-        return warm_up(self.model, self.buckets)
+        """Compiles what serving needs before the first request; returns the programs built."""
+        raise NotImplementedError
 
     def encode(self, prompts, max_new_tokens, *, temperature=0.0, top_k=0, top_p=1.0, seed=None):
-        """One `Row` per prompt; a prompt that does not fit raises `UsageError` (as `generate`).
+        """One `Row` per prompt; a prompt that does not fit raises `UsageError`."""
+        raise NotImplementedError
 
-        A prompt is a text (encoded after `<bos>`) or a list of token ids
-        that already starts with `<bos>` (a chat: `PromptTemplate.chat_ids`).
-        """
-        ids = encode_prompts(self.tokenizer, prompts, max_new_tokens, self.context)
-        return [Row(p, max_new_tokens, temperature, top_k, top_p, seed) for p in ids]
+    def _decode(self, sequences):
+        raise NotImplementedError
 
     def queued(self):
         """Rows waiting for a batch."""
@@ -175,6 +167,44 @@ class Engine:
             if sequence.cancelled:
                 sequence.finish("done", "cancelled")
         return [s for s in batch if not s.finished]
+
+
+class Engine(BatchingEngine):
+    """Owns the Keras model; batches and decodes submitted `Sequence`s on its own thread.
+
+    Args:
+        model: a `LanguageModel` (the step API).
+        tokenizer: its tokenizer.
+        max_batch_size: rows decoded together at most (1: one at a time).
+        batch_wait_seconds: how long the first waiting row waits for others.
+        steps_per_call: tokens per compiled call (streaming granularity).
+        on_batch: optional `on_batch(rows, seconds, new_tokens, cancelled_rows)`, called
+            after each batch.
+    """
+
+    def __init__(self, model, tokenizer, *, max_batch_size=8, batch_wait_seconds=0.01,
+                 steps_per_call=16, on_batch=None):
+        self.model = model
+        self.steps_per_call = steps_per_call
+        super().__init__(tokenizer, max_batch_size=max_batch_size,
+                         batch_wait_seconds=batch_wait_seconds, on_batch=on_batch)
+
+    @property
+    def context(self):
+        return self.model.sequence_length
+
+    def warm_up(self):
+        """Compiles every program the engine can use; returns the number of loops compiled."""
+        return warm_up(self.model, self.buckets)
+
+    def encode(self, prompts, max_new_tokens, *, temperature=0.0, top_k=0, top_p=1.0, seed=None):
+        """One `Row` per prompt; a prompt that does not fit raises `UsageError` (as `generate`).
+
+        A prompt is a text (encoded after `<bos>`) or a list of token ids
+        that already starts with `<bos>` (a chat: `PromptTemplate.chat_ids`).
+        """
+        ids = encode_prompts(self.tokenizer, prompts, max_new_tokens, self.context)
+        return [Row(p, max_new_tokens, temperature, top_k, top_p, seed) for p in ids]
 
     def _decode(self, sequences):
         start = time.monotonic()
