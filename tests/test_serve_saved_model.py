@@ -73,6 +73,9 @@ def test_the_same_api_surface_and_a_seeded_request_repeats(servers):
     too_long = httpx.post(exported.url + "/v1/completions",
                           json={"prompt": "x" * 40, "max_tokens": 4}, timeout=60)
     assert too_long.status_code == 400 and too_long.json()["error"]["param"] == "prompt"
+    logprobs = httpx.post(exported.url + "/v1/completions",
+                          json={"prompt": PROMPT, "logprobs": 1}, timeout=60)
+    assert logprobs.status_code == 400 and "--model_dir for logprobs" in logprobs.text
     chat = httpx.post(exported.url + "/v1/chat/completions",
                       json={"messages": [{"role": "user", "content": "hi"}]}, timeout=60)
     assert chat.status_code == 400 and "no chat template" in chat.text

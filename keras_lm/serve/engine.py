@@ -38,6 +38,7 @@ import time
 
 from keras_lm.generation import Row, RowBatch, encode_prompts, special_ids, warm_up
 from keras_lm.generation import TextStream  # noqa: F401  (this module's example uses it)
+from keras_lm.serve.logprobs import completion_logprobs, covering_tokens
 
 logger = logging.getLogger("keras_lm")
 
@@ -58,16 +59,19 @@ class Sequence:
     """One row in flight: its `Row`, its text so far, and where its events go.
 
     `on_event(kind, value)` is called from the decoding thread with
-    `("text", new_text)` (zero or more times), then once `("done",
-    finish_reason)` (`"stop"`: end of text or a stop string; `"length"`:
+    `("text", new_text)` (zero or more times), with `logprobs` (the number of
+    top tokens asked for, 0 to 5; None: none) once `("logprobs", {tokens,
+    token_logprobs, top_logprobs, text_offset})` (`keras_lm.serve.logprobs`),
+    then once `("done", finish_reason)` (`"stop"`: end of text or a stop string; `"length"`:
     `max_new_tokens` reached) or `("error", message)`. Set `cancelled` (from
     any thread) when nobody waits for it any more.
     """
 
-    def __init__(self, row, text, on_event):
+    def __init__(self, row, text, on_event, logprobs=None):
         self.row = row
         self.text = text
         self.on_event = on_event
+        self.logprobs = logprobs
         self.cancelled = False
         self.num_tokens = 0
         self.finished = False
@@ -88,6 +92,9 @@ class BatchingEngine:
     sequences and hands them to `_decode` in batches of up to
     `max_batch_size`, from its own thread.
     """
+
+    # Whether `Sequence.logprobs` can be served (the app answers 400 where not).
+    supports_logprobs = False
 
     def __init__(self, tokenizer, *, max_batch_size=8, batch_wait_seconds=0.01, on_batch=None):
         self.tokenizer = tokenizer
@@ -182,6 +189,8 @@ class Engine(BatchingEngine):
             after each batch.
     """
 
+    supports_logprobs = True
+
     def __init__(self, model, tokenizer, *, max_batch_size=8, batch_wait_seconds=0.01,
                  steps_per_call=16, on_batch=None):
         self.model = model
@@ -223,14 +232,25 @@ class Engine(BatchingEngine):
                     sequence.on_event("text", new_text)
                 if sequence.text.stopped or sequence.cancelled:
                     batch.stop(i)
-                    sequence.finish("done", "stop" if sequence.text.stopped else "cancelled")
+                    self._finish(sequence, "stop" if sequence.text.stopped else "cancelled")
         for i, sequence in enumerate(sequences):
             if not sequence.finished:
                 rest = sequence.text.finish()
                 if rest:
                     sequence.on_event("text", rest)
-                sequence.finish("done", "stop" if batch.ended[i] else "length")
+                self._finish(sequence, "stop" if batch.ended[i] else "length")
         if self.on_batch is not None:
             self.on_batch(len(sequences), time.monotonic() - start,
                           sum(s.num_tokens for s in sequences),
                           sum(s.finish_reason == "cancelled" for s in sequences))
+
+    def _finish(self, sequence, reason):
+        """Ends `sequence`; first its logprobs, if asked for (over the tokens of its text)."""
+        if sequence.logprobs is not None and reason != "cancelled":
+            ids = sequence.text.ids
+            if sequence.text.stopped:  # the tokens that make the text, not those past the cut
+                ids = covering_tokens(self.tokenizer, ids, sequence.text.text)
+            sequence.on_event("logprobs", completion_logprobs(
+                self.model, self.tokenizer, sequence.row.prompt_ids, ids, sequence.logprobs,
+                self.special["banned_ids"]))
+        sequence.finish("done", reason)
