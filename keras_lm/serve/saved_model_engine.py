@@ -100,7 +100,7 @@ class SavedModelEngine(BatchingEngine):
 
     def warm_up(self):
         """Runs the signature once (TensorFlow optimises a graph on its first run); returns 1."""
-        self._call(["a"], max_new_tokens=1, temperature=0.0, top_k=0, top_p=1.0, seed=0)
+        self._call([""], max_new_tokens=1, temperature=0.0, top_k=0, top_p=1.0, seed=0)
         return 1
 
     def encode(self, prompts, max_new_tokens, *, temperature=0.0, top_k=0, top_p=1.0, seed=None):
