@@ -103,3 +103,45 @@ def test_bad_model_flags_are_one_line_errors(exported_run, tmp_path, capsys):
         code, out, err = run_in_process(capsys, "serve", *flags, "--port=0")
         assert_one_line_usage_error(code, err, "serve", message)
         assert "--model" in err and not out
+
+
+@pytest.mark.slow
+def test_keras_lm_serve_model_in_a_subprocess_gives_keras_lm_generate_text(exported_run, capsys):
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    directory, _ = exported_run
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "keras_lm.cli.main", "serve", f"--model={directory}/saved_model",
+         f"--port={port}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(1)
+        answer = complete(type("S", (), {"url": url}), model=directory.name, prompt=PROMPT,
+                          max_tokens=12, temperature=0)
+        code, out, err = run_in_process(capsys, "generate", f"--model_dir={directory}",
+                                        f"--prompt={PROMPT}", "--sampler=greedy",
+                                        "--max_new_tokens=12")
+        assert code == 0, err
+        assert out == PROMPT + answer["choices"][0]["text"] + "\n"
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert f"serving '{directory.name}' at {url}" in out and out.strip().endswith("stopped")
+    assert "Traceback" not in err
