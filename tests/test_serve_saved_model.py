@@ -145,3 +145,39 @@ def test_keras_lm_serve_model_in_a_subprocess_gives_keras_lm_generate_text(expor
     assert process.returncode == 0, err
     assert f"serving '{directory.name}' at {url}" in out and out.strip().endswith("stopped")
     assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_a_fine_tuned_saved_model_applies_its_template_once_and_chats_one_turn(tmp_path):
+    """The template is applied by the server (through `sample_raw`), as for the Keras model."""
+    import keras_lm
+    from keras_lm.export.saved_model import export_saved_model
+    from test_serve_chat import TEMPLATE, make_base
+
+    run = make_base(tmp_path / "tuned", {"prompt_template": TEMPLATE, "finetune_kind": "pairs"})
+    model = keras_lm.load(run)
+    model.tokenizer.prompt_template = TEMPLATE  # as `keras-lm finetune` saves it
+    export_saved_model(model, model.tokenizer, str(run / "saved_model"))
+    saved_model, tokenizer = load_saved_model(str(run / "saved_model"))
+    assert tokenizer.prompt_template == TEMPLATE
+    one_turn = {"messages": [{"role": "system", "content": "be brief"},
+                             {"role": "user", "content": "what is 2+2?"}],
+                "max_tokens": 8, "temperature": 0}
+    completion = dict(prompt="what is 2+2?", max_tokens=8, temperature=0, echo=True)
+    answers = []
+    for served in (model, saved_model):
+        with ServerThread(served, tokenizer, max_batch_size=1, warm_up=False) as server:
+            chat = httpx.post(server.url + "/v1/chat/completions", json=one_turn, timeout=120)
+            assert chat.status_code == 200, chat.text
+            answers.append((chat.json()["choices"][0]["message"]["content"],
+                            complete(server, **completion)["choices"][0]["text"]))
+    assert answers[0] == answers[1]
+    templated = TEMPLATE.format(prompt="what is 2+2?")
+    assert answers[1][1].startswith(templated) and len(answers[1][1]) > len(templated)
+    with ServerThread(saved_model, tokenizer, max_batch_size=1, warm_up=False) as server:
+        turns = one_turn["messages"] + [{"role": "assistant", "content": "4"},
+                                        {"role": "user", "content": "and 3+3?"}]
+        chat = httpx.post(server.url + "/v1/chat/completions",
+                          json={**one_turn, "messages": turns}, timeout=120)
+    assert chat.status_code == 400 and chat.json()["error"]["param"] == "messages"
+    assert "one user turn" in chat.json()["error"]["message"]
