@@ -42,7 +42,7 @@ import tensorflow as tf
 
 from keras_lm.errors import UsageError
 from keras_lm.export.exported import ExportedSavedModel
-from keras_lm.export.saved_model import RAW_SIGNATURE, TOKENIZER_ASSET
+from keras_lm.export.saved_model import MODEL_ASSET, RAW_SIGNATURE, TOKENIZER_ASSET
 from keras_lm.generation import Row, encode_prompts
 from keras_lm.prompt_template import PromptTemplate
 from keras_lm.serve.engine import BatchingEngine
@@ -72,7 +72,12 @@ def load_saved_model(path):
                          "`keras-lm export` writes one to MODEL_DIR/saved_model)",
                          argument="path")
     tokenizer = find_tokenizer(path)
-    return ExportedSavedModel(path), tokenizer
+    saved_model = ExportedSavedModel(path)
+    if saved_model.sequence_length is None:
+        raise UsageError(f"path: {path!r} does not record the model's context (no "
+                         f"{MODEL_ASSET}; export it again with `keras-lm export`)",
+                         argument="path")
+    return saved_model, tokenizer
 
 
 class SavedModelEngine(BatchingEngine):
