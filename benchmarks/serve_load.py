@@ -13,6 +13,11 @@ stopped (`keras_lm_cancelled_rows_total`) and that the server still answers.
 
     python benchmarks/serve_load.py --model_dir=saved_models/quickstart
     python benchmarks/serve_load.py --clients=1,16 --requests=2   # a quick look
+    python benchmarks/serve_load.py --model=saved_models/quickstart/saved_model --temperature=0
+
+`--model` serves an exported SavedModel (`keras-lm serve --model`) instead:
+its rows share a call only when greedy or unseeded (every request here is
+seeded), so `--temperature=0` shows its batching.
 
 Without a trained model (`--model_dir` missing), a random model of the
 quickstart's shape (`small` preset) is used: speed does not depend on the
@@ -65,11 +70,11 @@ def random_model_dir():
 class Server:
     """`keras-lm serve` in a subprocess, until the `with` block ends."""
 
-    def __init__(self, model_dir, max_batch_size, steps_per_call):
+    def __init__(self, model_flag, max_batch_size, steps_per_call):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.command = [sys.executable, "-m", "keras_lm.cli.main", "serve",
-                        f"--model_dir={model_dir}", f"--port={self.port}",
+                        model_flag, f"--port={self.port}",
                         f"--max_batch_size={max_batch_size}", f"--steps_per_call={steps_per_call}"]
 
     def __enter__(self):
@@ -123,7 +128,7 @@ async def one_request(client, url, body):
     return time.monotonic() - start, first, tokens, None
 
 
-async def load(url, clients, requests, max_tokens, time_limit):
+async def load(url, clients, requests, max_tokens, time_limit, temperature=0.8):
     """`clients` concurrent clients, `requests` each, sequentially; stops starting at the limit."""
     results = []
     deadline = time.monotonic() + time_limit
@@ -134,7 +139,8 @@ async def load(url, clients, requests, max_tokens, time_limit):
                 if time.monotonic() > deadline:
                     return
                 body = {"prompt": PROMPTS[(c + r) % len(PROMPTS)], "max_tokens": max_tokens,
-                        "temperature": 0.8, "top_p": 0.95, "seed": c * 1000 + r, "stream": True,
+                        "temperature": temperature, "top_p": 0.95, "seed": c * 1000 + r,
+                        "stream": True,
                         "stream_options": {"include_usage": True}}
                 results.append(await one_request(client, url, body))
 
@@ -182,6 +188,9 @@ def summary(mode, clients, planned, results, elapsed):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model_dir", default="saved_models/quickstart")
+    parser.add_argument("--model", default=None,
+                        help="a SavedModel directory from `keras-lm export` (instead of --model_dir)")
+    parser.add_argument("--temperature", type=float, default=0.8, help="0: greedy")
     parser.add_argument("--clients", default="1,4,16,64")
     parser.add_argument("--requests", type=int, default=4, help="requests per client")
     parser.add_argument("--max_tokens", type=int, default=64)
@@ -192,16 +201,18 @@ def main():
     args = parser.parse_args()
     clients_list = [int(c) for c in args.clients.split(",")]
     model_dir = args.model_dir
-    if not os.path.isfile(os.path.join(model_dir, "model.keras")):
+    if args.model is None and not os.path.isfile(os.path.join(model_dir, "model.keras")):
         print(f"{model_dir} has no model.keras: using a random model of the quickstart's shape")
         model_dir = random_model_dir()
+    model_flag = f"--model={args.model}" if args.model else f"--model_dir={model_dir}"
     rows, startup, abandoned = [], {}, None
     for mode, batch_size in (("batched", args.max_batch_size), ("one at a time", 1)):
-        with Server(model_dir, batch_size, args.steps_per_call) as server:
+        with Server(model_flag, batch_size, args.steps_per_call) as server:
             startup[mode], context = server.startup_seconds, server.context
             for clients in clients_list:
                 results, elapsed = asyncio.run(
-                    load(server.url, clients, args.requests, args.max_tokens, args.time_limit))
+                    load(server.url, clients, args.requests, args.max_tokens, args.time_limit,
+                         args.temperature))
                 row = summary(mode, clients, clients * args.requests, results, elapsed)
                 rows.append(row)
                 print(f"{mode}, {clients} clients: {row['done']}/{row['planned']} done, "
@@ -215,10 +226,12 @@ def main():
                                  cancelled_rows=metric(server.url, "keras_lm_cancelled_rows_total"),
                                  answered_after=all(r[3] is None for r in after))
     model_name = args.model_dir if model_dir == args.model_dir else "random small preset"
+    if args.model:
+        model_name = f"the SavedModel {args.model} (keras-lm serve --model)"
     print(f"\nMachine: {machine()}. Model: {model_name} (context {context}). Batched: "
           f"--max_batch_size={args.max_batch_size}, --steps_per_call={args.steps_per_call}. "
           f"{args.requests} streamed requests per client, max_tokens={args.max_tokens}, "
-          "temperature 0.8, top_p 0.95; "
+          f"temperature {args.temperature:g}, top_p 0.95; "
           f"time limit {args.time_limit:g} s per row. "
           f"Server start-up (load + compile): batched {startup['batched']:.0f} s, "
           f"one at a time {startup['one at a time']:.0f} s.\n")

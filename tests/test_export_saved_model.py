@@ -77,6 +77,19 @@ def test_step_signatures_match_the_keras_model(exported):
         np.testing.assert_allclose(out.pop("logits"), full[:, position], atol=1e-5)
 
 
+def test_the_tokenizer_and_the_context_are_written_beside_the_graph(exported):
+    """What `keras-lm serve --model` reads (an LSTM's signatures do not show its context)."""
+    from keras_lm.export.exported import ExportedSavedModel
+    from keras_lm.tokenizers import load_tokenizer
+
+    model, path = exported
+    assert load_tokenizer(os.path.join(path, "assets.extra", "tokenizer.json")).vocabulary_size \
+        == 259
+    with open(os.path.join(path, "assets.extra", "model.json")) as f:
+        assert json.load(f) == {"sequence_length": 48, "vocabulary_size": 259}
+    assert ExportedSavedModel(path).sequence_length == 48
+
+
 def test_saved_model_cli_lists_the_signatures(exported):
     _, path = exported
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")

@@ -12,6 +12,7 @@ import time
 
 import httpx
 import keras
+import numpy as np
 import openai
 import pytest
 
@@ -181,7 +182,8 @@ BAD_REQUESTS = {
     "top_p over 1": ({"prompt": "x", "top_p": 1.01}, "top_p"),
     "prompt that does not fit": ({"prompt": "x" * 28, "max_tokens": 4}, "prompt"),
     "too many stop strings": ({"prompt": "x", "stop": ["a", "b", "c", "d", "e"]}, "stop"),
-    "unsupported logprobs": ({"prompt": "x", "logprobs": 2}, "logprobs"),
+    "logprobs over 5": ({"prompt": "x", "logprobs": 6}, "logprobs"),
+    "logprobs negative": ({"prompt": "x", "logprobs": -1}, "logprobs"),
 }
 
 
@@ -243,6 +245,43 @@ def test_models_health_metrics_and_the_playground(server, client):
     # Nothing is fetched from elsewhere: no script, style or image from another host.
     assert "src=\"http" not in playground.text and "href=\"http" not in playground.text
     assert "://" not in playground.text.split("<script>")[1]
+
+
+def test_logprobs_are_the_models_own_log_probabilities_of_the_tokens(server, client):
+    prompt = "the quick"
+    answer = complete(server, prompt=prompt, max_tokens=10, temperature=0, logprobs=3)
+    choice = answer["choices"][0]
+    logprobs = choice["logprobs"]
+    tokens = logprobs["tokens"]
+    assert 0 < len(tokens) == answer["usage"]["completion_tokens"]
+    assert len(logprobs["token_logprobs"]) == len(logprobs["top_logprobs"]) == len(tokens)
+    # The same figures from the model's own logits, over prompt + new tokens.
+    engine = server.engine
+    new_ids = engine.tokenizer.encode(choice["text"]).numpy().tolist()
+    assert len(new_ids) == len(tokens)  # (the tiny model's text is re-encoded as it was made)
+    ids = np.array([[engine.tokenizer.bos_id] + list(prompt.encode()) + new_ids], np.int32)
+    log_probs = keras.ops.log_softmax(engine.model(ids[:, :-1]), axis=-1).numpy()[0]
+    expected = log_probs[np.arange(len(ids[0]) - 1), ids[0, 1:]][-len(tokens):]
+    np.testing.assert_allclose(logprobs["token_logprobs"], expected, atol=1e-4)
+    for token, value, top in zip(tokens, logprobs["token_logprobs"], logprobs["top_logprobs"],
+                                 strict=True):
+        assert 0 < len(top) <= 3
+        first, first_value = next(iter(top.items()))  # greedy: the likeliest token is the one
+        assert first == token and first_value == pytest.approx(value, abs=1e-6)
+        assert list(top.values()) == sorted(top.values(), reverse=True)
+    assert logprobs["text_offset"][0] == 0 and logprobs["text_offset"] == sorted(
+        logprobs["text_offset"])
+    # Streamed: the same figures with the last chunk; echoed: offsets after the prompt.
+    streamed = client.completions.create(model="tiny", prompt=prompt, max_tokens=10,
+                                         temperature=0, logprobs=3, stream=True)
+    last = [chunk.choices[0] for chunk in streamed][-1]
+    assert last.finish_reason and last.logprobs.token_logprobs == logprobs["token_logprobs"]
+    echoed = client.completions.create(model="tiny", prompt=prompt, max_tokens=10,
+                                       temperature=0, logprobs=0, echo=True).choices[0]
+    assert echoed.logprobs.text_offset[0] == len(prompt)
+    assert echoed.logprobs.top_logprobs == [{}] * len(tokens)
+    # Without `logprobs`: null, as OpenAI.
+    assert complete(server, prompt=prompt, max_tokens=2)["choices"][0]["logprobs"] is None
 
 
 def test_bad_model_dir_or_busy_port_is_a_one_line_error(tmp_path, capsys):

@@ -3,6 +3,7 @@
 Examples:
   keras-lm serve --model_dir=saved_models/quickstart
   keras-lm serve --model_dir=saved_models/quickstart --port=8080 --max_batch_size=16
+  keras-lm serve --model=saved_models/quickstart/saved_model
   curl http://127.0.0.1:8000/v1/completions -H 'Content-Type: application/json' \\
       -d '{"prompt": "def ", "max_tokens": 40, "temperature": 0}'
 
@@ -10,6 +11,11 @@ Open http://127.0.0.1:8000/ in a browser for the playground. Endpoints:
 /v1/completions (OpenAI's schema, streaming with "stream": true),
 /v1/chat/completions (a run made by `keras-lm finetune`: the conversation is
 rendered by its prompt template), /v1/models, /health, /metrics (Prometheus).
+
+--model=MODEL_DIR/saved_model serves the SavedModel `keras-lm export` wrote,
+with TensorFlow only (no Keras model): the same API, but each row's text
+arrives whole (a stream sends it as one chunk), rows share a call only when
+that cannot change their text, and there are no logprobs (docs/serving.md).
 
 A fine-tuned run's prompt template is applied to completion prompts, as
 `keras-lm generate` does; --raw turns that off (chat still uses it). Requests that arrive together are decoded as
@@ -31,6 +37,10 @@ FLAGS = flags.FlagValues()
 flags.DEFINE_string(
     "model_dir", "saved_models/quickstart", "A `keras-lm train` output directory.",
     flag_values=FLAGS)
+flags.DEFINE_string(
+    "model", None,
+    "A SavedModel directory written by `keras-lm export` (MODEL_DIR/saved_model), served "
+    "without Keras, instead of --model_dir.", flag_values=FLAGS)
 flags.DEFINE_string("host", "127.0.0.1", "Address to listen on (0.0.0.0: every interface).",
                     flag_values=FLAGS)
 flags.DEFINE_integer("port", 8000, "Port to listen on.", flag_values=FLAGS)
@@ -68,17 +78,43 @@ def main():
     # The port first: a busy one fails in a second, not after the model loads.
     sock = bind(FLAGS.host, FLAGS.port)
     try:
-        model, tokenizer, _ = load_model_dir(FLAGS.model_dir)
+        model, tokenizer, path = _load()
     except UsageError:
         sock.close()
         raise
-    name = FLAGS.model_name or os.path.basename(os.path.normpath(FLAGS.model_dir))
-    print(f"compiling the decoding programs for batch sizes up to {FLAGS.max_batch_size} ...",
+    name = FLAGS.model_name or _default_name(path)
+    print("compiling the decoding programs" + (
+        f" for batch sizes up to {FLAGS.max_batch_size}" if FLAGS.model is None else "") + " ...",
           file=sys.stderr, flush=True)
     serve(model, tokenizer, sock=sock, model_name=name, max_batch_size=FLAGS.max_batch_size,
           batch_wait_seconds=FLAGS.batch_wait_ms / 1000, steps_per_call=FLAGS.steps_per_call,
           raw=FLAGS.raw,
           print_=lambda line: print(line, flush=True))
+
+
+def _load():
+    """`(model, tokenizer, path)`: the Keras model of --model_dir or the SavedModel of --model."""
+    if FLAGS.model is None:
+        model, tokenizer, _ = load_model_dir(FLAGS.model_dir)
+        return model, tokenizer, FLAGS.model_dir
+    if FLAGS["model_dir"].present:
+        raise UsageError("--model and --model_dir: give one (--model serves a SavedModel "
+                         "directory, --model_dir a training run)")
+    from keras_lm.serve.saved_model_engine import load_saved_model
+
+    try:
+        model, tokenizer = load_saved_model(FLAGS.model)
+    except UsageError as error:  # it names its `path` argument: the user typed --model
+        raise UsageError(error.spelled_as("--model")) from None
+    return model, tokenizer, FLAGS.model
+
+
+def _default_name(path):
+    """The directory's name; for --model=MODEL_DIR/saved_model, the run's."""
+    path = os.path.normpath(os.path.abspath(path) if FLAGS.model else path)
+    if FLAGS.model is not None and os.path.basename(path) == "saved_model":
+        path = os.path.dirname(path)
+    return os.path.basename(path)
 
 
 def run(argv):

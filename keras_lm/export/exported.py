@@ -11,6 +11,7 @@ Example (not run here: it needs exported files):
     exported.generate(["def "], max_new_tokens=40, temperature=0.8, seed=1)
 """
 
+import json
 import os
 import random
 
@@ -19,7 +20,7 @@ import tensorflow as tf
 from keras_lm.errors import UsageError
 from keras_lm.export.json_tokenizer import JsonTokenizer
 from keras_lm.export.litert_runner import LiteRTRunner, generate_text
-from keras_lm.export.saved_model import RAW_SIGNATURE
+from keras_lm.export.saved_model import MODEL_ASSET, RAW_SIGNATURE
 from keras_lm.generation.generate import cut_at_stop
 from keras_lm.prompt_template import PromptTemplate
 from keras_lm.tokenizers import TOKENIZER_FILE
@@ -126,6 +127,8 @@ class ExportedSavedModel:
             if name != "token_ids"
         ]
         self.sequence_length = int(state[0].shape[2]) if len(state[0].shape) == 4 else None
+        if self.sequence_length is None:  # an LSTM's state has no time axis
+            self.sequence_length = _recorded_sequence_length(path)
         self._encode = None
 
     def prompt_length(self, prompt, raw=False):
@@ -149,3 +152,15 @@ class ExportedSavedModel:
             seed=tf.constant(random.randrange(2**31) if seed is None else seed, tf.int64),
         )["text"].numpy()
         return [cut_at_stop(t.decode("utf-8", "replace"), stop)[0] for t in out]
+
+
+def _recorded_sequence_length(path):
+    """The context `export` recorded beside the graph, else the run's config.json above it."""
+    for candidate in (os.path.join(path, MODEL_ASSET),
+                      os.path.join(os.path.dirname(os.path.abspath(path)), "config.json")):
+        try:
+            with open(candidate, encoding="utf-8") as f:
+                return int(json.load(f)["sequence_length"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None

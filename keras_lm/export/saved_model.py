@@ -19,6 +19,12 @@ default one is minimal):
   out as named tensors (`layer_0_key`, ... or `layer_0_h`, ...) whose
   `max_length` is the model's context.
 
+Beside the graph, `assets.extra/tokenizer.json` is the tokenizer in plain
+JSON (`Tokenizer.save`, its prompt template included): what a server
+(`keras-lm serve --model=`) needs to count tokens and render chats; and
+`assets.extra/model.json` gives the context (`sequence_length`) and
+`vocabulary_size`.
+
 A prompt that does not fit the context with `max_new_tokens` loses its
 beginning (a served graph cannot stop to ask); `max_new_tokens` is clipped
 to `[1, context - 1]`. The directory loads with plain TensorFlow:
@@ -29,18 +35,27 @@ to `[1, context - 1]`. The directory loads with plain TensorFlow:
         prompts=tf.constant(["def "]), max_new_tokens=tf.constant(50))["text"]
 """
 
+import os
+
 import keras
 import tensorflow as tf
 
 from keras_lm.export.schema import ExportSchema
 from keras_lm.generation.decoding import sampling_loop
 from keras_lm.generation.samplers import tensor_sampler
-from keras_lm.io_utils import atomic_path
+from keras_lm.io_utils import atomic_path, write_json
 from keras_lm.prompt_template import PromptTemplate
+from keras_lm.tokenizers import TOKENIZER_FILE
 
 SIGNATURES = ("serving_default", "sample", "logits", "prefill", "decode")
 # Only with a prompt template: `sample` without it.
 RAW_SIGNATURE = "sample_raw"
+# The tokenizer as plain JSON inside the SavedModel (TensorFlow Serving ignores
+# assets.extra/): what a server needs to count tokens and render chats.
+TOKENIZER_ASSET = os.path.join("assets.extra", TOKENIZER_FILE)
+# The model's context and vocabulary: the graph's signatures do not show the
+# context of an LSTM (its state has no time axis).
+MODEL_ASSET = os.path.join("assets.extra", "model.json")
 
 
 def export_saved_model(model, tokenizer, path):
@@ -116,6 +131,11 @@ def export_saved_model(model, tokenizer, path):
     )
     with atomic_path(path) as tmp:
         archive.write_out(tmp, verbose=False)
+        os.makedirs(os.path.dirname(os.path.join(tmp, TOKENIZER_ASSET)), exist_ok=True)
+        tokenizer.save(os.path.join(tmp, TOKENIZER_ASSET))
+        write_json(os.path.join(tmp, MODEL_ASSET), {
+            "sequence_length": int(model.sequence_length),
+            "vocabulary_size": int(model.vocabulary_size)})
 
 
 def generate_text(model, tokenizer, prompts, max_new_tokens, select, seed):

@@ -149,8 +149,11 @@ class _Handlers:
                 f"(<bos> and template included){limit}, over the model's context of {context} "
                 f"tokens; shorten it{' or lower ' + checked.param if limit else ''}",
                 param="messages", code="context_length_exceeded")
-        rows = self.engine.encode([ids], max_tokens or room, temperature=checked.temperature,
-                                  top_k=checked.top_k, top_p=checked.top_p)
+        try:  # an engine may not take every conversation (a SavedModel: one user turn)
+            rows = self.engine.encode([ids], max_tokens or room, temperature=checked.temperature,
+                                      top_k=checked.top_k, top_p=checked.top_p)
+        except UsageError as error:
+            raise APIError(str(error), param=error.argument or "messages") from None
         completion = _ChatCompletion(self, checked, rows, arrived)
         return await self._answer(request, completion)
 
@@ -158,6 +161,10 @@ class _Handlers:
         arrived = time.monotonic()
         checked = parse_completion_request(await _read_json(request))
         self._check_model(checked.model)
+        if checked.logprobs is not None and not self.engine.supports_logprobs:
+            raise APIError("logprobs: not available from this server's model (a SavedModel "
+                           "gives text only; serve the training run with --model_dir for "
+                           "logprobs)", param="logprobs")
         if len(checked.prompts) * checked.n > MAX_ROWS_PER_REQUEST:
             raise APIError(f"n: {len(checked.prompts)} prompts x n={checked.n} completions "
                            f"exceed {MAX_ROWS_PER_REQUEST} per request", param="n")
@@ -210,9 +217,10 @@ class _Completion:
                 self.sequences.append(Sequence(
                     dataclasses.replace(row, seed=seed),
                     TextStream(handlers.engine.tokenizer, checked.stop),
-                    self._forward(loop, index)))
+                    self._forward(loop, index), logprobs=getattr(checked, "logprobs", None)))
         self.texts = [""] * len(self.sequences)
         self.finish_reasons = [None] * len(self.sequences)
+        self.logprobs = [None] * len(self.sequences)
 
     def _forward(self, loop, index):
         def on_event(kind, value):  # from the decoding thread
@@ -230,6 +238,8 @@ class _Completion:
         if kind == "text":
             self.first_text = self.first_text or time.monotonic()
             self.texts[index] += value
+        elif kind == "logprobs":
+            self.logprobs[index] = self._shift_offsets(index, value)
         else:
             self.finish_reasons[index] = value
         return index, kind, value
@@ -263,14 +273,24 @@ class _Completion:
         return {"id": self.id, "object": self._object(choices), "created": self.created,
                 "model": self.handlers.model_name, "choices": choices, **extra}
 
+    def _shift_offsets(self, index, logprobs):
+        """With `echo`, the text starts with the prompt: offsets count from there."""
+        shift = len(self._prompt_of(index)) if self.checked.echo else 0
+        return {**logprobs, "text_offset": [shift + o for o in logprobs["text_offset"]]}
+
     def _choice(self, index, text, reason):
         """A whole answer's choice."""
         text = (self._prompt_of(index) if self.checked.echo else "") + text
-        return {"text": text, "index": index, "logprobs": None, "finish_reason": reason}
+        return {"text": text, "index": index, "logprobs": self.logprobs[index],
+                "finish_reason": reason}
 
     def _chunks(self, index, text, reason=None):
-        """The stream's chunks for new text (or the end) of choice `index`."""
-        return [self._body([{"text": text, "index": index, "logprobs": None,
+        """The stream's chunks for new text (or the end) of choice `index`.
+
+        A choice's logprobs (all its tokens) come with its last chunk.
+        """
+        logprobs = self.logprobs[index] if reason is not None else None
+        return [self._body([{"text": text, "index": index, "logprobs": logprobs,
                              "finish_reason": reason}])]
 
     def _first_chunks(self):
@@ -306,6 +326,8 @@ class _Completion:
                 except APIError as error:
                     yield event(error.body())
                     break
+                if kind == "logprobs":  # sent with the choice's last chunk
+                    continue
                 chunks = self._chunks(index, value) if kind == "text" else self._chunks(
                     index, "", value)
                 for chunk in chunks:

@@ -21,6 +21,7 @@ import pydantic
 from keras_lm.serve.api_error import APIError
 
 MAX_STOP_STRINGS = 4  # as OpenAI
+MAX_LOGPROBS = 5  # as OpenAI's completions
 DEFAULT_MAX_TOKENS = 16  # as OpenAI's completions
 # What a field of several types takes (pydantic reports each type's error apart).
 UNIONS = {"prompt": "a string or a list of strings", "stop": "a string, a list of strings or null"}
@@ -72,8 +73,11 @@ class CheckedRequest:
         if not self.prompts:
             raise APIError("prompt: a list of prompts must not be empty", param="prompt")
         check_sampling(self, request)
+        self.logprobs = request.logprobs
+        if self.logprobs is not None and not 0 <= self.logprobs <= MAX_LOGPROBS:
+            raise APIError(f"logprobs must be in 0..{MAX_LOGPROBS} (top tokens per position), "
+                           f"got {self.logprobs}", param="logprobs")
         unsupported = [
-            ("logprobs", request.logprobs not in (None, 0)),
             ("best_of", request.best_of not in (None, self.n)),
             ("suffix", request.suffix is not None),
         ]

@@ -38,6 +38,7 @@ import time
 
 from keras_lm.generation import Row, RowBatch, encode_prompts, special_ids, warm_up
 from keras_lm.generation import TextStream  # noqa: F401  (this module's example uses it)
+from keras_lm.serve.logprobs import completion_logprobs, covering_tokens
 
 logger = logging.getLogger("keras_lm")
 
@@ -58,16 +59,19 @@ class Sequence:
     """One row in flight: its `Row`, its text so far, and where its events go.
 
     `on_event(kind, value)` is called from the decoding thread with
-    `("text", new_text)` (zero or more times), then once `("done",
-    finish_reason)` (`"stop"`: end of text or a stop string; `"length"`:
+    `("text", new_text)` (zero or more times), with `logprobs` (the number of
+    top tokens asked for, 0 to 5; None: none) once `("logprobs", {tokens,
+    token_logprobs, top_logprobs, text_offset})` (`keras_lm.serve.logprobs`),
+    then once `("done", finish_reason)` (`"stop"`: end of text or a stop string; `"length"`:
     `max_new_tokens` reached) or `("error", message)`. Set `cancelled` (from
     any thread) when nobody waits for it any more.
     """
 
-    def __init__(self, row, text, on_event):
+    def __init__(self, row, text, on_event, logprobs=None):
         self.row = row
         self.text = text
         self.on_event = on_event
+        self.logprobs = logprobs
         self.cancelled = False
         self.num_tokens = 0
         self.finished = False
@@ -79,27 +83,24 @@ class Sequence:
         self.on_event(kind, value)
 
 
-class Engine:
-    """Owns the model; batches and decodes submitted `Sequence`s on its own thread.
+class BatchingEngine:
+    """The decoding thread and its queue: what every engine shares (the app's interface).
 
-    Args:
-        model: a `LanguageModel` (the step API).
-        tokenizer: its tokenizer.
-        max_batch_size: rows decoded together at most (1: one at a time).
-        batch_wait_seconds: how long the first waiting row waits for others.
-        steps_per_call: tokens per compiled call (streaming granularity).
-        on_batch: optional `on_batch(rows, seconds, new_tokens, cancelled_rows)`, called
-            after each batch.
+    A subclass says how rows are made (`encode`), how long the context is
+    (`context`), what start-up compiles (`warm_up`) and how one batch of
+    `Sequence`s is decoded (`_decode`); this class queues submitted
+    sequences and hands them to `_decode` in batches of up to
+    `max_batch_size`, from its own thread.
     """
 
-    def __init__(self, model, tokenizer, *, max_batch_size=8, batch_wait_seconds=0.01,
-                 steps_per_call=16, on_batch=None):
-        self.model = model
+    # Whether `Sequence.logprobs` can be served (the app answers 400 where not).
+    supports_logprobs = False
+
+    def __init__(self, tokenizer, *, max_batch_size=8, batch_wait_seconds=0.01, on_batch=None):
         self.tokenizer = tokenizer
         self.buckets = batch_buckets(max_batch_size)
         self.max_batch_size = max_batch_size
         self.batch_wait_seconds = batch_wait_seconds
-        self.steps_per_call = steps_per_call
         self.on_batch = on_batch
         self.special = special_ids(tokenizer)
         self._waiting = queue.Queue()
@@ -110,20 +111,18 @@ class Engine:
 
     @property
     def context(self):
-        return self.model.sequence_length
+        raise NotImplementedError
 
     def warm_up(self):
-        """Compiles every program the engine can use; returns the number of loops compiled."""
-        return warm_up(self.model, self.buckets)
+        """Compiles what serving needs before the first request; returns the programs built."""
+        raise NotImplementedError
 
     def encode(self, prompts, max_new_tokens, *, temperature=0.0, top_k=0, top_p=1.0, seed=None):
-        """One `Row` per prompt; a prompt that does not fit raises `UsageError` (as `generate`).
+        """One `Row` per prompt; a prompt that does not fit raises `UsageError`."""
+        raise NotImplementedError
 
-        A prompt is a text (encoded after `<bos>`) or a list of token ids
-        that already starts with `<bos>` (a chat: `PromptTemplate.chat_ids`).
-        """
-        ids = encode_prompts(self.tokenizer, prompts, max_new_tokens, self.context)
-        return [Row(p, max_new_tokens, temperature, top_k, top_p, seed) for p in ids]
+    def _decode(self, sequences):
+        raise NotImplementedError
 
     def queued(self):
         """Rows waiting for a batch."""
@@ -176,6 +175,46 @@ class Engine:
                 sequence.finish("done", "cancelled")
         return [s for s in batch if not s.finished]
 
+
+class Engine(BatchingEngine):
+    """Owns the Keras model; batches and decodes submitted `Sequence`s on its own thread.
+
+    Args:
+        model: a `LanguageModel` (the step API).
+        tokenizer: its tokenizer.
+        max_batch_size: rows decoded together at most (1: one at a time).
+        batch_wait_seconds: how long the first waiting row waits for others.
+        steps_per_call: tokens per compiled call (streaming granularity).
+        on_batch: optional `on_batch(rows, seconds, new_tokens, cancelled_rows)`, called
+            after each batch.
+    """
+
+    supports_logprobs = True
+
+    def __init__(self, model, tokenizer, *, max_batch_size=8, batch_wait_seconds=0.01,
+                 steps_per_call=16, on_batch=None):
+        self.model = model
+        self.steps_per_call = steps_per_call
+        super().__init__(tokenizer, max_batch_size=max_batch_size,
+                         batch_wait_seconds=batch_wait_seconds, on_batch=on_batch)
+
+    @property
+    def context(self):
+        return self.model.sequence_length
+
+    def warm_up(self):
+        """Compiles every program the engine can use; returns the number of loops compiled."""
+        return warm_up(self.model, self.buckets)
+
+    def encode(self, prompts, max_new_tokens, *, temperature=0.0, top_k=0, top_p=1.0, seed=None):
+        """One `Row` per prompt; a prompt that does not fit raises `UsageError` (as `generate`).
+
+        A prompt is a text (encoded after `<bos>`) or a list of token ids
+        that already starts with `<bos>` (a chat: `PromptTemplate.chat_ids`).
+        """
+        ids = encode_prompts(self.tokenizer, prompts, max_new_tokens, self.context)
+        return [Row(p, max_new_tokens, temperature, top_k, top_p, seed) for p in ids]
+
     def _decode(self, sequences):
         start = time.monotonic()
         bucket = next(size for size in self.buckets if size >= len(sequences))
@@ -193,14 +232,25 @@ class Engine:
                     sequence.on_event("text", new_text)
                 if sequence.text.stopped or sequence.cancelled:
                     batch.stop(i)
-                    sequence.finish("done", "stop" if sequence.text.stopped else "cancelled")
+                    self._finish(sequence, "stop" if sequence.text.stopped else "cancelled")
         for i, sequence in enumerate(sequences):
             if not sequence.finished:
                 rest = sequence.text.finish()
                 if rest:
                     sequence.on_event("text", rest)
-                sequence.finish("done", "stop" if batch.ended[i] else "length")
+                self._finish(sequence, "stop" if batch.ended[i] else "length")
         if self.on_batch is not None:
             self.on_batch(len(sequences), time.monotonic() - start,
                           sum(s.num_tokens for s in sequences),
                           sum(s.finish_reason == "cancelled" for s in sequences))
+
+    def _finish(self, sequence, reason):
+        """Ends `sequence`; first its logprobs, if asked for (over the tokens of its text)."""
+        if sequence.logprobs is not None and reason != "cancelled":
+            ids = sequence.text.ids
+            if sequence.text.stopped:  # the tokens that make the text, not those past the cut
+                ids = covering_tokens(self.tokenizer, ids, sequence.text.text)
+            sequence.on_event("logprobs", completion_logprobs(
+                self.model, self.tokenizer, sequence.row.prompt_ids, ids, sequence.logprobs,
+                self.special["banned_ids"]))
+        sequence.finish("done", reason)

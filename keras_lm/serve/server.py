@@ -25,9 +25,11 @@ import time
 import uvicorn
 
 from keras_lm.errors import UsageError
+from keras_lm.export.exported import ExportedSavedModel
 from keras_lm.prompt_template import PromptTemplate
 from keras_lm.serve.app import create_app
 from keras_lm.serve.engine import Engine
+from keras_lm.serve.saved_model_engine import SavedModelEngine
 
 logger = logging.getLogger("keras_lm")
 
@@ -61,18 +63,24 @@ def build(model, tokenizer, *, model_name="model", max_batch_size=8, batch_wait_
           steps_per_call=16, raw=False, warm_up=True):
     """`(app, engine)`: the engine (decoding thread, programs compiled) and the app over it.
 
-    The prompt template is the run's (`model.run_config`, as `keras_lm.load`
-    attaches it; none for a model trained from scratch): completions apply
+    `model` is a Keras language model (`Engine`), or an `ExportedSavedModel`
+    (`SavedModelEngine`: `load_saved_model` gives it with its tokenizer;
+    `steps_per_call` does not apply). The prompt template is the run's
+    (`model.run_config`, as `keras_lm.load` attaches it, or the exported
+    tokenizer's; none for a model trained from scratch): completions apply
     it unless `raw`, and chat renders conversations with it.
     """
-    template = PromptTemplate.from_run_config(getattr(model, "run_config", None))
-    engine = Engine(model, tokenizer, max_batch_size=max_batch_size,
-                    batch_wait_seconds=batch_wait_seconds, steps_per_call=steps_per_call)
+    options = dict(max_batch_size=max_batch_size, batch_wait_seconds=batch_wait_seconds)
+    if isinstance(model, ExportedSavedModel):
+        engine = SavedModelEngine(model, tokenizer, **options)
+        template = engine.template
+    else:
+        template = PromptTemplate.from_run_config(getattr(model, "run_config", None))
+        engine = Engine(model, tokenizer, steps_per_call=steps_per_call, **options)
     if warm_up:
         start = time.monotonic()
         programs = engine.warm_up()
-        logger.info("compiled %d programs (batch sizes %s) in %.1f s", programs,
-                    engine.buckets, time.monotonic() - start)
+        logger.info("compiled %d programs in %.1f s", programs, time.monotonic() - start)
     app = create_app(engine, model_name=model_name, template=template, raw=raw)
     engine.on_batch = app.state.handlers.metrics.finished_batch
     return app, engine
