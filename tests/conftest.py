@@ -1,13 +1,10 @@
 """Shared fixtures: small real text corpora written on the fly."""
 
 import os
+import subprocess
+import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-
-import pytest  # noqa: E402
+import pytest
 
 WORDS = "the quick brown fox jumps over a lazy dog while seven tiny models learn".split()
 

@@ -79,7 +79,8 @@ class _RowPadded:
 
 
 def _compile(model_ref, jit_compile):
-    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
+    # No autograph: nothing here branches on tensors, and converting each layer call costs time.
+    @tf.function(jit_compile=jit_compile, reduce_retracing=True, autograph=False)
     def scores(inputs, targets):
         logits = tf.cast(model_ref()(inputs, training=False), tf.float32)
         targets = tf.cast(targets, tf.int32)
