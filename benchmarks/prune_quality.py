@@ -6,7 +6,8 @@ pruning of the same share of prunable weights (masks, quality only:
 `keras_lm.prune.magnitude_prune`). Bits per byte on the run's own
 validation text (as `keras-lm eval` measures it); for the base and each
 structured model the float32 TFLite file's size and its decode speed
-(LiteRT, one thread, greedy, after a prompt of 16 tokens). Prints a Markdown
+(LiteRT, one thread, greedy, after a prompt of 16 tokens; all files timed
+in turn at the end, the median of 9 rounds). Prints a Markdown
 table for BENCHMARKS.md and writes the plot.
 
     python benchmarks/prune_quality.py --model_dir=saved_models/quickstart \\
@@ -22,24 +23,33 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def decode_speed(path, prompt, new_tokens):
-    """Tokens per second of greedy decoding with the LiteRT runner (one thread)."""
+def decode_speeds(paths, prompt, new_tokens, rounds=9):
+    """`{path: tokens per second}` of greedy decoding with the LiteRT runner (one thread).
+
+    The median of `rounds` runs per file, the files taken in turn in each
+    round, so a slow spell of the machine falls on every file alike (timed
+    one after the other, the same file's speed moved by 30% between runs).
+    """
     from keras_lm.export.litert_runner import LiteRTRunner
 
-    runner = LiteRTRunner(path, num_threads=1)
-    runner.generate_ids(prompt, 4)  # warm-up
-    start = time.perf_counter()
-    runner.generate_ids(prompt, new_tokens)
-    return new_tokens / (time.perf_counter() - start)
+    runners = {path: LiteRTRunner(path, num_threads=1) for path in paths}
+    for runner in runners.values():
+        runner.generate_ids(prompt, 4)  # warm-up
+    seconds = {path: [] for path in paths}
+    for _ in range(rounds):
+        for path, runner in runners.items():
+            start = time.perf_counter()
+            runner.generate_ids(prompt, new_tokens)
+            seconds[path].append(time.perf_counter() - start)
+    return {path: new_tokens / sorted(s)[rounds // 2] for path, s in seconds.items()}
 
 
-def tflite_figures(model, directory, name, prompt, new_tokens):
+def tflite_file(model, directory, name, prompt):
     from keras_lm.export.tflite import export_tflite
 
     path = os.path.join(directory, f"{name}.tflite")
     export_tflite(model, path, prefill_lengths=(len(prompt),))
-    return {"tflite_bytes": os.path.getsize(path),
-            "decode_tokens_per_second": decode_speed(path, prompt, new_tokens)}
+    return {"tflite_path": path, "tflite_bytes": os.path.getsize(path)}
 
 
 def main():
@@ -69,7 +79,7 @@ def main():
     rows = [{"sparsity": 0.0, "num_parameters": base.count_params(),
              "structured": _bits_per_byte(base, tokenizer, val_files, args.batch_size,
                                           tokens_per_byte),
-             **tflite_figures(base, work, "base", prompt, args.new_tokens)}]
+             **tflite_file(base, work, "base", prompt)}]
     rows[0]["recovered"] = rows[0]["magnitude"] = rows[0]["structured"]
     for sparsity in sparsities:
         started = time.time()
@@ -88,10 +98,13 @@ def main():
             "recovered": metrics["val_bits_per_byte"],
             "magnitude": _bits_per_byte(masked, tokenizer, val_files, args.batch_size,
                                         tokens_per_byte),
-            **tflite_figures(recovered, work, f"pruned_{sparsity:g}", prompt, args.new_tokens),
+            **tflite_file(recovered, work, f"pruned_{sparsity:g}", prompt),
             "seconds": time.time() - started,
         })
         print(json.dumps(rows[-1]), flush=True)
+    speeds = decode_speeds([row["tflite_path"] for row in rows], prompt, args.new_tokens)
+    for row in rows:
+        row["decode_tokens_per_second"] = speeds[row["tflite_path"]]
     print_table(rows, args)
     write_plot(rows, args)
 
