@@ -1,8 +1,12 @@
 """Shared fixtures: small real text corpora written on the fly."""
 
+import contextlib
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -132,6 +136,48 @@ def tensorboard_run(tmp_path_factory):
         raise SystemExit(0)
     assert exit_info.value.code == 0
     return output
+
+
+# --- a server in its own process ----------------------------------------------------
+
+
+class ServedProcess:
+    """A `keras-lm serve` subprocess: `url`, then `out`, `err`, `returncode` once stopped."""
+
+    def __init__(self, process, url):
+        self.process, self.url = process, url
+        self.out = self.err = self.returncode = None
+
+
+@contextlib.contextmanager
+def served(*flags, timeout=300):
+    """`keras-lm serve FLAGS` on a free port, ready (`/health` answers) when the block starts,
+    stopped by Ctrl-C (SIGINT) when it ends; a server that dies or never answers fails."""
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "keras_lm.cli.main", "serve", *flags, f"--port={port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server = ServedProcess(process, f"http://127.0.0.1:{port}")
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+            try:
+                if httpx.get(server.url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(1)
+        yield server
+        process.send_signal(signal.SIGINT)
+        server.out, server.err = process.communicate(timeout=60)
+        server.returncode = process.returncode
+    finally:
+        if process.poll() is None:
+            process.kill()
 
 
 # --- a real browser (the `browser` marker) ----------------------------------------------

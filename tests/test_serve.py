@@ -3,12 +3,8 @@
 
 import json
 import queue
-import signal
 import socket
-import subprocess
-import sys
 import threading
-import time
 
 import httpx
 import keras
@@ -16,7 +12,7 @@ import numpy as np
 import openai
 import pytest
 
-from conftest import assert_one_line_usage_error, run_in_process
+from conftest import assert_one_line_usage_error, run_in_process, served
 from keras_lm.generation import Row, RowBatch, TextStream
 from keras_lm.serve import ServerThread
 from keras_lm.serve.engine import Sequence
@@ -316,35 +312,15 @@ def test_concurrent_clients_all_get_complete_answers(server):
 
 @pytest.mark.slow
 def test_keras_lm_serve_in_a_subprocess_serves_until_ctrl_c(model_dir, capsys):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "keras_lm.cli.main", "serve", f"--model_dir={model_dir}",
-         f"--port={port}", "--max_batch_size=2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(1)
-        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    with served(f"--model_dir={model_dir}", "--max_batch_size=2") as server:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
         answer = client.completions.create(model=model_dir.name, prompt="the quick",
                                            max_tokens=12, temperature=0)
         code, out, err = run_in_process(capsys, "generate", f"--model_dir={model_dir}",
                                         "--prompt=the quick", "--sampler=greedy",
                                         "--max_new_tokens=12")
         assert out == "the quick" + answer.choices[0].text + "\n"
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 0, err
-    assert f"serving '{model_dir.name}' at {url}" in out and out.strip().endswith("stopped")
-    assert "Traceback" not in err
+    assert server.returncode == 0, server.err
+    assert f"serving '{model_dir.name}' at {server.url}" in server.out
+    assert server.out.strip().endswith("stopped")
+    assert "Traceback" not in server.err

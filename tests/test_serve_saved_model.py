@@ -9,7 +9,7 @@ import json
 import httpx
 import pytest
 
-from conftest import assert_one_line_usage_error, run_in_process
+from conftest import assert_one_line_usage_error, run_in_process, served
 from keras_lm.errors import UsageError
 from keras_lm.serve import ServerThread
 from keras_lm.serve.saved_model_engine import load_saved_model
@@ -107,44 +107,19 @@ def test_bad_model_flags_are_one_line_errors(exported_run, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_keras_lm_serve_model_in_a_subprocess_gives_keras_lm_generate_text(exported_run, capsys):
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import time
-
     directory, _ = exported_run
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "keras_lm.cli.main", "serve", f"--model={directory}/saved_model",
-         f"--port={port}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(1)
-        answer = complete(type("S", (), {"url": url}), model=directory.name, prompt=PROMPT,
-                          max_tokens=12, temperature=0)
+    with served(f"--model={directory}/saved_model") as server:
+        answer = complete(type("S", (), {"url": server.url}), model=directory.name,
+                          prompt=PROMPT, max_tokens=12, temperature=0)
         code, out, err = run_in_process(capsys, "generate", f"--model_dir={directory}",
                                         f"--prompt={PROMPT}", "--sampler=greedy",
                                         "--max_new_tokens=12")
         assert code == 0, err
         assert out == PROMPT + answer["choices"][0]["text"] + "\n"
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 0, err
-    assert f"serving '{directory.name}' at {url}" in out and out.strip().endswith("stopped")
-    assert "Traceback" not in err
+    assert server.returncode == 0, server.err
+    assert f"serving '{directory.name}' at {server.url}" in server.out
+    assert server.out.strip().endswith("stopped")
+    assert "Traceback" not in server.err
 
 
 @pytest.mark.slow
@@ -165,8 +140,8 @@ def test_a_fine_tuned_saved_model_applies_its_template_once_and_chats_one_turn(t
                 "max_tokens": 8, "temperature": 0}
     completion = dict(prompt="what is 2+2?", max_tokens=8, temperature=0, echo=True)
     answers = []
-    for served in (model, saved_model):
-        with ServerThread(served, tokenizer, max_batch_size=1, warm_up=False) as server:
+    for source in (model, saved_model):
+        with ServerThread(source, tokenizer, max_batch_size=1, warm_up=False) as server:
             chat = httpx.post(server.url + "/v1/chat/completions", json=one_turn, timeout=120)
             assert chat.status_code == 200, chat.text
             answers.append((chat.json()["choices"][0]["message"]["content"],
