@@ -12,6 +12,7 @@ appends one row per evaluation to `--csv`. Used to find what makes MQAR learn
 
 import argparse
 import csv
+import json
 import os
 import sys
 import time
@@ -45,6 +46,8 @@ def main():
     parser.add_argument("--tie", type=int, default=1)
     parser.add_argument("--optimizer", default="adamw")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model_args", default="{}",
+                        help='more TransformerLM arguments as JSON, e.g. \'{"qk_norm": "rms"}\'')
     parser.add_argument("--csv", required=True)
     args = parser.parse_args()
 
@@ -66,7 +69,8 @@ def main():
         model = TransformerLM(tokenizer.vocabulary_size, args.sequence_length,
                               num_layers=args.layers, num_heads=args.heads,
                               hidden_dim=args.width, position_embedding=args.position,
-                              tie_embeddings=bool(args.tie), pad_id=tokenizer.pad_id)
+                              tie_embeddings=bool(args.tie), pad_id=tokenizer.pad_id,
+                              **json.loads(args.model_args))
     else:
         model = LSTMLM(tokenizer.vocabulary_size, args.sequence_length, embedding_dim=args.width,
                        hidden_dim=args.width, num_layers=args.layers, pad_id=tokenizer.pad_id)
