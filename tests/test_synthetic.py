@@ -34,24 +34,37 @@ def test_induction_is_a_repeated_block_and_answers_are_the_repeats():
     assert len(periods) > 5  # the block length varies between sequences
 
 
-def test_mqar_follows_zoology():
+@pytest.mark.parametrize("show_answers", [False, True])
+def test_mqar_follows_zoology(show_answers):
     L, V, n = 64, 128, 8
-    task = Task("mqar", sequence_length=L, vocabulary_size=V, mqar_num_pairs=n)
+    task = Task("mqar", sequence_length=L, vocabulary_size=V, mqar_num_pairs=n,
+                mqar_show_answers=show_answers)
     batch = sample(task, 32)
-    for row, tokens in enumerate(full_sequences(batch)):
-        keys, values = tokens[0:2 * n:2], tokens[1:2 * n:2]
+    inputs, targets = batch["inputs"], batch["targets"]
+    hidden = 0
+    for row in range(32):
+        keys, values = inputs[row, 0:2 * n:2], inputs[row, 1:2 * n:2]
         assert len(set(keys)) == n and all(1 <= k < V // 2 for k in keys)
         assert len(set(values)) == n and all(V // 2 <= v < V for v in values)
         mapping = dict(zip(keys, values))
         answers = np.nonzero(batch["answer_group"][row])[0]  # target indices
         assert len(answers) == n
+        # Numbered in the order of the queries in the text.
+        assert batch["answer_group"][row, answers].tolist() == list(range(1, n + 1))
         queried = []
         for t in answers:
-            key, value = tokens[t], tokens[t + 1]  # input at t, its target at t + 1
+            key, value = inputs[row, t], targets[row, t]  # the query, its answer
             assert t >= 2 * n and (t - 2 * n) % 2 == 0  # an even offset after the pairs
             assert mapping[key] == value
             queried.append(key)
+            if t + 1 < L:  # the answer as the next input: shown, or filler (Zoology)
+                hidden += inputs[row, t + 1] != value
+                assert show_answers <= (inputs[row, t + 1] == value)
         assert sorted(queried) == sorted(keys)  # each key queried exactly once
+    if not show_answers:
+        assert hidden > 0.9 * 32 * n  # filler: equal to the answer by chance only
+    else:
+        full_sequences(batch)  # inputs and targets are one text shifted by one
     # Answer positions only: non-answer targets are left out by training_pairs.
     ds = training_pairs(task_dataset(task, 4), task, pad_id=V)
     _, targets = next(iter(ds))

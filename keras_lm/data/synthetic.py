@@ -23,9 +23,11 @@ Tasks (ids 0 .. vocabulary-1; the run's tokenizer adds specials after them):
   `mqar_num_pairs` key-value pairs at the start, keys from ids
   `[1, V/2)`, values from `[V/2, V)`, both drawn without replacement; each
   key then appears once more as a query at a random even offset of the rest
-  of the sequence, followed by its value (the answer). Other positions hold
-  random tokens, as Zoology's `random_non_queries`. Requires V > L and
-  4N <= L. (Zoology draws query gaps from a power law; we draw them uniformly.)
+  of the sequence, followed by its value (the answer: a target; the input
+  there is filler, as in Zoology, unless `mqar_show_answers`). Other
+  positions hold random tokens, as Zoology's `random_non_queries`. Answers
+  are numbered in the order of their queries. Requires V > L and 4N <= L.
+  (Zoology draws query gaps from a power law; we draw them uniformly.)
 - `fewshot`: in-context classification. Each sequence draws M fresh items
   from ids `[0, V - C)` and a fresh random label for each from the C label
   ids `[V - C, V)`, then shows `(item, label)` pairs in a random order, each
@@ -88,6 +90,9 @@ class Task:
     induction_max_length: int = _parameter(None, "induction: longest repeated block "
                                            "(default L/2).")
     mqar_num_pairs: int = _parameter(8, "mqar: key-value pairs N (default 8; needs 4N <= L).")
+    mqar_show_answers: bool = _parameter(False, "mqar: the answered values also appear as "
+                                         "inputs after their queries (default false: "
+                                         "Zoology's task, where they are targets only).")
     fewshot_k: int = _parameter(8, "fewshot: examples of each item, the last one unseen "
                                 "(default 8).")
     fewshot_labels: int = _parameter(2, "fewshot: number of labels (default 2).")
@@ -205,8 +210,17 @@ class Task:
         """One batch: a dict of `(batch_size, sequence_length)` int32 arrays."""
         sequences, answers, shots = _SAMPLERS[self.name](self, rng, batch_size)
         # `answers[:, t]` marks token t as an answer; targets are tokens 1..L.
+        inputs = sequences[:, :-1]
+        if self.name == "mqar" and not self.mqar_show_answers:
+            # Zoology's MQAR: an answer is a target, never an input (the next
+            # input is filler). Shown, the earlier answers let a model pick
+            # among the values not answered yet, a shortcut that scores
+            # ~(1/N + ... + 1/1)/N (0.52 at 4 pairs) and that models of our
+            # size settle on instead of learning to match keys.
+            hidden = answers[:, :-1] > 0
+            inputs = np.where(hidden, rng.integers(0, self.vocabulary, size=inputs.shape), inputs)
         batch = {
-            "inputs": sequences[:, :-1].astype("int32"),
+            "inputs": inputs.astype("int32"),
             "targets": sequences[:, 1:].astype("int32"),
             "answer_group": answers[:, 1:].astype("int32"),
         }
@@ -240,7 +254,8 @@ def _mqar(task, rng, batch_size):
         queries = 2 * n + 2 * rng.choice(slots, n, replace=False)  # random order
         sequences[row, queries] = keys
         sequences[row, queries + 1] = values
-        answers[row, queries + 1] = np.arange(1, n + 1)
+        # Answer j is the j-th query in the text (exact match by query order).
+        answers[row, queries + 1] = np.argsort(np.argsort(queries)) + 1
     return sequences, answers, None
 
 

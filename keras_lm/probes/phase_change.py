@@ -50,17 +50,24 @@ class PhaseChange:
     batch_size: int = 32
     learning_rate: float = 3e-3
     position_embedding: str = "rotary"
+    block_length: int = None  # None: the task's lengths (L/8 to L/2, drawn per sequence)
     seed: int = 0
 
+    def task_args(self):
+        if self.block_length is None:
+            return {}
+        return {"induction_min_length": self.block_length,
+                "induction_max_length": self.block_length}
+
     def task(self):
-        return Task("induction", self.sequence_length, self.vocabulary_size)
+        return Task("induction", self.sequence_length, self.vocabulary_size, **self.task_args())
 
     def config(self, layers):
         return TrainConfig(
             recipe="tiny", model="transformer", preset="tiny",
             model_args={"hidden_dim": self.width, "num_heads": self.num_heads,
                         "num_layers": layers, "position_embedding": self.position_embedding},
-            task="induction", sequence_length=self.sequence_length,
+            task="induction", task_args=self.task_args(), sequence_length=self.sequence_length,
             vocabulary_size=self.vocabulary_size, batch_size=self.batch_size, steps=self.steps,
             eval_interval=self.steps, val_steps=2, learning_rate=self.learning_rate,
             seed=self.seed, dropout=0.0, verbose=0, attention_maps=False,

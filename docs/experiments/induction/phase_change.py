@@ -21,6 +21,11 @@ def main():
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--every_steps", type=int, default=50)
     parser.add_argument("--vocabulary_size", type=int, default=16)
+    parser.add_argument("--block_length", type=int, default=None,
+                        help="one block length for every sequence (default: L/8 to L/2, drawn)")
+    parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--num_heads", type=int, default=2)
+    parser.add_argument("--learning_rate", type=float, default=3e-3)
     parser.add_argument("--runs", default="/tmp/keras_lm_phase_change")
     parser.add_argument("--results", default=os.path.join(HERE, "phase_change"), help="where the CSV, JSON and PNG are copied")
     args = parser.parse_args()
@@ -28,7 +33,9 @@ def main():
 
     run_phase_change(PhaseChange(output_dir=args.runs, steps=args.steps,
                                  every_steps=args.every_steps,
-                                 vocabulary_size=args.vocabulary_size))
+                                 vocabulary_size=args.vocabulary_size,
+                                 block_length=args.block_length, width=args.width,
+                                 num_heads=args.num_heads, learning_rate=args.learning_rate))
     os.makedirs(args.results, exist_ok=True)
     for name in ("results.csv", "results.json", "phase_change.png"):
         shutil.copy(os.path.join(args.runs, name), os.path.join(args.results, name))

@@ -23,6 +23,18 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
 
 
+def model_arguments(text):
+    """'a=1,b=rms' -> {'a': 1, 'b': 'rms'} (values read as JSON where they parse)."""
+    arguments = {}
+    for item in filter(None, text.split(",")):
+        key, _, raw = item.partition("=")
+        try:
+            arguments[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            arguments[key] = raw
+    return arguments
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--name", required=True)
@@ -46,8 +58,8 @@ def main():
     parser.add_argument("--tie", type=int, default=1)
     parser.add_argument("--optimizer", default="adamw")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--model_args", default="{}",
-                        help='more TransformerLM arguments as JSON, e.g. \'{"qk_norm": "rms"}\'')
+    parser.add_argument("--model_args", default="",
+                        help="more TransformerLM arguments, e.g. qk_norm=rms,zero_init_output=true")
     parser.add_argument("--csv", required=True)
     args = parser.parse_args()
 
@@ -70,7 +82,7 @@ def main():
                               num_layers=args.layers, num_heads=args.heads,
                               hidden_dim=args.width, position_embedding=args.position,
                               tie_embeddings=bool(args.tie), pad_id=tokenizer.pad_id,
-                              **json.loads(args.model_args))
+                              **model_arguments(args.model_args))
     else:
         model = LSTMLM(tokenizer.vocabulary_size, args.sequence_length, embedding_dim=args.width,
                        hidden_dim=args.width, num_layers=args.layers, pad_id=tokenizer.pad_id)
