@@ -111,6 +111,37 @@ def test_zero_init_output_makes_each_block_the_identity_at_init():
     assert np.abs(np.asarray(plain(x)) - np.asarray(x)).max() > 1e-3
 
 
+def test_attention_only_blocks_have_no_mlp_and_decode_cached_like_the_full_forward(tmp_path):
+    from keras_lm.adaptation.lora import target_layers
+    from keras_lm.prune.units import unit_groups
+
+    keras.utils.set_random_seed(0)
+    model = TransformerLM(VOCABULARY, sequence_length=16, num_layers=2, num_heads=2,
+                          hidden_dim=8, intermediate_dim=0)
+    tokens = _ids((1, 12), seed=3)
+    full = np.asarray(model(tokens))[0]
+    with_mlp = TransformerLM(VOCABULARY, sequence_length=16, num_layers=2, num_heads=2,
+                             hidden_dim=8)
+    with_mlp(tokens)
+    block_mlp = 2 * 8 + 8 * 32 + 32 + 32 * 8 + 8  # mlp_norm, mlp_in, mlp_out
+    assert model.count_params() == with_mlp.count_params() - 2 * block_mlp
+    assert all(b.mlp_in is None for b in model.blocks)
+    logits, state = model.prefill(tokens[:, :5], model.initial_state(1, 16))
+    np.testing.assert_allclose(np.asarray(logits)[0], full[:5], atol=1e-5)
+    for position in range(5, 12):
+        logits, state = model.decode(tokens[:, position], state, position)
+        np.testing.assert_allclose(np.asarray(logits)[0], full[position], atol=1e-5)
+    path = str(tmp_path / "attention_only.keras")
+    model.save(path)
+    np.testing.assert_array_equal(keras.models.load_model(path)(tokens)[0], full)
+    # Pruning sees heads only; LoRA adapts the attention's layers only.
+    assert {g.kind for g in unit_groups(model)} == {"head"}
+    assert sorted(target_layers(model)) == ["block_0/output", "block_0/qkv",
+                                            "block_1/output", "block_1/qkv"]
+    with pytest.raises(ValueError, match="intermediate_dim must be >= 0"):
+        TransformerLM(VOCABULARY, num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=-1)
+
+
 def test_qk_norm_normalises_each_head_and_changes_the_outputs():
     x = keras.random.normal((2, 6, 8), seed=1)
     plain = CausalSelfAttention(num_heads=2, rotary=True)

@@ -67,7 +67,8 @@ def target_layers(model, targets=TARGETS):
         found = {"qkv": block.attention.qkv, "output": block.attention.output_dense,
                  "mlp_in": block.mlp_in, "mlp_out": block.mlp_out}
         for target in targets:
-            layers[f"block_{i}/{target}"] = found[target]
+            if found[target] is not None:  # attention-only blocks have no MLP
+                layers[f"block_{i}/{target}"] = found[target]
     return layers
 
 

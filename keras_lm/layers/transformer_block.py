@@ -11,7 +11,9 @@ class TransformerBlock(keras.layers.Layer):
     """Pre-norm decoder block with causal self-attention and an MLP.
 
     Args:
-        num_heads, intermediate_dim: attention heads; MLP width.
+        num_heads, intermediate_dim: attention heads; MLP width (0: no MLP,
+            an attention-only block, as in Olsson et al.'s and Zoology's
+            small models).
         dropout: dropout on attention weights and residual branches.
         activation: the MLP's activation: any Keras name (`gelu`, `relu`,
             `silu`, ...) or `relu2`, ReLU squared (`relu(x) ** 2`, the
@@ -66,6 +68,12 @@ class TransformerBlock(keras.layers.Layer):
             zero_init_output=self.zero_init_output, head_dim=self.head_dim,
             name="attention", dtype=policy
         )
+        self.residual_dropout = keras.layers.Dropout(self.dropout)
+        for layer in (self.attention_norm, self.attention):
+            layer.build(input_shape)
+        self.mlp_norm = self.mlp_in = self.mlp_out = None
+        if not self.intermediate_dim:
+            return  # attention only
         self.mlp_norm = keras.layers.LayerNormalization(
             epsilon=self.layer_norm_epsilon, name="mlp_norm", dtype=policy
         )
@@ -77,8 +85,7 @@ class TransformerBlock(keras.layers.Layer):
         self.mlp_out = keras.layers.Dense(
             hidden_dim, name="mlp_out", dtype=policy,
             kernel_initializer="zeros" if self.zero_init_output else "glorot_uniform")
-        self.residual_dropout = keras.layers.Dropout(self.dropout)
-        for layer in (self.attention_norm, self.attention, self.mlp_norm, self.mlp_in):
+        for layer in (self.mlp_norm, self.mlp_in):
             layer.build(input_shape)
         self.mlp_out.build((*input_shape[:-1], self.intermediate_dim))
 
@@ -91,7 +98,8 @@ class TransformerBlock(keras.layers.Layer):
         if return_attention:
             h, weights = h
         x = x + self.residual_dropout(h, training=training)
-        x = x + self.residual_dropout(self._mlp(x), training=training)
+        if self.mlp_in is not None:
+            x = x + self.residual_dropout(self._mlp(x), training=training)
         return (x, weights) if return_attention else x
 
     def call_cached(self, x, key_cache, value_cache, start_index):
@@ -104,7 +112,9 @@ class TransformerBlock(keras.layers.Layer):
             self.attention_norm(x), key_cache, value_cache, start_index
         )
         x = x + h
-        return x + self._mlp(x), key_cache, value_cache
+        if self.mlp_in is not None:
+            x = x + self._mlp(x)
+        return x, key_cache, value_cache
 
     def _mlp(self, x):
         h = self.mlp_in(self.mlp_norm(x))  # (batch, time, intermediate_dim)

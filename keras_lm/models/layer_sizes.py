@@ -5,7 +5,7 @@ model gives one per layer (`num_heads=[4, 3]`). Both read the same here.
 """
 
 
-def per_layer(value, num_layers, name):
+def per_layer(value, num_layers, name, minimum=1):
     """`value` (an int, or one int per layer) as a tuple of `num_layers` ints.
 
     Example:
@@ -20,8 +20,8 @@ def per_layer(value, num_layers, name):
         values = tuple(int(v) for v in value)
     else:
         values = (int(value),) * num_layers
-    if any(v < 1 for v in values):
-        raise ValueError(f"{name} must be >= 1 in every layer, got {value!r}")
+    if any(v < minimum for v in values):
+        raise ValueError(f"{name} must be >= {minimum} in every layer, got {value!r}")
     return values
 
 

@@ -24,7 +24,8 @@ class TransformerLM(LanguageModel):
             `num_heads` may also be a list, one count per layer (a pruned
             model); then give `head_dim` unless the counts are equal.
         intermediate_dim: MLP width (default `4 * hidden_dim`), or a list,
-            one width per layer.
+            one width per layer; 0 leaves the MLP out (attention-only
+            blocks, the toy models of induction-head and MQAR studies).
         head_dim: width of each attention head (default
             `hidden_dim // num_heads`). Each block's fused `qkv` projection
             is `3 * num_heads[i] * head_dim` wide.
@@ -80,12 +81,12 @@ class TransformerLM(LanguageModel):
         self.num_layers = num_layers
         self.num_heads = num_heads
         self.hidden_dim = hidden_dim
-        self.intermediate_dim = intermediate_dim or 4 * hidden_dim
+        self.intermediate_dim = 4 * hidden_dim if intermediate_dim is None else intermediate_dim
         # Per-layer sizes: the scalar form (every model saved before pruning
         # existed) means the same size in every layer.
         self.layer_num_heads = per_layer(num_heads, num_layers, "num_heads")
         self.layer_intermediate_dims = per_layer(
-            self.intermediate_dim, num_layers, "intermediate_dim"
+            self.intermediate_dim, num_layers, "intermediate_dim", minimum=0
         )
         self.given_head_dim = head_dim
         self.head_dim = head_dim or default_head_dim(hidden_dim, self.layer_num_heads)

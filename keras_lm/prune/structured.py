@@ -120,7 +120,7 @@ def smaller_model(model, groups, removed):
     if hasattr(model, "blocks"):
         config.update(
             num_heads=[kept["head", i] for i in range(model.num_layers)],
-            intermediate_dim=[kept["neuron", i] for i in range(model.num_layers)],
+            intermediate_dim=[kept.get(("neuron", i), 0) for i in range(model.num_layers)],
             head_dim=int(model.head_dim))
     else:
         config.update(hidden_dim=[kept["lstm_unit", i] for i in range(model.num_layers)])

@@ -93,13 +93,17 @@ def _transformer_block(i, block):
     heads, width = attention.num_heads, attention.head_dim
     head = np.arange(heads)[:, None] * width + np.arange(width)  # (heads, head_dim)
     qkv = np.concatenate([p * heads * width + head for p in range(3)], axis=1)
-    neurons = np.arange(block.mlp_in.kernel.shape[1])[:, None]
-    return [
+    groups = [
         UnitGroup("head", i, heads, [
             WeightSlice(attention.qkv.kernel, 1, qkv),
             WeightSlice(attention.qkv.bias, 0, qkv),
             WeightSlice(attention.output_dense.kernel, 0, head),
         ]),
+    ]
+    if block.mlp_in is None:  # an attention-only block
+        return groups
+    neurons = np.arange(block.mlp_in.kernel.shape[1])[:, None]
+    return groups + [
         UnitGroup("neuron", i, len(neurons), [
             WeightSlice(block.mlp_in.kernel, 1, neurons),
             WeightSlice(block.mlp_in.bias, 0, neurons),
