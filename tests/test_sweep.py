@@ -56,3 +56,16 @@ def test_sweep_bad_input_is_one_line(tmp_path, capsys):
     assert_one_line_usage_error(code, err, "sweep", "--mqar_num_pairs=5")
     code, _, err = run_in_process(capsys, "sweep", "--task=mqar")
     assert_one_line_usage_error(code, err, "sweep", "--output_dir is required")
+
+
+def test_model_args_reach_the_transformer_cells_only(tmp_path, capsys):
+    from keras_lm.probes.sweep import Sweep
+
+    sweep = Sweep(task="mqar", families=["transformer", "lstm"], sizes=[32], steps=[3],
+                  output_dir=str(tmp_path), model_args={"intermediate_dim": 0})
+    configs = {cell["family"]: sweep.config(cell) for cell in sweep.cells()}
+    assert configs["transformer"].model_args["intermediate_dim"] == 0
+    assert "intermediate_dim" not in configs["lstm"].model_args
+    code, _, err = run_in_process(capsys, *TINY_SWEEP, "--model_args=intermediate_dim",
+                                  f"--output_dir={tmp_path}")
+    assert_one_line_usage_error(code, err, "sweep", "--model_args: expected name=value")

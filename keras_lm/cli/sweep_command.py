@@ -17,7 +17,7 @@ Example:
 from absl import flags
 
 from keras_lm.cli.app import run_subcommand
-from keras_lm.cli.config_flags import define_config_flags, flag_name, flag_of
+from keras_lm.cli.config_flags import define_config_flags, flag_name, flag_of, parse_model_args
 from keras_lm.cli.task_flags import define_task_flags, task_args_from
 from keras_lm.errors import UsageError
 from keras_lm.probes.sweep import Sweep, run_sweep
@@ -26,12 +26,14 @@ FLAGS = flags.FlagValues()
 define_task_flags(FLAGS, __name__)
 # The settings a sweep shares with `keras-lm train`, with the sweep's defaults.
 SHARED = ("sequence_length", "vocabulary_size", "batch_size", "learning_rate", "seed",
-          "output_dir")
+          "output_dir", "model_args")
 SWEEP_DEFAULTS = {"sequence_length": 64, "batch_size": 32, "learning_rate": 3e-3}
 define_config_flags(FLAGS, __name__, SHARED, defaults=SWEEP_DEFAULTS, helps={
     "vocabulary_size": "Task ids V (default: the task's).",
     "seed": "Random seed of every run.",
     "output_dir": "Where the runs and results go (required).",
+    "model_args": "More TransformerLM arguments for the Transformer cells, e.g. "
+                  "intermediate_dim=0 (attention-only blocks).",
 })
 flags.DEFINE_string("model", "transformer,lstm", "Comma-separated model families.",
                     flag_values=FLAGS)
@@ -68,7 +70,8 @@ def main():
         sizes=parse_list("sizes", FLAGS.sizes),
         num_layers=parse_list("num_layers", FLAGS.num_layers) if FLAGS.num_layers else None,
         steps=parse_list("steps", FLAGS.steps), max_minutes=FLAGS.max_minutes,
-        **{name: FLAGS[flag_name(name)].value for name in SHARED},
+        model_args=parse_model_args(FLAGS.model_args) if FLAGS.model_args else {},
+        **{name: FLAGS[flag_name(name)].value for name in SHARED if name != "model_args"},
     )
     rows = run_sweep(sweep)
     for row in rows:

@@ -51,6 +51,7 @@ class PhaseChange:
     learning_rate: float = 3e-3
     position_embedding: str = "rotary"
     block_length: int = None  # None: the task's lengths (L/8 to L/2, drawn per sequence)
+    intermediate_dim: int = None  # MLP width (None: 4 x width; 0: attention-only blocks)
     seed: int = 0
 
     def task_args(self):
@@ -66,7 +67,8 @@ class PhaseChange:
         return TrainConfig(
             recipe="tiny", model="transformer", preset="tiny",
             model_args={"hidden_dim": self.width, "num_heads": self.num_heads,
-                        "num_layers": layers, "position_embedding": self.position_embedding},
+                        "num_layers": layers, "position_embedding": self.position_embedding,
+                        "intermediate_dim": self.intermediate_dim},
             task="induction", task_args=self.task_args(), sequence_length=self.sequence_length,
             vocabulary_size=self.vocabulary_size, batch_size=self.batch_size, steps=self.steps,
             eval_interval=self.steps, val_steps=2, learning_rate=self.learning_rate,

@@ -65,6 +65,7 @@ class Sweep:
     learning_rate: float = 3e-3
     seed: int = 0
     max_minutes: float = None
+    model_args: dict = dataclasses.field(default_factory=dict)  # the Transformer cells' extras
 
     def cells(self):
         """The grid's cells as dicts, in the order they run."""
@@ -92,7 +93,8 @@ class Sweep:
         width, layers = cell["width"], cell["num_layers"]
         if cell["family"] == "transformer":
             # Heads of 16 dimensions: 2 at width 32, 4 at 64.
-            args = dict(hidden_dim=width, num_heads=max(1, width // 16), num_layers=layers)
+            args = dict(hidden_dim=width, num_heads=max(1, width // 16), num_layers=layers,
+                        **(self.model_args or {}))
         else:
             args = dict(hidden_dim=width, embedding_dim=width, num_layers=layers)
         return TrainConfig(

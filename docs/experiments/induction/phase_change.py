@@ -23,6 +23,8 @@ def main():
     parser.add_argument("--vocabulary_size", type=int, default=16)
     parser.add_argument("--block_length", type=int, default=None,
                         help="one block length for every sequence (default: L/8 to L/2, drawn)")
+    parser.add_argument("--intermediate_dim", type=int, default=None,
+                        help="MLP width (default 4 x width; 0: attention-only blocks)")
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--num_heads", type=int, default=2)
     parser.add_argument("--learning_rate", type=float, default=3e-3)
@@ -35,6 +37,7 @@ def main():
                                  every_steps=args.every_steps,
                                  vocabulary_size=args.vocabulary_size,
                                  block_length=args.block_length, width=args.width,
+                                 intermediate_dim=args.intermediate_dim,
                                  num_heads=args.num_heads, learning_rate=args.learning_rate))
     os.makedirs(args.results, exist_ok=True)
     for name in ("results.csv", "results.json", "phase_change.png"):
