@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from conftest import WORDS, run_in_process
+from conftest import NO_VIEWS, WORDS, run_in_process
 from keras_lm.cli.main import run
 
 
@@ -28,8 +28,7 @@ def one_file_run(tmp_path_factory):
     with contextlib.redirect_stdout(stdout), pytest.raises(SystemExit) as exit_info:
         run(["keras-lm", "train", "--recipe=tiny", "--sequence_length=32", "--batch_size=4",
              "--val_steps=1", "--steps=4", "--eval_interval=2", "--nojit_compile",
-             "--nosamples", "--noattention_maps", "--noposition_loss",
-             "--noembedding_projector", "--nohparams",
+             "--nosamples", *NO_VIEWS,
              f"--train_files={path}", f"--output_dir={output}"])
         raise SystemExit(0)
     assert exit_info.value.code == 0
