@@ -44,6 +44,12 @@ TINY = ["--recipe=tiny", "--sequence_length=32", "--batch_size=4", "--val_steps=
         "--sample_tokens=8"]
 
 
+# The TensorBoard views a run writes by default (tensorboard_run tests them all):
+# off in runs that do not look at them; at each evaluation they cost more than
+# a tiny model's training steps.
+NO_VIEWS = ["--noattention_maps", "--noposition_loss", "--noembedding_projector", "--nohparams"]
+
+
 def keras_lm(*args, timeout=600):
     """Runs the installed console script; returns the CompletedProcess."""
     return subprocess.run(
@@ -79,7 +85,10 @@ def trained(tmp_path_factory):
     output = root / "out"
     # No XLA: its compile outlasts these 20 tiny steps (the XLA training path
     # is tested in test_models); the decoding loop still compiles as ever.
-    result = keras_lm("train", *TINY, "--nojit_compile", f"--train_files={','.join(files[:4])}",
+    # Samples on (test_cli checks samples.txt); the other TensorBoard views,
+    # which cost more than the training, are tested on `tensorboard_run`.
+    result = keras_lm("train", *TINY, "--nojit_compile", *NO_VIEWS,
+                      f"--train_files={','.join(files[:4])}",
                       f"--val_files={files[4]}", f"--output_dir={output}")
     assert result.returncode == 0, result.stderr[-3000:]
     return output, files, result

@@ -4,6 +4,7 @@ Each tiny model is converted once per variant (module fixtures); the whole
 file runs in about a minute on two cores.
 """
 
+import contextlib
 import json
 import os
 import subprocess
@@ -18,12 +19,14 @@ pytest.importorskip("ai_edge_litert")
 
 from keras_lm.export import tflite as tflite_export  # noqa: E402
 from keras_lm.export.litert_runner import LiteRTRunner, read_metadata  # noqa: E402
-from keras_lm.export.schema import litert_name  # noqa: E402
+from keras_lm.export.schema import ExportSchema, litert_name  # noqa: E402
 from keras_lm.export.tflite import (  # noqa: E402
     QUANTIZATIONS,
     NonBuiltinOperatorError,
+    StepArchive,
     builtin_operator_names,
     export_tflite,
+    step_archive,
 )
 from keras_lm.models import LSTMLM, TransformerLM  # noqa: E402
 
@@ -58,17 +61,31 @@ def _texts(count, length, seed):
     return [rng.integers(0, VOCABULARY, length).astype(np.int32) for _ in range(count)]
 
 
+# Families exported in several variants: converted from one `step_archive` each,
+# as the bundle does (the same files, the step functions traced once). "learned"
+# has one variant, converted by export_tflite alone (the path without an archive).
+SHARED_ARCHIVE = ("rotary", "lstm")
+
+
 @pytest.fixture(scope="module")
 def exports(models, export_dir):
     """`exports[(name, quantize)]` -> TFLiteExport, converted on first use."""
-    cache = {}
+    cache, archives = {}, {}
 
     class Exports:
         def __getitem__(self, key):
             if key not in cache:
                 name, quantize = key
                 # int4 quantizes the float32 file (as the bundle does): no second conversion.
-                source = {"from_float32": self[name, "none"].path} if quantize == "int4" else {}
+                if quantize == "int4":
+                    source = {"from_float32": self[name, "none"].path}
+                elif name in SHARED_ARCHIVE:
+                    if name not in archives:
+                        archives[name] = stack.enter_context(
+                            step_archive(models[name], PREFILL_LENGTHS))
+                    source = {"archive": archives[name]}
+                else:
+                    source = {}
                 cache[key] = export_tflite(
                     models[name],
                     str(export_dir / f"{name}_{quantize}.tflite"),
@@ -79,7 +96,8 @@ def exports(models, export_dir):
                 )
             return cache[key]
 
-    return Exports()
+    with contextlib.ExitStack() as stack:
+        yield Exports()
 
 
 def keras_greedy(model, prompt, max_new_tokens, end_id=None, banned_ids=()):
@@ -411,6 +429,15 @@ def test_bad_arguments_write_nothing(models, tmp_path):
         export_tflite(model, str(path), representative_ids=[[1, 2]])
     with pytest.raises(ValueError, match="from_float32: only used with quantize='int4'"):
         export_tflite(model, str(path), from_float32=str(path))
+    # An archive must be of this model and these prefill lengths (checked before use).
+    schema = ExportSchema.of(model, (8,))
+    with pytest.raises(ValueError, match=r"^archive must be a step_archive of this model with "
+                                         r"prefill_lengths=\(8, 32\), got one with "
+                                         r"prefill_lengths=\(8,\)$"):
+        export_tflite(model, str(path), archive=StepArchive(model, schema, {}, str(tmp_path)))
+    with pytest.raises(ValueError, match="prefill_lengths=\\(8,\\) of another model$"):
+        export_tflite(model, str(path), prefill_lengths=(8,),
+                      archive=StepArchive(models["rotary"], schema, {}, str(tmp_path)))
     assert _leftovers(tmp_path) == []
     # An existing file survives a failed export untouched.
     path.write_bytes(b"previous")
@@ -486,7 +513,6 @@ class _UnevenModel:
 
 
 def test_schema_keeps_each_state_tensors_own_shape():
-    from keras_lm.export.schema import ExportSchema
 
     litert = ExportSchema.of(_UnevenModel(), prefill_lengths=[4])
     assert [(t.name, t.key) for t in litert.state] == [

@@ -32,6 +32,7 @@ def induction_run(tmp_path_factory):
     metrics = train(TrainConfig(
         recipe="tiny", preset="tiny", steps=200, eval_interval=100, batch_size=32, val_steps=2,
         learning_rate=3e-3, verbose=0, attention_maps=False, embedding_projector=False,
+        samples=False, position_loss=False, hparams=False,  # not checked here
         jit_compile=False,  # XLA compiles for longer than these 200 tiny steps run
         output_dir=output, **INDUCTION), callbacks=[callback])
     return output, metrics

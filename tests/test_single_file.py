@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from conftest import WORDS, run_in_process
+from conftest import NO_VIEWS, WORDS, run_in_process
 from keras_lm.cli.main import run
 
 
@@ -22,9 +22,13 @@ def one_file_run(tmp_path_factory):
                             for _ in range(2500)), encoding="utf-8")
     output = root / "run"
     stdout = io.StringIO()
+    # The TensorBoard views and samples are tested on runs of their own
+    # (tests/test_tensorboard.py, test_cli.py): off here, where they cost more
+    # than the training (the position losses read the whole validation tail).
     with contextlib.redirect_stdout(stdout), pytest.raises(SystemExit) as exit_info:
         run(["keras-lm", "train", "--recipe=tiny", "--sequence_length=32", "--batch_size=4",
              "--val_steps=1", "--steps=4", "--eval_interval=2", "--nojit_compile",
+             "--nosamples", *NO_VIEWS,
              f"--train_files={path}", f"--output_dir={output}"])
         raise SystemExit(0)
     assert exit_info.value.code == 0

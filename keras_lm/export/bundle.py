@@ -51,7 +51,7 @@ from keras_lm.export.litertlm import (
 )
 from keras_lm.export.saved_model import export_saved_model
 from keras_lm.export.schema import check_prefill_lengths
-from keras_lm.export.tflite import QUANTIZATIONS, export_tflite
+from keras_lm.export.tflite import QUANTIZATIONS, export_tflite, step_archive
 from keras_lm.export.verify import check_parity, measure_parity
 from keras_lm.io_utils import atomic_path, write_bytes, write_json
 from keras_lm.tokenizers import TOKENIZER_FILE
@@ -165,28 +165,20 @@ def export(
 def _write_bundle(model, tokenizer, bundle, quantize, prefill_lengths, calibration, prompts,
                   windows, saved_model, litertlm_dir=None):
     files, schema = {}, None
-    for q in quantize:
-        # int4 quantizes the float32 file when it is written already (no second conversion).
-        float32 = files.get("float32") if q == "int4" else None
-        info = export_tflite(
-            model, os.path.join(bundle, tflite_file_name(q)), prefill_lengths, q,
-            representative_ids=calibration if q == "int8" else None,
-            **({"from_float32": os.path.join(bundle, float32["file"])} if float32 else {}),
-        )
-        schema = info.schema  # the same for every variant
-        files[VARIANTS[q]] = {
-            "file": os.path.basename(info.path),
-            "quantize": q,
-            "size_bytes": info.size_bytes,
-            "operators": list(info.operators),
-            "float_operators": list(info.float_operators),
-            **({} if q != "int8" else {
-                "int8_mode": info.int8_mode,
-                "int8_top1_agreement": info.int8_top1_agreement,
-                "int8_fallback_reason": info.int8_fallback_reason,
-            }),
-            **({} if q != "int4" else {"int4": info.int4}),
-        }
+    # The step functions traced and written once, converted to each variant
+    # (tracing and writing them cost more than a conversion).
+    with step_archive(model, prefill_lengths) as archive:
+        for q in quantize:
+            # int4 quantizes the float32 file when it is written already (no second conversion).
+            float32 = files.get("float32") if q == "int4" else None
+            info = export_tflite(
+                model, os.path.join(bundle, tflite_file_name(q)), prefill_lengths, q,
+                representative_ids=calibration if q == "int8" else None,
+                **({"from_float32": os.path.join(bundle, float32["file"])} if float32
+                   else {"archive": archive}),
+            )
+            schema = info.schema  # the same for every variant
+            files[VARIANTS[q]] = _file_entry(info, q)
     with contextlib.ExitStack() as stack:
         litertlm = {}
         if litertlm_dir is not None:
@@ -214,6 +206,23 @@ def _write_bundle(model, tokenizer, bundle, quantize, prefill_lengths, calibrati
             files[variant]["litertlm"]["engine_parity"] = figures
         report = _bundle_metadata(model, tokenizer, bundle, schema, files, parity)
     return report
+
+
+def _file_entry(info, q):
+    """The `files` entry of the metadata for the `TFLiteExport` `info` of variant `q`."""
+    return {
+        "file": os.path.basename(info.path),
+        "quantize": q,
+        "size_bytes": info.size_bytes,
+        "operators": list(info.operators),
+        "float_operators": list(info.float_operators),
+        **({} if q != "int8" else {
+            "int8_mode": info.int8_mode,
+            "int8_top1_agreement": info.int8_top1_agreement,
+            "int8_fallback_reason": info.int8_fallback_reason,
+        }),
+        **({} if q != "int4" else {"int4": info.int4}),
+    }
 
 
 def _bundle_metadata(model, tokenizer, bundle, schema, files, parity):

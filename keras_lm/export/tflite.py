@@ -72,6 +72,7 @@ Inputs and outputs stay float32 (int32 for ids and positions) in every mode,
 so an app's code is the same for each, and the state round-trips unchanged.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -183,9 +184,47 @@ def builtin_operator_names(path):
     return names
 
 
+@dataclasses.dataclass(frozen=True)
+class StepArchive:
+    """The step functions of `model` written as one SavedModel (see `step_archive`)."""
+
+    model: object  # the model given (the archive holds its float32 copy if it has one)
+    schema: ExportSchema
+    functions: dict  # `_step_functions` of the float32 model
+    path: str
+
+
+@contextlib.contextmanager
+def step_archive(model, prefill_lengths=(8, 32)):
+    """Writes `model`'s step functions once to a temporary SavedModel; yields a `StepArchive`.
+
+    Tracing and writing the step functions costs more than converting them:
+    an export of several variants of one model (the bundle: float32, fp16,
+    dynamic_int8...) writes them once here and converts each from this
+    archive, `export_tflite(..., archive=archive)`. Each file is the one
+    `export_tflite` writes without it. The directory is removed on exit.
+    """
+    prefill_lengths = check_prefill_lengths(prefill_lengths, model.sequence_length)
+    float32 = _float32_model(model)
+    schema = ExportSchema.of(float32, prefill_lengths)  # of the float32 model: float32 state
+    functions = _step_functions(float32, schema)
+    # Keras variables reach the converter through a SavedModel written by
+    # ExportArchive: converting a bare tf.function over Keras layers gave NaNs.
+    archive = keras.export.ExportArchive()
+    archive.track(float32)
+    for name, (function, input_signature) in functions.items():
+        archive.add_endpoint(name, function, input_signature=input_signature)
+    path = tempfile.mkdtemp(prefix="keras_lm_tflite_")
+    try:
+        archive.write_out(path, verbose=False)
+        yield StepArchive(model, schema, functions, path)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def export_tflite(
     model, path, prefill_lengths=(8, 32), quantize="none", representative_ids=None,
-    from_float32=None,
+    from_float32=None, archive=None,
 ):
     """Writes `model`'s prefill and decode steps to one `.tflite` file at `path`.
 
@@ -206,6 +245,9 @@ def export_tflite(
             float32 file (path or bytes) this function wrote for the same
             model and `prefill_lengths`; int4 quantizes it instead of
             converting the model again (the export bundle does this).
+        archive: optional, a `step_archive(model, prefill_lengths)` of this
+            model, open: converted instead of writing the step functions
+            again (the export bundle does this for its variants).
 
     Returns:
         A `TFLiteExport`.
@@ -236,17 +278,30 @@ def export_tflite(
             f"from_float32: only used with quantize='int4', got quantize={quantize!r}",
             argument="from_float32",
         )
+    if archive is not None and (archive.model is not model
+                                or archive.schema.prefill_lengths != prefill_lengths):
+        raise UsageError(
+            "archive must be a step_archive of this model with prefill_lengths="
+            f"{prefill_lengths}, got one with prefill_lengths={archive.schema.prefill_lengths}"
+            f"{'' if archive.model is model else ' of another model'}",
+            argument="archive",
+        )
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise UsageError(f"path: directory {directory} does not exist", argument="path")
 
-    model = _float32_model(model)
-    schema = ExportSchema.of(model, prefill_lengths)  # of the float32 model: float32 state
     if from_float32 is not None:
+        model = _float32_model(model)
+        schema = ExportSchema.of(model, prefill_lengths)  # of the float32 model: float32 state
         data, int8_info = _float32_source(from_float32, schema), None
+    elif archive is not None:
+        model, schema = _float32_model(model), archive.schema
+        data, int8_info = _convert(archive, quantize, representative_ids)
     else:
-        data, int8_info = _convert(model, schema, quantize, representative_ids)
+        with step_archive(model, prefill_lengths) as archive:
+            model, schema = _float32_model(model), archive.schema
+            data, int8_info = _convert(archive, quantize, representative_ids)
     int8_info = int8_info or {}
     builtin_operator_names(data)  # raises on a non-builtin operator
     metadata = {
@@ -358,32 +413,20 @@ def _step_functions(model, schema):
     return functions
 
 
-def _convert(model, schema, quantize, representative_ids):
-    """The `.tflite` bytes and, for int8, a dict describing the choice made."""
-    functions = _step_functions(model, schema)
-    # Keras variables reach the converter through a SavedModel written by
-    # ExportArchive: converting a bare tf.function over Keras layers gave NaNs.
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    for name, (function, input_signature) in functions.items():
-        archive.add_endpoint(name, function, input_signature=input_signature)
-    saved_model = tempfile.mkdtemp(prefix="keras_lm_tflite_")
-    try:
-        archive.write_out(saved_model, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(
-            saved_model, signature_keys=list(functions)
-        )
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        if quantize == "fp16":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.target_spec.supported_types = [tf.float16]
-        elif quantize == "dynamic_int8":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        elif quantize == "int8":
-            return _convert_int8(converter, schema, functions, representative_ids)
-        return converter.convert(), None  # int4: quantized from float32 by quantize_int4
-    finally:
-        shutil.rmtree(saved_model, ignore_errors=True)
+def _convert(archive, quantize, representative_ids):
+    """The `.tflite` bytes of a `StepArchive` and, for int8, a dict describing the choice made."""
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        archive.path, signature_keys=list(archive.functions)
+    )
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantize == "dynamic_int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif quantize == "int8":
+        return _convert_int8(converter, archive.schema, archive.functions, representative_ids)
+    return converter.convert(), None  # int4: quantized from float32 by quantize_int4
 
 
 def _convert_int8(converter, schema, functions, texts):
