@@ -1,6 +1,7 @@
 """The base of our tokenizers: special ids, in-graph encode/decode, save/load."""
 
 
+import numpy as np
 import tensorflow as tf
 
 from keras_lm.io_utils import write_json
@@ -62,8 +63,18 @@ class Tokenizer(tf.Module):
         return tf.strings.reduce_join(tf.gather(self._id_to_piece, ids), axis=-1)
 
     def decode_text(self, ids):
-        """Decodes 1-D ids to a Python `str` (invalid UTF-8 shown as U+FFFD)."""
-        return self.decode(ids).numpy().decode("utf-8", errors="replace")
+        """Decodes 1-D ids to a Python `str` (invalid UTF-8 shown as U+FFFD).
+
+        The same bytes as `decode`, joined in Python: a server decodes each
+        row's text again at every chunk, and eager TensorFlow ops cost about
+        2 ms a call there (a tenth of a batch's time at 16 clients).
+        """
+        if getattr(self, "_pieces", None) is None:
+            self._pieces = self._id_to_piece.numpy()  # object array of bytes
+        ids = np.asarray(ids, np.int64).reshape(-1)
+        if ids.size and (ids.min() < 0 or ids.max() >= len(self._pieces)):
+            raise ValueError(f"ids must be in [0, {len(self._pieces)}), got {ids.min()} to {ids.max()}")
+        return b"".join(self._pieces[ids]).decode("utf-8", errors="replace")
 
     def token_strings(self):
         """A readable string for every id (for TensorBoard's projector)."""
