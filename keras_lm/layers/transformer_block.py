@@ -68,26 +68,28 @@ class TransformerBlock(keras.layers.Layer):
             zero_init_output=self.zero_init_output, head_dim=self.head_dim,
             name="attention", dtype=policy
         )
-        self.residual_dropout = keras.layers.Dropout(self.dropout)
-        for layer in (self.attention_norm, self.attention):
-            layer.build(input_shape)
+        # The layers are made in this order, and built after, because
+        # making one draws its initializer's seed: another order would give
+        # every model another initialisation than the one it had before.
         self.mlp_norm = self.mlp_in = self.mlp_out = None
-        if not self.intermediate_dim:
-            return  # attention only
-        self.mlp_norm = keras.layers.LayerNormalization(
-            epsilon=self.layer_norm_epsilon, name="mlp_norm", dtype=policy
-        )
-        # ReLU squared is not a Keras activation name: applied in `_mlp`.
-        self.mlp_in = keras.layers.Dense(
-            self.intermediate_dim, activation=None if self.activation == "relu2" else
-            self.activation, name="mlp_in", dtype=policy
-        )
-        self.mlp_out = keras.layers.Dense(
-            hidden_dim, name="mlp_out", dtype=policy,
-            kernel_initializer="zeros" if self.zero_init_output else "glorot_uniform")
-        for layer in (self.mlp_norm, self.mlp_in):
-            layer.build(input_shape)
-        self.mlp_out.build((*input_shape[:-1], self.intermediate_dim))
+        if self.intermediate_dim:  # 0: attention only
+            self.mlp_norm = keras.layers.LayerNormalization(
+                epsilon=self.layer_norm_epsilon, name="mlp_norm", dtype=policy
+            )
+            # ReLU squared is not a Keras activation name: applied in `_mlp`.
+            self.mlp_in = keras.layers.Dense(
+                self.intermediate_dim, activation=None if self.activation == "relu2" else
+                self.activation, name="mlp_in", dtype=policy
+            )
+            self.mlp_out = keras.layers.Dense(
+                hidden_dim, name="mlp_out", dtype=policy,
+                kernel_initializer="zeros" if self.zero_init_output else "glorot_uniform")
+        self.residual_dropout = keras.layers.Dropout(self.dropout)
+        for layer in (self.attention_norm, self.attention, self.mlp_norm, self.mlp_in):
+            if layer is not None:
+                layer.build(input_shape)
+        if self.mlp_out is not None:
+            self.mlp_out.build((*input_shape[:-1], self.intermediate_dim))
 
     def call(self, x, training=None, return_attention=False):
         # The attention weights leave the layer only when asked for (the
