@@ -17,7 +17,7 @@ Example:
 from absl import flags
 
 from keras_lm.cli.app import run_subcommand
-from keras_lm.cli.config_flags import define_config_flags, flag_name, flag_of, parse_model_args
+from keras_lm.cli.config_flags import define_config_flags, flag_name, flag_of, given_settings
 from keras_lm.cli.task_flags import define_task_flags, task_args_from
 from keras_lm.errors import UsageError
 from keras_lm.probes.sweep import Sweep, run_sweep
@@ -70,7 +70,7 @@ def main():
         sizes=parse_list("sizes", FLAGS.sizes),
         num_layers=parse_list("num_layers", FLAGS.num_layers) if FLAGS.num_layers else None,
         steps=parse_list("steps", FLAGS.steps), max_minutes=FLAGS.max_minutes,
-        model_args=parse_model_args(FLAGS.model_args) if FLAGS.model_args else {},
+        **given_settings(FLAGS, ("model_args",)),  # parsed to a dict when given
         **{name: FLAGS[flag_name(name)].value for name in SHARED if name != "model_args"},
     )
     rows = run_sweep(sweep)

@@ -292,15 +292,14 @@ def export_tflite(
         raise UsageError(f"path: directory {directory} does not exist", argument="path")
 
     if from_float32 is not None:
-        model = _float32_model(model)
-        schema = ExportSchema.of(model, prefill_lengths)  # of the float32 model: float32 state
+        # Of the float32 model: float32 state.
+        schema = ExportSchema.of(_float32_model(model), prefill_lengths)
         data, int8_info = _float32_source(from_float32, schema), None
-    elif archive is not None:
-        model, schema = _float32_model(model), archive.schema
-        data, int8_info = _convert(archive, quantize, representative_ids)
     else:
-        with step_archive(model, prefill_lengths) as archive:
-            model, schema = _float32_model(model), archive.schema
+        # The archive given, or one made (and removed) for this file alone.
+        with (contextlib.nullcontext(archive) if archive is not None
+              else step_archive(model, prefill_lengths)) as archive:
+            schema = archive.schema
             data, int8_info = _convert(archive, quantize, representative_ids)
     int8_info = int8_info or {}
     builtin_operator_names(data)  # raises on a non-builtin operator

@@ -12,7 +12,6 @@ appends one row per evaluation to `--csv`. Used to find what makes MQAR learn
 
 import argparse
 import csv
-import json
 import os
 import sys
 import time
@@ -21,18 +20,6 @@ import numpy as np
 
 # The checkout's keras_lm, not an installed one (the script's folder is sys.path[0]).
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
-
-
-def model_arguments(text):
-    """'a=1,b=rms' -> {'a': 1, 'b': 'rms'} (values read as JSON where they parse)."""
-    arguments = {}
-    for item in filter(None, text.split(",")):
-        key, _, raw = item.partition("=")
-        try:
-            arguments[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            arguments[key] = raw
-    return arguments
 
 
 def main():
@@ -65,6 +52,7 @@ def main():
 
     import keras
 
+    from keras_lm.cli.config_flags import parse_model_args
     from keras_lm.data.synthetic import (
         Task,
         task_dataset,
@@ -82,7 +70,7 @@ def main():
                               num_layers=args.layers, num_heads=args.heads,
                               hidden_dim=args.width, position_embedding=args.position,
                               tie_embeddings=bool(args.tie), pad_id=tokenizer.pad_id,
-                              **model_arguments(args.model_args))
+                              **parse_model_args(args.model_args))
     else:
         model = LSTMLM(tokenizer.vocabulary_size, args.sequence_length, embedding_dim=args.width,
                        hidden_dim=args.width, num_layers=args.layers, pad_id=tokenizer.pad_id)
