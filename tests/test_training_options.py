@@ -270,6 +270,8 @@ BAD_FLAGS = [
     (["--schedule=linear"], "flag --schedule=linear"),
     (["--model_args=qk_norm=l2"], "--model_args: qk_norm must be one of"),
     (["--model_args=logit_softcap=-1"], "--model_args: logit_softcap must be > 0 or None, got -1"),
+    (["--model_args=intermediate_dim=-1"],
+     "--model_args: intermediate_dim must be >= 0 in every layer, got [-1]"),
 ]
 
 

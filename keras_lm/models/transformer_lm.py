@@ -143,7 +143,7 @@ class TransformerLM(LanguageModel):
 
     @staticmethod
     def check_arguments(position_embedding="rotary", qk_norm=False, logit_softcap=None,
-                        **_):
+                        intermediate_dim=None, **_):
         """Raises ValueError for a bad choice among these arguments, before anything is
         built (training checks `--model_args` with it before it writes anything).
 
@@ -160,6 +160,10 @@ class TransformerLM(LanguageModel):
                 f"position_embedding must be one of {POSITION_EMBEDDINGS}, "
                 f"got {position_embedding!r}"
             )
+        if intermediate_dim is not None:  # one width, or one per layer; 0 leaves the MLP out
+            widths = (intermediate_dim if isinstance(intermediate_dim, (list, tuple))
+                      else [intermediate_dim])
+            per_layer(widths, len(widths), "intermediate_dim", minimum=0)
 
     def call(self, token_ids, training=None, return_attention=False):
         x, attention = self._trunk(token_ids, training, return_attention)
