@@ -27,9 +27,10 @@ def test_wall_clock_schedule_stops_training_on_time(corpus):
     keras.utils.set_random_seed(0)
     tokenizer = ByteTokenizer()
     model = TransformerLM.from_preset("tiny", vocabulary_size=259, sequence_length=16)
-    model.compile("adamw", learning_rate=1e-3, jit_compile=False)
+    # Eagerly: the clock, not the step, is under test (tracing costs ~8 s).
+    model.compile("adamw", learning_rate=1e-3, jit_compile=False, run_eagerly=True)
     ds = data.text_dataset(corpus, tokenizer, 16, 4, shuffle=True, repeat=True, seed=0)
-    model.fit(ds, steps_per_epoch=1, epochs=1, verbose=0)  # build the train function first
+    model.fit(ds, steps_per_epoch=1, epochs=1, verbose=0)  # build the model first
     clock = WallClockSchedule(1e-3, seconds=3.0)
     start = time.time()
     model.fit(ds, steps_per_epoch=100000, epochs=1, verbose=0, callbacks=[clock])
@@ -44,7 +45,8 @@ def test_logs_and_samples_reach_tensorboard_and_the_samples_file(corpus, tmp_pat
     keras.utils.set_random_seed(0)
     tokenizer = ByteTokenizer()
     model = TransformerLM.from_preset("tiny", vocabulary_size=259, sequence_length=16)
-    model.compile("adamw", learning_rate=1e-3, jit_compile=False)
+    # Eagerly: the callbacks' logs are under test, not the traced step.
+    model.compile("adamw", learning_rate=1e-3, jit_compile=False, run_eagerly=True)
     train = data.text_dataset(corpus, tokenizer, 16, 4, shuffle=True, repeat=True, seed=0)
     val = data.text_dataset(corpus[:1], tokenizer, 16, 4)
     ratio = data.tokens_per_byte(corpus, tokenizer)

@@ -35,7 +35,9 @@ print(json.dumps({
 """
 
 
-@pytest.fixture(scope="module", params=["transformer", "lstm"])
+# The LSTM's export runs with `pytest -m slow`; its cached steps are checked
+# against Keras by LiteRT's tests (test_export_tflite) in the default suite.
+@pytest.fixture(scope="module", params=["transformer", pytest.param("lstm", marks=pytest.mark.slow)])
 def exported(request, tmp_path_factory):
     keras.utils.set_random_seed(3)
     if request.param == "transformer":
@@ -90,6 +92,7 @@ def test_the_tokenizer_and_the_context_are_written_beside_the_graph(exported):
     assert ExportedSavedModel(path).sequence_length == 48
 
 
+@pytest.mark.slow  # a second TensorFlow start-up; the fresh-process test above lists them too
 def test_saved_model_cli_lists_the_signatures(exported):
     _, path = exported
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")

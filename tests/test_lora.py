@@ -109,6 +109,7 @@ def test_lora_on_the_lstm_is_one_clear_error():
         enable_lora(model, 4)
 
 
+@pytest.mark.slow  # traces scoring three times (~15 s on 2 cores)
 def test_scores_and_generation_compiled_before_lora_see_the_adapters():
     """The compiled scoring and generation functions are cached per model; a
     trace made before `enable_lora` must not keep serving the base."""
