@@ -1,11 +1,12 @@
 """Training throughput (tokens/s) and MFU of both families, XLA on and off.
 
-MFU = model FLOPs per second / a float32 matmul peak measured in the same
-run. Model FLOPs per token: 6 x (parameters that multiply: all but the
+MFU = model FLOPs per second / a matmul peak measured in the same run, in
+the same precision: float32 against a float32 matmul, `mixed_bfloat16`
+(bfloat16 compute, float32 weights) against a bfloat16 matmul. Model FLOPs per token: 6 x (parameters that multiply: all but the
 embedding lookup; a tied output head counts) plus, for the Transformer,
 12 x layers x context x width for attention scores and values.
 
-    python benchmarks/train_throughput.py [--steps=10]
+    python benchmarks/train_throughput.py [--steps=10] [--precision=float32,mixed_bfloat16]
 
 Prints a Markdown table for BENCHMARKS.md.
 """
@@ -45,9 +46,13 @@ def flops_per_token(model):
     return 6 * multiplying + attention
 
 
-def tokens_per_second(model_class, preset, batch_size, jit_compile, steps):
+def tokens_per_second(model_class, preset, batch_size, jit_compile, steps, precision):
     keras.utils.set_random_seed(0)
-    model = model_class.from_preset(preset, vocabulary_size=VOCABULARY)
+    keras.config.set_dtype_policy(precision)  # as `keras-lm train --precision` does
+    try:
+        model = model_class.from_preset(preset, vocabulary_size=VOCABULARY)
+    finally:
+        keras.config.set_dtype_policy("float32")
     model.compile("adamw", learning_rate=1e-3, jit_compile=jit_compile)
     length = model.sequence_length
     tokens = np.random.default_rng(0).integers(0, 256, (batch_size * 4, length + 1), np.int32)
@@ -63,32 +68,45 @@ def tokens_per_second(model_class, preset, batch_size, jit_compile, steps):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--only", default="", help="run only cases whose model name contains this")
+    parser.add_argument("--only", default="",
+                        help="run only cases whose model name or preset contains this, "
+                             "e.g. Transformer, base or TransformerLM/base")
+    parser.add_argument("--precision", default="float32,mixed_bfloat16",
+                        help="comma-separated: float32, mixed_bfloat16")
+    parser.add_argument("--jit", default="off,on", help="comma-separated: off, on")
     args = parser.parse_args()
-    peak = matmul_peak_flops()
-    print(f"Machine: {machine()}; float32 matmul peak (2048^2, XLA): {peak / 1e9:.0f} GFLOP/s\n")
-    print("| model | preset | parameters | batch x context | XLA | tokens/s | MFU | XLA speed-up |")
-    print("|---|---|---|---|---|---|---|---|")
+    precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
+    jits = [j.strip() == "on" for j in args.jit.split(",") if j.strip()]
+    peak_dtypes = {"float32": tf.float32, "mixed_bfloat16": tf.bfloat16}
+    peaks = {p: matmul_peak_flops(dtype=peak_dtypes[p]) for p in precisions}
+    print(f"Machine: {machine()}; matmul peak (2048^2, XLA): " + ", ".join(
+        f"{p} {peak / 1e9:.0f} GFLOP/s" for p, peak in peaks.items()) + "\n")
+    print("| model | preset | parameters | batch x context | precision | XLA | tokens/s | MFU "
+          "| XLA speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for model_class, preset, batch_size in CASES:
-        if args.only not in model_class.__name__:
+        if args.only not in f"{model_class.__name__}/{preset}":
             continue
-        rates = {}
-        for jit in (False, True):
-            try:
-                rate, model = tokens_per_second(model_class, preset, batch_size, jit, args.steps)
-            except tf.errors.ResourceExhaustedError:
-                print(f"| {model_class.__name__} | {preset} | | {batch_size} | "
-                      f"{'on' if jit else 'off'} | out of memory | | |", flush=True)
-                continue
-            rates[jit] = rate
-            mfu = rate * flops_per_token(model) / peak
-            speedup = f"{rates[True] / rates[False]:.2f}x" if jit and False in rates else ""
-            print(
-                f"| {model_class.__name__} | {preset} | {model.count_params():,} | "
-                f"{batch_size} x {model.sequence_length} | {'on' if jit else 'off'} | "
-                f"{rate:,.0f} | {mfu:.1%} | {speedup} |",
-                flush=True,
-            )
+        for precision in precisions:
+            rates = {}
+            for jit in jits:
+                on = "on" if jit else "off"
+                try:
+                    rate, model = tokens_per_second(model_class, preset, batch_size, jit,
+                                                    args.steps, precision)
+                except tf.errors.ResourceExhaustedError:
+                    print(f"| {model_class.__name__} | {preset} | | {batch_size} | {precision} "
+                          f"| {on} | out of memory | | |", flush=True)
+                    continue
+                rates[jit] = rate
+                mfu = rate * flops_per_token(model) / peaks[precision]
+                speedup = f"{rates[True] / rates[False]:.2f}x" if jit and False in rates else ""
+                print(
+                    f"| {model_class.__name__} | {preset} | {model.count_params():,} | "
+                    f"{batch_size} x {model.sequence_length} | {precision} | {on} | "
+                    f"{rate:,.0f} | {mfu:.1%} | {speedup} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

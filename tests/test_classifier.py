@@ -143,6 +143,7 @@ print(json.dumps({"labels": [t.decode() for t in out["label"].numpy()],
 """
 
 
+@pytest.mark.slow  # ~15 s of conversion; the LM exports run by default (test_export_cli)
 def test_export_verified_and_the_tflite_file_run_by_litert(run, capsys):
     out, _, _ = run
     # The SavedModel half is the slow test below (it costs as much again).

@@ -231,3 +231,16 @@ def test_recipe_clock_gives_way_to_explicit_steps():
     flags(["keras-lm train", "--recipe=lstm_quickstart", "--model_args=hidden_dim=64"])
     config = train_command.config_from_flags()
     assert (config.model, config.model_args) == ("lstm", {"hidden_dim": 64})
+
+
+def test_the_char_recipe_is_nanogpts_cpu_shape_with_rotary_positions():
+    from keras_lm.cli import train_command
+
+    flags = train_command.FLAGS
+    flags.unparse_flags()
+    flags(["keras-lm train", "--recipe=char"])
+    config = train_command.config_from_flags()
+    assert (config.tokenizer, config.sequence_length, config.batch_size) == ("char", 64, 12)
+    assert (config.learning_rate, config.beta2, config.warmup_steps) == (1e-3, 0.99, 100)
+    assert (config.train_minutes, config.dropout) == (5.0, 0.0)
+    config.validate()  # the recipe's settings pass the run's own checks

@@ -81,9 +81,10 @@ def greedy_without_cache(model, tokenizer, prompt, max_new_tokens):
 
 # The LSTM's reference is slow (30 tokens of full forwards); its cached decoding
 # is checked against its forward pass at every position above, and by LiteRT's.
-@pytest.mark.parametrize("name", [
-    "transformer_rotary", *(pytest.param(n, marks=pytest.mark.slow)
-                            for n in ("transformer_learned", "lstm"))])
+# All with `pytest -m slow` (~30 s each): by default the cached steps are
+# compared with the full forward pass at every position, above.
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) for n in (
+    "transformer_rotary", "transformer_learned", "lstm")])
 def test_greedy_tokens_match_generation_without_cache(models, name):
     model, tokenizer = models[name], ByteTokenizer()
     for prompt in ["", "def f(x):"]:
@@ -96,16 +97,13 @@ def test_greedy_tokens_match_generation_without_cache(models, name):
         assert [t for chunk in ids for t in chunk[0]] == expected
 
 
-# Beam search compiles its own loops for every shape: one family by default,
-# the other two with `pytest -m slow`.
+# By default one Transformer; the other families and beam search (whose loops
+# compile per shape; it is tested by default below) run with `pytest -m slow`.
+# Each row's cached steps are checked against the full forward pass above.
 BEAM = dict(sampler="beam", beam_width=3)
-# By default one Transformer and the LSTM (learned positions change no decoding
-# code: the prefill/decode equality above covers them); the rest run slow.
-# Beam search on ragged rows runs slow (its loops compile per shape; beam search
-# itself is tested by default below).
-RAGGED_CASES = [("transformer_rotary", {}), ("lstm", {})] + [
+RAGGED_CASES = [("transformer_rotary", {})] + [
     pytest.param(name, sampler, marks=pytest.mark.slow)
-    for name, sampler in (("transformer_rotary", BEAM), ("transformer_learned", {}),
+    for name, sampler in (("lstm", {}), ("transformer_rotary", BEAM), ("transformer_learned", {}),
                           ("transformer_learned", BEAM), ("lstm", BEAM))]
 
 

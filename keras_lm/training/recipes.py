@@ -44,6 +44,29 @@ RECIPES = {
         dropout=0.0,
         sample_tokens=100,
     ),
+    # One text file at character level (`--train_files=input.txt`, split
+    # inside at a line boundary): nanoGPT's CPU shape for Shakespeare
+    # (4 layers x 4 heads x 128, context 64, batch 12, AdamW 1e-3, beta2
+    # 0.99) with rotary positions, which reached nanoGPT's validation loss
+    # in 0.43 of its time (benchmarks/speedrun.py, BENCHMARKS.md); by the clock.
+    "char": dict(
+        model="transformer",
+        preset="small",
+        tokenizer="char",
+        corpus="pystdlib",
+        sequence_length=64,
+        batch_size=12,
+        steps=100_000,
+        train_minutes=5.0,
+        eval_interval=500,
+        val_steps=16,
+        optimizer="adamw",
+        learning_rate=1e-3,
+        beta2=0.99,
+        warmup_steps=100,
+        dropout=0.0,
+        sample_tokens=60,
+    ),
     # Seconds, for smoke tests: a tiny model and a few steps.
     "tiny": dict(
         model="transformer",
