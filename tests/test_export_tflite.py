@@ -267,7 +267,9 @@ def test_transformer_uses_builtin_operators_only(exports, quantize):
         assert "QUANTIZE" in names  # float activations into int8 operators
 
 
-@pytest.mark.parametrize("quantize", ["none", "int8"])
+# int8's calibrated conversion of the LSTM (~10 s) runs with `pytest -m slow`;
+# the Transformer's runs by default above.
+@pytest.mark.parametrize("quantize", ["none", pytest.param("int8", marks=pytest.mark.slow)])
 def test_lstm_uses_builtin_operators_only(exports, quantize):
     names = builtin_operator_names(exports["lstm", quantize].path)
     assert {"FULLY_CONNECTED", "LOGISTIC", "TANH"} <= set(names)

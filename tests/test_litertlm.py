@@ -60,6 +60,7 @@ def test_engine_greedy_text_equals_keras(exported):
     assert all(len(text) > 0 for text in got)
 
 
+@pytest.mark.slow  # a bundle of its own (~10 s); SavedModel's template is tested by default
 def test_a_fine_tuned_runs_template_reaches_the_engine(exported, tmp_path):
     """The template goes into LlmMetadata; the engine applies it as `model.generate` does.
 
