@@ -67,7 +67,7 @@ BASELINE = dict(
     run=dict(optimizer="adamw", learning_rate=1e-3, beta2=0.99, warmup_steps=100,
              schedule="cosine", decay_fraction=0.2, adam_learning_rate=None,
              weight_decay=0.1, clipnorm=1.0, batch_size=12, precision="float32",
-             jit_compile=True),
+             jit_compile=True, sequence_warmup_steps=0),
 )
 OPTIONS = {  # one row each in the ablation
     "rotary": "position_embedding=rotary",
@@ -189,6 +189,7 @@ def train_one(name, settings, corpus, args):
     length = model_args["sequence_length"]
     train = data.text_dataset(train_files, tokenizer, length, run["batch_size"], shuffle=True,
                               repeat=True, seed=args.seed)
+    train = data.short_windows_first(train, run["sequence_warmup_steps"])
     val = data.text_dataset(val_files, tokenizer, length, run["batch_size"])
     if args.val_batches:
         val = val.take(args.val_batches)

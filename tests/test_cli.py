@@ -122,6 +122,9 @@ BAD_TRAIN_FLAGS = [
     (["--train_minutes=0"], "--train_minutes must be > 0, got 0.0"),
     (["--model_args=hidden_size=8"], "--model_args: "),
     (["--sample_tokens=32"], "--sample_tokens must be < sequence_length=32"),
+    (["--sequence_warmup_steps=-1"], "--sequence_warmup_steps must be >= 0, got -1"),
+    (["--sequence_warmup_steps=5", "--sequence_length=30"],
+     "--sequence_warmup_steps=5 needs a sequence_length divisible by 4, got 30"),
 ]
 
 

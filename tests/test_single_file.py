@@ -14,7 +14,11 @@ from keras_lm.cli.main import run
 
 @pytest.fixture(scope="module")
 def one_file_run(tmp_path_factory):
-    """`keras-lm train --train_files=input.txt` (tiny, 4 steps): (file, output dir, stdout)."""
+    """`keras-lm train --train_files=input.txt` (tiny, 4 steps): (file, output dir, stdout).
+
+    Its first 2 steps see 8-token windows (`--sequence_warmup_steps`), so the
+    warm-up's changing batch shape runs through a whole training run here.
+    """
     root = tmp_path_factory.mktemp("one_file")
     rng = random.Random(0)
     path = root / "input.txt"
@@ -28,6 +32,7 @@ def one_file_run(tmp_path_factory):
     with contextlib.redirect_stdout(stdout), pytest.raises(SystemExit) as exit_info:
         run(["keras-lm", "train", "--recipe=tiny", "--sequence_length=32", "--batch_size=4",
              "--val_steps=1", "--steps=4", "--eval_interval=2", "--nojit_compile",
+             "--sequence_warmup_steps=2",
              "--nosamples", *NO_VIEWS,
              f"--train_files={path}", f"--output_dir={output}"])
         raise SystemExit(0)
@@ -40,6 +45,7 @@ def test_one_file_trains_and_evaluates_on_its_own_tail(one_file_run, capsys):
     assert "1 file split inside at a line boundary: its last 5%" in out
     config = json.loads((output / "config.json").read_text())
     assert config["validation_split"] == "within_files"
+    assert config["sequence_warmup_steps"] == 2
     metrics = json.loads((output / "metrics.json").read_text())
     code, out, err = run_in_process(capsys, "eval", f"--model_dir={output}")
     assert code == 0, err

@@ -153,3 +153,20 @@ def test_shuffled_files_are_read_side_by_side_each_token_once(tmp_path):
     assert changes > 0.8 * (len(windows) - 1)
     again = [w.numpy() for w in data.token_windows(paths, BYTE, 8, shuffle_files=True, seed=3)]
     np.testing.assert_array_equal(np.stack(windows), np.stack(again))
+
+
+def test_short_windows_first_cuts_the_first_batches_and_keeps_every_token(corpus):
+    tokenizer = ByteTokenizer()
+    plain = data.text_dataset(corpus, tokenizer, 16, 2, repeat=True)  # one order for both
+    warm = data.short_windows_first(plain, steps=2, factor=4)
+    expected = [(x.numpy(), y.numpy()) for x, y in plain.take(4)]
+    got = [(x.numpy(), y.numpy()) for x, y in warm.take(4)]
+    for (x, y), (wx, wy) in zip(expected[:2], got[:2]):
+        assert wx.shape == wy.shape == (8, 4)  # 4x the windows, 4x shorter
+        np.testing.assert_array_equal(wx.reshape(2, 16), x)  # the same tokens, in order
+        np.testing.assert_array_equal(wy.reshape(2, 16), y)
+    for (x, y), (wx, wy) in zip(expected[2:], got[2:]):  # then the rest of the one stream
+        np.testing.assert_array_equal(wx, x)
+        np.testing.assert_array_equal(wy, y)
+    with pytest.raises(UsageError, match="steps must be >= 0, got -1"):
+        data.short_windows_first(plain, steps=-1)

@@ -17,6 +17,7 @@ from keras_lm.data.files import (
 )
 from keras_lm.data.text_dataset import (
     sample_windows,
+    short_windows_first,
     text_dataset,
     token_windows,
     tokens_per_byte,

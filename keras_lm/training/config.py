@@ -29,6 +29,8 @@ from keras_lm.training.recipes import RECIPES
 PRECISIONS = ("float32", "mixed_bfloat16")
 # Samples are at most this long unless --sample_tokens says otherwise.
 DEFAULT_SAMPLE_TOKENS = 200
+# --sequence_warmup_steps cuts each window into this many shorter ones.
+SEQUENCE_WARMUP_FACTOR = 4
 
 
 def setting(default, help, *, choices=None, flag=None, factory=None):
@@ -88,6 +90,9 @@ class TrainConfig:
     sequence_length: int = setting(256, "Context length in tokens.")
     batch_size: int = setting(32, "Sequences per step (the global batch under a strategy).")
     steps: int = setting(1000, "Training steps.")
+    sequence_warmup_steps: int = setting(
+        0, "A sequence-length warm-up: the first this many steps see windows of "
+        "sequence_length / 4, four times as many per batch (the same tokens per step).")
     epochs: float = setting(None, "Passes over the training files (instead of --steps).")
     eval_interval: int = setting(200, "Steps between validations, samples, backups.")
     val_steps: int = setting(20, "Validation batches per interval (the end reads all).")
@@ -159,8 +164,8 @@ class TrainConfig:
             _at_least(name, getattr(self, name), minimum)
         if self.task is not None:
             self.make_task()  # the task checks its own parameters
-            for name in ("epochs", "train_files", "val_files"):
-                if getattr(self, name) is not None:
+            for name in ("epochs", "train_files", "val_files", "sequence_warmup_steps"):
+                if getattr(self, name) not in (None, 0):
                     raise UsageError(f"{name}={getattr(self, name)}: not used with "
                                      f"task={self.task} (a synthetic source; give steps)",
                                      argument=name)
@@ -205,6 +210,12 @@ class TrainConfig:
 
     def _validate_text(self):
         _choose("tokenizer", self.tokenizer, tokenizers.TOKENIZERS)
+        _at_least("sequence_warmup_steps", self.sequence_warmup_steps, 0)
+        if self.sequence_warmup_steps and self.sequence_length % SEQUENCE_WARMUP_FACTOR:
+            raise UsageError(
+                f"sequence_warmup_steps={self.sequence_warmup_steps} needs a sequence_length "
+                f"divisible by {SEQUENCE_WARMUP_FACTOR}, got {self.sequence_length}",
+                argument="sequence_warmup_steps")
         check_normalization(self.normalize)
         _choose("sentencepiece_model_type", self.sentencepiece_model_type, MODEL_TYPES)
         if self.vocabulary_size is not None and self.tokenizer == "byte":

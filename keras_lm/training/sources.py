@@ -23,6 +23,7 @@ from keras_lm.data.synthetic import task_dataset, task_tokenizer, training_pairs
 from keras_lm.scoring import evaluate_files, evaluate_task
 from keras_lm.tokenizers import TOKENIZER_FILE, load_tokenizer, train_tokenizer
 from keras_lm.tokenizers.text_sample import count_invalid_utf8
+from keras_lm.training.config import SEQUENCE_WARMUP_FACTOR
 from keras_lm.training.tensorboard import DEFAULT_PROBE_TEXT
 
 # The final evaluation reads at most this many validation tokens (the whole
@@ -93,6 +94,8 @@ class TextSource:
         train = data.text_dataset(
             self.train_files, tokenizer, config.sequence_length, config.batch_size,
             shuffle=True, repeat=True, seed=config.seed, shuffle_buffer=config.shuffle_buffer)
+        train = data.short_windows_first(train, config.sequence_warmup_steps,
+                                         SEQUENCE_WARMUP_FACTOR)
         # The same first `val_steps` batches at every interval, cached: Keras keeps
         # its validation iterator across epochs, so a longer dataset would be
         # read further on at each interval and the curve would mix subsets.
