@@ -20,9 +20,9 @@ callbacks=[...])` (as `keras-lm sweep --score_every=50` does) or to `model.fit`.
 Example (`fit(..., callbacks=[callback])` calls these hooks itself):
 >>> import tempfile
 >>> from keras_lm.data.synthetic import Task
->>> from keras_lm.models import TransformerLM
+>>> from keras_lm.models import LSTMLM
 >>> task = Task("addition", sequence_length=16, addition_digits=1)
->>> model = TransformerLM.from_preset("tiny", vocabulary_size=20, sequence_length=16)
+>>> model = LSTMLM.from_preset("tiny", vocabulary_size=20, sequence_length=16)
 >>> model.compile("adamw", jit_compile=False)
 >>> callback = AnswerCurves(task, tempfile.mkdtemp(), every_steps=10, batch_size=4,
 ...                         num_batches=1)
@@ -105,7 +105,7 @@ class AnswerCurves(keras.callbacks.Callback):
                 os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         if self.json_path:
             write_json(self.json_path, {"task": self.task.name, "every_steps": self.every_steps,
-                                        "answers": self.batch_size * self.num_batches,
+                                        "held_out_sequences": self.batch_size * self.num_batches,
                                         "history": self.history})
         if self.csv_path:
             write_bytes(self.csv_path, history_csv(self.history).encode())
@@ -143,26 +143,36 @@ def normalised(history, metric):
     """
     values = np.array([row[metric] for row in history], dtype="float64")
     span = values[-1] - values[0]
-    return (values - values[0]) / span if span else np.zeros_like(values)
+    # + 0.0: no -0.0 where a falling metric has not moved.
+    return (values - values[0]) / span + 0.0 if span else np.zeros_like(values)
 
 
 def sharpness_gap(history, reference="token_accuracy", metric="exact_match", at=0.5):
-    """`(step, reference share, metric share)` at the first step where the
-    normalised `reference` has covered `at` of its rise.
+    """`(step, metric share)`: where the normalised `reference` first reaches `at` of its
+    rise, and how much of its own rise the normalised `metric` has covered there.
 
-    "Exact match is sharper than token accuracy" reads: when token accuracy
-    has made half of its progress, exact match has made much less of its own.
+    Both are read between the scored steps by linear interpolation, so the answer
+    depends little on how often the run was scored. "Exact match is sharper than
+    token accuracy" reads: when token accuracy has made half of its progress, exact
+    match has made much less of its own (two straight lines give `at` for both).
 
     Example:
     >>> rows = [{"step": s, "token_accuracy": t, "exact_match": e}
-    ...         for s, t, e in ((0, 0.2, 0.0), (50, 0.6, 0.05), (100, 1.0, 1.0))]
+    ...         for s, t, e in ((0, 0.0, 0.0), (100, 0.25, 0.0), (200, 0.75, 0.5),
+    ...                         (300, 1.0, 1.0))]
     >>> sharpness_gap(rows)
-    (50, 0.5, 0.05)
+    (150.0, 0.25)
     """
+    steps = np.array([row["step"] for row in history], dtype="float64")
     reference_share = normalised(history, reference)
-    index = int(np.argmax(reference_share >= at))
-    return (history[index]["step"], float(reference_share[index]),
-            float(normalised(history, metric)[index]))
+    metric_share = normalised(history, metric)
+    i = int(np.argmax(reference_share >= at - 1e-9))  # 0.4999... is half
+    if i == 0:
+        return float(steps[0]), float(metric_share[0])
+    low, high = reference_share[i - 1], reference_share[i]
+    fraction = (at - low) / (high - low)
+    return (float(steps[i - 1] + fraction * (steps[i] - steps[i - 1])),
+            float(metric_share[i - 1] + fraction * (metric_share[i] - metric_share[i - 1])))
 
 
 def answer_curves_figure(history, title=None):
