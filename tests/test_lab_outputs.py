@@ -22,6 +22,6 @@ def test_sweep_table_has_order_columns_and_the_emergence_figures(tmp_path):
         header = next(csv.reader(f))
     order = [name for name in header if name.startswith("exact_match_answer_")]
     assert order == [f"exact_match_answer_{j}" for j in range(1, 12)]  # 2 before 10
-    for name in ("emergence.png", "emergence_by_steps.png"):
+    for name in ("emergence.png", "emergence_by_steps.png", "exact_match_by_width.png"):
         with open(os.path.join(tmp_path, name), "rb") as f:
             assert f.read(4) == b"\x89PNG"

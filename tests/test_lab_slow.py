@@ -2,6 +2,7 @@
 (docs/experiments.md). Slow: run with `pytest tests/test_lab_slow.py -m slow -n0`."""
 
 import csv
+import json
 import os
 
 import pytest
@@ -59,3 +60,28 @@ def test_attention_only_blocks_solve_mqar_by_matching_keys():
     # Elimination would score 0.25 0.33 0.50 1.00 by order, picking a value 0.25.
     assert result["exact_match"] > 0.9, result["exact_match"]
     assert min(result["exact_match_by_order"]) > 0.8, result["exact_match_by_order"]
+
+
+def test_addition_exact_match_rises_sharper_than_token_accuracy(tmp_path):
+    """Two-digit addition at width 64, the answer scores measured every 100 steps of one
+    run (docs/experiments.md, addition round 4; the full run scores every 50 steps).
+
+    "Sharper" is read on the curves normalised to their own rise over the run (0 at
+    step 0, 1 at the end), interpolated between scored steps (`sharpness_gap`): where
+    token accuracy has covered half of its rise, exact match has covered less than a
+    quarter of its own. The full run measured 0.11 there (0.10 at every 100 steps); two
+    straight lines would give 0.5. The run must learn (exact match > 0.9 at the end),
+    or the normalised curves mean nothing.
+    """
+    from keras_lm.probes.answer_curves import sharpness_gap
+    from keras_lm.probes.sweep import Sweep, run_sweep
+
+    rows = run_sweep(Sweep(task="addition", task_args={"addition_digits": 2},
+                           sequence_length=64, families=["transformer"], sizes=[64],
+                           steps=[1000], score_every=100, output_dir=str(tmp_path)))
+    assert rows[0]["exact_match"] > 0.9, rows[0]
+    with open(os.path.join(rows[0]["run_dir"], "probes", "answer_curves.json")) as f:
+        history = json.load(f)["history"]
+    assert [row["step"] for row in history] == list(range(0, 1001, 100))
+    step, exact_share = sharpness_gap(history)
+    assert exact_share < 0.25, (step, exact_share, history)

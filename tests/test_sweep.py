@@ -70,3 +70,28 @@ def test_model_args_reach_the_transformer_cells_only(tmp_path, capsys):
     code, _, err = run_in_process(capsys, *TINY_SWEEP, "--model_args=intermediate_dim",
                                   f"--output_dir={tmp_path}")
     assert_one_line_usage_error(code, err, "sweep", "--model_args: expected name=value")
+
+
+def test_recipe_settings_reach_the_cells(tmp_path, capsys):
+    """Round 3's MQAR recipe as a sweep: model_args override the sweep's heads,
+    weight decay is shared by the cells, the LSTM has widths of its own."""
+    from keras_lm.probes.sweep import Sweep
+
+    sweep = Sweep(task="mqar", families=["transformer", "lstm"], sizes=[16, 64], steps=[3],
+                  output_dir=str(tmp_path), weight_decay=0.0, family_sizes={"lstm": [128]},
+                  model_args={"intermediate_dim": 0, "num_heads": 1})
+    cells = sweep.cells()
+    assert [(c["family"], c["width"]) for c in cells] == [
+        ("transformer", 16), ("transformer", 64), ("lstm", 128)]
+    configs = [sweep.config(cell) for cell in cells]
+    assert configs[1].model_args["num_heads"] == 1  # not 64 // 16
+    assert {config.weight_decay for config in configs} == {0.0}
+    out = f"--output_dir={tmp_path}"
+    code, _, err = run_in_process(capsys, *TINY_SWEEP, "--lstm_sizes=8,0", out)
+    assert_one_line_usage_error(code, err, "sweep", "--lstm_sizes: expected positive integers")
+    code, _, err = run_in_process(capsys, *TINY_SWEEP, "--model=transformer",
+                                  "--lstm_sizes=8", out)
+    assert_one_line_usage_error(code, err, "sweep", "--lstm_sizes: 'lstm' is not one of")
+    code, _, err = run_in_process(capsys, *TINY_SWEEP, "--score_every=0", out)
+    assert_one_line_usage_error(code, err, "sweep", "--score_every: expected a positive")
+    assert not os.listdir(tmp_path)  # nothing written

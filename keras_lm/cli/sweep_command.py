@@ -25,8 +25,8 @@ from keras_lm.probes.sweep import Sweep, run_sweep
 FLAGS = flags.FlagValues()
 define_task_flags(FLAGS, __name__)
 # The settings a sweep shares with `keras-lm train`, with the sweep's defaults.
-SHARED = ("sequence_length", "vocabulary_size", "batch_size", "learning_rate", "seed",
-          "output_dir", "model_args")
+SHARED = ("sequence_length", "vocabulary_size", "batch_size", "learning_rate", "weight_decay",
+          "seed", "output_dir", "model_args")
 SWEEP_DEFAULTS = {"sequence_length": 64, "batch_size": 32, "learning_rate": 3e-3}
 define_config_flags(FLAGS, __name__, SHARED, defaults=SWEEP_DEFAULTS, helps={
     "vocabulary_size": "Task ids V (default: the task's).",
@@ -38,6 +38,13 @@ define_config_flags(FLAGS, __name__, SHARED, defaults=SWEEP_DEFAULTS, helps={
 flags.DEFINE_string("model", "transformer,lstm", "Comma-separated model families.",
                     flag_values=FLAGS)
 flags.DEFINE_string("sizes", "32,64", "Comma-separated widths (hidden_dim).", flag_values=FLAGS)
+flags.DEFINE_string("lstm_sizes", None,
+                    "Comma-separated widths of the LSTM cells (default: --sizes): an LSTM "
+                    "matches a Transformer's parameters at a larger width.", flag_values=FLAGS)
+flags.DEFINE_integer("score_every", None,
+                     "Score the answers on a fixed held-out set every this many steps of each "
+                     "run: TensorBoard scalars and <run>/probes/answer_curves.{json,csv,png}.",
+                     flag_values=FLAGS)
 flags.DEFINE_string("num_layers", None,
                     "Comma-separated depths (default: 2 for the Transformer, 1 for the LSTM).",
                     flag_values=FLAGS)
@@ -70,6 +77,9 @@ def main():
         sizes=parse_list("sizes", FLAGS.sizes),
         num_layers=parse_list("num_layers", FLAGS.num_layers) if FLAGS.num_layers else None,
         steps=parse_list("steps", FLAGS.steps), max_minutes=FLAGS.max_minutes,
+        family_sizes={"lstm": parse_list("lstm_sizes", FLAGS.lstm_sizes)}
+        if FLAGS.lstm_sizes else None,
+        score_every=FLAGS.score_every,
         **given_settings(FLAGS, ("model_args",)),  # parsed to a dict when given
         **{name: FLAGS[flag_name(name)].value for name in SHARED if name != "model_args"},
     )
@@ -83,4 +93,5 @@ def main():
 
 def run(argv):
     run_subcommand(main, FLAGS, argv, __name__, __doc__,
-                   lambda argument: "--model" if argument == "families" else flag_of(argument))
+                   lambda argument: {"families": "--model", "family_sizes": "--lstm_sizes"}.get(
+                       argument) or flag_of(argument))

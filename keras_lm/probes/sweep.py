@@ -30,6 +30,7 @@ from keras_lm.data.synthetic import task_tokenizer
 from keras_lm.errors import UsageError
 from keras_lm.io_utils import write_bytes, write_json
 from keras_lm.models import MODELS
+from keras_lm.probes.answer_curves import answer_curves_callback
 from keras_lm.probes.plots import sweep_figure
 from keras_lm.probes.runner import run_probe
 from keras_lm.training import TrainConfig, build_model, train
@@ -66,6 +67,12 @@ class Sweep:
     seed: int = 0
     max_minutes: float = None
     model_args: dict = dataclasses.field(default_factory=dict)  # the Transformer cells' extras
+    weight_decay: float = 0.1
+    # Widths per family, where a family's differ from `sizes` (e.g. {"lstm": [64, 128, 256]}):
+    # an LSTM matches a Transformer's parameters at a larger width.
+    family_sizes: dict = None
+    # Score the answers every this many steps during each run (`AnswerCurves`).
+    score_every: int = None
 
     def cells(self):
         """The grid's cells as dicts, in the order they run."""
@@ -73,13 +80,24 @@ class Sweep:
             if family not in MODELS:
                 raise UsageError(f"families: unknown family {family!r}; "
                                  f"choose from {', '.join(MODELS)}", argument="families")
+        family_sizes = self.family_sizes or {}
+        for family in family_sizes:
+            if family not in self.families:
+                raise UsageError(f"family_sizes: {family!r} is not one of the sweep's families "
+                                 f"({', '.join(self.families)})", argument="family_sizes")
         for name, values in (("sizes", self.sizes), ("steps", self.steps),
-                             ("num_layers", self.num_layers or [1])):
+                             ("num_layers", self.num_layers or [1]),
+                             *(("family_sizes", v) for v in family_sizes.values())):
             if not values or any(v < 1 for v in values):
                 raise UsageError(f"{name}: expected positive integers, got {values}",
                                  argument=name)
+        if self.score_every is not None and self.score_every < 1:
+            raise UsageError(f"score_every: expected a positive number of steps, got "
+                             f"{self.score_every}", argument="score_every")
         cells = []
-        for family, width, steps in itertools.product(self.families, self.sizes, self.steps):
+        pairs = [(family, width) for family in self.families
+                 for width in family_sizes.get(family, self.sizes)]
+        for (family, width), steps in itertools.product(pairs, self.steps):
             for layers in self.num_layers or [DEFAULT_LAYERS[family]]:
                 group = f"{family}, {layers} layer{'s' * (layers > 1)}"
                 if len(self.steps) > 1:  # one line per training length too
@@ -92,9 +110,10 @@ class Sweep:
         """The `TrainConfig` of one cell."""
         width, layers = cell["width"], cell["num_layers"]
         if cell["family"] == "transformer":
-            # Heads of 16 dimensions: 2 at width 32, 4 at 64.
-            args = dict(hidden_dim=width, num_heads=max(1, width // 16), num_layers=layers,
-                        **(self.model_args or {}))
+            # Heads of 16 dimensions: 2 at width 32, 4 at 64, unless model_args says
+            # otherwise (e.g. num_heads=1, Zoology's attention).
+            args = {**dict(hidden_dim=width, num_heads=max(1, width // 16), num_layers=layers),
+                    **(self.model_args or {})}
         else:
             args = dict(hidden_dim=width, embedding_dim=width, num_layers=layers)
         return TrainConfig(
@@ -102,7 +121,8 @@ class Sweep:
             task=self.task, task_args=dict(self.task_args),
             sequence_length=self.sequence_length, vocabulary_size=self.vocabulary_size,
             batch_size=self.batch_size, steps=cell["steps"], eval_interval=cell["steps"],
-            val_steps=4, learning_rate=self.learning_rate, seed=self.seed,
+            val_steps=4, learning_rate=self.learning_rate, weight_decay=self.weight_decay,
+            seed=self.seed,
             dropout=0.0, verbose=0, attention_maps=False, embedding_projector=False,
             output_dir=os.path.join(self.output_dir, "runs", cell_name(cell)),
         )
@@ -147,7 +167,9 @@ def run_sweep(sweep):
             print(f"sweep: {cell_name(cell)} finished before, skipped", flush=True)
         else:
             print(f"sweep: training {cell_name(cell)}", flush=True)
-            train(config)
+            train(config, callbacks=[answer_curves_callback(config.output_dir, config.make_task(),
+                                                            sweep.score_every)]
+                  if sweep.score_every else ())
         with open(metrics_path, encoding="utf-8") as f:
             metrics = json.load(f)
         probe_path = os.path.join(config.output_dir, "probes", "icl_score.json")
@@ -208,6 +230,11 @@ def write_results(sweep, rows):
                            f"{sweep.task}: the answer scores against training steps",
                            x="steps", group="size")
         write_bytes(os.path.join(out, "emergence_by_steps.png"), png)
+    # Zoology's figure 2: accuracy against width, one line per family (the
+    # parameters, which differ between families at one width, are the panels above).
+    png = sweep_figure(rows, ["exact_match"], f"{sweep.task}: exact match against width",
+                       x="width", group="group")
+    write_bytes(os.path.join(out, "exact_match_by_width.png"), png)
     png = sweep_figure(rows, ["icl_score", "val_loss"], f"{sweep.task}: ICL score and loss",
                        group="group")
     write_bytes(os.path.join(out, "icl_score.png"), png)
