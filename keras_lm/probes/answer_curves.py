@@ -36,19 +36,18 @@ import csv
 import io
 import os
 
-import keras
 import numpy as np
-import tensorflow as tf
 from matplotlib.figure import Figure
 
 from keras_lm.figures import png_bytes
 from keras_lm.io_utils import write_bytes, write_json
+from keras_lm.probes.training_callback import PeriodicScores
 from keras_lm.scoring import evaluate_task
 
 METRICS = ("exact_match", "token_accuracy", "token_edit_distance", "answer_log_likelihood")
 
 
-class AnswerCurves(keras.callbacks.Callback):
+class AnswerCurves(PeriodicScores):
     """Scores a task's answers on a fixed held-out set every `every_steps` steps.
 
     Args:
@@ -63,43 +62,21 @@ class AnswerCurves(keras.callbacks.Callback):
 
     def __init__(self, task, log_dir, every_steps=50, batch_size=32, num_batches=8,
                  json_path=None, csv_path=None, png_path=None, title=None):
-        super().__init__()
+        super().__init__(log_dir, every_steps)
         self.task = task
-        self.log_dir = log_dir
-        self.every_steps = int(every_steps)
         self.batch_size, self.num_batches = batch_size, num_batches
         self.json_path, self.csv_path, self.png_path = json_path, csv_path, png_path
         self.title = title
-        self.history = []
-        self._writer = None
 
-    def on_train_begin(self, logs=None):
-        self._writer = tf.summary.create_file_writer(self.log_dir)
-        if not self.history:  # a second fit() goes on from where the first stopped
-            self.measure(int(self.model.optimizer.iterations.numpy()))
-
-    def on_train_batch_end(self, batch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
-        if step % self.every_steps == 0 and (not self.history or self.history[-1]["step"] != step):
-            self.measure(step)
-
-    def measure(self, step):
-        """Scores the model now; appends the row to `history` and writes the scalars."""
+    def score(self, step):
         result = evaluate_task(self.model, self.task, batch_size=self.batch_size,
                                num_batches=self.num_batches, seed=0, split="test")
-        row = {"step": step, **{name: float(result[name]) for name in METRICS}}
-        self.history.append(row)
-        with self._writer.as_default():
-            for name in METRICS:
-                tf.summary.scalar(f"answers/{name}", row[name], step=step)
-        self._writer.flush()
-        return row
+        return {"step": step, **{name: float(result[name]) for name in METRICS}}
 
-    def on_train_end(self, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
-        if self.history[-1]["step"] != step:
-            self.measure(step)
-        self._writer.close()
+    def scalars(self, row):
+        return [(f"answers/{name}", row[name]) for name in METRICS]
+
+    def write_outputs(self):
         for path in (self.json_path, self.csv_path, self.png_path):
             if path:
                 os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -40,29 +40,20 @@ from keras_lm.io_utils import write_bytes, write_json
 from keras_lm.probes import icl
 
 
-class InductionScores(keras.callbacks.Callback):
-    """Measures the ICL score and the induction head scores every `every_steps` steps.
+class PeriodicScores(keras.callbacks.Callback):
+    """Scores the model at step 0, every `every_steps` steps and at the end of training.
 
-    Args:
-        batches: a few `(inputs, targets)` batches (arrays) for the ICL score,
-            e.g. the task's validation stream; scored at every measurement.
-        log_dir: where the TensorBoard scalars go (e.g. `<run>/logs/induction`).
-        every_steps: steps between measurements (also one at step 0).
-        special_ids: ids the repeated random tokens leave out (the tokenizer's).
-        batch_size: sequences of repeated random tokens for the head scores.
-        json_path, png_path: where `on_train_end` writes the history and the
-            figure of the three curves (None: not written).
+    The schedule and the TensorBoard writer of the probes' training callbacks;
+    a subclass says what a measurement is (`score(step)` -> a history row, and
+    `scalars(row)` -> `(tag, value)` pairs for TensorBoard) and what it writes
+    when training ends (`write_outputs()`). A second `fit()` goes on from
+    where the first stopped.
     """
 
-    def __init__(self, batches, log_dir, every_steps=50, special_ids=(), batch_size=16,
-                 json_path=None, png_path=None, title=None):
+    def __init__(self, log_dir, every_steps):
         super().__init__()
-        self.batches = [(np.asarray(x), np.asarray(y)) for x, y in batches]
         self.log_dir = log_dir
         self.every_steps = int(every_steps)
-        self.special_ids = list(special_ids)
-        self.batch_size = batch_size
-        self.json_path, self.png_path, self.title = json_path, png_path, title
         self.history = []
         self._writer = None
 
@@ -78,23 +69,11 @@ class InductionScores(keras.callbacks.Callback):
 
     def measure(self, step):
         """Scores the model now; appends the row to `history` and writes the scalars."""
-        heads = icl.induction_heads(self.model, self.special_ids, batch_size=self.batch_size)
-        icl_result = icl.icl_score(self.model, self.batches)
-        row = {"step": step, "icl_score": icl_result["icl_score"],
-               "loss_early": icl_result["loss_early"], "loss_late": icl_result["loss_late"],
-               "best_prefix_matching": heads["best_prefix_matching"],
-               "best_previous_token": heads["best_previous_token"],
-               "prefix_matching": heads["prefix_matching"],
-               "previous_token": heads["previous_token"]}
+        row = self.score(step)
         self.history.append(row)
         with self._writer.as_default():
-            for name in ("icl_score", "loss_early", "loss_late", "best_prefix_matching",
-                         "best_previous_token"):
-                tf.summary.scalar(f"induction/{name}", row[name], step=step)
-            for score in ("prefix_matching", "previous_token"):
-                for (layer, head), value in np.ndenumerate(np.asarray(row[score])):
-                    tf.summary.scalar(f"induction/{score}/layer_{layer + 1}_head_{head + 1}",
-                                      value, step=step)
+            for tag, value in self.scalars(row):
+                tf.summary.scalar(tag, value, step=step)
         self._writer.flush()
         return row
 
@@ -103,6 +82,59 @@ class InductionScores(keras.callbacks.Callback):
         if self.history[-1]["step"] != step:
             self.measure(step)
         self._writer.close()
+        self.write_outputs()
+
+    def score(self, step):
+        raise NotImplementedError
+
+    def scalars(self, row):
+        raise NotImplementedError
+
+    def write_outputs(self):
+        """Writes the history's files (none here)."""
+
+
+class InductionScores(PeriodicScores):
+    """Measures the ICL score and the induction head scores every `every_steps` steps.
+
+    Args:
+        batches: a few `(inputs, targets)` batches (arrays) for the ICL score,
+            e.g. the task's validation stream; scored at every measurement.
+        log_dir: where the TensorBoard scalars go (e.g. `<run>/logs/induction`).
+        every_steps: steps between measurements (also one at step 0).
+        special_ids: ids the repeated random tokens leave out (the tokenizer's).
+        batch_size: sequences of repeated random tokens for the head scores.
+        json_path, png_path: where `on_train_end` writes the history and the
+            figure of the three curves (None: not written).
+    """
+
+    def __init__(self, batches, log_dir, every_steps=50, special_ids=(), batch_size=16,
+                 json_path=None, png_path=None, title=None):
+        super().__init__(log_dir, every_steps)
+        self.batches = [(np.asarray(x), np.asarray(y)) for x, y in batches]
+        self.special_ids = list(special_ids)
+        self.batch_size = batch_size
+        self.json_path, self.png_path, self.title = json_path, png_path, title
+
+    def score(self, step):
+        heads = icl.induction_heads(self.model, self.special_ids, batch_size=self.batch_size)
+        icl_result = icl.icl_score(self.model, self.batches)
+        return {"step": step, "icl_score": icl_result["icl_score"],
+                "loss_early": icl_result["loss_early"], "loss_late": icl_result["loss_late"],
+                "best_prefix_matching": heads["best_prefix_matching"],
+                "best_previous_token": heads["best_previous_token"],
+                "prefix_matching": heads["prefix_matching"],
+                "previous_token": heads["previous_token"]}
+
+    def scalars(self, row):
+        for name in ("icl_score", "loss_early", "loss_late", "best_prefix_matching",
+                     "best_previous_token"):
+            yield f"induction/{name}", row[name]
+        for score in ("prefix_matching", "previous_token"):
+            for (layer, head), value in np.ndenumerate(np.asarray(row[score])):
+                yield f"induction/{score}/layer_{layer + 1}_head_{head + 1}", value
+
+    def write_outputs(self):
         for path in (self.json_path, self.png_path):
             if path:
                 os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
