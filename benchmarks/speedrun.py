@@ -67,7 +67,7 @@ BASELINE = dict(
     run=dict(optimizer="adamw", learning_rate=1e-3, beta2=0.99, warmup_steps=100,
              schedule="cosine", decay_fraction=0.2, adam_learning_rate=None,
              weight_decay=0.1, clipnorm=1.0, batch_size=12, precision="float32",
-             jit_compile=True, sequence_warmup_steps=0),
+             jit_compile=True, sequence_warmup_steps=0, batch_warmup_steps=0),
 )
 OPTIONS = {  # one row each in the ablation
     "rotary": "position_embedding=rotary",
@@ -190,6 +190,7 @@ def train_one(name, settings, corpus, args):
     train = data.text_dataset(train_files, tokenizer, length, run["batch_size"], shuffle=True,
                               repeat=True, seed=args.seed)
     train = data.short_windows_first(train, run["sequence_warmup_steps"])
+    train = data.small_batches_first(train, run["batch_warmup_steps"])
     val = data.text_dataset(val_files, tokenizer, length, run["batch_size"])
     if args.val_batches:
         val = val.take(args.val_batches)
@@ -203,7 +204,7 @@ def train_one(name, settings, corpus, args):
                   validation_data=val, callbacks=[clock], verbose=0)
     steps = int(model.optimizer.iterations.numpy())
     seconds = clock.curve[-1][1]
-    tokens = steps * run["batch_size"] * length
+    tokens = data.tokens_after(steps, run["batch_size"] * length, run["batch_warmup_steps"])
     return dict(name=name, settings=settings, curve=clock.curve, steps=steps,
                 seconds=seconds, final_loss=clock.curve[-1][2],
                 tokens_per_second=tokens / seconds if seconds else None,

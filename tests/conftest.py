@@ -10,6 +10,13 @@ import time
 
 import pytest
 
+# One TensorFlow compute thread per pytest-xdist worker (and per subprocess a
+# test starts): with a thread pool the size of the machine in every worker,
+# the workers' threads outnumber the cores and spend the surplus waiting on
+# each other. Set before any test imports TensorFlow; a user's setting wins.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+
 WORDS = "the quick brown fox jumps over a lazy dog while seven tiny models learn".split()
 
 
@@ -87,7 +94,9 @@ def trained(tmp_path_factory):
     # is tested in test_models); the decoding loop still compiles as ever.
     # Samples on (test_cli checks samples.txt); the other TensorBoard views,
     # which cost more than the training, are tested on `tensorboard_run`.
-    result = keras_lm("train", *TINY, "--nojit_compile", *NO_VIEWS,
+    # Its first 4 steps read 1 sequence each (`--batch_warmup_steps`), so the
+    # warm-up's changing batch shape and token counts run through a whole run.
+    result = keras_lm("train", *TINY, "--nojit_compile", *NO_VIEWS, "--batch_warmup_steps=4",
                       f"--train_files={','.join(files[:4])}",
                       f"--val_files={files[4]}", f"--output_dir={output}")
     assert result.returncode == 0, result.stderr[-3000:]

@@ -24,7 +24,8 @@ def test_train_writes_every_artifact(trained):
                 "xz_val_bits_per_byte", "tokens_seen", "wall_time_seconds"):
         assert isinstance(metrics[key], (int, float)), key
     assert metrics["steps"] == 20
-    assert metrics["tokens_seen"] == 20 * 4 * 32
+    assert metrics["tokens_seen"] == (4 * 1 + 16 * 4) * 32  # 4 warm-up steps of 1 sequence
+    assert "step 10  896 tokens" in result.stdout
     config = json.loads((output / "config.json").read_text())
     assert config["recipe"] == "tiny" and config["sequence_length"] == 32
     assert "bits per byte" in result.stdout and "xz" in result.stdout
@@ -125,6 +126,11 @@ BAD_TRAIN_FLAGS = [
     (["--sequence_warmup_steps=-1"], "--sequence_warmup_steps must be >= 0, got -1"),
     (["--sequence_warmup_steps=5", "--sequence_length=30"],
      "--sequence_warmup_steps=5 needs a sequence_length divisible by 4, got 30"),
+    (["--batch_warmup_steps=6"], "--batch_warmup_steps must be a multiple of 4, got 6"),
+    (["--batch_warmup_steps=4", "--batch_size=6"],
+     "--batch_warmup_steps=4 needs a batch_size divisible by 4, got 6"),
+    (["--batch_warmup_steps=4", "--sequence_warmup_steps=4"],
+     "--batch_warmup_steps=4: choose one warm-up, not both"),
 ]
 
 
@@ -236,6 +242,25 @@ def test_recipe_clock_gives_way_to_explicit_steps():
     assert (config.model, config.model_args) == ("lstm", {"hidden_dim": 64})
 
 
+def test_recipe_model_args_merge_with_the_flags_and_stay_with_their_family():
+    from keras_lm.cli import train_command
+
+    flags = train_command.FLAGS
+    quickstart = {"qk_norm": "rms", "activation": "relu2"}
+    for argv, model, model_args in (
+            ([], "transformer", quickstart),
+            (["--model_args=hidden_dim=64,activation=gelu"], "transformer",
+             {"qk_norm": "rms", "activation": "gelu", "hidden_dim": 64}),
+            (["--model=lstm"], "lstm", {}),  # the quickstart's options are the Transformer's
+            (["--model=lstm", "--model_args=hidden_dim=64"], "lstm", {"hidden_dim": 64})):
+        flags.unparse_flags()
+        flags(["keras-lm train", *argv])
+        config = train_command.config_from_flags()
+        assert (config.model, config.model_args) == (model, model_args), argv
+        config.validate()
+    assert train_command.RECIPES["quickstart"]["model_args"] == quickstart  # not changed
+
+
 def test_the_char_recipe_is_nanogpts_cpu_shape_with_rotary_positions():
     from keras_lm.cli import train_command
 
@@ -246,4 +271,5 @@ def test_the_char_recipe_is_nanogpts_cpu_shape_with_rotary_positions():
     assert (config.tokenizer, config.sequence_length, config.batch_size) == ("char", 64, 12)
     assert (config.learning_rate, config.beta2, config.warmup_steps) == (1e-3, 0.99, 100)
     assert (config.train_minutes, config.dropout) == (5.0, 0.0)
+    assert config.model_args == {"qk_norm": "rms", "activation": "relu2"}
     config.validate()  # the recipe's settings pass the run's own checks

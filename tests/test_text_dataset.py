@@ -170,3 +170,29 @@ def test_short_windows_first_cuts_the_first_batches_and_keeps_every_token(corpus
         np.testing.assert_array_equal(wy, y)
     with pytest.raises(UsageError, match="steps must be >= 0, got -1"):
         data.short_windows_first(plain, steps=-1)
+
+
+def test_small_batches_first_splits_the_first_batches_and_keeps_every_token(corpus):
+    tokenizer = ByteTokenizer()
+    plain = data.text_dataset(corpus, tokenizer, 16, 8, repeat=True)  # one order for both
+    warm = data.small_batches_first(plain, steps=8, factor=4)  # 8 small steps: 2 batches
+    expected = [(x.numpy(), y.numpy()) for x, y in plain.take(4)]
+    got = [(x.numpy(), y.numpy()) for x, y in warm.take(10)]
+    assert [x.shape for x, _ in got] == [(2, 16)] * 8 + [(8, 16)] * 2
+    small_x = np.concatenate([x for x, _ in got[:8]])
+    small_y = np.concatenate([y for _, y in got[:8]])
+    np.testing.assert_array_equal(small_x, np.concatenate([x for x, _ in expected[:2]]))
+    np.testing.assert_array_equal(small_y, np.concatenate([y for _, y in expected[:2]]))
+    for (x, y), (wx, wy) in zip(expected[2:], got[8:]):  # then the rest of the one stream
+        np.testing.assert_array_equal(wx, x)
+        np.testing.assert_array_equal(wy, y)
+    with pytest.raises(UsageError, match="steps must be a multiple of 4, got 6"):
+        data.small_batches_first(plain, steps=6)
+
+
+def test_token_counts_of_a_batch_warm_up_invert():
+    # 4 small steps of 25 tokens, then 100 a step.
+    assert [data.tokens_after(s, 100, 4) for s in (0, 3, 4, 5, 10)] == [0, 75, 100, 200, 700]
+    for tokens in range(1, 1200, 7):
+        steps = data.steps_for_tokens(tokens, 100, 4)
+        assert data.tokens_after(steps, 100, 4) >= tokens > data.tokens_after(steps - 1, 100, 4)

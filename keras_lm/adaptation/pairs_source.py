@@ -71,7 +71,7 @@ class PairsSource:
         batch = tokens_per_step // self.config.sequence_length
         return max(1, round(epochs * len(self.train_pairs) / batch))
 
-    def datasets(self, tokenizer):
+    def datasets(self, tokenizer, resuming=False):
         """`(train, validation)`: shuffled endless batches; the validation pairs (up to 512)."""
         config = self.config
         train = data.pairs_dataset(self.train_examples, config.batch_size, self.length,

@@ -41,7 +41,14 @@ def config_from_flags():
     values["task"] = FLAGS.task
     values["task_args"] = task_args_from(FLAGS)
     given = given_settings(FLAGS, SETTINGS)
+    recipe_model_args = values.get("model_args", {})
     values.update(given)
+    # A recipe's model arguments belong to its family: --model_args adds to
+    # them (and wins), and a --model of another family drops them.
+    if "model_args" in given or "model" in given:
+        same_family = values.get("model") == RECIPES[FLAGS.recipe].get("model")
+        kept = recipe_model_args if same_family else {}
+        values["model_args"] = {**kept, **given.get("model_args", {})}
     # A recipe's sample length is a cap: a shorter context given on the
     # command line shortens the samples rather than failing.
     if "sample_tokens" not in given and values.get("sample_tokens") is not None:

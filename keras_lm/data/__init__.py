@@ -17,10 +17,16 @@ from keras_lm.data.files import (
 )
 from keras_lm.data.text_dataset import (
     sample_windows,
-    short_windows_first,
     text_dataset,
     token_windows,
     tokens_per_byte,
+)
+from keras_lm.data.warmup import (
+    WARMUP_FACTOR,
+    short_windows_first,
+    small_batches_first,
+    steps_for_tokens,
+    tokens_after,
 )
 from keras_lm.data.pairs import (
     PAIR_CORPORA,

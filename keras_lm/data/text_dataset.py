@@ -71,38 +71,6 @@ def text_dataset(
     return batches.prefetch(tf.data.AUTOTUNE)
 
 
-def short_windows_first(dataset, steps, factor=4):
-    """`dataset`'s first `steps` batches cut into `factor` times shorter windows.
-
-    A sequence-length warm-up that keeps every step's tokens: a batch of
-    `(batch, length)` becomes `(batch * factor, length // factor)`, each
-    window cut into `factor` consecutive pieces (the model sees the same
-    tokens with less context), and from batch `steps` on `dataset` goes on
-    unchanged: one stream, so no window is seen twice or skipped. The batch
-    shape is then unknown statically (two shapes: a compiled step compiles
-    twice).
-
-    Example:
-    >>> ds = tf.data.Dataset.from_tensors((tf.zeros((2, 8), tf.int32),) * 2).repeat(3)
-    >>> [tuple(x.shape) for x, _ in short_windows_first(ds, 1)]
-    [(8, 2), (2, 8), (2, 8)]
-    """
-    steps, factor = int(steps), int(factor)
-    if steps < 0:
-        raise UsageError(f"steps must be >= 0, got {steps}", argument="steps")
-    if steps == 0 or factor == 1:
-        return dataset
-
-    def cut(index, batch):
-        def shorter(tensor):
-            return tf.reshape(tensor, (-1, tf.shape(tensor)[1] // factor))
-
-        return tuple(tf.cond(index < steps, lambda t=t: shorter(t), lambda t=t: t)
-                     for t in batch)
-
-    return dataset.enumerate().map(cut)
-
-
 def token_windows(files, tokenizer, sequence_length, *, shuffle_files=False, repeat=False, seed=None):
     """A dataset of int32 windows `(sequence_length + 1,)` of consecutive tokens.
 

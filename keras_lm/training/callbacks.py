@@ -8,6 +8,7 @@ import time
 import keras
 import tensorflow as tf
 
+from keras_lm import data
 from keras_lm.generation import generate
 from keras_lm.optimizers import rate_at_fraction
 from keras_lm.training.distribute import backup_callback
@@ -26,11 +27,15 @@ class LanguageModelLogs(keras.callbacks.Callback):
         tokens_per_byte: ratio that converts nats per token into bits per
             byte (see `keras_lm.data.tokens_per_byte`).
         val_tokens_per_byte: the same ratio for the validation files.
+        small_batch_steps: the first steps that read a quarter of
+            `tokens_per_step` (`--batch_warmup_steps`).
     """
 
-    def __init__(self, tokens_per_step, tokens_per_byte, val_tokens_per_byte=None):
+    def __init__(self, tokens_per_step, tokens_per_byte, val_tokens_per_byte=None,
+                 small_batch_steps=0):
         super().__init__()
         self.tokens_per_step = tokens_per_step
+        self.small_batch_steps = small_batch_steps
         self.tokens_per_byte = tokens_per_byte
         self.val_tokens_per_byte = val_tokens_per_byte or tokens_per_byte
         self.intervals = []  # (steps, mean training loss) of each interval
@@ -57,15 +62,21 @@ class LanguageModelLogs(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
-        steps = int(self.model.optimizer.iterations.numpy()) - self._start_step
+        step = int(self.model.optimizer.iterations.numpy())
+        steps = step - self._start_step
         seconds = self._last_batch_end - self._start_time
-        logs["tokens_per_second"] = steps * self.tokens_per_step / max(seconds, 1e-9)
+        tokens = self._tokens_after(step) - self._tokens_after(self._start_step)
+        logs["tokens_per_second"] = tokens / max(seconds, 1e-9)
         if "loss" in logs:
             self.intervals.append((steps, float(logs["loss"])))
-        logs["tokens_seen"] = float(int(self.model.optimizer.iterations.numpy()) * self.tokens_per_step)
+        logs["tokens_seen"] = float(self._tokens_after(step))
         for prefix, ratio in (("", self.tokens_per_byte), ("val_", self.val_tokens_per_byte)):
             if prefix + "loss" in logs and ratio:  # no ratio on synthetic tasks
                 logs[prefix + "bits_per_byte"] = logs[prefix + "loss"] * ratio / math.log(2)
+
+
+    def _tokens_after(self, step):
+        return data.tokens_after(step, self.tokens_per_step, self.small_batch_steps)
 
 
 class SampleWriter(keras.callbacks.Callback):
@@ -207,7 +218,7 @@ def run_callbacks(config, source, run_dir, tokenizer, validation_data, hparams, 
     chief = run_dir.distribution.is_chief
     log_dir = os.path.join(run_dir.write_dir, "logs")
     logs = LanguageModelLogs(config.batch_size * config.sequence_length, source.tokens_per_byte,
-                             source.val_tokens_per_byte)
+                             source.val_tokens_per_byte, config.batch_warmup_steps)
     callbacks = ([c for c in (clock, logs, progress) if c] + [keras.callbacks.TerminateOnNaN()]
                  + (list(extra) if chief else []))
     if config.samples and chief and source.has_text:

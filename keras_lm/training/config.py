@@ -29,8 +29,6 @@ from keras_lm.training.recipes import RECIPES
 PRECISIONS = ("float32", "mixed_bfloat16")
 # Samples are at most this long unless --sample_tokens says otherwise.
 DEFAULT_SAMPLE_TOKENS = 200
-# --sequence_warmup_steps cuts each window into this many shorter ones.
-SEQUENCE_WARMUP_FACTOR = 4
 
 
 def setting(default, help, *, choices=None, flag=None, factory=None):
@@ -93,6 +91,9 @@ class TrainConfig:
     sequence_warmup_steps: int = setting(
         0, "A sequence-length warm-up: the first this many steps see windows of "
         "sequence_length / 4, four times as many per batch (the same tokens per step).")
+    batch_warmup_steps: int = setting(
+        0, "A batch-size warm-up: the first this many steps (a multiple of 4) read "
+        "batch_size / 4 sequences each, the same windows in the same order.")
     epochs: float = setting(None, "Passes over the training files (instead of --steps).")
     eval_interval: int = setting(200, "Steps between validations, samples, backups.")
     val_steps: int = setting(20, "Validation batches per interval (the end reads all).")
@@ -164,7 +165,8 @@ class TrainConfig:
             _at_least(name, getattr(self, name), minimum)
         if self.task is not None:
             self.make_task()  # the task checks its own parameters
-            for name in ("epochs", "train_files", "val_files", "sequence_warmup_steps"):
+            for name in ("epochs", "train_files", "val_files", "sequence_warmup_steps",
+                         "batch_warmup_steps"):
                 if getattr(self, name) not in (None, 0):
                     raise UsageError(f"{name}={getattr(self, name)}: not used with "
                                      f"task={self.task} (a synthetic source; give steps)",
@@ -208,14 +210,46 @@ class TrainConfig:
             except ValueError as error:
                 raise UsageError(f"model_args: {error}", argument="model_args") from None
 
-    def _validate_text(self):
-        _choose("tokenizer", self.tokenizer, tokenizers.TOKENIZERS)
-        _at_least("sequence_warmup_steps", self.sequence_warmup_steps, 0)
-        if self.sequence_warmup_steps and self.sequence_length % SEQUENCE_WARMUP_FACTOR:
+    def _validate_warmups(self):
+        factor = data.WARMUP_FACTOR
+        for name in ("sequence_warmup_steps", "batch_warmup_steps"):
+            _at_least(name, getattr(self, name), 0)
+        if self.sequence_warmup_steps and self.batch_warmup_steps:
+            raise UsageError(
+                f"batch_warmup_steps={self.batch_warmup_steps}: choose one warm-up, not both "
+                f"(sequence_warmup_steps={self.sequence_warmup_steps})",
+                argument="batch_warmup_steps")
+        if self.sequence_warmup_steps and self.sequence_length % factor:
             raise UsageError(
                 f"sequence_warmup_steps={self.sequence_warmup_steps} needs a sequence_length "
-                f"divisible by {SEQUENCE_WARMUP_FACTOR}, got {self.sequence_length}",
+                f"divisible by {factor}, got {self.sequence_length}",
                 argument="sequence_warmup_steps")
+        if not self.batch_warmup_steps:
+            return
+        if self.batch_warmup_steps % factor:
+            raise UsageError(f"batch_warmup_steps must be a multiple of {factor}, got "
+                             f"{self.batch_warmup_steps}", argument="batch_warmup_steps")
+        if self.batch_size % factor:
+            raise UsageError(
+                f"batch_warmup_steps={self.batch_warmup_steps} needs a batch_size divisible "
+                f"by {factor}, got {self.batch_size}", argument="batch_warmup_steps")
+        if self.strategy != "default":
+            raise UsageError(f"batch_warmup_steps={self.batch_warmup_steps}: not supported "
+                             f"with strategy={self.strategy}", argument="batch_warmup_steps")
+
+    def tokens_after(self, steps):
+        """Tokens that `steps` training steps read (fewer while the batch warms up).
+
+        Example:
+        >>> TrainConfig(batch_size=8, sequence_length=4, batch_warmup_steps=4).tokens_after(6)
+        96
+        """
+        return data.tokens_after(steps, self.batch_size * self.sequence_length,
+                                 self.batch_warmup_steps)
+
+    def _validate_text(self):
+        _choose("tokenizer", self.tokenizer, tokenizers.TOKENIZERS)
+        self._validate_warmups()
         check_normalization(self.normalize)
         _choose("sentencepiece_model_type", self.sentencepiece_model_type, MODEL_TYPES)
         if self.vocabulary_size is not None and self.tokenizer == "byte":

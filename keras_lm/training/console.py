@@ -29,6 +29,8 @@ import time
 
 import keras
 
+from keras_lm import data
+
 # The live line is redrawn at most this often (seconds).
 LIVE_PERIOD = 0.5
 
@@ -74,13 +76,17 @@ class ProgressLog(keras.callbacks.Callback):
         tokens_per_step: tokens in one training batch.
         seconds: the clock's length when the run is timed, else None.
         start: the run's start (`time.time()`), for the time left.
+        small_batch_steps: the first steps that read a quarter of
+            `tokens_per_step` (`--batch_warmup_steps`).
     """
 
-    def __init__(self, console, total_steps, tokens_per_step, seconds=None, start=None):
+    def __init__(self, console, total_steps, tokens_per_step, seconds=None, start=None,
+                 small_batch_steps=0):
         super().__init__()
         self.console = console
         self.total_steps = total_steps
         self.tokens_per_step = tokens_per_step
+        self.small_batch_steps = small_batch_steps
         self.seconds = seconds
         self.start = time.time() if start is None else start
         self._last_draw = 0.0
@@ -102,7 +108,8 @@ class ProgressLog(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         step = self._step()
-        parts = [f"step {step:,}", f"{step * self.tokens_per_step:,} tokens"]
+        tokens = data.tokens_after(step, self.tokens_per_step, self.small_batch_steps)
+        parts = [f"step {step:,}", f"{tokens:,} tokens"]
         if "loss" in logs:
             parts.append(f"loss {logs['loss']:.3f}")
         if "val_loss" in logs:

@@ -5,16 +5,20 @@ command line overrides it. The tuning record behind `quickstart` is in
 BENCHMARKS.md.
 """
 
+import copy
+
 from keras_lm.errors import UsageError
 
 RECIPES = {
     # The main job: a byte-level Transformer on the Python standard library,
     # tuned for the best validation bits per byte in <= 6 minutes on 2 cores
     # (start-up, training, final evaluation and sample). Small batches won:
-    # more updates per token (see the record in BENCHMARKS.md).
+    # more updates per token; QK-norm and a ReLU² MLP ended lower than
+    # without them, here and in the character speedrun (BENCHMARKS.md).
     "quickstart": dict(
         model="transformer",
         preset="small",
+        model_args=dict(qk_norm="rms", activation="relu2"),
         tokenizer="byte",
         corpus="pystdlib",
         sequence_length=256,
@@ -48,10 +52,12 @@ RECIPES = {
     # inside at a line boundary): nanoGPT's CPU shape for Shakespeare
     # (4 layers x 4 heads x 128, context 64, batch 12, AdamW 1e-3, beta2
     # 0.99) with rotary positions, which reached nanoGPT's validation loss
-    # in 0.43 of its time (benchmarks/speedrun.py, BENCHMARKS.md); by the clock.
+    # in 0.43 of its time (benchmarks/speedrun.py, BENCHMARKS.md), and
+    # QK-norm and a ReLU² MLP, lower at any equal time after that; by the clock.
     "char": dict(
         model="transformer",
         preset="small",
+        model_args=dict(qk_norm="rms", activation="relu2"),
         tokenizer="char",
         corpus="pystdlib",
         sequence_length=64,
@@ -86,7 +92,7 @@ RECIPES = {
 
 
 def recipe_defaults(name):
-    """The settings of recipe `name` (a copy)."""
+    """The settings of recipe `name` (a deep copy: its model_args too)."""
     if name not in RECIPES:
         raise UsageError(f"recipe: unknown recipe {name!r}; choose from {', '.join(RECIPES)}", argument="recipe")
-    return dict(RECIPES[name])
+    return copy.deepcopy(RECIPES[name])

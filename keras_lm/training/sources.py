@@ -23,7 +23,6 @@ from keras_lm.data.synthetic import task_dataset, task_tokenizer, training_pairs
 from keras_lm.scoring import evaluate_files, evaluate_task
 from keras_lm.tokenizers import TOKENIZER_FILE, load_tokenizer, train_tokenizer
 from keras_lm.tokenizers.text_sample import count_invalid_utf8
-from keras_lm.training.config import SEQUENCE_WARMUP_FACTOR
 from keras_lm.training.tensorboard import DEFAULT_PROBE_TEXT
 
 # The final evaluation reads at most this many validation tokens (the whole
@@ -86,16 +85,21 @@ class TextSource:
 
     def steps_for_epochs(self, epochs, tokens_per_step):
         train_bytes = data.total_bytes(self.train_files)
-        return math.ceil(epochs * train_bytes * self.tokens_per_byte / tokens_per_step)
+        tokens = math.ceil(epochs * train_bytes * self.tokens_per_byte)
+        return data.steps_for_tokens(tokens, tokens_per_step, self.config.batch_warmup_steps)
 
-    def datasets(self, tokenizer):
-        """`(train, validation)`: shuffled endless windows; the first `val_steps` batches."""
+    def datasets(self, tokenizer, resuming=False):
+        """`(train, validation)`: shuffled endless windows; the first `val_steps` batches.
+
+        A resumed run reads its stream from the start again, without the warm-ups
+        (its first run took them)."""
         config = self.config
         train = data.text_dataset(
             self.train_files, tokenizer, config.sequence_length, config.batch_size,
             shuffle=True, repeat=True, seed=config.seed, shuffle_buffer=config.shuffle_buffer)
-        train = data.short_windows_first(train, config.sequence_warmup_steps,
-                                         SEQUENCE_WARMUP_FACTOR)
+        if not resuming:
+            train = data.short_windows_first(train, config.sequence_warmup_steps)
+            train = data.small_batches_first(train, config.batch_warmup_steps)
         # The same first `val_steps` batches at every interval, cached: Keras keeps
         # its validation iterator across epochs, so a longer dataset would be
         # read further on at each interval and the curve would mix subsets.
@@ -151,7 +155,7 @@ class TaskSource:
         batch = self.task.sample(np.random.default_rng(0), 1)
         return self._tokenizer.decode_text(batch["inputs"][0, :24])
 
-    def datasets(self, tokenizer):
+    def datasets(self, tokenizer, resuming=False):
         """`(train, validation)` pairs; validation is `val_steps` batches of its own stream."""
         config, task = self.config, self.task
         train = training_pairs(task_dataset(task, config.batch_size, seed=config.seed), task,

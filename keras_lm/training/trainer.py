@@ -61,9 +61,11 @@ def train(config, callbacks=()):
         console.line(start_line(config, source, model, distribution, steps, clock))
         if source.split_note:
             console.line(source.split_note)
-        train_ds, val_ds = (distribution.shard(d) for d in source.datasets(tokenizer))
+        train_ds, val_ds = (distribution.shard(d)
+                            for d in source.datasets(tokenizer, run_dir.resuming))
         progress = ProgressLog(console, steps, config.batch_size * config.sequence_length,
-                               clock.seconds if clock else None, started)
+                               clock.seconds if clock else None, started,
+                               config.batch_warmup_steps)
         extra_callbacks = callbacks
         callbacks = run_callbacks(config, source, run_dir, tokenizer, val_ds,
                                   resolved if config.hparams else None, clock, progress,
@@ -128,7 +130,7 @@ def final_metrics(config, source, model, tokenizer, history, clock):
     return {
         **source.final_scores(model, tokenizer, history),
         "steps": steps,
-        "tokens_seen": steps * config.batch_size * config.sequence_length,
+        "tokens_seen": config.tokens_after(steps),
         "num_parameters": model.count_params(),
         "stopped_by_clock": bool(clock and clock.stopped_at_step),
     }
@@ -192,6 +194,9 @@ def start_line(config, source, model, distribution, steps, clock):
     line = (f"{config.model} ({config.preset}): {model.count_params():,} parameters; "
             f"{source.description()}; training for {length} of "
             f"{config.batch_size * config.sequence_length} tokens")
+    if config.batch_warmup_steps:
+        line += (f" (the first {config.batch_warmup_steps} of "
+                 f"{config.tokens_after(1)})")
     if distribution.name != "default":
         line += (f"; {distribution.name}: {distribution.num_replicas} replicas on "
                  f"{distribution.num_workers} worker(s), "
