@@ -106,11 +106,12 @@ def trained(tmp_path_factory):
 @pytest.fixture(scope="session")
 def exported_run(trained, tmp_path_factory):
     """A copy of `trained`, exported once by `keras-lm export` (in this process) to every
-    format: saved_model/, tflite/ (float32, fp16, int4) and litertlm/ (the same three),
+    format: saved_model/, tflite/ (float32, int4) and litertlm/ (the same two),
     verified. Returns `(directory, stdout)`; tests copy it before changing anything.
 
     One export shared by tests/test_export_cli.py and tests/test_litertlm.py (each
-    used to export the run on its own); the full variant matrix runs in slow tests.
+    used to export the run on its own); fp16 and the full variant matrix run in
+    slow tests.
     """
     import contextlib
     import io
@@ -124,7 +125,7 @@ def exported_run(trained, tmp_path_factory):
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout), pytest.raises(SystemExit) as exit_info:
         run(["keras-lm", "export", f"--model_dir={directory}",
-             "--format=saved_model,tflite,litertlm", "--quantize=none,fp16,int4", "--verify"])
+             "--format=saved_model,tflite,litertlm", "--quantize=none,int4", "--verify"])
         raise SystemExit(0)
     assert exit_info.value.code == 0, stdout.getvalue()
     return directory, stdout.getvalue()

@@ -14,7 +14,7 @@ from conftest import assert_one_line_usage_error, run_in_process
 
 @pytest.fixture(scope="module")
 def exported(exported_run):
-    """The tiny run exported by `keras-lm export` (conftest: every format, float32, fp16 and
+    """The tiny run exported by `keras-lm export` (conftest: every format, float32 and
     int4, verified): `(directory, stdout)`."""
     return exported_run
 
@@ -23,19 +23,17 @@ def test_export_writes_both_formats_and_prints_the_parity_table(exported):
     directory, stdout = exported
     assert (directory / "saved_model" / "saved_model.pb").is_file()
     assert sorted(p.name for p in (directory / "tflite").iterdir()) == [
-        "metadata.json", "model_float32.tflite", "model_fp16.tflite", "model_int4.tflite",
-        "tokenizer.json"]
+        "metadata.json", "model_float32.tflite", "model_int4.tflite", "tokenizer.json"]
     metadata = json.loads((directory / "tflite" / "metadata.json").read_text())
     assert metadata["failures"] == []
     # The run's own validation file (from config.json) gave the perplexity figures.
     assert metadata["parity_setup"]["windows"] > 0
-    assert "perplexity_change" in metadata["files"]["fp16"]["parity"]
+    assert "perplexity_change" in metadata["files"]["int4"]["parity"]
     lines = stdout.strip().splitlines()
     assert lines[0].split() == ["file", "size", "max|dlogit|", "greedy", "ppl", "change"]
     assert [line.split()[0] for line in lines[1:]] == [
         "saved_model/",
         "tflite/model_float32.tflite", "litertlm/model_float32.litertlm",
-        "tflite/model_fp16.tflite", "litertlm/model_fp16.litertlm",
         "tflite/model_int4.tflite", "litertlm/model_int4.litertlm"]
 
 
@@ -45,15 +43,34 @@ def test_generate_with_exported_files_gives_the_keras_text(capsys, exported):
     code, expected, err = run_in_process(capsys, *args, f"--model_dir={directory}")
     assert code == 0, err
     assert expected.startswith("the quick") and len(expected) > len("the quick\n")
-    for model in ("tflite/model_float32.tflite", "tflite/model_fp16.tflite", "saved_model"):
+    for model in ("tflite/model_float32.tflite", "saved_model"):
         code, out, err = run_in_process(capsys, *args, f"--model={directory / model}")
         assert code == 0, err
         assert out == expected, model
 
 
+@pytest.mark.slow  # two more conversions; the shared export makes float32 and int4
+def test_fp16_files_export_verified_and_generate_the_keras_text(capsys, trained, tmp_path):
+    directory = tmp_path / "run"
+    shutil.copytree(trained[0], directory)
+    code, _, err = run_in_process(capsys, "export", f"--model_dir={directory}",
+                                  "--format=tflite,litertlm", "--quantize=fp16", "--verify")
+    assert code == 0, err
+    metadata = json.loads((directory / "tflite" / "metadata.json").read_text())
+    assert metadata["failures"] == []
+    assert "perplexity_change" in metadata["files"]["fp16"]["parity"]
+    assert (directory / "litertlm" / "model_fp16.litertlm").is_file()
+    args = ["generate", "--prompt=the quick", "--max_new_tokens=12"]
+    _, expected, _ = run_in_process(capsys, *args, f"--model_dir={directory}")
+    code, out, err = run_in_process(capsys, *args,
+                                    f"--model={directory / 'tflite' / 'model_fp16.tflite'}")
+    assert code == 0, err
+    assert out == expected
+
+
 def test_generate_samples_from_a_tflite_file(capsys, exported):
     directory, _ = exported
-    args = ["generate", f"--model={directory / 'tflite' / 'model_fp16.tflite'}", "--prompt=the",
+    args = ["generate", f"--model={directory / 'tflite' / 'model_int4.tflite'}", "--prompt=the",
             "--num_samples=3", "--top_p=0.9", "--temperature=1.5", "--max_new_tokens=16", "--seed=5"]
     (code, first, err), (_, again, _) = run_in_process(capsys, *args), run_in_process(capsys, *args)
     assert code == 0, err
@@ -104,7 +121,7 @@ def test_generate_model_errors_are_one_line(capsys, exported, tmp_path):
     corrupt.write_bytes(b"not a flatbuffer at all")
     shutil.copy(directory / "tflite" / "tokenizer.json", corrupt.parent)
     lonely = tmp_path / "lonely.tflite"
-    shutil.copy(directory / "tflite" / "model_fp16.tflite", lonely)
+    shutil.copy(directory / "tflite" / "model_int4.tflite", lonely)
     (tmp_path / "empty").mkdir()
     model = directory / "tflite" / "model_float32.tflite"
     cases = [

@@ -151,6 +151,7 @@ def test_seed_reproduces_sampling(models):
     assert len(others) > 1
 
 
+@pytest.mark.slow  # ~10 s of generation; a retrace costs time, not correctness
 def test_repeated_calls_of_one_shape_bucket_do_not_retrace(models):
     model, tokenizer = models["transformer_rotary"], ByteTokenizer()
 

@@ -20,13 +20,13 @@ PROMPTS = ("the quick brown", "def main(", "It was")
 @pytest.fixture(scope="module")
 def exported(exported_run):
     """The tiny shared run exported by `keras-lm export --format=...,litertlm
-    --quantize=none,fp16,int4 --verify` (conftest's `exported_run`)."""
+    --quantize=none,int4 --verify` (conftest's `exported_run`)."""
     return exported_run[0]
 
 
 def test_export_writes_litertlm_files_the_engine_reproduces(exported):
     assert sorted(p.name for p in (exported / "litertlm").iterdir()) == [
-        "model_float32.litertlm", "model_fp16.litertlm", "model_int4.litertlm"]
+        "model_float32.litertlm", "model_int4.litertlm"]
     metadata = json.loads((exported / "tflite" / "metadata.json").read_text())
     assert metadata["failures"] == []
     float32 = metadata["files"]["float32"]

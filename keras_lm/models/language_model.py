@@ -127,7 +127,7 @@ class LanguageModel(keras.Model):
         Example:
         >>> from keras_lm.models import TransformerLM
         >>> model = TransformerLM.from_preset("tiny", vocabulary_size=259)
-        >>> model.compile("adamw", jit_compile=False)
+        >>> model.compile("adamw", run_eagerly=True)  # eager: no tracing for 1 step
         >>> x = keras.ops.ones((2, 8), "int32")
         >>> history = model.fit(x, x, epochs=1, verbose=0)
         >>> history.history["gradient_norm"][0] > 0
