@@ -41,13 +41,12 @@ def config_from_flags():
     values["task"] = FLAGS.task
     values["task_args"] = task_args_from(FLAGS)
     given = given_settings(FLAGS, SETTINGS)
-    recipe_model_args = values.get("model_args", {})
+    recipe_model, recipe_model_args = values.get("model"), values.get("model_args", {})
     values.update(given)
     # A recipe's model arguments belong to its family: --model_args adds to
     # them (and wins), and a --model of another family drops them.
     if "model_args" in given or "model" in given:
-        same_family = values.get("model") == RECIPES[FLAGS.recipe].get("model")
-        kept = recipe_model_args if same_family else {}
+        kept = recipe_model_args if values.get("model") == recipe_model else {}
         values["model_args"] = {**kept, **given.get("model_args", {})}
     # A recipe's sample length is a cap: a shorter context given on the
     # command line shortens the samples rather than failing.

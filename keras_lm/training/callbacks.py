@@ -74,7 +74,6 @@ class LanguageModelLogs(keras.callbacks.Callback):
             if prefix + "loss" in logs and ratio:  # no ratio on synthetic tasks
                 logs[prefix + "bits_per_byte"] = logs[prefix + "loss"] * ratio / math.log(2)
 
-
     def _tokens_after(self, step):
         return data.tokens_after(step, self.tokens_per_step, self.small_batch_steps)
 
