@@ -131,6 +131,8 @@ BAD_TRAIN_FLAGS = [
      "--batch_warmup_steps=4 needs a batch_size divisible by 4, got 6"),
     (["--batch_warmup_steps=4", "--sequence_warmup_steps=4"],
      "--batch_warmup_steps=4: choose one warm-up, not both"),
+    (["--batch_warmup_steps=4", "--strategy=mirrored"],
+     "--batch_warmup_steps=4: not supported with strategy=mirrored"),
 ]
 
 
