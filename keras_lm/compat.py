@@ -40,6 +40,22 @@ def symbolic_build_inputs(model, iterator, data_batch):
     return iterator, data_batch
 
 
+def build_optimizer(model):
+    """Builds `model.optimizer`'s variables now, eagerly, if it is not built yet.
+
+    Behaviour (Keras 3.15, `TensorFlowTrainer._maybe_symbolic_build`): with
+    no tf.distribute strategy, Keras leaves the optimizer unbuilt until the
+    first trace of the train step, which then creates its slot variables.
+    TensorFlow traces a function that creates variables twice (once to lift
+    them out), so every `fit` traced the whole step twice: 4-5 s more at the
+    start of a tiny model's run on 2 cores. Keras itself builds the optimizer
+    this way under a strategy. Used by `LanguageModel.make_train_function`;
+    `tests/test_models.py` checks that `fit` traces the step once.
+    """
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+
+
 def track_loss(model, loss, batch_size):
     """Records `loss` in Keras' own loss tracker (the `loss` of the logs).
 

@@ -16,6 +16,12 @@ import pytest
 # each other. Set before any test imports TensorFlow; a user's setting wins.
 if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+# XLA's LLVM back end at its lowest optimisation level (here and in the
+# subprocesses tests start): the tests' programs are tiny and run a few times,
+# so compiling them at -O2 cost far more than running them (a one-file run's
+# scoring program: 5.1 s to compile at -O2, 0.9 s at -O0). The programs compute
+# the same values; only the machine code is less optimised.
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 
 WORDS = "the quick brown fox jumps over a lazy dog while seven tiny models learn".split()
 
@@ -65,6 +71,31 @@ def keras_lm(*args, timeout=600):
     )
 
 
+def run_captured(*args):
+    """Runs `keras-lm args` in this process, as a session fixture can (no capsys).
+
+    Returns the exit code, what was written to stdout and stderr, and the
+    messages of the Python warnings raised (pytest records warnings, so they
+    would not reach stderr here).
+    """
+    import io
+    import types
+    import warnings
+
+    from keras_lm.cli.main import run
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+            warnings.catch_warnings(record=True) as caught, \
+            pytest.raises(SystemExit) as exit_info:
+        warnings.simplefilter("always")
+        run(["keras-lm", *args])
+        raise SystemExit(0)
+    return types.SimpleNamespace(returncode=exit_info.value.code, stdout=out.getvalue(),
+                                 stderr=err.getvalue(),
+                                 warnings=[str(w.message) for w in caught])
+
+
 def run_in_process(capsys, *args):
     """Runs `keras-lm args` in this process; returns (exit code, stdout, stderr)."""
     from keras_lm.cli.main import run
@@ -86,7 +117,10 @@ def assert_one_line_usage_error(code, err, command, message):
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
-    """One real tiny training run through the console script."""
+    """One real tiny training run through the CLI's entry point, in this process
+    (a TensorFlow start-up of its own would cost a third of the run; the console
+    script itself runs in test_cli.py). Returns (output dir, corpus files,
+    `run_captured`'s result)."""
     root = tmp_path_factory.mktemp("run")
     files = write_corpus(str(root / "corpus"), num_files=5)
     output = root / "out"
@@ -96,9 +130,9 @@ def trained(tmp_path_factory):
     # which cost more than the training, are tested on `tensorboard_run`.
     # Its first 4 steps read 1 sequence each (`--batch_warmup_steps`), so the
     # warm-up's changing batch shape and token counts run through a whole run.
-    result = keras_lm("train", *TINY, "--nojit_compile", *NO_VIEWS, "--batch_warmup_steps=4",
-                      f"--train_files={','.join(files[:4])}",
-                      f"--val_files={files[4]}", f"--output_dir={output}")
+    result = run_captured("train", *TINY, "--nojit_compile", *NO_VIEWS, "--batch_warmup_steps=4",
+                          f"--train_files={','.join(files[:4])}",
+                          f"--val_files={files[4]}", f"--output_dir={output}")
     assert result.returncode == 0, result.stderr[-3000:]
     return output, files, result
 
@@ -113,22 +147,15 @@ def exported_run(trained, tmp_path_factory):
     used to export the run on its own); fp16 and the full variant matrix run in
     slow tests.
     """
-    import contextlib
-    import io
     import shutil
-
-    from keras_lm.cli.main import run
 
     output, _, _ = trained
     directory = tmp_path_factory.mktemp("exported_run") / "run"
     shutil.copytree(output, directory)
-    stdout = io.StringIO()
-    with contextlib.redirect_stdout(stdout), pytest.raises(SystemExit) as exit_info:
-        run(["keras-lm", "export", f"--model_dir={directory}",
-             "--format=saved_model,tflite,litertlm", "--quantize=none,int4", "--verify"])
-        raise SystemExit(0)
-    assert exit_info.value.code == 0, stdout.getvalue()
-    return directory, stdout.getvalue()
+    result = run_captured("export", f"--model_dir={directory}",
+                          "--format=saved_model,tflite,litertlm", "--quantize=none,int4", "--verify")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return directory, result.stdout
 
 
 @pytest.fixture(scope="session")
@@ -138,22 +165,18 @@ def tensorboard_run(tmp_path_factory):
     Returns the output directory. 4 steps, 2 evaluation intervals, weight
     histograms and a profile of steps 2-3.
     """
-    from keras_lm.cli.main import run
-
     root = tmp_path_factory.mktemp("tensorboard_run")
     files = write_corpus(str(root / "corpus"), num_files=5)
     output = root / "out"
     # In this process (the CLI's own entry point, flags and all): a second
     # TensorFlow start-up would cost more than the run. No XLA: compiling
     # takes longer than these 4 steps.
-    with pytest.raises(SystemExit) as exit_info:
-        run(["keras-lm", "train", "--recipe=tiny", "--sequence_length=32", "--batch_size=4",
-             "--val_steps=2", "--sample_tokens=8", "--steps=4", "--eval_interval=2",
-             "--verbose=0", "--nojit_compile", "--histograms", "--profile_steps=2,3",
-             f"--train_files={','.join(files[:4])}", f"--val_files={files[4]}",
-             f"--output_dir={output}"])
-        raise SystemExit(0)
-    assert exit_info.value.code == 0
+    result = run_captured("train", "--recipe=tiny", "--sequence_length=32", "--batch_size=4",
+                          "--val_steps=2", "--sample_tokens=8", "--steps=4", "--eval_interval=2",
+                          "--verbose=0", "--nojit_compile", "--histograms", "--profile_steps=2,3",
+                          f"--train_files={','.join(files[:4])}", f"--val_files={files[4]}",
+                          f"--output_dir={output}")
+    assert result.returncode == 0, result.stderr[-3000:]
     return output
 
 

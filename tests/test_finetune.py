@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_usage_error, run_in_process
+from conftest import assert_one_line_usage_error, run_captured, run_in_process
 
 from keras_lm.tokenizers import ByteTokenizer
 
@@ -67,16 +67,12 @@ def setup(tmp_path_factory):
 @pytest.fixture(scope="module")
 def lora_run(setup):
     """One LoRA fine-tuning on pairs through the command line, in this process."""
-    from keras_lm.cli.main import run
-
     before = digests(setup["base"])
     output = str(setup["root"] / "lora")
-    with pytest.raises(SystemExit) as exit_info:
-        run(["keras-lm", "finetune", f"--model_dir={setup['base']}",
-             f"--data={setup['pairs']}", f"--output_dir={output}", "--lora_rank=2",
-             "--lora_alpha=4", "--save_adapters", "--template=Q {prompt} A ", *QUICK])
-        raise SystemExit(0)
-    assert exit_info.value.code == 0
+    result = run_captured("finetune", f"--model_dir={setup['base']}",
+                          f"--data={setup['pairs']}", f"--output_dir={output}", "--lora_rank=2",
+                          "--lora_alpha=4", "--save_adapters", "--template=Q {prompt} A ", *QUICK)
+    assert result.returncode == 0, result.stderr[-3000:]
     return {**setup, "output": output, "base_before": before}
 
 
@@ -338,15 +334,11 @@ def test_export_of_a_pair_run_carries_the_template_and_scores_its_pairs(lora_run
 
 @pytest.mark.slow
 def test_the_docstring_recipe_runs_and_reports_before_and_after(tmp_path, capsys):
-    from keras_lm.cli.main import run
-
     base = str(tmp_path / "base")
-    with pytest.raises(SystemExit) as exit_info:
-        run(["keras-lm", "train", "--recipe=tiny", "--sequence_length=128", "--steps=4",
-             "--eval_interval=2", "--val_steps=1", "--verbose=0", "--nosamples",
-             f"--output_dir={base}"])
-        raise SystemExit(0)
-    assert exit_info.value.code == 0
+    code, _, err = run_in_process(capsys, "train", "--recipe=tiny", "--sequence_length=128",
+                                  "--steps=4", "--eval_interval=2", "--val_steps=1",
+                                  "--verbose=0", "--nosamples", f"--output_dir={base}")
+    assert code == 0, err
     output = str(tmp_path / "docstrings")
     code, out, err = run_in_process(capsys, "finetune", "--recipe=docstring_to_code",
                                     f"--model_dir={base}", f"--output_dir={output}",

@@ -6,7 +6,7 @@ import os
 import keras
 import numpy as np
 import pytest
-from conftest import assert_one_line_usage_error, run_in_process
+from conftest import assert_one_line_usage_error, run_captured, run_in_process
 
 from keras_lm.models import LSTMLM, TransformerLM
 from keras_lm.prune import magnitude_prune, prune, unit_groups
@@ -167,13 +167,9 @@ def test_litert_lm_engine_runs_a_model_of_uneven_layers(uneven, tmp_path):
 def pruned_run(trained, tmp_path_factory):
     """The tiny session run, pruned by a quarter in this process."""
     output = tmp_path_factory.mktemp("pruned") / "run"
-    from keras_lm.cli.main import run
-
-    with pytest.raises(SystemExit) as exit_info:
-        run(["keras-lm", "prune", f"--model_dir={trained[0]}", "--sparsity=0.25",
-             f"--output_dir={output}", "--importance_batches=2", "--verbose=0"])
-        raise SystemExit(0)
-    assert exit_info.value.code == 0
+    result = run_captured("prune", f"--model_dir={trained[0]}", "--sparsity=0.25",
+                          f"--output_dir={output}", "--importance_batches=2", "--verbose=0")
+    assert result.returncode == 0, result.stderr[-3000:]
     return trained[0], output
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import openai
 import pytest
 
-from conftest import run_in_process
+from conftest import run_captured, run_in_process
 from keras_lm.generation import generate
 from keras_lm.prompt_template import PromptTemplate
 from keras_lm.serve import ServerThread
@@ -166,7 +166,6 @@ def test_the_server_keeps_serving_after_bad_chats(server, client):
 def finetuned(tmp_path_factory):
     """A real `keras-lm finetune` run (in this process) and a server on it."""
     import keras_lm
-    from keras_lm.cli.main import run
 
     root = tmp_path_factory.mktemp("serve_finetuned")
     base = make_base(root / "base")
@@ -175,11 +174,9 @@ def finetuned(tmp_path_factory):
         f.writelines(json.dumps({"prompt": f"{a}+{b}", "response": str(a + b)}) + "\n"
                      for a, b in rng.integers(0, 50, (20, 2)))
     tuned = root / "tuned"
-    with pytest.raises(SystemExit) as exit_info:
-        run(["keras-lm", "finetune", f"--model_dir={base}", f"--data={root / 'pairs.jsonl'}",
-             f"--output_dir={tuned}", f"--template={TEMPLATE}", *QUICK])
-        raise SystemExit(0)
-    assert exit_info.value.code == 0
+    result = run_captured("finetune", f"--model_dir={base}", f"--data={root / 'pairs.jsonl'}",
+                          f"--output_dir={tuned}", f"--template={TEMPLATE}", *QUICK)
+    assert result.returncode == 0, result.stderr[-3000:]
     model = keras_lm.load(tuned)
     # Started here, not inside a test: uvicorn's log handlers would hold capsys's stream.
     with ServerThread(model, model.tokenizer, max_batch_size=2, model_name="tuned") as running:

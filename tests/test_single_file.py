@@ -1,15 +1,12 @@
 """One text file, the commonest corpus: trained, evaluated and exported with no
 --val_files (the file is split inside, at a line boundary)."""
 
-import contextlib
-import io
 import json
 import random
 
 import pytest
 
-from conftest import NO_VIEWS, WORDS, run_in_process
-from keras_lm.cli.main import run
+from conftest import NO_VIEWS, WORDS, run_captured, run_in_process
 
 
 @pytest.fixture(scope="module")
@@ -25,19 +22,15 @@ def one_file_run(tmp_path_factory):
     path.write_text("".join(" ".join(rng.choice(WORDS) for _ in range(8)) + ".\n"
                             for _ in range(2500)), encoding="utf-8")
     output = root / "run"
-    stdout = io.StringIO()
     # The TensorBoard views and samples are tested on runs of their own
     # (tests/test_tensorboard.py, test_cli.py): off here, where they cost more
     # than the training (the position losses read the whole validation tail).
-    with contextlib.redirect_stdout(stdout), pytest.raises(SystemExit) as exit_info:
-        run(["keras-lm", "train", "--recipe=tiny", "--sequence_length=32", "--batch_size=4",
-             "--val_steps=1", "--steps=4", "--eval_interval=2", "--nojit_compile",
-             "--sequence_warmup_steps=2",
-             "--nosamples", *NO_VIEWS,
-             f"--train_files={path}", f"--output_dir={output}"])
-        raise SystemExit(0)
-    assert exit_info.value.code == 0
-    return path, output, stdout.getvalue()
+    result = run_captured("train", "--recipe=tiny", "--sequence_length=32", "--batch_size=4",
+                          "--val_steps=1", "--steps=4", "--eval_interval=2", "--nojit_compile",
+                          "--sequence_warmup_steps=2", "--nosamples", *NO_VIEWS,
+                          f"--train_files={path}", f"--output_dir={output}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return path, output, result.stdout
 
 
 def test_one_file_trains_and_evaluates_on_its_own_tail(one_file_run, capsys):

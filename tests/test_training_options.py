@@ -242,7 +242,7 @@ def test_muon_sends_an_untied_head_to_adamw_at_its_own_rate(trained_options_mode
     to_adamw = {v.path for v in optimizer.variables if v.path.endswith("_velocity")}
 
     def adamw(variable):
-        return f"muon/{variable.path.replace('/', '_')}_velocity" in to_adamw
+        return f"{optimizer.name}/{variable.path.replace('/', '_')}_velocity" in to_adamw
 
     assert adamw(model.head.kernel) and adamw(model.token_embedding.embeddings)
     assert not adamw(model.blocks[0].attention.qkv.kernel)

@@ -155,6 +155,10 @@ class LanguageModel(keras.Model):
         logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
         return compat.reducible_logs({**logs, "gradient_norm": self._gradient_norm.result()})
 
+    def make_train_function(self, force=False):
+        compat.build_optimizer(self)  # so that the step traces once, not twice
+        return super().make_train_function(force)
+
     def test_step(self, data):
         return compat.reducible_logs(super().test_step(data))
 

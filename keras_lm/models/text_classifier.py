@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from keras_lm import compat
 from keras_lm.errors import UsageError
 from keras_lm.models.language_model import LanguageModel
 from keras_lm.optimizers import make_optimizer
@@ -129,6 +130,10 @@ class TextClassifier(keras.Model):
             jit_compile = self.jit_compile_default
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
                         jit_compile=jit_compile, **kwargs)
+
+    def make_train_function(self, force=False):
+        compat.build_optimizer(self)  # so that the step traces once, not twice
+        return super().make_train_function(force)
 
     def encode(self, texts, tokenizer=None):
         """`(token_ids, cut)`: `texts` as `<bos> text <eos>` ids, padded to the longest.
