@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras_lm
 from keras_lm.export import SIGNATURES, export_saved_model
-from keras_lm.models import LSTMLM, TransformerLM
+from keras_lm.models import LSTMLM
 from keras_lm.tokenizers import ByteTokenizer
 
 PROMPTS = ["def ", "import os\nimport sys\n", ""]
+NEW_TOKENS = 10  # the longest prompt and these fit the shared run's context of 32
 
 # Runs in a fresh interpreter: only TensorFlow is imported, and we check that.
 SERVE = """
@@ -22,7 +24,7 @@ import json, sys
 import tensorflow as tf
 served = tf.saved_model.load(sys.argv[1])
 greedy = served.signatures["serving_default"](
-    prompts=tf.constant(json.loads(sys.argv[2])), max_new_tokens=tf.constant(24))["text"]
+    prompts=tf.constant(json.loads(sys.argv[2])), max_new_tokens=tf.constant(int(sys.argv[3])))["text"]
 sample = served.signatures["sample"](
     prompts=tf.constant(["def "]), max_new_tokens=tf.constant(24), temperature=tf.constant(1.0),
     top_k=tf.constant(0), top_p=tf.constant(1.0), seed=tf.constant(7, tf.int64))["text"]
@@ -35,15 +37,17 @@ print(json.dumps({
 """
 
 
-# The LSTM's export runs with `pytest -m slow`; its cached steps are checked
-# against Keras by LiteRT's tests (test_export_tflite) in the default suite.
+# The Transformer: conftest's shared tiny run, exported once by `keras-lm export`
+# (its SavedModel is `export_saved_model`'s). The LSTM's export runs with
+# `pytest -m slow`; its cached steps are checked against Keras by LiteRT's tests
+# (test_export_tflite) in the default suite.
 @pytest.fixture(scope="module", params=["transformer", pytest.param("lstm", marks=pytest.mark.slow)])
-def exported(request, tmp_path_factory):
-    keras.utils.set_random_seed(3)
+def exported(request, exported_run, tmp_path_factory):
     if request.param == "transformer":
-        model = TransformerLM.from_preset("tiny", vocabulary_size=259, sequence_length=48)
-    else:
-        model = LSTMLM.from_preset("tiny", vocabulary_size=259, sequence_length=48)
+        directory, _ = exported_run
+        return keras_lm.load(directory), str(directory / "saved_model")
+    keras.utils.set_random_seed(3)
+    model = LSTMLM.from_preset("tiny", vocabulary_size=259, sequence_length=32)
     path = str(tmp_path_factory.mktemp(request.param) / "saved_model")
     export_saved_model(model, ByteTokenizer(), path)
     return model, path
@@ -52,14 +56,14 @@ def exported(request, tmp_path_factory):
 def test_serving_default_in_a_fresh_process_matches_keras_generate(exported, tmp_path):
     model, path = exported
     result = subprocess.run(
-        [sys.executable, "-c", SERVE, path, json.dumps(PROMPTS)],
+        [sys.executable, "-c", SERVE, path, json.dumps(PROMPTS), str(NEW_TOKENS)],
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     served = json.loads(result.stdout.strip().splitlines()[-1])
     assert not served["keras_lm_imported"]
     assert served["signatures"] == sorted(SIGNATURES)
-    assert served["greedy"] == model.generate(PROMPTS, 24, tokenizer=ByteTokenizer())
+    assert served["greedy"] == model.generate(PROMPTS, NEW_TOKENS, tokenizer=ByteTokenizer())
     assert len(served["sample"].encode("utf-8", "surrogatepass")) > 0
 
 
@@ -88,8 +92,8 @@ def test_the_tokenizer_and_the_context_are_written_beside_the_graph(exported):
     assert load_tokenizer(os.path.join(path, "assets.extra", "tokenizer.json")).vocabulary_size \
         == 259
     with open(os.path.join(path, "assets.extra", "model.json")) as f:
-        assert json.load(f) == {"sequence_length": 48, "vocabulary_size": 259}
-    assert ExportedSavedModel(path).sequence_length == 48
+        assert json.load(f) == {"sequence_length": 32, "vocabulary_size": 259}
+    assert ExportedSavedModel(path).sequence_length == 32
 
 
 @pytest.mark.slow  # a second TensorFlow start-up; the fresh-process test above lists them too
