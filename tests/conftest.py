@@ -71,6 +71,16 @@ def keras_lm(*args, timeout=600):
     )
 
 
+def exit_code_of(*args):
+    """Runs `keras-lm args` through the CLI's entry point in this process; its exit code."""
+    from keras_lm.cli.main import run
+
+    with pytest.raises(SystemExit) as exit_info:
+        run(["keras-lm", *args])
+        sys.exit(0)
+    return exit_info.value.code
+
+
 def run_captured(*args):
     """Runs `keras-lm args` in this process, as a session fixture can (no capsys).
 
@@ -82,29 +92,20 @@ def run_captured(*args):
     import types
     import warnings
 
-    from keras_lm.cli.main import run
-
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
-            warnings.catch_warnings(record=True) as caught, \
-            pytest.raises(SystemExit) as exit_info:
+            warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        run(["keras-lm", *args])
-        raise SystemExit(0)
-    return types.SimpleNamespace(returncode=exit_info.value.code, stdout=out.getvalue(),
-                                 stderr=err.getvalue(),
+        code = exit_code_of(*args)
+    return types.SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue(),
                                  warnings=[str(w.message) for w in caught])
 
 
 def run_in_process(capsys, *args):
     """Runs `keras-lm args` in this process; returns (exit code, stdout, stderr)."""
-    from keras_lm.cli.main import run
-
-    with pytest.raises(SystemExit) as exit_info:
-        run(["keras-lm", *args])
-        sys.exit(0)
+    code = exit_code_of(*args)
     out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
+    return code, out, err
 
 
 def assert_one_line_usage_error(code, err, command, message):

@@ -27,6 +27,22 @@ def test_keras_still_builds_from_an_iterator_in_maybe_symbolic_build():
     assert compat.symbolic_build_inputs(model, "iterator", None) == ("iterator", None)
 
 
+def test_keras_still_builds_the_optimizer_inside_the_first_trace():
+    # compat.build_optimizer builds it before: without that, a Keras model's
+    # step traces twice. Once Keras builds it first itself, drop the workaround.
+    class Counted(keras.Sequential):
+        traces = 0
+
+        def train_step(self, data):
+            Counted.traces += 1
+            return super().train_step(data)
+
+    model = Counted([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("adam", "mse")
+    model.fit(np.ones((4, 2)), np.ones((4, 1)), epochs=1, verbose=0)
+    assert Counted.traces == 2
+
+
 def test_keras_loss_tracker_is_what_the_logs_report():
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile("sgd", "mse")
