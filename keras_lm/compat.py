@@ -50,7 +50,7 @@ def build_optimizer(model):
     them out), so every `fit` traced the whole step twice: 4-5 s more at the
     start of a tiny model's run on 2 cores. Keras itself builds the optimizer
     this way under a strategy. Used by the `make_train_function` of
-    `LanguageModel` and `TextClassifier`; `tests/test_models.py` checks that
+    `LanguageModel` and `TextClassifier`; `tests/models/test_models.py` checks that
     `fit` traces the step once.
     """
     if model.optimizer is not None and not model.optimizer.built:

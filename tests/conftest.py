@@ -120,7 +120,7 @@ def assert_one_line_usage_error(code, err, command, message):
 def trained(tmp_path_factory):
     """One real tiny training run through the CLI's entry point, in this process
     (a TensorFlow start-up of its own would cost a third of the run; the console
-    script itself runs in test_cli.py). Returns (output dir, corpus files,
+    script itself runs in tests/cli/test_train_command.py). Returns (output dir, corpus files,
     `run_captured`'s result)."""
     root = tmp_path_factory.mktemp("run")
     files = write_corpus(str(root / "corpus"), num_files=5)
@@ -144,7 +144,7 @@ def exported_run(trained, tmp_path_factory):
     format: saved_model/, tflite/ (float32, int4) and litertlm/ (the same two),
     verified. Returns `(directory, stdout)`; tests copy it before changing anything.
 
-    One export shared by tests/test_export_cli.py and tests/test_litertlm.py (each
+    One export shared by tests/cli/test_export_command.py and tests/export/test_litertlm.py (each
     used to export the run on its own); fp16 and the full variant matrix run in
     slow tests.
     """
@@ -274,3 +274,27 @@ def _uses_session_fixture(item, name):
     info = getattr(item, "_fixtureinfo", None)
     definitions = info.name2fixturedefs.get(name, ()) if info else ()
     return bool(definitions) and definitions[-1].scope == "session"
+
+
+# A tiny untrained run directory with a prompt template: the serving tests' base.
+CONTEXT = 64
+TEMPLATE = "Q: {prompt}\nA: "
+
+
+def make_base(directory, config=None):
+    """A tiny untrained Transformer run directory (byte tokenizer, context `CONTEXT`)."""
+    import keras
+
+    from keras_lm.io_utils import write_json
+    from keras_lm.models import TransformerLM
+    from keras_lm.tokenizers import ByteTokenizer
+
+    os.makedirs(directory)
+    keras.utils.set_random_seed(5)
+    TransformerLM.from_preset("tiny", vocabulary_size=259, sequence_length=CONTEXT,
+                              pad_id=256).save(str(directory / "model.keras"))
+    ByteTokenizer().save(str(directory / "tokenizer.json"))
+    write_json(str(directory / "config.json"), {
+        "model": "transformer", "preset": "tiny", "tokenizer": "byte",
+        "sequence_length": CONTEXT, **(config or {})})
+    return directory

@@ -95,7 +95,7 @@ def finetune(config, model=None):
     trained_steps = int(model.optimizer.iterations.numpy())
     console.line(source.final_scores_note)
     # The model in memory (its scoring already compiled) equals the saved,
-    # merged one within 1e-5 (tests/test_lora.py); the digest is the saved one's.
+    # merged one within 1e-5 (tests/adaptation/test_lora.py); the digest is the saved one's.
     metrics = {**source.final_scores(model, tokenizer, history),
                "val_loss_before": before,
                "steps": trained_steps,

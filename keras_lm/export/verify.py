@@ -207,7 +207,7 @@ def _saved_model_parity(path, prompts, keras_logits, keras_greedy, tokenizer, ne
     # The served text path: greedy over the prompt text, compared as ids. With
     # a prompt template the prompts here are ids already formatted: they go
     # to `sample_raw` (greedy at temperature 0), which is `serving_default`
-    # without the template's string join (tests/test_template_export.py).
+    # without the template's string join (tests/export/test_template_export.py).
     greedy = []
     serve = loaded.signatures["serving_default"]
     if RAW_SIGNATURE in loaded.signatures:

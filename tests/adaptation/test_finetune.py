@@ -106,7 +106,7 @@ def test_eval_scores_the_runs_own_validation_responses(lora_run, capsys, monkeyp
 
     scored = []
 
-    def spy(model, examples, batch_size, pad_id):  # the scoring itself: tests/test_pairs.py
+    def spy(model, examples, batch_size, pad_id):  # the scoring itself: tests/data/test_pairs.py
         scored.append(examples)
         return {"response_loss": 1.5, "examples": len(examples)}
 

@@ -1,6 +1,6 @@
 """`keras-lm export` and `keras-lm generate --model` on a real tiny training run.
 
-The run is exported once for this file and tests/test_litertlm.py (conftest's
+The run is exported once for this file and tests/export/test_litertlm.py (conftest's
 `exported_run`).
 """
 

@@ -1,5 +1,5 @@
 """Induction head scores (Olsson et al.) on hand-made attention, and MQAR exact match
-by query order (the callback that logs the scores in training: tests/test_probes.py)."""
+by query order (the callback that logs the scores in training: tests/probes/test_probes.py)."""
 
 import numpy as np
 import pytest

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 from conftest import keras_lm
-from test_docs import run_page
+from page_runner import run_page
 
 pytestmark = pytest.mark.slow
 

@@ -341,7 +341,7 @@ def test_options_model_exports_to_saved_model_and_litert(trained_options_model, 
 def _speedrun():
     import importlib.util
 
-    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "speedrun.py")
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "speedrun.py")
     spec = importlib.util.spec_from_file_location("speedrun", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

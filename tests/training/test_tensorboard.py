@@ -213,7 +213,7 @@ BAD_FLAGS = [
 
 @pytest.mark.parametrize("flags,message", BAD_FLAGS, ids=[f[0][0] for f in BAD_FLAGS])
 def test_bad_tensorboard_flags_get_one_line_and_exit_2(capsys, tmp_path, flags, message):
-    from test_cli import TINY, assert_one_line_usage_error, run_in_process
+    from conftest import TINY, assert_one_line_usage_error, run_in_process
 
     output = tmp_path / "never_created"
     code, _, err = run_in_process(capsys, "train", *TINY, f"--output_dir={output}", *flags)

@@ -2,7 +2,7 @@
 
 The proof is the engine itself (`litert_lm.Engine`, CPU): its greedy text
 equals the Keras model's. The default suite checks it on the tiny shared
-run (3 prompts, 16 new tokens; exported once with tests/test_export_cli.py,
+run (3 prompts, 16 new tokens; exported once with tests/cli/test_export_command.py,
 conftest's `exported_run`); the slow test on a model trained a little
 longer, 64 new tokens after each of 3 prompts.
 """
@@ -201,9 +201,9 @@ def test_example_script_checks_the_engine_against_keras(exported):
     import subprocess
     import sys
 
-    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                           "examples", "litertlm_generate.py")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     result = subprocess.run(
         [sys.executable, script, str(exported / "litertlm" / "model_float32.litertlm"),
          "the quick brown", "It was", "--max_new_tokens=12", "--check"],

@@ -23,7 +23,7 @@ def one_file_run(tmp_path_factory):
                             for _ in range(2500)), encoding="utf-8")
     output = root / "run"
     # The TensorBoard views and samples are tested on runs of their own
-    # (tests/test_tensorboard.py, test_cli.py): off here, where they cost more
+    # (tests/training/test_tensorboard.py, tests/cli/test_train_command.py): off here, where they cost more
     # than the training (the position losses read the whole validation tail).
     result = run_captured("train", "--recipe=tiny", "--sequence_length=32", "--batch_size=4",
                           "--val_steps=1", "--steps=4", "--eval_interval=2", "--nojit_compile",

@@ -127,7 +127,7 @@ def test_a_fine_tuned_saved_model_applies_its_template_once_and_chats_one_turn(t
     """The template is applied by the server (through `sample_raw`), as for the Keras model."""
     import keras_lm
     from keras_lm.export.saved_model import export_saved_model
-    from test_serve_chat import TEMPLATE, make_base
+    from conftest import TEMPLATE, make_base
 
     run = make_base(tmp_path / "tuned", {"prompt_template": TEMPLATE, "finetune_kind": "pairs"})
     model = keras_lm.load(run)

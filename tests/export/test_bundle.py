@@ -4,8 +4,8 @@ A family is trained briefly on a real (generated) corpus, so the quantized
 perplexity figures mean something, then exported to both formats. These
 exports run in the slow tests (the Transformer as float32 and dynamic_int8,
 the LSTM with fp16 too); the default suite keeps the failure cases (fp16 of the shared
-run is checked in tests/test_export_cli.py, the LSTM's LiteRT parity in
-tests/test_export_tflite.py).
+run is checked in tests/cli/test_export_command.py, the LSTM's LiteRT parity in
+tests/export/test_tflite.py).
 """
 
 import json
@@ -26,14 +26,14 @@ from keras_lm.generation import generate
 from keras_lm.models import LSTMLM, TransformerLM
 from keras_lm.tokenizers import ByteTokenizer
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONTEXT = 128  # room for the 64 greedy tokens the issue asks for after each prompt
 FAMILY_CLASSES = {"transformer": TransformerLM, "lstm": LSTMLM}
 # The variants each family exports: the full matrix where the tests are slow.
 QUANTIZE = {"transformer": ("none", "dynamic_int8"), "lstm": ("none", "fp16", "dynamic_int8")}
 # Both families run with `pytest -m slow` (a minute each on 2 cores): the default
 # suite exports and verifies a bundle through `keras-lm export --verify` on the
-# shared run (conftest `exported_run`, tests/test_export_cli.py).
+# shared run (conftest `exported_run`, tests/cli/test_export_command.py).
 FAMILIES = [pytest.param(family, marks=pytest.mark.slow) for family in ("transformer", "lstm")]
 # (learning rate, steps) that bring each tiny model well below chance in seconds.
 TRAINING = {"transformer": (3e-3, 150), "lstm": (1e-2, 120)}

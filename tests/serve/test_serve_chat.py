@@ -9,36 +9,15 @@ import numpy as np
 import openai
 import pytest
 
-from conftest import run_captured, run_in_process
+from conftest import CONTEXT, TEMPLATE, make_base, run_captured, run_in_process
 from keras_lm.generation import generate
 from keras_lm.prompt_template import PromptTemplate
 from keras_lm.serve import ServerThread
 
-CONTEXT = 64
-TEMPLATE = "Q: {prompt}\nA: "
 # A real fine-tuning, fast: no XLA (compiling costs more than 2 steps), no TensorBoard views.
 QUICK = ["--steps=2", "--eval_interval=2", "--batch_size=4", "--val_steps=1", "--verbose=0",
          "--nojit_compile", "--nosamples", "--noattention_maps", "--noembedding_projector",
          "--nohparams"]
-
-
-def make_base(directory, config=None):
-    """A tiny untrained Transformer run directory (byte tokenizer, context `CONTEXT`)."""
-    import keras
-
-    from keras_lm.io_utils import write_json
-    from keras_lm.models import TransformerLM
-    from keras_lm.tokenizers import ByteTokenizer
-
-    os.makedirs(directory)
-    keras.utils.set_random_seed(5)
-    TransformerLM.from_preset("tiny", vocabulary_size=259, sequence_length=CONTEXT,
-                              pad_id=256).save(str(directory / "model.keras"))
-    ByteTokenizer().save(str(directory / "tokenizer.json"))
-    write_json(str(directory / "config.json"), {
-        "model": "transformer", "preset": "tiny", "tokenizer": "byte",
-        "sequence_length": CONTEXT, **(config or {})})
-    return directory
 
 
 @pytest.fixture(scope="module")

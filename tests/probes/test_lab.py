@@ -1,5 +1,5 @@
 """The lab's experiments, reduced: each asserts the direction its full run shows
-(docs/experiments.md). Slow: run with `pytest tests/test_lab_slow.py -m slow -n0`."""
+(docs/experiments.md). Slow: run with `pytest tests/probes/test_lab.py -m slow -n0`."""
 
 import csv
 import json
