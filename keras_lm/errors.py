@@ -36,3 +36,21 @@ class UsageError(ValueError):
         if self.argument is None:
             return message
         return name + message[len(self.argument):]
+
+
+class TrainingDiverged(RuntimeError):
+    """A run whose loss became NaN or infinite: not a user's typo, but not a result either.
+
+    The command line prints its one-line message and exits with code 1; the
+    run's `model.keras` is never written from the diverged weights (its last
+    good checkpoint and backup stay as they were).
+
+    Example:
+    >>> str(TrainingDiverged(step=7, loss=float("nan"), advice="lower learning_rate"))
+    'training diverged: the loss became nan at step 7; lower learning_rate'
+    """
+
+    def __init__(self, step, loss, advice):
+        super().__init__(f"training diverged: the loss became {loss} at step {step}; {advice}")
+        self.step = step
+        self.loss = loss

@@ -13,7 +13,7 @@ import dataclasses
 import os
 
 from keras_lm.adaptation.lora import TARGETS
-from keras_lm.adaptation.recipes import FINETUNE_RECIPES
+from keras_lm.adaptation.recipes import FINETUNE_RECIPES, finetune_recipe_defaults, recipe_head
 from keras_lm.data import PAIR_CORPORA
 from keras_lm.data.pairs import VALIDATION_FRACTION
 from keras_lm.errors import UsageError
@@ -81,6 +81,29 @@ class FinetuneConfig(TrainConfig):
     tokenizer: str = setting(None, "The base's tokenizer (not a setting here).")
     normalize: str = setting(None, "The base's normalisation (not a setting here).")
     sentencepiece_model_type: str = setting(None, "The base's (not a setting here).")
+
+    @classmethod
+    def from_recipe(cls, name=None, **given):
+        """The config of fine-tuning recipe `name` (None: no recipe) with `given` on top,
+        by `TrainConfig.from_recipe`'s rules; `keras-lm finetune` is exactly this call.
+
+        Example:
+        >>> config = FinetuneConfig.from_recipe("docstring_to_code", steps=20,
+        ...                                     output_dir="saved_models/docs")
+        >>> config.pairs_corpus, config.steps, config.train_minutes
+        ('docstring_to_code', 20, None)
+        """
+        if name is None:
+            return cls(**{key: value for key, value in given.items() if key != "recipe"})
+        return super().from_recipe(name, **given)
+
+    @staticmethod
+    def recipe_settings(name):
+        head = recipe_head(name)
+        if head != "lm":
+            raise UsageError(f"recipe: {name!r} trains a {head} head, not a language model; "
+                             "fine-tune it as a classifier (head=classifier)", argument="recipe")
+        return finetune_recipe_defaults(name)
 
     @property
     def kind(self):

@@ -1,4 +1,4 @@
-"""Running a subcommand: absl flags, one-line errors, exit code 2."""
+"""Running a subcommand: absl flags, one-line errors, exit code 2 (1 for a diverged run)."""
 
 import contextlib
 import logging
@@ -7,9 +7,11 @@ import sys
 
 from absl import flags
 
-from keras_lm.errors import UsageError
+from keras_lm.errors import TrainingDiverged, UsageError
 
 USAGE_ERROR = 2
+# A run that started and failed (its loss became NaN): not a usage mistake.
+RUN_FAILED = 1
 
 
 def fail(program, message):
@@ -48,6 +50,9 @@ def run_subcommand(main, FLAGS, argv, module_name, doc, flag_of=None):
     except UsageError as error:
         flag = (flag_of or default_flag)(error.argument) if error.argument else None
         fail(program, error.spelled_as(flag) if flag else error)
+    except TrainingDiverged as error:
+        print(f"{program}: error: {error}", file=sys.stderr)
+        sys.exit(RUN_FAILED)
     except KeyboardInterrupt:
         print(f"{program}: interrupted", file=sys.stderr)
         sys.exit(130)

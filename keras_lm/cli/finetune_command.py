@@ -83,14 +83,10 @@ CLASSIFIER_READS = {"recipe", "base_dir", "output_dir", "data", *CLASSIFIER_SETT
 
 
 def config_from_flags():
-    """The run's FinetuneConfig: the recipe's settings, then the flags given."""
+    """The run's FinetuneConfig: `FinetuneConfig.from_recipe` with the flags given."""
     given = given_settings(FLAGS, SETTINGS, FIELDS)
-    values = finetune_recipe_defaults(FLAGS.recipe) if FLAGS.recipe else {}
-    values.update(given)
-    # A run length given in steps or epochs replaces a recipe's clock.
-    if ("steps" in given or "epochs" in given) and "train_minutes" not in given:
-        values["train_minutes"] = None
-    return FinetuneConfig(**values)
+    given.pop("recipe", None)
+    return FinetuneConfig.from_recipe(FLAGS.recipe, **given)
 
 
 def head_from_flags():

@@ -24,39 +24,23 @@ from absl import flags
 from keras_lm.cli.app import run_subcommand
 from keras_lm.cli.config_flags import FIELDS, define_config_flags, flag_of, given_settings
 from keras_lm.cli.task_flags import define_task_flags, task_args_from
-from keras_lm.training import RECIPES, TrainConfig, recipe_defaults, train
+from keras_lm.training import RECIPES, TrainConfig, train
 
 # Each subcommand has its own flags, so they can share names (--batch_size).
 FLAGS = flags.FlagValues()
-# Every setting but the task's parameters, which have flags of their own.
+# Every setting but the task's parameters, which have flags of their own
+# (and the recipe, which is `from_recipe`'s first argument).
 SETTINGS = [name for name in FIELDS if name not in ("task", "task_args")]
-define_config_flags(FLAGS, __name__, SETTINGS, defaults=RECIPES["quickstart"])
+GIVEN = [name for name in SETTINGS if name != "recipe"]
+define_config_flags(FLAGS, __name__, SETTINGS,
+                    defaults={**RECIPES["quickstart"], "recipe": "quickstart"})
 define_task_flags(FLAGS, __name__)
 
 
 def config_from_flags():
-    """The run's TrainConfig: the recipe's settings, then the flags given."""
-    values = recipe_defaults(FLAGS.recipe)
-    values["recipe"] = FLAGS.recipe
-    values["task"] = FLAGS.task
-    values["task_args"] = task_args_from(FLAGS)
-    given = given_settings(FLAGS, SETTINGS)
-    recipe_model, recipe_model_args = values.get("model"), values.get("model_args", {})
-    values.update(given)
-    # A recipe's model arguments belong to its family: --model_args adds to
-    # them (and wins), and a --model of another family drops them.
-    if "model_args" in given or "model" in given:
-        kept = recipe_model_args if values.get("model") == recipe_model else {}
-        values["model_args"] = {**kept, **given.get("model_args", {})}
-    # A recipe's sample length is a cap: a shorter context given on the
-    # command line shortens the samples rather than failing.
-    if "sample_tokens" not in given and values.get("sample_tokens") is not None:
-        context = values.get("sequence_length", TrainConfig.sequence_length)
-        values["sample_tokens"] = min(values["sample_tokens"], context - 1) or None
-    # A run length given in steps or epochs replaces a recipe's clock.
-    if ("steps" in given or "epochs" in given) and "train_minutes" not in given:
-        values["train_minutes"] = None
-    return TrainConfig(**values)
+    """The run's TrainConfig: `TrainConfig.from_recipe` with the flags given."""
+    return TrainConfig.from_recipe(FLAGS.recipe, task=FLAGS.task, task_args=task_args_from(FLAGS),
+                                   **given_settings(FLAGS, GIVEN))
 
 
 def main():

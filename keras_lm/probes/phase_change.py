@@ -65,7 +65,7 @@ class PhaseChange:
 
     def config(self, layers):
         return TrainConfig(
-            recipe="tiny", model="transformer", preset="tiny",
+            model="transformer", preset="tiny",
             model_args={"hidden_dim": self.width, "num_heads": self.num_heads,
                         "num_layers": layers, "position_embedding": self.position_embedding,
                         "intermediate_dim": self.intermediate_dim},

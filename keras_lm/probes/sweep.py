@@ -117,7 +117,7 @@ class Sweep:
         else:
             args = dict(hidden_dim=width, embedding_dim=width, num_layers=layers)
         return TrainConfig(
-            recipe="tiny", model=cell["family"], preset="tiny", model_args=args,
+            model=cell["family"], preset="tiny", model_args=args,
             task=self.task, task_args=dict(self.task_args),
             sequence_length=self.sequence_length, vocabulary_size=self.vocabulary_size,
             batch_size=self.batch_size, steps=cell["steps"], eval_interval=cell["steps"],

@@ -9,6 +9,7 @@ import keras
 import tensorflow as tf
 
 from keras_lm import data
+from keras_lm.errors import TrainingDiverged
 from keras_lm.generation import generate
 from keras_lm.optimizers import rate_at_fraction
 from keras_lm.training.distribute import backup_callback
@@ -185,6 +186,39 @@ class WallClockSchedule(keras.callbacks.Callback):
         self.model.optimizer.learning_rate = self.rate_at(min(fraction, 1.0))
 
 
+class StopOnDivergence(keras.callbacks.Callback):
+    """Ends `fit` at the first step whose loss is NaN or infinite, by raising `TrainingDiverged`.
+
+    Keras' `TerminateOnNaN` only sets `stop_training`: `fit` then still ends
+    its epoch (the backup saves the NaN weights, the trainer saves them as
+    `model.keras`) and the run reports "done". Raising here leaves every file
+    as the last good evaluation wrote it.
+
+    Example:
+    >>> callback = StopOnDivergence(learning_rate=1e9, checkpoint="/none/best.keras")
+    >>> callback.advice()
+    'lower learning_rate (it is 1e+09) or lengthen warmup_steps; model.keras was not written'
+    """
+
+    def __init__(self, learning_rate, checkpoint):
+        super().__init__()
+        self.learning_rate = learning_rate
+        self.checkpoint = checkpoint
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            step = int(self.model.optimizer.iterations.numpy())
+            raise TrainingDiverged(step, float(loss), self.advice())
+
+    def advice(self):
+        advice = (f"lower learning_rate (it is {self.learning_rate:g}) or lengthen "
+                  "warmup_steps; model.keras was not written")
+        if os.path.exists(self.checkpoint):
+            advice += f"; the last good checkpoint is {self.checkpoint}"
+        return advice
+
+
 @dataclasses.dataclass
 class RunCallbacks:
     """The callbacks of a `keras-lm train` run, and the two the trainer reads after `fit`.
@@ -208,7 +242,7 @@ def run_callbacks(config, source, run_dir, tokenizer, validation_data, hparams, 
     TensorBoard write the logs; then the samples (text
     sources), TensorBoard with keras_lm's views, the best checkpoint, the
     resume backup (two copies: a crash while one is written leaves the other
-    whole) and `TerminateOnNaN`. `extra` callbacks (a caller's, e.g. the
+    whole); `StopOnDivergence` ends the run at a NaN loss. `extra` callbacks (a caller's, e.g. the
     probes' `InductionScores`: training never imports the probes) run after
     the console and before TensorBoard. Only the chief draws the views: they only
     read the model (no collective op), so the other workers, whose files are
@@ -218,7 +252,9 @@ def run_callbacks(config, source, run_dir, tokenizer, validation_data, hparams, 
     log_dir = os.path.join(run_dir.write_dir, "logs")
     logs = LanguageModelLogs(config.batch_size * config.sequence_length, source.tokens_per_byte,
                              source.val_tokens_per_byte, config.batch_warmup_steps)
-    callbacks = ([c for c in (clock, logs, progress) if c] + [keras.callbacks.TerminateOnNaN()]
+    checkpoint = os.path.join(run_dir.write_dir, "checkpoints", "best.keras")
+    divergence = StopOnDivergence(config.learning_rate, checkpoint)
+    callbacks = ([c for c in (clock, logs, progress) if c] + [divergence]
                  + (list(extra) if chief else []))
     if config.samples and chief and source.has_text:
         callbacks.append(SampleWriter(
@@ -237,9 +273,7 @@ def run_callbacks(config, source, run_dir, tokenizer, validation_data, hparams, 
     hparams_logger = (HParamsLogger(log_dir, hparams, final_metrics_from_logs=False)
                       if config.hparams and chief else None)
     callbacks += views + ([hparams_logger] if hparams_logger else []) + [
-        keras.callbacks.ModelCheckpoint(os.path.join(run_dir.write_dir, "checkpoints",
-                                                     "best.keras"),
-                                        monitor="val_loss", save_best_only=True),
+        keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss", save_best_only=True),
         backup_callback(run_dir.own_path("backup"), run_dir.backup_dir),
     ]
     return RunCallbacks(logs, hparams_logger, callbacks)

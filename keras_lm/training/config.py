@@ -9,6 +9,7 @@ a mistake is reported before any work starts).
 
 import dataclasses
 import inspect
+import math
 
 from keras_lm import data, tokenizers
 from keras_lm.data.synthetic import TASK_PARAMETERS, TASKS, Task
@@ -24,7 +25,7 @@ from keras_lm.optimizers import (
 from keras_lm.tokenizers.normalization import NORMALIZATIONS, check_normalization
 from keras_lm.tokenizers.sentencepiece_tokenizer import MODEL_TYPES
 from keras_lm.training.distribute import STRATEGIES, check_strategy
-from keras_lm.training.recipes import RECIPES
+from keras_lm.training.recipes import RECIPES, apply_recipe, recipe_defaults
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 # Samples are at most this long unless --sample_tokens says otherwise.
@@ -48,14 +49,18 @@ class TrainConfig:
     """Every setting of a run. Field names are the `keras-lm train` flags
     (but `vocabulary_size` is `--vocab_size`, `sample_prompts` `--sample_prompt`).
 
+    `TrainConfig(...)` holds plain defaults; `TrainConfig.from_recipe(name,
+    ...)` starts from a recipe's settings, as `keras-lm train` does.
+
     Example:
     >>> config = TrainConfig(preset="tiny", steps=10, eval_interval=5)
     >>> config.validate()
-    >>> config.model
-    'transformer'
+    >>> config.model, config.recipe
+    ('transformer', None)
     """
 
-    recipe: str = setting("quickstart", "Named default configuration.", choices=tuple(RECIPES))
+    recipe: str = setting(None, "Named default configuration: its settings, then the ones "
+                          "given (`TrainConfig.from_recipe`).", choices=tuple(RECIPES))
     model: str = setting("transformer", "Model family.", choices=tuple(MODELS))
     preset: str = setting("small", "Model size: tiny, small or base.")
     model_args: dict = setting(
@@ -157,8 +162,38 @@ class TrainConfig:
         None, "Devices of --strategy=mirrored, e.g. 'GPU:0,GPU:1', or 'CPU:0,CPU:1' to split "
         "the CPU into logical devices (default: every GPU, else the CPU).")
 
+    @classmethod
+    def from_recipe(cls, name="quickstart", **given):
+        """The config of recipe `name` with the settings `given` applied on top.
+
+        The rules (`keras_lm.training.recipes.apply_recipe`): given steps or
+        epochs turn a recipe's clock off; a recipe's model_args stay with its
+        model family; its sample length is capped by a shorter context.
+        `keras-lm train --recipe=name --flag=value` is exactly this call.
+
+        Example:
+        >>> config = TrainConfig.from_recipe("quickstart", steps=50)
+        >>> config.recipe, config.batch_size, config.steps, config.train_minutes
+        ('quickstart', 8, 50, None)
+        """
+        return cls(**{**apply_recipe(cls.recipe_settings(name), given), "recipe": name})
+
+    @staticmethod
+    def recipe_settings(name):
+        """The settings of recipe `name` (a subclass reads its own table)."""
+        return recipe_defaults(name)
+
+    def check_finite(self):
+        """Raises `UsageError` for a NaN or infinite number in any float setting."""
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.type is float and value is not None and not math.isfinite(value):
+                raise UsageError(f"{field.name} must be a finite number, got {value}",
+                                 argument=field.name)
+
     def validate(self):
         """Raises `UsageError` naming the setting for the first bad one."""
+        self.check_finite()
         self._validate_model()
         for name, minimum in (("sequence_length", 2), ("batch_size", 1), ("steps", 1),
                               ("eval_interval", 1), ("val_steps", 1)):

@@ -1,7 +1,8 @@
 """Recipes: named default configurations of a training run.
 
-A recipe sets the defaults of `keras-lm train`; any flag given on the
-command line overrides it. The tuning record behind `quickstart` is in
+A recipe sets the defaults of a run; any setting given overrides it
+(`TrainConfig.from_recipe(name, **given)`, which `keras-lm train` calls with
+the flags given, by the rules of `apply_recipe`). The tuning record behind `quickstart` is in
 BENCHMARKS.md.
 """
 
@@ -101,3 +102,30 @@ def recipe_defaults(name):
     if name not in RECIPES:
         raise UsageError(f"recipe: unknown recipe {name!r}; choose from {', '.join(RECIPES)}", argument="recipe")
     return copy.deepcopy(RECIPES[name])
+
+
+def apply_recipe(recipe, given):
+    """The settings of a run: a recipe's (a dict), then those `given`, by three rules.
+
+    - Given steps or epochs (and no train_minutes) turn the recipe's clock off.
+    - A recipe's model_args belong to its model family: given model_args add
+      to them (and win); a given model of another family drops them.
+    - A recipe's sample_tokens is a cap: a shorter given context shortens
+      the samples rather than failing.
+
+    Example:
+    >>> values = apply_recipe(recipe_defaults("quickstart"), {"model": "lstm", "steps": 9})
+    >>> values["model_args"], values["train_minutes"], values["steps"]
+    ({}, None, 9)
+    """
+    values = {**copy.deepcopy(recipe), **given}
+    if "model_args" in given or "model" in given:
+        kept = recipe.get("model_args", {}) if values.get("model") == recipe.get("model") else {}
+        values["model_args"] = {**kept, **(given.get("model_args") or {})}
+    if "sample_tokens" not in given and values.get("sample_tokens") is not None:
+        context = values.get("sequence_length")
+        if context is not None:
+            values["sample_tokens"] = min(values["sample_tokens"], context - 1) or None
+    if ("steps" in given or "epochs" in given) and "train_minutes" not in given:
+        values["train_minutes"] = None
+    return values

@@ -35,8 +35,7 @@ def train(config, callbacks=()):
 
     Example:
         from keras_lm.training import TrainConfig, train
-        train(TrainConfig(recipe="tiny", preset="tiny", steps=20,
-                          eval_interval=10, output_dir="/tmp/tiny"))
+        train(TrainConfig.from_recipe("tiny", output_dir="/tmp/tiny"))
     """
     started = time.time()
     config.validate()
@@ -45,8 +44,7 @@ def train(config, callbacks=()):
     # collective ops), which is only possible before it starts.
     distribution = make_strategy(config.strategy, config.devices, config.batch_size)
     source = make_source(config)  # text files or a synthetic task
-    run_dir = RunDirectory(config.output_dir or os.path.join("saved_models", config.recipe),
-                           distribution)
+    run_dir = RunDirectory(config.output_dir or default_output_dir(config), distribution)
     run_dir.prepare()
     try:
         keras.utils.set_random_seed(config.seed)
@@ -96,6 +94,11 @@ def train(config, callbacks=()):
         return metrics
     finally:
         run_dir.cleanup()
+
+
+def default_output_dir(config):
+    """saved_models/<recipe>, or saved_models/run for a config made without one."""
+    return os.path.join("saved_models", config.recipe or "run")
 
 
 def wall_clock(config, started):
