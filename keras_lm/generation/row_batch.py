@@ -55,6 +55,34 @@ class Row:
     seed: int = None
 
 
+SEED_LIMIT = 2**63  # seeds are 0 .. 2**63 - 1
+
+
+def seed_words(seed):
+    """The `[word, 0]` int32 pair a row draws with: every bit of a seed in 0..2**63 - 1 counts.
+
+    XLA's draws take int32 seeds; the low 32 bits are mixed with the high
+    ones, so seeds 5 and 2**31 + 5 (or 2**32 + 5) draw differently, and a
+    seed below 2**31 keeps the word it always had.
+
+    >>> seed_words(5), seed_words(2**31 + 5) != seed_words(5), seed_words(2**32 + 5) != seed_words(5)
+    ([5, 0], True, True)
+    """
+    if not (isinstance(seed, int) and 0 <= seed < SEED_LIMIT):
+        raise ValueError(f"seed must be an integer in 0..2**63-1, got {seed!r}")
+    low, high = seed & 0xFFFFFFFF, seed >> 32
+    word = low ^ ((high * 0x9E3779B1) & 0xFFFFFFFF)  # high 0: the low word as it is
+    return [word - (1 << 32) if word >= 1 << 31 else word, 0]
+
+
+def check_row(row, max_length):
+    """Raises `ValueError` unless the row's prompt and `max_new_tokens` fit `max_length`."""
+    if not row.prompt_ids or len(row.prompt_ids) + row.max_new_tokens > max_length \
+            or row.max_new_tokens < 1:
+        raise ValueError(f"rows: a prompt of {len(row.prompt_ids)} tokens and "
+                         f"max_new_tokens={row.max_new_tokens} do not fit {max_length}")
+
+
 def prefill_lengths(model, max_length=None):
     """The prefill sizes a batch may use: powers of two that leave room for one new token."""
     longest = min(model.longest_prefill, (max_length or model.sequence_length) - 1)
@@ -111,10 +139,7 @@ class RowBatch:
             raise ValueError(f"rows: 1 to batch_size={batch_size} rows, got {len(rows)}")
         max_length = max_length or model.sequence_length
         for row in rows:
-            if not row.prompt_ids or len(row.prompt_ids) + row.max_new_tokens > max_length \
-                    or row.max_new_tokens < 1:
-                raise ValueError(f"rows: a prompt of {len(row.prompt_ids)} tokens and "
-                                 f"max_new_tokens={row.max_new_tokens} do not fit {max_length}")
+            check_row(row, max_length)
         self.rows = list(rows)
         self.end_id = end_id
         # Padding rows repeat the first row's prompt (so the batch's shortest
@@ -133,18 +158,19 @@ class RowBatch:
         prefill = decoding._program(model, "prefill_any_length", None, (batch_size, max_length))
         logits, state = prefill(tf.constant(ids[:, :prefill_length]))
         max_new = np.array([r.max_new_tokens for r in padded], np.int32)
-        seeds = [random.randrange(2**31) if r.seed is None else r.seed for r in padded]
+        seeds = [random.randrange(SEED_LIMIT) if r.seed is None else r.seed for r in padded]
         self._constants = dict(
             temperature=tf.constant([float(r.temperature) for r in padded], tf.float32),
-            top_k=tf.constant([int(r.top_k) for r in padded], tf.int32),
+            top_k=tf.constant([min(max(int(r.top_k), 0), model.vocabulary_size) for r in padded],
+                              tf.int32),
             top_p=tf.constant([float(r.top_p) for r in padded], tf.float32),
             lengths=tf.constant(self.lengths),
             max_new_tokens=tf.constant(max_new),
             end_id=tf.constant(end_id, tf.int32),
             pad_id=tf.constant(pad_id, tf.int32),
             banned=decoding._banned_mask(model.vocabulary_size, banned_ids),
-            # int32: XLA's categorical draw takes no int64 seeds.
-            seed=tf.constant([[s % 2**31, 0] for s in seeds], tf.int32),
+            # int32: XLA's draws take no int64 seeds.
+            seed=tf.constant([seed_words(s) for s in seeds], tf.int32),
         )
         self._carry = dict(
             ids=tf.constant(ids),

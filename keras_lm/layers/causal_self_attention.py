@@ -97,11 +97,15 @@ class CausalSelfAttention(keras.layers.Layer):
             x: `(batch, time, hidden)` inputs at positions
                 `start_index .. start_index + time - 1`.
             key_cache, value_cache: `(batch, heads, max_length, head_dim)`.
-            start_index: scalar int32 position of `x[:, 0]`.
+            start_index: scalar int32 position of `x[:, 0]`, or one position
+                per row `(batch,)`: a server's batch whose rows joined at
+                different times (`keras_lm.generation.SlotBatch`).
 
         Returns:
             `(outputs, key_cache, value_cache)`.
         """
+        if len(getattr(start_index, "shape", ())) == 1:
+            return self._call_cached_rows(x, key_cache, value_cache, start_index)
         q, k, v = self._project(x, start_index)
         key_cache = ops.slice_update(key_cache, (0, 0, start_index, 0), ops.cast(k, key_cache.dtype))
         value_cache = ops.slice_update(
@@ -113,8 +117,28 @@ class CausalSelfAttention(keras.layers.Layer):
         out, _ = self._attend(q, key_cache, value_cache, visible, training=False)
         return out, key_cache, value_cache
 
-    def _project(self, x, start_index):
-        """Queries, keys and values, each `(batch, heads, time, head_dim)`."""
+    def _call_cached_rows(self, x, key_cache, value_cache, start_index):
+        """`call_cached` with a start position per row: each row writes and sees its own slots.
+
+        A scatter writes the keys and values (a dynamic-update-slice takes
+        one start for the whole batch); the result equals the scalar path's
+        for each row.
+        """
+        positions = start_index[:, None] + ops.arange(ops.shape(x)[1], dtype="int32")  # (batch, time)
+        q, k, v = self._project(x, 0, positions=positions)
+        key_cache = _scatter_rows(key_cache, positions, k)
+        value_cache = _scatter_rows(value_cache, positions, v)
+        key_positions = ops.arange(ops.shape(key_cache)[2], dtype="int32")
+        visible = key_positions[None, None, :] <= positions[:, :, None]  # (batch, time, slots)
+        out, _ = self._attend(q, key_cache, value_cache, visible[:, None], training=False)
+        return out, key_cache, value_cache
+
+    def _project(self, x, start_index, positions=None):
+        """Queries, keys and values, each `(batch, heads, time, head_dim)`.
+
+        `positions` `(batch, time)`: each row's own positions (for rotary), instead of
+        `start_index`.
+        """
         batch, time = ops.shape(x)[0], ops.shape(x)[1]
         qkv = ops.reshape(self.qkv(x), (batch, time, 3, self.num_heads, self.head_dim))
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (batch, time, heads, head_dim)
@@ -122,7 +146,8 @@ class CausalSelfAttention(keras.layers.Layer):
             q, k = self.query_norm(q), self.key_norm(k)
         if self.rotary_embedding is not None:
             # Queries and keys in one call: the sines and cosines are computed once.
-            qk = self.rotary_embedding(ops.stack([q, k], axis=2), start_index=start_index)
+            qk = self.rotary_embedding(ops.stack([q, k], axis=2), start_index=start_index,
+                                        positions=positions)
             q, k = qk[:, :, 0], qk[:, :, 1]
         return tuple(ops.transpose(t, (0, 2, 1, 3)) for t in (q, k, v))
 
@@ -156,6 +181,21 @@ class CausalSelfAttention(keras.layers.Layer):
 
 
 QK_NORMS = (None, False, True, "rms", "layer")
+
+
+def _scatter_rows(cache, positions, update):
+    """`cache[b, :, positions[b, t]] = update[b, :, t]` for every row `b` and time `t`.
+
+    cache: `(batch, heads, slots, head_dim)`; positions: `(batch, time)`;
+    update: `(batch, heads, time, head_dim)`.
+    """
+    batch, heads, time = ops.shape(update)[0], ops.shape(update)[1], ops.shape(update)[2]
+    rows = ops.broadcast_to(ops.arange(batch, dtype="int32")[:, None, None], (batch, heads, time))
+    head = ops.broadcast_to(ops.arange(heads, dtype="int32")[None, :, None], (batch, heads, time))
+    slot = ops.broadcast_to(positions[:, None, :], (batch, heads, time))
+    indices = ops.stack([rows, head, slot], axis=-1)  # (batch, heads, time, 3)
+    return ops.scatter_update(cache, ops.reshape(indices, (-1, 3)),
+                              ops.reshape(ops.cast(update, cache.dtype), (-1, ops.shape(update)[3])))
 
 
 def check_qk_norm(qk_norm):
