@@ -7,6 +7,10 @@ also attaches the tokenizer and the run's settings:
     import keras_lm
     model = keras_lm.load("saved_models/quickstart")
     print(model.generate("def ", 100))
+
+`keras_lm.Run(path)` is a run directory as one object (its kind, and
+evaluate / export / generate / classify); it is imported on first use, so
+`import keras_lm` stays as quick as the models alone.
 """
 
 from keras_lm.startup import quiet_tensorflow_startup
@@ -17,4 +21,13 @@ with quiet_tensorflow_startup():  # this is where TensorFlow starts
     from keras_lm import layers, models  # noqa: F401  (registers the classes)
     from keras_lm.model_dir import load
 
-__all__ = ["load", "layers", "models"]
+__all__ = ["Run", "load", "layers", "models"]
+
+
+def __getattr__(name):
+    # Run pulls in export, scoring and adaptation: only when asked for.
+    if name == "Run":
+        from keras_lm.run import Run
+
+        return Run
+    raise AttributeError(f"module 'keras_lm' has no attribute {name!r}")

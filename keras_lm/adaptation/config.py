@@ -112,6 +112,7 @@ class FinetuneConfig(TrainConfig):
 
     def check_settings(self):
         """The checks that need no base model; raises UsageError naming the setting."""
+        self.check_finite()
         for name in TOKENIZER_SETTINGS:
             if getattr(self, name) is not None:
                 raise UsageError(

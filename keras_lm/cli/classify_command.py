@@ -17,9 +17,9 @@ import json
 from absl import flags
 
 from keras_lm import data
-from keras_lm.adaptation.classifier_run import classify_texts, load_classifier
 from keras_lm.cli.app import run_subcommand
 from keras_lm.errors import UsageError
+from keras_lm.run import Run
 
 FLAGS = flags.FlagValues()
 
@@ -36,14 +36,15 @@ def main():
     if not FLAGS.text and not FLAGS.files:
         raise UsageError("--text: give --text (repeatable) or --files, got neither")
     paths = data.resolve_files(FLAGS.files, "--files") if FLAGS.files else []
-    model, tokenizer, _ = load_classifier(FLAGS.model_dir)
+    run = Run(FLAGS.model_dir)
+    run.require(("classifier",), "classify")  # before any file is read
     inputs = list(FLAGS.text)
     texts = list(FLAGS.text)
     for path in paths:
         with open(path, encoding="utf-8", errors="replace") as f:
             texts.append(f.read())
         inputs.append(path)
-    for given, result in zip(inputs, classify_texts(model, texts, tokenizer)):
+    for given, result in zip(inputs, run.classify(texts)):
         key = "file" if given in paths else "text"
         print(json.dumps({key: given, **result}, ensure_ascii=False))
 

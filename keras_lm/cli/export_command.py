@@ -30,16 +30,10 @@ training data is not readable; metadata.json says which).
 """
 
 import contextlib
-import logging
 import sys
 
 from absl import flags
 
-from keras_lm.adaptation.classifier_run import (
-    is_classifier,
-    run_training_texts,
-    run_validation_rows,
-)
 from keras_lm.cli.app import run_subcommand
 from keras_lm.errors import UsageError
 from keras_lm.export.bundle import (
@@ -47,16 +41,9 @@ from keras_lm.export.bundle import (
     DEFAULT_PREFILL_LENGTHS,
     FORMATS,
     VerificationError,
-    export,
 )
-from keras_lm.export.classifier_export import export_classifier
 from keras_lm.export.tflite import QUANTIZATIONS  # for the flag's help
-from keras_lm.model_dir import (
-    is_pairs_run,
-    load_model_dir,
-    run_files,
-    run_pair_examples,
-)
+from keras_lm.run import Run
 
 FLAGS = flags.FlagValues()
 VERIFICATION_FAILED = 1
@@ -83,8 +70,6 @@ flags.DEFINE_string(
 flags.DEFINE_boolean(
     "verify", False, "Exit 1 if a file misses a parity bound.", flag_values=FLAGS)
 
-logger = logging.getLogger("keras_lm")
-
 
 def main():
     prefill_lengths = []
@@ -93,33 +78,15 @@ def main():
             prefill_lengths.append(int(value))
         except ValueError:
             raise UsageError(f"--prefill_lengths must be integers, got {value!r}") from None
-    model, tokenizer, config = load_model_dir(FLAGS.model_dir)
-    if is_classifier(model):
-        if "litertlm" in FLAGS.format:
-            raise UsageError("--format: litertlm is for language models; a classifier run "
-                             "exports saved_model and tflite")
-        return export_classifier_run(model, tokenizer, config)
-    if config.get("task") and "litertlm" in FLAGS.format:
-        raise UsageError(
-            f"--format: litertlm cannot hold a --task={config['task']} run: its id tokenizer "
-            "has no text for LiteRT-LM's engine to read"
-        )
-    if config.get("task"):
-        raise UsageError(
-            f"--model_dir: a --task={config['task']} run has an id tokenizer, not text: "
-            "export is for text models"
-        )
-    needs_calibration = bool({"tflite", "litertlm"} & set(FLAGS.format)) and "int8" in FLAGS.quantize
-    calibration_files, validation_files = _data_files(config, needs_calibration, tokenizer,
-                                                      model.sequence_length)
+    run = Run(FLAGS.model_dir)
+    given = {name: value for name, value in (
+        ("prefill_lengths", prefill_lengths if FLAGS["prefill_lengths"].present else None),
+        ("data_files", FLAGS.data_files)) if value is not None}
     with _export_errors():
-        report = export(
-            model, tokenizer, FLAGS.model_dir,
-            formats=FLAGS.format, quantize=FLAGS.quantize, prefill_lengths=prefill_lengths,
-            calibration_files=calibration_files, validation_files=validation_files,
-            verify=FLAGS.verify,
-        )
-    print(format_report(report))
+        report = run.export(formats=FLAGS.format, quantize=FLAGS.quantize, verify=FLAGS.verify,
+                            **given)
+    print(format_classifier_report(report) if run.kind == "classifier" else
+          format_report(report))
 
 
 @contextlib.contextmanager
@@ -137,26 +104,8 @@ def _export_errors():
         sys.exit(VERIFICATION_FAILED)
 
 
-def export_classifier_run(model, tokenizer, config):
-    """A classifier run: its SavedModel and `classify` LiteRT files, checked on its validation texts."""
-    if FLAGS["data_files"].present or FLAGS["prefill_lengths"].present:
-        flag = "--data_files" if FLAGS["data_files"].present else "--prefill_lengths"
-        raise UsageError(f"{flag}: not used for a classifier run (it is checked on its own "
-                         "validation rows)")
-    texts = [row.text for row in run_validation_rows(FLAGS.model_dir, config)][:64]
-    calibration, source = None, None
-    if "int8" in FLAGS.quantize:
-        # int8 calibrates on the training texts; the validation texts if the
-        # run's data is not readable here (the metadata says which).
-        calibration = run_training_texts(config)
-        if calibration:
-            source = f"training rows of {config['data']}"
-        else:
-            calibration, source = texts, "validation rows (the training data is not readable)"
-    with _export_errors():
-        report = export_classifier(model, tokenizer, FLAGS.model_dir, formats=FLAGS.format,
-                                   quantize=FLAGS.quantize, texts=texts, verify=FLAGS.verify,
-                                   calibration_texts=calibration, calibration_source=source)
+def format_classifier_report(report):
+    """A classifier export's parity figures as a plain-text table."""
     lines = [f"{'file':<34} {'size':>10} {'max|dprob|':>11} {'labels':>7}"]
     rows = [("saved_model/", None, report.get("saved_model_parity"))]
     rows += [(f"tflite/{f['file']}", f["size_bytes"], f["parity"]) for f in report["files"].values()]
@@ -166,7 +115,7 @@ def export_classifier_run(model, tokenizer, config):
             lines.append(f"{name:<34} {size:>10} {parity['max_abs_probability_diff']:>11.2e} "
                          f"{parity['label_agreement']:>7.0%}")
     lines += [f"FAILED: {failure}" for failure in report["failures"]]
-    print("\n".join(lines))
+    return "\n".join(lines)
 
 
 # The library names its arguments (UsageError.argument); the user typed these flags.
@@ -177,27 +126,8 @@ _FLAG_OF_ARGUMENT = {
     "calibration_files": "--data_files",
     "validation_files": "--data_files",
     "directory": "--model_dir",
+    "data_files": "--data_files",
 }
-
-
-def _data_files(config, needs_calibration, tokenizer, sequence_length):
-    """(calibration, validation) files: --data_files, else the run's own files (or,
-    for a run fine-tuned on pairs, its own pairs: `EncodedPairs`)."""
-    if FLAGS.data_files:
-        return FLAGS.data_files, FLAGS.data_files
-    if is_pairs_run(config):  # its own pairs, as trained: never another text
-        return run_pair_examples(config, tokenizer, sequence_length)
-    try:
-        train, validation = run_files(config)
-    except UsageError as error:
-        if needs_calibration:
-            raise UsageError(
-                f"--quantize=int8 needs training text to calibrate on: the run's files are "
-                f"not readable here ({error}); pass --data_files"
-            ) from None
-        logger.warning("no validation text (%s): perplexity figures skipped", error)
-        return None, None
-    return train, validation
 
 
 def format_report(report):

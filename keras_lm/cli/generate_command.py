@@ -29,8 +29,7 @@ from keras_lm.cli.app import run_subcommand
 from keras_lm.errors import UsageError
 from keras_lm.export.exported import load_exported
 from keras_lm.generation import SAMPLERS, encode_prompts, generate, get_sampler, stream
-from keras_lm.model_dir import load_model_dir
-from keras_lm.prompt_template import PromptTemplate
+from keras_lm.run import Run
 
 # Each subcommand has its own flags, so they can share names (--batch_size).
 FLAGS = flags.FlagValues()
@@ -109,10 +108,11 @@ def main():
     )
     if FLAGS.model is not None:
         return generate_exported(sampler)
-    model, tokenizer, config = load_model_dir(FLAGS.model_dir)
+    run = Run(FLAGS.model_dir)
+    run.require(("text", "pairs", "task"), "generate")
+    model, tokenizer = run.model, run.tokenizer
     # A fine-tuned run's template (none for a model trained from scratch).
-    template = PromptTemplate() if FLAGS.raw else PromptTemplate.from_run_config(config)
-    prompt = template.apply(FLAGS.prompt)
+    prompt = run.prompt_template(FLAGS.raw).apply(FLAGS.prompt)
     max_new_tokens = FLAGS.max_new_tokens
     if max_new_tokens is None:
         prompt_tokens = 1 + len(tokenizer.encode(prompt))
