@@ -20,9 +20,10 @@ _STOP_CHECK_STEPS = 16
 
 def special_ids(tokenizer):
     """The decoding loop's token ids of `tokenizer`: a row ends at `<eos>`, pads with
-    `<pad>`, and never produces `<pad>` or `<bos>`."""
-    return dict(end_id=tokenizer.eos_id, pad_id=tokenizer.pad_id,
-                banned_ids=(tokenizer.pad_id, tokenizer.bos_id))
+    `<pad>`, and never produces `<pad>` or `<bos>` unless that id is `<eos>` too (GPT-2's
+    one `<|endoftext|>` is all three)."""
+    banned = tuple(i for i in (tokenizer.pad_id, tokenizer.bos_id) if i != tokenizer.eos_id)
+    return dict(end_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, banned_ids=banned)
 
 
 def generate(

@@ -1,5 +1,6 @@
 """Language models: a Transformer and an LSTM family, named sizes, and a classifier on them."""
 
+from keras_lm.models.hub_causal_lm import HubCausalLM
 from keras_lm.models.language_model import LanguageModel
 from keras_lm.models.lstm_lm import LSTMLM
 from keras_lm.models.presets import PRESETS

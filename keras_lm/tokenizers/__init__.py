@@ -7,6 +7,7 @@
 
 from keras_lm.tokenizers.byte_tokenizer import ByteTokenizer
 from keras_lm.tokenizers.char_tokenizer import CharTokenizer
+from keras_lm.tokenizers.hub_tokenizer import HubTokenizer
 from keras_lm.tokenizers.id_tokenizer import IdTokenizer
 from keras_lm.tokenizers.normalization import NORMALIZATIONS
 from keras_lm.tokenizers.sentencepiece_tokenizer import SentencePieceTokenizer

@@ -6,6 +6,7 @@ import os
 from keras_lm.errors import UsageError
 from keras_lm.tokenizers.byte_tokenizer import ByteTokenizer
 from keras_lm.tokenizers.char_tokenizer import CharTokenizer
+from keras_lm.tokenizers.hub_tokenizer import HubTokenizer
 from keras_lm.tokenizers.id_tokenizer import IdTokenizer
 from keras_lm.tokenizers.sentencepiece_tokenizer import SentencePieceTokenizer
 from keras_lm.tokenizers.wordpiece_tokenizer import WordPieceTokenizer
@@ -17,6 +18,8 @@ TOKENIZER_CLASSES = {
 TOKENIZERS = tuple(TOKENIZER_CLASSES)
 # Loadable from tokenizer.json, but not a --tokenizer choice: `--task` runs make it.
 TOKENIZER_CLASSES[IdTokenizer.kind] = IdTokenizer
+# Loadable too: `keras-lm import` writes it for a pretrained keras-hub model.
+TOKENIZER_CLASSES[HubTokenizer.kind] = HubTokenizer
 
 
 def train_tokenizer(kind, files, vocabulary_size=None, normalize="none",
