@@ -58,6 +58,7 @@ from keras_lm.model_dir import (
 )
 from keras_lm.models import TextClassifier
 from keras_lm.prompt_template import PromptTemplate
+from keras_lm.prune.run import prune_run
 from keras_lm.scoring import evaluate_files, evaluate_pairs
 
 logger = logging.getLogger("keras_lm")
@@ -219,6 +220,18 @@ class Run:
             raise UsageError(f"data={data}: labelled rows are for classifier runs and pairs "
                              "for runs fine-tuned on pairs; score this language model on text "
                              "with files", argument="data")
+
+    # --- pruning --------------------------------------------------------------------
+
+    def prune(self, output_dir, sparsity, recover_steps=0, **options):
+        """Prunes the run into a new run directory `output_dir`; returns its metrics.
+
+        `keras_lm.prune.run.prune_run` (its `options`: importance_batches,
+        batch_size, learning_rate, seed, verbose); the importance is measured
+        on the run's own training text, so a text run only.
+        """
+        self.require(("text",), "prune (it measures importance on the run's training text)")
+        return prune_run(self.path, output_dir, sparsity, recover_steps, **options)
 
     # --- exporting ------------------------------------------------------------------
 

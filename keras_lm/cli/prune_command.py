@@ -19,7 +19,7 @@ Examples:
 from absl import flags
 
 from keras_lm.cli.app import run_subcommand
-from keras_lm.prune.run import prune_run
+from keras_lm.run import Run
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string("model_dir", "saved_models/quickstart", "The trained run to prune "
@@ -41,9 +41,10 @@ flags.DEFINE_integer("verbose", 1, "0 silent; 1 progress and a summary.", flag_v
 
 
 def main():
-    prune_run(FLAGS.model_dir, FLAGS.output_dir, FLAGS.sparsity, FLAGS.recover_steps,
-              FLAGS.importance_batches, FLAGS.batch_size, FLAGS.learning_rate, FLAGS.seed,
-              FLAGS.verbose)
+    Run(FLAGS.model_dir).prune(
+        FLAGS.output_dir, FLAGS.sparsity, FLAGS.recover_steps,
+        importance_batches=FLAGS.importance_batches, batch_size=FLAGS.batch_size,
+        learning_rate=FLAGS.learning_rate, seed=FLAGS.seed, verbose=FLAGS.verbose)
 
 
 def run(argv):
