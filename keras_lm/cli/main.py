@@ -8,6 +8,7 @@ from keras_lm.startup import quiet_tensorflow_startup
 
 SUBCOMMANDS = {
     "train": "train a language model on text files (or the built-in corpus)",
+    "import": "a pretrained keras-hub causal LM (Gemma 3, GPT-2, Llama 3) as a run directory",
     "eval": "loss, perplexity and bits per byte of a trained model on files",
     "generate": "continue a prompt with a trained model (Keras, SavedModel or LiteRT)",
     "finetune": "adapt a trained model: prompt -> response pairs, more text, LoRA, a classifier",
