@@ -136,3 +136,10 @@ def test_a_diverging_run_exits_1_naming_its_step_and_leaves_no_nan_model(capsys,
     weights = keras.saving.load_model(str(best)).get_weights()
     assert all(np.isfinite(w).all() for w in weights)
     assert os.path.isdir(out / "backup")
+
+
+def test_a_finetune_config_refuses_nan_before_reading_its_base():
+    config = FinetuneConfig(base_dir="/no/such/base", data="pairs.jsonl", output_dir="/tmp/y",
+                            learning_rate=math.nan)
+    with pytest.raises(UsageError, match="^learning_rate must be a finite number, got nan"):
+        config.check_settings()
