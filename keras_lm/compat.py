@@ -177,3 +177,36 @@ def quiet_keras_data_warnings():
         for pattern in _KERAS_DATA_WARNINGS:
             warnings.filterwarnings("ignore", message=pattern)
         yield
+
+
+def calibrate_only(converter):
+    """Makes `converter.convert()` calibrate int8 ranges and stop before quantizing.
+
+    Behaviour (TensorFlow 2.21, private `TFLiteConverter._experimental_calibrate_only`):
+    the public converter calibrates and quantizes in one `convert()`, with no
+    way to quantize only some operators after seeing how the whole model
+    fares. `tf.lite.experimental.QuantizationDebugger` does it with this
+    switch (its `get_nondebug_quantized_model`): calibrate once, then
+    quantize the calibrated model as often as wanted
+    (`quantize_calibrated_model`), some operators denylisted. Used by
+    `keras_lm.export.tflite.calibrate_int8` (the `int8` export's `full` and
+    `matmuls` candidates, and the classifier's). Returns `converter`.
+    """
+    converter._experimental_calibrate_only = True
+    return converter
+
+
+def quantize_calibrated_model(calibrated, denylisted_ops=None):
+    """int8 `.tflite` bytes from a model `calibrate_only` converted.
+
+    Behaviour (TensorFlow 2.21, `tensorflow.lite.python.convert.mlir_quantize`,
+    a converter internal that the quantization debugger calls): quantizes
+    every operator with an int8 kernel except those named in
+    `denylisted_ops`, which keep float32 activations; inputs and outputs
+    stay float32. Used by `keras_lm.export.tflite.quantize_calibrated`.
+    """
+    from tensorflow.lite.python.convert import mlir_quantize
+
+    if denylisted_ops is None:
+        return mlir_quantize(calibrated)
+    return mlir_quantize(calibrated, denylisted_ops=list(denylisted_ops))

@@ -124,3 +124,43 @@ def test_xdist_groups_still_reach_pytest(request):
         assert item.nodeid == original + "@canary"
     finally:
         item._nodeid = original
+
+
+def _tiny_int8_converter():
+    """A converter for one float matmul (+ ReLU), set for int8 with calibration data."""
+
+    class Tiny(tf.Module):
+        def __init__(self):
+            self.kernel = tf.Variable(
+                np.random.default_rng(0).normal(size=(8, 4)).astype("float32"))
+
+        @tf.function(input_signature=[tf.TensorSpec((1, 8), tf.float32)])
+        def __call__(self, x):
+            return tf.nn.relu(tf.matmul(x, self.kernel))
+
+    module = Tiny()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [module.__call__.get_concrete_function()], module)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.representative_dataset = lambda: (
+        [np.random.default_rng(i).normal(size=(1, 8)).astype("float32")] for i in range(8))
+    return converter
+
+
+def test_the_converter_still_calibrates_only_and_quantizes_with_a_denylist_after():
+    # compat.calibrate_only sets a private converter attribute (the quantization
+    # debugger's switch); setting an attribute that no longer exists would do
+    # nothing, and convert() would quantize at once: the float check catches it.
+    from keras_lm.export.litert_runner import float_operator_names, operator_names
+
+    converter = _tiny_int8_converter()
+    assert converter._experimental_calibrate_only is False
+    quantized_at_once = converter.convert()
+    assert "QUANTIZE" in operator_names(quantized_at_once)  # what the switch prevents
+    calibrated = compat.calibrate_only(_tiny_int8_converter()).convert()
+    assert operator_names(calibrated) == float_operator_names(calibrated) == ["FULLY_CONNECTED"]
+    full = compat.quantize_calibrated_model(calibrated)
+    assert "QUANTIZE" in operator_names(full) and float_operator_names(full) == []
+    denied = compat.quantize_calibrated_model(calibrated, denylisted_ops=["FULLY_CONNECTED"])
+    assert float_operator_names(denied) == ["FULLY_CONNECTED"]

@@ -1,4 +1,4 @@
-"""The package's structure: layers that import only downwards, short training functions."""
+"""The package's structure: layers that import only downwards, short functions."""
 
 import ast
 import os
@@ -17,16 +17,37 @@ def test_no_module_imports_a_higher_layer():
     assert "1 kept, 0 broken" in result.stdout, result.stdout[-2000:]
 
 
-def test_training_functions_fit_on_a_screen():
-    too_long = []
-    directory = os.path.join(ROOT, "keras_lm", "training")
-    for name in sorted(os.listdir(directory)):
-        if not name.endswith(".py"):
-            continue
-        tree = ast.parse(open(os.path.join(directory, name), encoding="utf-8").read())
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                length = node.end_lineno - node.lineno + 1
-                if length > 80:
-                    too_long.append(f"{name}:{node.name} ({length} lines)")
+# Functions still over the limit, each on its way to being split: the lead
+# engineer is rewriting the classifier pipeline (issue 30, item 3). Remove an
+# entry when its function is split; a stale entry fails the test below.
+KNOWN_LONG_FUNCTIONS = set()
+MAX_FUNCTION_LINES = 80  # docstring included: a function that fits on a screen
+
+
+def _function_lengths():
+    """`{"subpackage/module.py:function": lines}` for every function in keras_lm/."""
+    package = os.path.join(ROOT, "keras_lm")
+    lengths = {}
+    for directory, _, names in os.walk(package):
+        for name in sorted(names):
+            if not name.endswith(".py"):
+                continue
+            path = os.path.join(directory, name)
+            relative = os.path.relpath(path, package).replace(os.sep, "/")
+            tree = ast.parse(open(path, encoding="utf-8").read())
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    key = f"{relative}:{node.name}"
+                    lengths[key] = max(lengths.get(key, 0), node.end_lineno - node.lineno + 1)
+    return lengths
+
+
+def test_package_functions_fit_on_a_screen():
+    lengths = _function_lengths()
+    assert "models/transformer_lm.py:__init__" in lengths  # the walk reaches subpackages
+    too_long = [f"{key} ({length} lines)" for key, length in sorted(lengths.items())
+                if length > MAX_FUNCTION_LINES and key not in KNOWN_LONG_FUNCTIONS]
     assert not too_long, too_long
+    stale = [key for key in sorted(KNOWN_LONG_FUNCTIONS)
+             if lengths.get(key, 0) <= MAX_FUNCTION_LINES]
+    assert not stale, f"split now (or gone): remove from KNOWN_LONG_FUNCTIONS: {stale}"

@@ -84,6 +84,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_lm import compat
 from keras_lm.errors import UsageError
 from keras_lm.export.litert_runner import (
     METADATA_NAME,
@@ -261,6 +262,38 @@ def export_tflite(
         model = TransformerLM.from_preset("tiny", vocabulary_size=259)
         export_tflite(model, "model.tflite", prefill_lengths=(8,))
     """
+    prefill_lengths, representative_ids, path = _check_arguments(
+        model, path, prefill_lengths, quantize, representative_ids, from_float32, archive)
+    schema, data, int8_info = _converted(
+        model, prefill_lengths, quantize, representative_ids, from_float32, archive)
+    builtin_operator_names(data)  # raises on a non-builtin operator
+    data = _add_metadata(data, _metadata(model, schema, quantize, int8_info))
+    if quantize == "int4":
+        # After the metadata: the quantizer keeps it, and may store large
+        # weights past the flatbuffer (by offset), which re-serializing the
+        # file to add metadata would drop.
+        data, int4_info = quantize_int4(data)
+        int8_info = {"int4": int4_info}
+    operators = builtin_operator_names(data)
+    write_bytes(path, data)
+    return TFLiteExport(
+        path=path,
+        quantize=quantize,
+        signatures=schema.signature_names,
+        size_bytes=len(data),
+        operators=tuple(operators),
+        float_operators=tuple(float_operator_names(data)),
+        schema=schema,
+        **int8_info,
+    )
+
+
+def _check_arguments(model, path, prefill_lengths, quantize, representative_ids,
+                     from_float32, archive):
+    """`(prefill_lengths, representative_ids, path)` checked; UsageError naming a bad one.
+
+    Runs before anything is converted or written.
+    """
     prefill_lengths = check_prefill_lengths(prefill_lengths, model.sequence_length)
     if quantize not in QUANTIZATIONS:
         raise UsageError(
@@ -290,7 +323,15 @@ def export_tflite(
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise UsageError(f"path: directory {directory} does not exist", argument="path")
+    return prefill_lengths, representative_ids, path
 
+
+def _converted(model, prefill_lengths, quantize, representative_ids, from_float32, archive):
+    """`(schema, .tflite bytes, int8 info dict)`: the model converted, before its metadata.
+
+    int4 starts from the float32 file (`from_float32`, or converted here) and
+    is quantized after the metadata is added (see `export_tflite`).
+    """
     if from_float32 is not None:
         # Of the float32 model: float32 state.
         schema = ExportSchema.of(_float32_model(model), prefill_lengths)
@@ -301,9 +342,12 @@ def export_tflite(
               else step_archive(model, prefill_lengths)) as archive:
             schema = archive.schema
             data, int8_info = _convert(archive, quantize, representative_ids)
-    int8_info = int8_info or {}
-    builtin_operator_names(data)  # raises on a non-builtin operator
-    metadata = {
+    return schema, data, int8_info or {}
+
+
+def _metadata(model, schema, quantize, int8_info):
+    """The `keras_lm` metadata entry of the file (see the module docstring)."""
+    return {
         "format": "keras_lm.tflite",
         "version": 1,
         "family": getattr(model, "family", None),
@@ -317,25 +361,6 @@ def export_tflite(
         "quantize": quantize,
         **int8_info,
     }
-    data = _add_metadata(data, metadata)
-    if quantize == "int4":
-        # After the metadata: the quantizer keeps it, and may store large
-        # weights past the flatbuffer (by offset), which re-serializing the
-        # file to add metadata would drop.
-        data, int4_info = quantize_int4(data)
-        int8_info = {"int4": int4_info}
-    operators = builtin_operator_names(data)
-    write_bytes(path, data)
-    return TFLiteExport(
-        path=path,
-        quantize=quantize,
-        signatures=schema.signature_names,
-        size_bytes=len(data),
-        operators=tuple(operators),
-        float_operators=tuple(float_operator_names(data)),
-        schema=schema,
-        **int8_info,
-    )
 
 
 def _float32_source(source, schema):
@@ -476,7 +501,7 @@ def calibrate_int8(converter, representative_dataset):
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.representative_dataset = representative_dataset
-    converter._experimental_calibrate_only = True  # the debugger's switch
+    compat.calibrate_only(converter)
     with warnings.catch_warnings():
         # The calibrator runs the deprecated tf.lite.Interpreter internally.
         warnings.filterwarnings("ignore", r".*tf\.lite\.Interpreter is deprecated", UserWarning)
@@ -490,13 +515,10 @@ def quantize_calibrated(calibrated, int8_ops=None):
     `INT8_MATMUL_OPS`); None: every operator with an int8 builtin kernel.
     Inputs and outputs keep their float32 (int32) types.
     """
-    # A converter internal, imported only when int8 is asked for.
-    from tensorflow.lite.python.convert import mlir_quantize
-
     if int8_ops is None:
-        return mlir_quantize(calibrated)
+        return compat.quantize_calibrated_model(calibrated)
     denied = [op for op in operator_names(calibrated) if op not in int8_ops]
-    return mlir_quantize(calibrated, denylisted_ops=denied)
+    return compat.quantize_calibrated_model(calibrated, denylisted_ops=denied)
 
 
 def quantize_int4(data):

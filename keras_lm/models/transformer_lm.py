@@ -78,6 +78,20 @@ class TransformerLM(LanguageModel):
         super().__init__(vocabulary_size, sequence_length, pad_id, **kwargs)
         self.check_arguments(position_embedding=position_embedding, qk_norm=qk_norm,
                              logit_softcap=logit_softcap)
+        self._set_sizes(num_layers, num_heads, hidden_dim, intermediate_dim, head_dim)
+        self.dropout = dropout
+        self.activation = activation
+        self.position_embedding = position_embedding
+        self.tie_embeddings = tie_embeddings
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.qk_norm = qk_norm
+        self.zero_init_output = zero_init_output
+        self.logit_softcap = logit_softcap
+        self._make_layers()
+        self.build()
+
+    def _set_sizes(self, num_layers, num_heads, hidden_dim, intermediate_dim, head_dim):
+        """The depth and widths, as given (for `get_config`) and per layer (for the blocks)."""
         self.num_layers = num_layers
         self.num_heads = num_heads
         self.hidden_dim = hidden_dim
@@ -90,40 +104,38 @@ class TransformerLM(LanguageModel):
         )
         self.given_head_dim = head_dim
         self.head_dim = head_dim or default_head_dim(hidden_dim, self.layer_num_heads)
-        self.dropout = dropout
-        self.activation = activation
-        self.position_embedding = position_embedding
-        self.tie_embeddings = tie_embeddings
-        self.layer_norm_epsilon = layer_norm_epsilon
-        self.qk_norm = qk_norm
-        self.zero_init_output = zero_init_output
-        self.logit_softcap = logit_softcap
 
+    def _make_layers(self):
+        """The sublayers, from the hyperparameters set in `__init__`.
+
+        Their attribute and layer names are the weights' paths in a `.keras`
+        file: renaming one breaks loading every model saved before.
+        """
         policy = self.dtype_policy
         self.token_embedding = keras.layers.Embedding(
-            vocabulary_size,
-            hidden_dim,
+            self.vocabulary_size,
+            self.hidden_dim,
             embeddings_initializer=keras.initializers.RandomNormal(stddev=0.02),
             name="token_embedding",
             dtype=policy,
         )
         self.learned_positions = (
-            PositionEmbedding(sequence_length, name="position_embedding", dtype=policy)
-            if position_embedding == "learned"
+            PositionEmbedding(self.sequence_length, name="position_embedding", dtype=policy)
+            if self.position_embedding == "learned"
             else None
         )
-        self.embedding_dropout = keras.layers.Dropout(dropout)
+        self.embedding_dropout = keras.layers.Dropout(self.dropout)
         self.blocks = [
             TransformerBlock(
                 heads,
                 intermediate,
-                dropout=dropout,
-                activation=activation,
-                rotary=position_embedding == "rotary",
-                layer_norm_epsilon=layer_norm_epsilon,
-                qk_norm=qk_norm,
-                zero_init_output=zero_init_output,
-                head_dim=head_dim,
+                dropout=self.dropout,
+                activation=self.activation,
+                rotary=self.position_embedding == "rotary",
+                layer_norm_epsilon=self.layer_norm_epsilon,
+                qk_norm=self.qk_norm,
+                zero_init_output=self.zero_init_output,
+                head_dim=self.given_head_dim,
                 name=f"block_{i}",
                 dtype=policy,
             )
@@ -132,14 +144,13 @@ class TransformerLM(LanguageModel):
             )
         ]
         self.final_norm = keras.layers.LayerNormalization(
-            epsilon=layer_norm_epsilon, name="final_norm", dtype=policy
+            epsilon=self.layer_norm_epsilon, name="final_norm", dtype=policy
         )
         self.head = (
             None
-            if tie_embeddings
-            else keras.layers.Dense(vocabulary_size, name="head", dtype=policy)
+            if self.tie_embeddings
+            else keras.layers.Dense(self.vocabulary_size, name="head", dtype=policy)
         )
-        self.build()
 
     @staticmethod
     def check_arguments(position_embedding="rotary", qk_norm=False, logit_softcap=None,

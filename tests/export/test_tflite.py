@@ -11,16 +11,15 @@ import subprocess
 import sys
 import tempfile
 
+import ai_edge_litert  # noqa: F401  a hard dependency: fail, never skip, if it is missing
+import keras
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
-pytest.importorskip("ai_edge_litert")
-
-from keras_lm.export import tflite as tflite_export  # noqa: E402
-from keras_lm.export.litert_runner import LiteRTRunner, read_metadata  # noqa: E402
-from keras_lm.export.schema import ExportSchema, litert_name  # noqa: E402
-from keras_lm.export.tflite import (  # noqa: E402
+from keras_lm.export import tflite as tflite_export
+from keras_lm.export.litert_runner import LiteRTRunner, read_metadata
+from keras_lm.export.schema import ExportSchema, litert_name
+from keras_lm.export.tflite import (
     QUANTIZATIONS,
     NonBuiltinOperatorError,
     StepArchive,
@@ -28,7 +27,7 @@ from keras_lm.export.tflite import (  # noqa: E402
     export_tflite,
     step_archive,
 )
-from keras_lm.models import LSTMLM, TransformerLM  # noqa: E402
+from keras_lm.models import LSTMLM, TransformerLM
 
 VOCABULARY = 259
 CONTEXT = 64  # the tiny presets' sequence_length
