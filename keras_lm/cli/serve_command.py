@@ -18,9 +18,18 @@ arrives whole (a stream sends it as one chunk), rows share a call only when
 that cannot change their text, and there are no logprobs (docs/serving.md).
 
 A fine-tuned run's prompt template is applied to completion prompts, as
-`keras-lm generate` does; --raw turns that off (chat still uses it). Requests that arrive together are decoded as
-one batch of up to --max_batch_size rows (1: one at a time); every batch
-size is compiled at start-up, which takes a while for a large --max_batch_size.
+`keras-lm generate` does; --raw turns that off (chat still uses it).
+Requests are batched continuously (--batching=continuous): a request joins
+the running batch of up to --max_batch_size rows at its next compiled call
+and leaves it when done; --batching=static decodes the rows that arrived
+together until the last one ends. Every batch size is compiled at start-up,
+which takes a while for a large --max_batch_size.
+
+Left running: --api_key (or KERAS_LM_API_KEY) makes every endpoint but
+/health and the playground page ask for `Authorization: Bearer KEY`;
+browsers' pages from other origins are refused unless in --allowed_origins;
+--max_queue rows may wait (then 503 with Retry-After); --request_timeout
+ends a request that runs too long.
 """
 
 import os
@@ -61,6 +70,24 @@ flags.DEFINE_boolean(
 flags.DEFINE_string(
     "model_name", None, "The model's id in the API (default: the model directory's name).",
     flag_values=FLAGS)
+flags.DEFINE_enum(
+    "batching", "continuous", ["continuous", "static"],
+    "continuous: requests join the running batch at its next compiled call and leave when "
+    "done; static: the rows that arrived together decode until the last one ends.",
+    flag_values=FLAGS)
+flags.DEFINE_string(
+    "api_key", None, "Require `Authorization: Bearer API_KEY` on every endpoint but /health and "
+    "the playground page (default: the KERAS_LM_API_KEY environment variable; none: open).",
+    flag_values=FLAGS)
+flags.DEFINE_list(
+    "allowed_origins", [], "Web origins (https://app.example.com) and host names allowed besides "
+    "localhost's: browser pages there may call the API; '*' allows any.", flag_values=FLAGS)
+flags.DEFINE_integer(
+    "max_queue", 256, "Rows that may wait for a batch; requests beyond get 503 with Retry-After.",
+    flag_values=FLAGS)
+flags.DEFINE_float(
+    "request_timeout", 300.0, "Seconds a request may take; past it its rows stop (finish_reason "
+    "'length', or 504 before any text). 0: no limit.", flag_values=FLAGS)
 
 
 def main():
@@ -75,6 +102,15 @@ def main():
         raise UsageError(f"--steps_per_call must be >= 1, got {FLAGS.steps_per_call}")
     if FLAGS.batch_wait_ms < 0:
         raise UsageError(f"--batch_wait_ms must be >= 0, got {FLAGS.batch_wait_ms}")
+    if FLAGS.max_queue < 1:
+        raise UsageError(f"--max_queue must be >= 1, got {FLAGS.max_queue}")
+    if not FLAGS.request_timeout >= 0:  # NaN too
+        raise UsageError(f"--request_timeout must be >= 0 (0: no limit), got "
+                         f"{FLAGS.request_timeout}")
+    api_key = FLAGS.api_key if FLAGS.api_key is not None else os.environ.get("KERAS_LM_API_KEY")
+    if api_key is not None and not api_key.strip():
+        raise UsageError("--api_key: empty (give a key, or leave the flag and KERAS_LM_API_KEY "
+                         "unset for an open server)")
     # The port first: a busy one fails in a second, not after the model loads.
     sock = bind(FLAGS.host, FLAGS.port)
     try:
@@ -88,7 +124,9 @@ def main():
           file=sys.stderr, flush=True)
     serve(model, tokenizer, sock=sock, model_name=name, max_batch_size=FLAGS.max_batch_size,
           batch_wait_seconds=FLAGS.batch_wait_ms / 1000, steps_per_call=FLAGS.steps_per_call,
-          raw=FLAGS.raw,
+          raw=FLAGS.raw, batching=FLAGS.batching, api_key=api_key,
+          allowed_origins=FLAGS.allowed_origins, max_queue=FLAGS.max_queue,
+          request_timeout=FLAGS.request_timeout or None,
           print_=lambda line: print(line, flush=True))
 
 

@@ -10,8 +10,10 @@ Example:
 class APIError(Exception):
     """A request the server answers with an error (400 unless `status` says otherwise)."""
 
-    def __init__(self, message, *, param=None, status=400, type="invalid_request_error", code=None):
+    def __init__(self, message, *, param=None, status=400, type="invalid_request_error", code=None,
+                 headers=None):
         super().__init__(message)
+        self.headers = headers or {}
         self.message = message
         self.param = param
         self.status = status

@@ -10,7 +10,12 @@ Routes:
 - `GET /health`, `GET /metrics` (Prometheus text format), `GET /` (the playground).
 
 Every error is OpenAI's JSON (`{"error": {"message", "type", "param",
-"code"}}`), 400 for a bad request, and the server keeps serving.
+"code"}}`): 400 for a bad request, 401/403/415 from `keras_lm.serve.security`,
+413 for a body over 1 MB, 503 (with `Retry-After`) when `max_queue` rows
+already wait, 504 when a request's deadline passed before any text, 500 with
+a request id (the log has the details; no exception text reaches a client).
+The server keeps serving, and a bad request never fails the other rows.
+Tokenisation runs in a worker thread, off the event loop.
 
 Example:
 >>> from keras_lm.models import TransformerLM
@@ -27,6 +32,8 @@ import asyncio
 import dataclasses
 import importlib.resources
 import json
+import logging
+import math
 import time
 import uuid
 
@@ -40,8 +47,11 @@ from keras_lm.prompt_template import PromptTemplate
 from keras_lm.serve.api_error import APIError
 from keras_lm.serve.chat_request import parse_chat_request
 from keras_lm.serve.completion_request import parse_completion_request
-from keras_lm.serve.engine import Sequence
+from keras_lm.serve.engine import QueueFull, Sequence
 from keras_lm.serve.metrics import CONTENT_TYPE, Metrics
+from keras_lm.serve.security import Guard
+
+logger = logging.getLogger("keras_lm")
 
 MAX_BODY_BYTES = 1 << 20  # 1 MB
 MAX_ROWS_PER_REQUEST = 128  # prompts x n
@@ -50,23 +60,38 @@ PARAMS = {"prompts": "prompt", "prompt": "prompt", "max_new_tokens": "max_tokens
 ENDPOINTS = ("/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/metrics", "/")
 
 
-def create_app(engine, *, model_name, template=None, raw=False, metrics=None):
+def create_app(engine, *, model_name, template=None, raw=False, metrics=None, api_key=None,
+               bind_host="127.0.0.1", allowed_origins=(), request_timeout=None):
     """The FastAPI app serving `engine`'s model as `model_name`.
 
     `template` is the model's `PromptTemplate` (None: the identity, a model
     trained from scratch). Completion prompts go through it, as `generate`
     does, unless `raw` (as `generate --raw`); chat conversations are rendered
-    by it, and without one `/v1/chat/completions` answers 400.
+    by it, and without one `/v1/chat/completions` answers 400. `api_key`,
+    `bind_host` and `allowed_origins` go to `security.Guard`;
+    `request_timeout` (seconds, None: none) is each request's deadline.
     """
     app = fastapi.FastAPI(title="keras-lm serve", docs_url=None, redoc_url=None)
     server = _Handlers(engine, model_name, template or PromptTemplate(), raw,
-                       metrics or Metrics(queued=engine.queued))
+                       metrics or Metrics(queued=engine.queued, active=engine.active),
+                       request_timeout)
     app.state.handlers = server
+    app.add_middleware(Guard, api_key=api_key, bind_host=bind_host,
+                       allowed_origins=tuple(allowed_origins))
     app.add_middleware(_CountRequests, metrics=server.metrics)
 
     @app.exception_handler(APIError)
     async def api_error(request, error):
-        return JSONResponse(error.body(), status_code=error.status)
+        return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request, error):  # the log has the details; the client an id
+        request_id = f"req-{uuid.uuid4().hex[:16]}"
+        logger.error("%s %s failed (%s)", request.method, request.url.path, request_id,
+                     exc_info=error)
+        error = APIError(f"the server failed on this request (request id {request_id}; its "
+                         "log has the details)", status=500, type="server_error")
+        return JSONResponse(error.body(), status_code=500)
 
     @app.exception_handler(starlette.exceptions.HTTPException)
     async def http_error(request, error):  # unknown routes and methods, in OpenAI's shape
@@ -85,8 +110,9 @@ def create_app(engine, *, model_name, template=None, raw=False, metrics=None):
 
 
 class _Handlers:
-    def __init__(self, engine, model_name, template, raw, metrics):
+    def __init__(self, engine, model_name, template, raw, metrics, request_timeout=None):
         self.engine = engine
+        self.request_timeout = request_timeout
         self.model_name = model_name
         self.template = template
         self.raw = raw
@@ -98,8 +124,12 @@ class _Handlers:
         return page.read_text(encoding="utf-8")
 
     async def health(self):
-        return {"status": "ok", "model": self.model_name, "context": self.engine.context,
-                "max_batch_size": self.engine.max_batch_size, "queued_rows": self.engine.queued()}
+        """"ok", or "busy" while rows wait for a slot (a new request would wait too)."""
+        queued = self.engine.queued()
+        return {"status": "busy" if queued else "ok", "model": self.model_name,
+                "context": self.engine.context, "max_batch_size": self.engine.max_batch_size,
+                "queued_rows": queued, "active_rows": self.engine.active(),
+                "max_queue": self.engine.max_queue}
 
     async def metrics_page(self):
         return Response(self.metrics.page(), media_type=CONTENT_TYPE)
@@ -136,7 +166,8 @@ class _Handlers:
             raise APIError(f"n: {checked.n} completions exceed {MAX_ROWS_PER_REQUEST} per "
                            "request", param="n")
         try:  # roles, contents and their order are the template's to check
-            ids = self.template.chat_ids(checked.messages, self.engine.tokenizer)
+            ids = await asyncio.to_thread(self.template.chat_ids, checked.messages,
+                                          self.engine.tokenizer)
         except UsageError as error:
             raise APIError(str(error), param="messages") from None
         context = self.engine.context
@@ -150,8 +181,9 @@ class _Handlers:
                 f"tokens; shorten it{' or lower ' + checked.param if limit else ''}",
                 param="messages", code="context_length_exceeded")
         try:  # an engine may not take every conversation (a SavedModel: one user turn)
-            rows = self.engine.encode([ids], max_tokens or room, temperature=checked.temperature,
-                                      top_k=checked.top_k, top_p=checked.top_p)
+            rows = await asyncio.to_thread(
+                self.engine.encode, [ids], max_tokens or room, temperature=checked.temperature,
+                top_k=checked.top_k, top_p=checked.top_p)
         except UsageError as error:
             raise APIError(str(error), param=error.argument or "messages") from None
         completion = _ChatCompletion(self, checked, rows, arrived)
@@ -171,10 +203,10 @@ class _Handlers:
         # A fine-tuned model's prompt template is applied here, as `generate` does
         # (and echoed with the prompt, as `generate` prints it).
         prompt_texts = checked.prompts if self.raw else self.template.apply(checked.prompts)
-        try:
-            rows = self.engine.encode(prompt_texts, checked.max_tokens,
-                                      temperature=checked.temperature, top_k=checked.top_k,
-                                      top_p=checked.top_p)
+        try:  # in a worker thread: a long prompt must not hold up the event loop
+            rows = await asyncio.to_thread(
+                self.engine.encode, prompt_texts, checked.max_tokens,
+                temperature=checked.temperature, top_k=checked.top_k, top_p=checked.top_p)
         except UsageError as error:  # `generate`'s own check, in the request's words
             param = PARAMS.get(error.argument, error.argument)
             message = (error.spelled_as(param) if error.argument else str(error)).replace(
@@ -184,7 +216,13 @@ class _Handlers:
         return await self._answer(request, completion)
 
     async def _answer(self, request, completion):
-        self.engine.submit(completion.sequences)
+        try:
+            self.engine.submit(completion.sequences)
+        except QueueFull as error:
+            self.metrics.rejected.inc()
+            raise APIError(f"the server is busy: {error}; retry later", status=503,
+                           type="server_error", code="server_busy",
+                           headers={"Retry-After": "1"}) from None
         if completion.checked.stream:
             return StreamingResponse(completion.stream(), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
@@ -204,6 +242,9 @@ class _Completion:
         self.first_text = None
         self.id = f"{self.id_prefix}-{uuid.uuid4().hex}"
         self.created = int(time.time())
+        timeout = handlers.request_timeout
+        deadline = None if timeout is None else arrived + timeout
+        self.timed_out = False
         self.prompt_tokens = sum(len(row.prompt_ids) for row in rows)
         self.events = asyncio.Queue()
         loop = asyncio.get_running_loop()
@@ -212,18 +253,23 @@ class _Completion:
             for j in range(checked.n):
                 # Choice j of every prompt draws with seed + j: the same seed gives the
                 # same texts, and a prompt's text does not depend on the other prompts.
-                seed = None if checked.seed is None else checked.seed + j
+                seed = None if checked.seed is None else (checked.seed + j) % 2**63
                 index = len(self.sequences)
                 self.sequences.append(Sequence(
                     dataclasses.replace(row, seed=seed),
                     TextStream(handlers.engine.tokenizer, checked.stop),
-                    self._forward(loop, index), logprobs=getattr(checked, "logprobs", None)))
+                    self._forward(loop, index), logprobs=getattr(checked, "logprobs", None),
+                    request_id=self.id, deadline=deadline))
         self.texts = [""] * len(self.sequences)
         self.finish_reasons = [None] * len(self.sequences)
         self.logprobs = [None] * len(self.sequences)
 
     def _forward(self, loop, index):
+        metrics = self.handlers.metrics
+
         def on_event(kind, value):  # from the decoding thread
+            if kind == "done" and value in ("cancelled", "timeout"):
+                metrics.row_ended(value)  # counted here: nobody may read a cancelled row's end
             try:
                 loop.call_soon_threadsafe(self.events.put_nowait, (index, kind, value))
             except RuntimeError:  # the event loop is closed: the server is going down
@@ -234,7 +280,10 @@ class _Completion:
     async def _next_event(self):
         index, kind, value = await self.events.get()
         if kind == "error":
-            raise APIError(value, status=500, type="server_error")
+            raise APIError(f"{value} (request id {self.id})", status=500, type="server_error")
+        if kind == "done" and value == "timeout":  # past the deadline: the text so far
+            self.timed_out = True
+            value = "length"
         if kind == "text":
             self.first_text = self.first_text or time.monotonic()
             self.texts[index] += value
@@ -298,15 +347,23 @@ class _Completion:
                 for chunk in self._chunks(index, self._prompt_of(index))] if self.checked.echo else []
 
     async def whole(self, request):
+        watcher = asyncio.create_task(_wait_for_disconnect(request))
         try:
             while None in self.finish_reasons:
-                try:
-                    await asyncio.wait_for(self._next_event(), timeout=1.0)
-                except asyncio.TimeoutError:
-                    if await request.is_disconnected():
-                        return Response(status_code=499)  # nobody reads it
+                event = asyncio.ensure_future(self._next_event())
+                await asyncio.wait([event, watcher], return_when=asyncio.FIRST_COMPLETED)
+                if not event.done():  # the client left: its rows stop after this call
+                    event.cancel()
+                    self._cancel()
+                    return Response(status_code=499)  # nobody reads it
+                event.result()
         finally:
+            watcher.cancel()
             self._cancel()
+        if self.timed_out and not any(self.texts):
+            raise APIError(f"the request took longer than the server's --request_timeout of "
+                           f"{self.handlers.request_timeout:g} s before its first text",
+                           status=504, type="server_error", code="timeout")
         self._record()
         choices = [self._choice(i, text, reason)
                    for i, (text, reason) in enumerate(zip(self.texts, self.finish_reasons,
@@ -364,10 +421,27 @@ class _ChatCompletion(_Completion):
                 for index in range(len(self.sequences))]
 
 
+async def _wait_for_disconnect(request):
+    """Returns when the client closes the connection (the body has been read already)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _refuse_constant(name):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _finite_float(text):
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of the range of a float")
+    return value
+
+
 async def _read_json(request):
-    """The request's JSON body, at most `MAX_BODY_BYTES`."""
+    """The request's JSON body, at most `MAX_BODY_BYTES`; NaN and Infinity are refused."""
     too_big = APIError(f"the request body is over the limit of {MAX_BODY_BYTES:,} bytes (1 MB)",
-                       code="request_too_large")
+                       status=413, code="request_too_large")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise too_big
@@ -377,7 +451,7 @@ async def _read_json(request):
         if len(body) > MAX_BODY_BYTES:
             raise too_big
     try:
-        return json.loads(body)
+        return json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
     except ValueError as error:
         raise APIError(f"the request body is not valid JSON ({error})") from None
 

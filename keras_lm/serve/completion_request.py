@@ -22,6 +22,8 @@ from keras_lm.serve.api_error import APIError
 
 MAX_STOP_STRINGS = 4  # as OpenAI
 MAX_LOGPROBS = 5  # as OpenAI's completions
+INT32_MAX = 2**31 - 1  # top_k becomes an int32 tensor
+SEED_MAX = 2**63 - 1  # seeds are 0 .. 2**63 - 1 (all their bits count)
 DEFAULT_MAX_TOKENS = 16  # as OpenAI's completions
 # What a field of several types takes (pydantic reports each type's error apart).
 UNIONS = {"prompt": "a string or a list of strings", "stop": "a string, a list of strings or null"}
@@ -107,8 +109,12 @@ def check_sampling(checked, request):
                        param="temperature")
     if not 0 < checked.top_p <= 1:
         raise APIError(f"top_p must be in (0, 1], got {checked.top_p}", param="top_p")
-    if checked.top_k < -1:
-        raise APIError(f"top_k must be >= 0 (0 or -1: off), got {checked.top_k}", param="top_k")
+    if not -1 <= checked.top_k <= INT32_MAX:
+        raise APIError(f"top_k must be in 0..{INT32_MAX} (0 or -1: off; above the vocabulary: "
+                       f"all of it), got {checked.top_k}", param="top_k")
+    if checked.seed is not None and not 0 <= checked.seed <= SEED_MAX:
+        raise APIError(f"seed must be in 0..{SEED_MAX} (2**63 - 1), got {checked.seed}",
+                       param="seed")
     checked.top_k = max(checked.top_k, 0)
     if checked.n < 1:
         raise APIError(f"n must be >= 1, got {checked.n}", param="n")

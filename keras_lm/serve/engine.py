@@ -63,15 +63,19 @@ class Sequence:
     top tokens asked for, 0 to 5; None: none) once `("logprobs", {tokens,
     token_logprobs, top_logprobs, text_offset})` (`keras_lm.serve.logprobs`),
     then once `("done", finish_reason)` (`"stop"`: end of text or a stop string; `"length"`:
-    `max_new_tokens` reached) or `("error", message)`. Set `cancelled` (from
-    any thread) when nobody waits for it any more.
+    `max_new_tokens` reached; `"cancelled"`: its client left; `"timeout"`: its
+    `deadline` (a `time.monotonic()` value) passed) or `("error", message)`. Set
+    `cancelled` (from any thread) when nobody waits for it any more.
+    `request_id` names it in the server's log.
     """
 
-    def __init__(self, row, text, on_event, logprobs=None):
+    def __init__(self, row, text, on_event, logprobs=None, *, request_id=None, deadline=None):
         self.row = row
         self.text = text
         self.on_event = on_event
         self.logprobs = logprobs
+        self.request_id = request_id
+        self.deadline = deadline
         self.cancelled = False
         self.num_tokens = 0
         self.finished = False
@@ -81,6 +85,32 @@ class Sequence:
         self.finished = True
         self.finish_reason = value if kind == "done" else "error"
         self.on_event(kind, value)
+
+    def expired(self, now=None):
+        return self.deadline is not None and (now or time.monotonic()) > self.deadline
+
+    def deliver(self, tokens):
+        """Hands the new `tokens`' text on; returns the reason to stop the row now, if any."""
+        self.num_tokens += len(tokens)
+        new_text = self.text.add(tokens)
+        if new_text:
+            self.on_event("text", new_text)
+        if self.text.stopped:
+            return "stop"
+        if self.cancelled:
+            return "cancelled"
+        return "timeout" if self.expired() else None
+
+
+class QueueFull(Exception):
+    """The engine's queue holds `max_queue` rows: the app answers 503."""
+
+
+def internal_error(sequences, error):
+    """Logs `error` with the request ids; the message a client gets (no exception text)."""
+    ids = sorted({s.request_id for s in sequences if s.request_id})
+    logger.error("decoding failed for %s", ", ".join(ids) or "a request", exc_info=error)
+    return "the server failed while decoding this request; its log has the details"
 
 
 class BatchingEngine:
@@ -96,8 +126,11 @@ class BatchingEngine:
     # Whether `Sequence.logprobs` can be served (the app answers 400 where not).
     supports_logprobs = False
 
-    def __init__(self, tokenizer, *, max_batch_size=8, batch_wait_seconds=0.01, on_batch=None):
+    def __init__(self, tokenizer, *, max_batch_size=8, batch_wait_seconds=0.01, on_batch=None,
+                 max_queue=None):
         self.tokenizer = tokenizer
+        self.max_queue = max_queue
+        self._active = 0
         self.buckets = batch_buckets(max_batch_size)
         self.max_batch_size = max_batch_size
         self.batch_wait_seconds = batch_wait_seconds
@@ -128,10 +161,20 @@ class BatchingEngine:
         """Rows waiting for a batch."""
         return self._waiting.qsize()
 
+    def active(self):
+        """Rows being decoded now."""
+        return self._active
+
     def submit(self, sequences):
-        """Queues the sequences (thread-safe); their events come from the decoding thread."""
+        """Queues the sequences (thread-safe); their events come from the decoding thread.
+
+        Raises `QueueFull` (and queues none of them) when they would make
+        more than `max_queue` rows wait.
+        """
         if self._closed.is_set():
             raise RuntimeError("the engine is closed")
+        if self.max_queue is not None and self.queued() + len(sequences) > self.max_queue:
+            raise QueueFull(f"{self.queued()} rows are waiting (--max_queue={self.max_queue})")
         for sequence in sequences:
             self._waiting.put(sequence)
 
@@ -145,13 +188,15 @@ class BatchingEngine:
         while not self._closed.is_set():
             batch = self._next_batch()
             if batch:
+                self._active = len(batch)
                 try:
                     self._decode(batch)
                 except Exception as error:  # noqa: BLE001  (a bad batch must not stop the server)
-                    logger.exception("decoding failed")
+                    message = internal_error(batch, error)
                     for sequence in batch:
                         if not sequence.finished:
-                            sequence.finish("error", f"decoding failed: {error}")
+                            sequence.finish("error", message)
+                self._active = 0
 
     def _next_batch(self):
         """The first waiting sequence and those arriving within the wait window."""
@@ -169,11 +214,17 @@ class BatchingEngine:
                 self._closed.set()
                 break
             batch.append(sequence)
-        # A client that left while its rows waited: drop them before decoding.
-        for sequence in batch:
-            if sequence.cancelled:
-                sequence.finish("done", "cancelled")
-        return [s for s in batch if not s.finished]
+        return [s for s in batch if admissible(s)]
+
+
+def admissible(sequence):
+    """Whether a waiting sequence should still be decoded; ends it if its client left or its
+    deadline passed while it waited."""
+    if sequence.cancelled:
+        sequence.finish("done", "cancelled")
+    elif sequence.expired():
+        sequence.finish("done", "timeout")
+    return not sequence.finished
 
 
 class Engine(BatchingEngine):
@@ -185,18 +236,19 @@ class Engine(BatchingEngine):
         max_batch_size: rows decoded together at most (1: one at a time).
         batch_wait_seconds: how long the first waiting row waits for others.
         steps_per_call: tokens per compiled call (streaming granularity).
-        on_batch: optional `on_batch(rows, seconds, new_tokens, cancelled_rows)`, called
-            after each batch.
+        on_batch: optional `on_batch(rows, seconds, new_tokens)`, called after each batch.
+        max_queue: rows that may wait at most (`submit` raises `QueueFull`); None: no limit.
     """
 
     supports_logprobs = True
 
     def __init__(self, model, tokenizer, *, max_batch_size=8, batch_wait_seconds=0.01,
-                 steps_per_call=16, on_batch=None):
+                 steps_per_call=16, on_batch=None, max_queue=None):
         self.model = model
         self.steps_per_call = steps_per_call
         super().__init__(tokenizer, max_batch_size=max_batch_size,
-                         batch_wait_seconds=batch_wait_seconds, on_batch=on_batch)
+                         batch_wait_seconds=batch_wait_seconds, on_batch=on_batch,
+                         max_queue=max_queue)
 
     @property
     def context(self):
@@ -213,6 +265,7 @@ class Engine(BatchingEngine):
         that already starts with `<bos>` (a chat: `PromptTemplate.chat_ids`).
         """
         ids = encode_prompts(self.tokenizer, prompts, max_new_tokens, self.context)
+        top_k = min(top_k, self.model.vocabulary_size)  # more than the vocabulary: all of it
         return [Row(p, max_new_tokens, temperature, top_k, top_p, seed) for p in ids]
 
     def _decode(self, sequences):
@@ -226,27 +279,27 @@ class Engine(BatchingEngine):
             for i, (sequence, tokens) in enumerate(zip(sequences, chunk, strict=True)):
                 if sequence.finished:
                     continue
-                sequence.num_tokens += len(tokens)
-                new_text = sequence.text.add(tokens)
-                if new_text:
-                    sequence.on_event("text", new_text)
-                if sequence.text.stopped or sequence.cancelled:
+                reason = sequence.deliver(tokens)
+                if reason:
                     batch.stop(i)
-                    self._finish(sequence, "stop" if sequence.text.stopped else "cancelled")
+                    self._finish(sequence, reason)
         for i, sequence in enumerate(sequences):
             if not sequence.finished:
-                rest = sequence.text.finish()
-                if rest:
-                    sequence.on_event("text", rest)
-                self._finish(sequence, "stop" if batch.ended[i] else "length")
+                self._finish_whole(sequence, batch.ended[i])
         if self.on_batch is not None:
             self.on_batch(len(sequences), time.monotonic() - start,
-                          sum(s.num_tokens for s in sequences),
-                          sum(s.finish_reason == "cancelled" for s in sequences))
+                          sum(s.num_tokens for s in sequences))
+
+    def _finish_whole(self, sequence, ended):
+        """Ends a row the loop finished: the rest of its text, then "stop" or "length"."""
+        rest = sequence.text.finish()
+        if rest:
+            sequence.on_event("text", rest)
+        self._finish(sequence, "stop" if ended else "length")
 
     def _finish(self, sequence, reason):
         """Ends `sequence`; first its logprobs, if asked for (over the tokens of its text)."""
-        if sequence.logprobs is not None and reason != "cancelled":
+        if sequence.logprobs is not None and reason not in ("cancelled", "timeout"):
             ids = sequence.text.ids
             if sequence.text.stopped:  # the tokens that make the text, not those past the cut
                 ids = covering_tokens(self.tokenizer, ids, sequence.text.text)

@@ -1,9 +1,11 @@
 """The server's `/metrics` page (Prometheus text format, via `prometheus_client`).
 
 Counters of requests (by endpoint and HTTP status), prompt and completion
-tokens; histograms of request latency, time to first token and rows per
-batch; gauges of the tokens per second over the last 10 seconds, the rows
-waiting, and latency percentiles (p50/p95/p99) over the last 1,000 requests.
+tokens, requests rejected because the queue was full, rows cancelled (their
+client left) and timed out (past `--request_timeout`); histograms of request
+latency, time to first token and rows per compiled call; gauges of the
+tokens per second over the last 10 seconds, the rows waiting and the rows
+decoding, and latency percentiles (p50/p95/p99) over the last 1,000 requests.
 Each server has its own registry, so two servers in one process (tests) do
 not mix their counts.
 
@@ -27,7 +29,8 @@ QUANTILES = (0.5, 0.95, 0.99)
 
 
 class Metrics:
-    def __init__(self, queued=lambda: 0, window_seconds=10.0, recent_requests=1000):
+    def __init__(self, queued=lambda: 0, window_seconds=10.0, recent_requests=1000,
+                 active=lambda: 0):
         self.registry = prometheus_client.CollectorRegistry()
         options = dict(registry=self.registry, namespace="keras_lm")
         self.requests = prometheus_client.Counter(
@@ -39,6 +42,12 @@ class Metrics:
             "completion_tokens", "Tokens generated for finished completions.", **options)
         self.cancelled_rows = prometheus_client.Counter(
             "cancelled_rows", "Rows stopped because their client went away.", **options)
+        self.timed_out_rows = prometheus_client.Counter(
+            "timed_out_rows", "Rows stopped because their request passed its deadline.",
+            **options)
+        self.rejected = prometheus_client.Counter(
+            "rejected_requests", "Requests refused with 503 because the queue was full.",
+            **options)
         self.latency = prometheus_client.Histogram(
             "request_latency_seconds", "Completion request latency, arrival to last token.",
             buckets=LATENCY_BUCKETS, **options)
@@ -50,6 +59,8 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64), **options)
         prometheus_client.Gauge(
             "queued_rows", "Rows waiting for a batch.", **options).set_function(queued)
+        prometheus_client.Gauge(
+            "active_rows", "Rows being decoded now.", **options).set_function(active)
         prometheus_client.Gauge(
             "tokens_per_second", f"Tokens generated per second over the last {window_seconds:g} s.",
             **options).set_function(self.tokens_per_second)
@@ -73,10 +84,13 @@ class Metrics:
         with self._lock:
             self._recent.append(latency)
 
-    def finished_batch(self, rows, seconds, new_tokens, cancelled=0):
-        """From the decoding thread, after each batch."""
+    def row_ended(self, reason):
+        """A row ended early: `"cancelled"` (its client left) or `"timeout"`."""
+        (self.cancelled_rows if reason == "cancelled" else self.timed_out_rows).inc()
+
+    def finished_batch(self, rows, seconds, new_tokens):
+        """From the decoding thread, after each batch (static) or compiled call (continuous)."""
         self.batch_rows.observe(rows)
-        self.cancelled_rows.inc(cancelled)
         with self._lock:
             self._tokens.append((time.monotonic(), new_tokens))
 

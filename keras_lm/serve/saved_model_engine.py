@@ -90,14 +90,15 @@ class SavedModelEngine(BatchingEngine):
     """
 
     def __init__(self, saved_model, tokenizer, *, max_batch_size=8, batch_wait_seconds=0.01,
-                 on_batch=None):
+                 on_batch=None, max_queue=None):
         self.saved_model = saved_model
         signatures = saved_model.signatures
         # The app applies the template (as for the Keras model): the graph must not again.
         self._signature = signatures.get(RAW_SIGNATURE, signatures["sample"])
         self.template = PromptTemplate(getattr(tokenizer, "prompt_template", None))
         super().__init__(tokenizer, max_batch_size=max_batch_size,
-                         batch_wait_seconds=batch_wait_seconds, on_batch=on_batch)
+                         batch_wait_seconds=batch_wait_seconds, on_batch=on_batch,
+                         max_queue=max_queue)
 
     @property
     def context(self):
@@ -142,7 +143,7 @@ class SavedModelEngine(BatchingEngine):
     def _decode_group(self, sequences):
         start = time.monotonic()
         row = sequences[0].row
-        seed = row.seed if row.seed is not None else random.randrange(2**31)
+        seed = row.seed if row.seed is not None else random.randrange(2**63)
         texts = self._call([s.row.prompt_text for s in sequences], row.max_new_tokens,
                            row.temperature, row.top_k, row.top_p, seed)
         for sequence, text in zip(sequences, texts, strict=True):
@@ -155,7 +156,7 @@ class SavedModelEngine(BatchingEngine):
             sequence.finish("done", "stop" if ended else "length")
         if self.on_batch is not None:
             self.on_batch(len(sequences), time.monotonic() - start,
-                          sum(s.num_tokens for s in sequences), 0)
+                          sum(s.num_tokens for s in sequences))
 
     def _call(self, prompts, max_new_tokens, temperature, top_k, top_p, seed):
         out = self._signature(

@@ -19,6 +19,7 @@ skips compiling, so the first request would compile its programs):
 import errno
 import logging
 import socket
+import sys
 import threading
 import time
 
@@ -27,9 +28,14 @@ import uvicorn
 from keras_lm.errors import UsageError
 from keras_lm.export.exported import ExportedSavedModel
 from keras_lm.prompt_template import PromptTemplate
+from keras_lm.generation import rows_supported
 from keras_lm.serve.app import create_app
+from keras_lm.serve.continuous_engine import ContinuousEngine
 from keras_lm.serve.engine import Engine
 from keras_lm.serve.saved_model_engine import SavedModelEngine
+from keras_lm.serve.security import is_local
+
+BATCHING = ("continuous", "static")
 
 logger = logging.getLogger("keras_lm")
 
@@ -60,28 +66,45 @@ def bind(host, port):
 
 
 def build(model, tokenizer, *, model_name="model", max_batch_size=8, batch_wait_seconds=0.01,
-          steps_per_call=16, raw=False, warm_up=True):
+          steps_per_call=16, raw=False, warm_up=True, batching="continuous", max_queue=None,
+          request_timeout=None, api_key=None, bind_host="127.0.0.1", allowed_origins=()):
     """`(app, engine)`: the engine (decoding thread, programs compiled) and the app over it.
 
-    `model` is a Keras language model (`Engine`), or an `ExportedSavedModel`
+    `model` is a Keras language model, or an `ExportedSavedModel`
     (`SavedModelEngine`: `load_saved_model` gives it with its tokenizer;
-    `steps_per_call` does not apply). The prompt template is the run's
-    (`model.run_config`, as `keras_lm.load` attaches it, or the exported
-    tokenizer's; none for a model trained from scratch): completions apply
-    it unless `raw`, and chat renders conversations with it.
+    `steps_per_call` and `batching` do not apply). A Keras model is batched
+    continuously (`ContinuousEngine`) when its `decode` takes one position
+    per row, else, or with `batching="static"`, statically (`Engine`). The
+    prompt template is the run's (`model.run_config`, as `keras_lm.load`
+    attaches it, or the exported tokenizer's; none for a model trained from
+    scratch): completions apply it unless `raw`, and chat renders
+    conversations with it. `max_queue`, `request_timeout`, `api_key`,
+    `bind_host` and `allowed_origins`: see `create_app`.
     """
-    options = dict(max_batch_size=max_batch_size, batch_wait_seconds=batch_wait_seconds)
+    if batching not in BATCHING:
+        raise UsageError(f"batching must be one of {BATCHING}, got {batching!r}",
+                         argument="batching")
+    options = dict(max_batch_size=max_batch_size, batch_wait_seconds=batch_wait_seconds,
+                   max_queue=max_queue)
     if isinstance(model, ExportedSavedModel):
         engine = SavedModelEngine(model, tokenizer, **options)
         template = engine.template
     else:
         template = PromptTemplate.from_run_config(getattr(model, "run_config", None))
-        engine = Engine(model, tokenizer, steps_per_call=steps_per_call, **options)
+        kind = Engine
+        if batching == "continuous":
+            kind = ContinuousEngine if rows_supported(model) else Engine
+            if kind is Engine:
+                logger.warning("this model's decode takes one position for the whole batch: "
+                               "static batching")
+        engine = kind(model, tokenizer, steps_per_call=steps_per_call, **options)
     if warm_up:
         start = time.monotonic()
         programs = engine.warm_up()
         logger.info("compiled %d programs in %.1f s", programs, time.monotonic() - start)
-    app = create_app(engine, model_name=model_name, template=template, raw=raw)
+    app = create_app(engine, model_name=model_name, template=template, raw=raw, api_key=api_key,
+                     bind_host=bind_host, allowed_origins=allowed_origins,
+                     request_timeout=request_timeout)
     engine.on_batch = app.state.handlers.metrics.finished_batch
     return app, engine
 
@@ -101,7 +124,7 @@ class ServerThread:
 
     def __init__(self, model, tokenizer, host="127.0.0.1", port=0, **options):
         self.socket = bind(host, port)
-        self.app, self.engine = build(model, tokenizer, **options)
+        self.app, self.engine = build(model, tokenizer, bind_host=host, **options)
         self.server = uvicorn_server(self.app)
         host, port = self.socket.getsockname()[:2]
         self.url = f"http://{host}:{port}"
@@ -127,8 +150,12 @@ class ServerThread:
 def serve(model, tokenizer, *, host="127.0.0.1", port=8000, sock=None, print_=print, **options):
     """Serves until interrupted (Ctrl-C): what `keras-lm serve` runs after loading the model."""
     sock = sock or bind(host, port)
-    app, engine = build(model, tokenizer, **options)
     host, port = sock.getsockname()[:2]
+    if not is_local(host) and not options.get("api_key"):
+        print(f"warning: serving on {host} without an API key: anyone who can reach this "
+              "machine can use the model (set --api_key or KERAS_LM_API_KEY)", file=sys.stderr,
+              flush=True)
+    app, engine = build(model, tokenizer, bind_host=host, **options)
     url = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
     print_(f"serving {options.get('model_name', 'model')!r} at {url} (playground: {url}/, "
            f"OpenAI API: {url}/v1, metrics: {url}/metrics); Ctrl-C stops")

@@ -193,11 +193,13 @@ def test_bad_requests_get_an_openai_error(server, case):
     assert param in error["message"]
 
 
-def test_bodies_over_1_mb_and_broken_json_are_400_and_the_server_keeps_serving(server, client):
+def test_bodies_over_1_mb_are_413_broken_json_400_and_the_server_keeps_serving(server, client):
     big = json.dumps({"prompt": "x" * (1 << 20)}).encode()
-    for content in (big, b'{"prompt": "x", ', b"[1, 2]"):
-        reply = httpx.post(server.url + "/v1/completions", content=content, timeout=60)
-        assert reply.status_code == 400, reply.text
+    json_type = {"Content-Type": "application/json"}
+    for content, status in ((big, 413), (b'{"prompt": "x", ', 400), (b"[1, 2]", 400)):
+        reply = httpx.post(server.url + "/v1/completions", content=content, headers=json_type,
+                           timeout=60)
+        assert reply.status_code == status, reply.text
         assert reply.json()["error"]["message"]
     with pytest.raises(openai.BadRequestError, match="temperature"):
         client.completions.create(model="tiny", prompt="x", temperature=-1)
@@ -225,7 +227,7 @@ def test_models_health_metrics_and_the_playground(server, client):
     assert client.models.retrieve("tiny").id == "tiny"
     health = httpx.get(server.url + "/health").json()
     assert health == {"status": "ok", "model": "tiny", "context": CONTEXT, "max_batch_size": 2,
-                      "queued_rows": 0}
+                      "queued_rows": 0, "active_rows": 0, "max_queue": None}
     complete(server, prompt="x", max_tokens=2)
     httpx.post(server.url + "/v1/completions", json={"prompt": "x", "top_p": 2})
     page = httpx.get(server.url + "/metrics")
