@@ -258,7 +258,7 @@ def browser():
 # worker, so each fixture trains once (not once per worker). (`exported_run`
 # uses `trained`, so its tests join that group.) Every other test
 # runs on its module's worker, so a module's fixtures are built once too.
-SHARED_RUNS = ("trained", "tensorboard_run")
+SHARED_RUNS = ("trained", "tensorboard_run", "pretrained_runs")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
