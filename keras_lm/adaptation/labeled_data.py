@@ -1,15 +1,17 @@
 """Labelled texts for a classifier: reading them, checking them, splitting them.
 
 A label file is JSONL (one JSON object per line), CSV or TSV (a header row
-naming the columns), chosen by its extension. Each row gives a text
+naming the columns), chosen by its extension and read by
+`keras_lm.data.rows.read_row_file` (as pair files are). Each row gives a text
 (`text_key`) and a label (`label_key`); labels are kept as strings.
 Python callers may also pass the rows themselves: dicts, or `(text, label)`
 pairs. Every mistake is a `UsageError` naming the argument and, for a
 file, the line.
 
 Validation is a file of its own (`val_data`), or else a deterministic 10%
-of the rows chosen by a hash of the row (`split_rows`): the same rows on
-every machine and run, and identical rows always on the same side.
+of the rows chosen by a hash of the row (`split_rows`, over
+`keras_lm.data.rows.hash_split`): the same rows on every machine and run,
+and identical rows always on the same side.
 
 Example:
 >>> rows = read_rows([("purr", "cat"), ("woof", "dog"), ("meow", "cat")])
@@ -19,19 +21,17 @@ Example:
 ['cat', 'dog']
 """
 
-import csv
 import dataclasses
 import json
 import os
 
 from keras_lm.adaptation.stdlib_labels import BUILTIN_DATA
 from keras_lm.data.row_hash import hash_fraction
+from keras_lm.data.rows import ROW_FORMATS, VALIDATION_FRACTION, hash_split, read_row_file
 from keras_lm.errors import UsageError
 from keras_lm.io_utils import atomic_path
 
-FORMATS = (".jsonl", ".csv", ".tsv")
-# The share of rows held out for validation when no validation data is given.
-VALIDATION_FRACTION = 0.1
+FORMATS = ROW_FORMATS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,44 +69,18 @@ def read_rows(data, text_key="text", label_key="label", argument="data"):
 
 
 def _read_file(path, text_key, label_key, argument):
-    extension = os.path.splitext(path)[1].lower()
-    if extension not in FORMATS:
-        raise UsageError(f"{argument}: {path!r} must be a {', '.join(FORMATS)} file",
-                         argument=argument)
-    if not os.path.isfile(path):
-        raise UsageError(f"{argument}: {path!r} does not exist", argument=argument)
-    rows = []
-    with open(path, encoding="utf-8", newline="") as f:
-        if extension == ".jsonl":
-            for number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    item = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise UsageError(f"{argument}: {path}: line {number} is not valid JSON "
-                                     f"({error.msg})", argument=argument) from None
-                rows.append(_row(item, number, text_key, label_key, argument, f"{path}: line"))
-        else:
-            reader = csv.DictReader(f, delimiter="\t" if extension == ".tsv" else ",")
-            try:
-                for item in reader:
-                    # The header is line 1; a quoted field may span lines.
-                    rows.append(_row(item, reader.line_num, text_key, label_key, argument,
-                                     f"{path}: line", columns=reader.fieldnames))
-            except csv.Error as error:
-                raise UsageError(f"{argument}: {path}: line {reader.line_num} is malformed "
-                                 f"({error})", argument=argument) from None
-    return rows
+    """The rows of a label file, read by `keras_lm.data.rows.read_row_file`."""
+    return [_row(item, line, text_key, label_key, argument, f"{path}: line")
+            for line, item in read_row_file(path, argument, "a label file")]
 
 
-def _row(item, number, text_key, label_key, argument, where, columns=None):
+def _row(item, number, text_key, label_key, argument, where):
     if isinstance(item, (tuple, list)) and len(item) == 2:
         text, label = item
     elif isinstance(item, dict):
         for key, name in ((text_key, "text_key"), (label_key, "label_key")):
             if item.get(key) is None:
-                found = ", ".join(map(repr, columns or list(item))) or "none"
+                found = ", ".join(map(repr, item)) or "none"
                 raise UsageError(f"{argument}: {where} {number} has no {key!r} (the {name}); "
                                  f"it has {found}", argument=argument)
         text, label = item[text_key], item[label_key]
@@ -167,9 +141,7 @@ def split_rows(rows, fraction=VALIDATION_FRACTION):
     >>> len(train) + len(validation), 0 < len(validation) < 12
     (40, True)
     """
-    train, validation = [], []
-    for row in rows:
-        (validation if row_fraction(row) < fraction else train).append(row)
+    train, validation = hash_split(rows, lambda row: (row.text, row.label), fraction)
     seen = {row.label for row in train}
     train += [row for row in validation if row.label not in seen]
     validation = [row for row in validation if row.label in seen]
@@ -184,6 +156,44 @@ def split_rows(rows, fraction=VALIDATION_FRACTION):
             train = [row for row in train if row is not held]
     train.sort(key=lambda row: row.line)
     return train, validation
+
+
+def labeled_split(data, val_data=None, text_key="text", label_key="label"):
+    """`(train_rows, val_rows, labels, validation)`: the rows of a classifier run, checked, split.
+
+    `val_data` validates, or else `split_rows` holds out a tenth of `data`.
+    `validation` describes the choice for `config.json`: `{"kind":
+    "val_data", "path": ...}` or `{"kind": "hash_10_percent", ...}`.
+
+    Example:
+    >>> rows = [(f"text {i}", "ab"[i % 2]) for i in range(40)]
+    >>> train, validation, labels, how = labeled_split(rows)
+    >>> labels, how["kind"], len(train) + len(validation)
+    (['a', 'b'], 'hash_10_percent', 40)
+    """
+    if data is None or (isinstance(data, str) and not data):
+        raise UsageError("data: a classifier needs labelled texts (a .jsonl, .csv or .tsv file "
+                         f"with {text_key!r} and {label_key!r}), got none", argument="data")
+    rows = read_rows(data, text_key, label_key, argument="data")
+    if val_data is not None:
+        val_rows = read_rows(val_data, text_key, label_key, argument="val_data")
+        labels = label_set(rows, argument="data")
+        check_known_labels(val_rows, labels, argument="val_data",
+                           known_from="the training data")
+        validation = {"kind": "val_data", "rows": len(val_rows),
+                      "path": describe_data(val_data)}
+        return rows, val_rows, labels, validation
+    label_set(rows, argument="data")  # one class is an error before any split
+    train_rows, val_rows = split_rows(rows)
+    if not val_rows:
+        raise UsageError(f"data: {len(rows)} rows are too few to hold out validation rows; "
+                         "add rows or give val_data", argument="data")
+    labels = label_set(train_rows, argument="data")
+    validation = {"kind": "hash_10_percent", "fraction": VALIDATION_FRACTION,
+                  "rows": len(val_rows),
+                  "rule": "rows whose SHA-256 of [text, label] (as JSON) read as a fraction of "
+                          "2**64 is below the fraction"}
+    return train_rows, val_rows, labels, validation
 
 
 def write_rows(path, rows, text_key="text", label_key="label"):

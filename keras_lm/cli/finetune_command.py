@@ -36,7 +36,7 @@ from absl import flags
 
 from keras_lm.adaptation.config import FinetuneConfig
 from keras_lm.adaptation.finetune import finetune
-from keras_lm.adaptation.recipes import finetune_recipe_defaults, recipe_head
+from keras_lm.adaptation.recipes import recipe_head
 from keras_lm.cli.app import run_subcommand
 from keras_lm.cli.config_flags import define_config_flags, flag_of, given_settings
 from keras_lm.errors import UsageError
@@ -73,7 +73,7 @@ flags.DEFINE_integer("max_length", None, "--head=classifier: the longest input i
                      "(default: the base's context); longer texts keep their beginning.",
                      flag_values=FLAGS)
 CLASSIFIER_FLAGS = ("text_key", "label_key", "pooling", "max_length")
-# The settings `finetune_classifier` reads (besides the base, output and data);
+# The settings a classifier run reads from the flags (besides the base, output and data);
 # the other fine-tuning settings are an error with --head=classifier. The
 # tokenizer's are passed on to be refused with their own message.
 CLASSIFIER_SETTINGS = ("val_data", "steps", "batch_size", "learning_rate", "seed", "verbose",
@@ -110,8 +110,8 @@ def main():
 
 
 def main_classifier():
-    """`--head=classifier` (or its recipe): `keras_lm.adaptation.classifier.finetune_classifier`
-    with the recipe's settings, then the flags given."""
+    """`--head=classifier` (or its recipe): `ClassifierConfig.from_recipe` with the flags
+    given, run by `keras_lm.adaptation.classifier.finetune_classifier`."""
     given = given_settings(FLAGS, SETTINGS, FIELDS)
     for name in given:
         if name in ("save_adapters", "adapters"):
@@ -122,22 +122,16 @@ def main_classifier():
         if name not in CLASSIFIER_READS:
             flag = flag_of(name, FIELDS)[2:]
             raise UsageError(f"--{flag}={FLAGS[flag].value}: not used with --head=classifier")
-    recipe = finetune_recipe_defaults(FLAGS.recipe) if FLAGS.recipe else {}
-    paths = {k: v for k, v in recipe.items() if k in ("base_dir", "output_dir", "data")}
-    config = FinetuneConfig(**{**paths, **given, "recipe": FLAGS.recipe})
+    given.pop("recipe", None)
+    given.update({k: FLAGS[k].value for k in CLASSIFIER_FLAGS if FLAGS[k].present})
+    # Imported here: the classifier is its own part of the adaptation layer.
+    from keras_lm.adaptation.classifier import ClassifierConfig, finetune_classifier
+
+    config = ClassifierConfig.from_recipe(FLAGS.recipe, **given)
     if not config.data:
         raise UsageError("--data: --head=classifier needs a labelled file (.csv, .tsv or "
                          ".jsonl with --text_key and --label_key), got none")
-    config.check_settings()  # the tokenizer flags, LoRA's rank, output_dir != the base
-    # The recipe's training settings, then the flags given.
-    settings = {k: v for k, v in recipe.items() if k not in paths}
-    settings.update({k: v for k, v in given.items() if k in CLASSIFIER_SETTINGS})
-    settings.update({k: FLAGS[k].value for k in CLASSIFIER_FLAGS if FLAGS[k].present})
-    # Imported here: the classifier is its own part of the adaptation layer.
-    from keras_lm.adaptation.classifier import finetune_classifier
-
-    finetune_classifier(config.base_dir, config.output_dir, config.data, recipe=config.recipe,
-                        **settings)
+    finetune_classifier(config)
 
 
 def run(argv):

@@ -34,23 +34,21 @@ Example:
 """
 
 import ast
-import csv
 import dataclasses
 import functools
-import json
 import os
 
 import numpy as np
 import tensorflow as tf
 
+from keras_lm.data import rows
 from keras_lm.data.corpora import pystdlib_files
-from keras_lm.data.row_hash import hash_fraction, row_digest
+from keras_lm.data.row_hash import row_digest
+from keras_lm.data.rows import ROW_FORMATS, VALIDATION_FRACTION, read_row_file
 from keras_lm.errors import UsageError
 from keras_lm.prompt_template import PromptTemplate
 
-PAIR_FORMATS = (".jsonl", ".csv", ".tsv")
-# Share of the rows held out for validation when no val_data is given.
-VALIDATION_FRACTION = 0.1
+PAIR_FORMATS = ROW_FORMATS
 # Built-in pair sets (`pairs_corpus`), made from the built-in corpus.
 PAIR_CORPORA = ("docstring_to_code",)
 
@@ -67,24 +65,13 @@ class Pair:
 def read_pairs(path, prompt_key="prompt", response_key="response", argument="data"):
     """The pairs of a `.jsonl`, `.csv` or `.tsv` file, checked; errors name `argument`.
 
-    Every row needs both keys with string values and a non-empty response.
+    The file is read by `keras_lm.data.rows.read_row_file` (UTF-8, JSON
+    objects, tables). Every row needs both keys with string values and a
+    non-empty response.
     """
     path = os.fspath(path)
-    extension = os.path.splitext(path)[1].lower()
-    if extension not in PAIR_FORMATS:
-        raise UsageError(f"{argument}: {path!r} is not a pair file; use one of "
-                         f"{', '.join(PAIR_FORMATS)}", argument=argument)
-    if not os.path.isfile(path):
-        raise UsageError(f"{argument}: {path!r} does not exist", argument=argument)
-    try:
-        with open(path, encoding="utf-8", newline="") as f:
-            rows = list(_jsonl_rows(f, path, argument) if extension == ".jsonl"
-                        else _table_rows(f, "\t" if extension == ".tsv" else ","))
-    except UnicodeDecodeError as error:
-        raise UsageError(f"{argument}: {path!r} is not UTF-8 text ({error.reason})",
-                         argument=argument) from None
     pairs = []
-    for line, row in rows:
+    for line, row in read_row_file(path, argument, "a pair file"):
         where = f"line {line} of {path!r}"
         values = []
         for key, key_argument in ((prompt_key, "prompt_key"), (response_key, "response_key")):
@@ -104,28 +91,6 @@ def read_pairs(path, prompt_key="prompt", response_key="response", argument="dat
     return pairs
 
 
-def _jsonl_rows(f, path, argument):
-    for number, text in enumerate(f, 1):
-        if not text.strip():
-            continue
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise UsageError(f"{argument}: line {number} of {path!r} is not valid JSON "
-                             f"({error.msg}, column {error.colno})", argument=argument) from None
-        if not isinstance(row, dict):
-            raise UsageError(f"{argument}: line {number} of {path!r} is not a JSON object, got "
-                             f"{type(row).__name__}", argument=argument)
-        yield number, row
-
-
-def _table_rows(f, delimiter):
-    reader = csv.DictReader(f, delimiter=delimiter)
-    for row in reader:
-        # A short row leaves its missing fields None: missing keys, as in JSON.
-        yield reader.line_num, {k: v for k, v in row.items() if k is not None and v is not None}
-
-
 def holds_out(pair, fraction=VALIDATION_FRACTION):
     """Whether `pair` is a validation row: a hash of its prompt and response.
 
@@ -133,7 +98,7 @@ def holds_out(pair, fraction=VALIDATION_FRACTION):
     >>> holds_out(Pair("a", "b", "x:1")) == holds_out(Pair("a", "b", "y:9"))
     True
     """
-    return hash_fraction(pair.prompt, pair.response) < fraction
+    return rows.holds_out((pair.prompt, pair.response), fraction)
 
 
 def split_pairs(pairs, fraction=VALIDATION_FRACTION):
@@ -145,8 +110,7 @@ def split_pairs(pairs, fraction=VALIDATION_FRACTION):
     if len(pairs) < 2:
         raise UsageError(f"data: {len(pairs)} pair(s): too few to hold out validation rows; "
                          "pass val_data", argument="data")
-    validation = [p for p in pairs if holds_out(p, fraction)]
-    train = [p for p in pairs if not holds_out(p, fraction)]
+    train, validation = rows.hash_split(pairs, lambda p: (p.prompt, p.response), fraction)
     if not validation:  # the row with the smallest hash validates
         validation = [min(pairs, key=_hash_rank)]
     elif not train:  # the row with the largest hash trains

@@ -78,11 +78,14 @@ class ProgressLog(keras.callbacks.Callback):
         start: the run's start (`time.time()`), for the time left.
         small_batch_steps: the first steps that read a quarter of
             `tokens_per_step` (`--batch_warmup_steps`).
+        metrics: more figures of the logs to print after the validation
+            loss, `(key, name)` pairs (a classifier's accuracy).
     """
 
     def __init__(self, console, total_steps, tokens_per_step, seconds=None, start=None,
-                 small_batch_steps=0):
+                 small_batch_steps=0, metrics=()):
         super().__init__()
+        self.metrics = tuple(metrics)
         self.console = console
         self.total_steps = total_steps
         self.tokens_per_step = tokens_per_step
@@ -117,6 +120,7 @@ class ProgressLog(keras.callbacks.Callback):
             if "val_bits_per_byte" in logs:
                 val += f" ({logs['val_bits_per_byte']:.3f} bits/byte)"
             parts.append(val)
+        parts += [f"{name} {logs[key]:.3f}" for key, name in self.metrics if key in logs]
         if "tokens_per_second" in logs:
             parts.append(f"{logs['tokens_per_second']:,.0f} tokens/s")
         parts.append(self._time_left())

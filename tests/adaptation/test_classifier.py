@@ -4,8 +4,10 @@ One tiny base (an untrained Transformer saved as a run) and one short
 fine-tuning run per module; the commands run in this process.
 """
 
+import contextlib
 import csv
 import hashlib
+import io
 import json
 import os
 import subprocess
@@ -17,6 +19,7 @@ import pytest
 from conftest import assert_one_line_usage_error, run_in_process
 
 from keras_lm.adaptation.classifier import finetune_classifier, labeled_split
+from keras_lm.adaptation.classifier_config import ClassifierConfig
 from keras_lm.adaptation.classifier_run import classify_texts
 from keras_lm.adaptation.labeled_data import read_rows, split_rows
 from keras_lm.adaptation.lora import enable_lora
@@ -62,16 +65,70 @@ def base(tmp_path_factory):
     return str(root)
 
 
+class Interrupted(Exception):
+    """A crash in the middle of a run (raised by `InterruptAfter`)."""
+
+
+class InterruptAfter(keras.callbacks.Callback):
+    """Raises `Interrupted` at the end of evaluation interval `epochs` (1-based), before the
+    backup of that interval is written (the run's callbacks put the backup last)."""
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epochs:
+            raise Interrupted
+
+
+class CountSteps(keras.callbacks.Callback):
+    steps = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+
+
 @pytest.fixture(scope="module")
-def run(base, tmp_path_factory):
-    """A classifier run: 30 steps without XLA on 90 rows of three easy classes."""
+def resumed(base, tmp_path_factory):
+    """A classifier run interrupted after 3 of its 5 evaluation intervals, then run again:
+    30 steps without XLA on 90 rows of three easy classes. What every test below reads."""
     root = tmp_path_factory.mktemp("classifier")
     data = write_labels(root / "labels.jsonl")
+    out = root / "out"
     before = tree_digest(base)
-    metrics = finetune_classifier(base, str(root / "out"), data, steps=30, batch_size=16,
-                                  learning_rate=5e-3, verbose=0, jit_compile=False)
+    settings = dict(base_dir=base, output_dir=str(out), data=data, steps=30, batch_size=16,
+                    learning_rate=5e-3, verbose=2, jit_compile=False)
+    with pytest.raises(Interrupted), contextlib.redirect_stdout(io.StringIO()):
+        finetune_classifier(ClassifierConfig(**settings), callbacks=[InterruptAfter(3)])
+    with open(out / "backup" / "training_metadata.json") as f:
+        backed_up = json.load(f)["epoch"]  # Keras records the epochs done
+    files = set(os.listdir(out))
+    counted, printed = CountSteps(), io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        metrics = finetune_classifier(ClassifierConfig(**settings), callbacks=[counted])
     assert tree_digest(base) == before  # the base is only read
-    return str(root / "out"), data, metrics
+    return {"out": str(out), "data": data, "metrics": metrics, "backed_up": backed_up,
+            "files_when_interrupted": files, "steps_after_resuming": counted.steps,
+            "printed": printed.getvalue()}
+
+
+@pytest.fixture(scope="module")
+def run(resumed):
+    """`(output_dir, data, metrics)` of the run."""
+    return resumed["out"], resumed["data"], resumed["metrics"]
+
+
+def test_an_interrupted_run_resumes_from_its_backup_to_the_same_step_count(resumed):
+    # Interrupted in its third interval of 6 steps: two backed up, no model written.
+    assert resumed["backed_up"] == 2
+    assert not {"model.keras", "metrics.json"} & resumed["files_when_interrupted"]
+    assert f"resuming from the backup in {resumed['out']}/backup" in resumed["printed"]
+    assert resumed["steps_after_resuming"] == 30 - 2 * 6  # on from step 12, not from 0
+    assert resumed["metrics"]["steps"] == 30  # the optimizer's step count was restored too
+    lines = [line.split()[1] for line in resumed["printed"].splitlines()
+             if line.startswith("step ")]
+    assert lines == ["18", "24", "30"]
 
 
 def test_the_run_directory_records_base_labels_and_validation(run, base):
@@ -84,6 +141,10 @@ def test_the_run_directory_records_base_labels_and_validation(run, base):
     assert config["base_model_dir"] == os.path.abspath(base)
     assert config["validation"]["kind"] == "hash_10_percent"
     assert config["data"] == os.path.abspath(data)
+    # The settings as resolved: the base's context, the classifier's defaults, the steps given.
+    assert (config["max_length"], config["pooling"], config["dropout"]) == (32, "last", 0.1)
+    assert (config["steps"], config["eval_interval"], config["warmup_steps"]) == (30, 6, 3)
+    assert config["model"] == "transformer" and "prompt_key" not in config
     # The kept validation rows are exactly the hash split's.
     _, expected = split_rows(read_rows(data))
     kept = read_rows(os.path.join(out, "validation.jsonl"))
@@ -226,10 +287,10 @@ def _rows_file(path, lines):
 @pytest.mark.parametrize("case, message", [
     ("one_class", "data: one class ('cat') in 20 rows: a classifier needs at least two labels"),
     ("unseen_val_label", "val_data: line 2: label 'horse' never appears in the training data"),
-    ("malformed", "line 3 is not valid JSON"),
+    ("malformed", "line 3 of '{tmp}/bad.jsonl' is not valid JSON"),
     ("missing_key", "line 2 has no 'label' (the label_key)"),
     ("no_data", "data: a classifier needs labelled texts"),
-    ("same_dir", "output_dir: "),
+    ("same_dir", "is the base model's directory; fine-tuning never changes its base"),
     ("lora_alpha_alone", "lora_alpha=8: only used with lora_rank"),
     ("lora_on_lstm", "lora_rank=4: LoRA needs Dense layers"),
     ("csv_missing_column", "line 2 has no 'label' (the label_key); it has 'text', 'tag'"),
@@ -270,8 +331,9 @@ def test_bad_input_is_one_usage_error_and_nothing_is_written(base, tmp_path, cas
         ByteTokenizer().save(os.path.join(base_dir, "tokenizer.json"))
     before = tree_digest(base)
     with pytest.raises(UsageError) as error:
-        finetune_classifier(base_dir, out, data, steps=2, verbose=0, **kwargs)
-    assert message in str(error.value)
+        finetune_classifier(ClassifierConfig(base_dir=base_dir, output_dir=out, data=data,
+                                             steps=2, verbose=0, **kwargs))
+    assert message.format(tmp=tmp_path) in str(error.value)
     assert "\n" not in str(error.value)
     assert not os.path.exists(tmp_path / "out") and tree_digest(base) == before
 
@@ -280,7 +342,7 @@ def test_commands_reject_the_wrong_kind_of_run_in_one_line(run, base, capsys, tm
     out, _, _ = run
     code, _, err = run_in_process(capsys, "classify", f"--model_dir={base}", "--text=x")
     assert_one_line_usage_error(code, err, "classify", "--model_dir: ")
-    assert "holds a language model, not a classifier" in err
+    assert "language model" in err and "classifier" in err
     code, _, err = run_in_process(capsys, "classify", f"--model_dir={out}")
     assert_one_line_usage_error(code, err, "classify", "--text: give --text")
     unseen = _rows_file(tmp_path / "unseen.jsonl", ['{"text": "neigh", "label": "horse"}\n'])
