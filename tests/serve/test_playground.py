@@ -12,6 +12,8 @@ import pytest
 from keras_lm.serve import ServerThread
 
 pytestmark = pytest.mark.browser
+KEY = "playground-key"  # the server asks for it: the page must send it
+AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +23,8 @@ def server():
 
     keras.utils.set_random_seed(3)
     model = TransformerLM.from_preset("tiny", vocabulary_size=259, sequence_length=64)
-    with ServerThread(model, ByteTokenizer(), max_batch_size=2, model_name="tiny") as running:
+    with ServerThread(model, ByteTokenizer(), max_batch_size=2, model_name="tiny",
+                      api_key=KEY) as running:
         yield running
 
 
@@ -36,6 +39,9 @@ def generate_in_page(browser, url, prompt, **controls):
     from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(url + "/")
+    WebDriverWait(browser, 30).until(
+        lambda b: "needs an API key" in b.find_element("id", "model").text)
+    fill(browser, "api_key", KEY)  # the page asks for it, then loads the model card
     WebDriverWait(browser, 30).until(
         lambda b: b.find_element("id", "model").text.startswith("tiny"))
     fill(browser, "prompt", prompt)
@@ -54,7 +60,7 @@ def test_the_playground_streams_the_same_text_as_the_api(server, browser):
     prompt = "the lazy dog"
     controls = dict(temperature=0.9, top_k=40, top_p=0.95, max_tokens=40, seed=123)
     completion, page = generate_in_page(browser, server.url, prompt, **controls)
-    answer = httpx.post(server.url + "/v1/completions", timeout=60, json=dict(
+    answer = httpx.post(server.url + "/v1/completions", timeout=60, headers=AUTH, json=dict(
         prompt=prompt, **controls)).json()
     assert completion == answer["choices"][0]["text"]
     assert page.find_element("id", "prompt-echo").text == prompt
@@ -65,7 +71,7 @@ def test_the_playground_streams_the_same_text_as_the_api(server, browser):
 
 
 def test_a_stop_string_and_greedy_decoding_from_the_page(server, browser):
-    greedy = httpx.post(server.url + "/v1/completions", timeout=60, json=dict(
+    greedy = httpx.post(server.url + "/v1/completions", timeout=60, headers=AUTH, json=dict(
         prompt="a", max_tokens=30, temperature=0)).json()["choices"][0]["text"]
     # Two printable characters a keyboard can type (not a backslash: the page reads \n).
     stop = next(greedy[i:i + 2] for i in range(2, len(greedy) - 1)
