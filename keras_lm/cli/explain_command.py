@@ -15,14 +15,19 @@ prediction), prints the tokens with their scores (one JSON object with
 
 Methods: integrated_gradients (--steps points of the path from the <pad>
 embedding; the scores sum to the change of log-probability), gradient_x_input
-(one gradient), occlusion (remove --span tokens at a time). With --compare
-(the default) the other two run as well and the rank agreement (Spearman) of
-each pair is reported. See docs/interpret.md.
+(one gradient), occlusion (remove --span tokens at a time), shap (shap's
+Permutation explainer over token masks) and lime (lime's text explainer over
+the same masks); shap and lime delete the tokens they remove, evaluate
+--samples masked inputs drawn with --seed, and need the `explain` extra
+(pip install 'keras-lm[explain]'). With --compare (the default) the three
+cheap methods run as well and the rank agreement (Spearman) of each pair is
+reported; --compare=all adds shap and lime. See docs/interpret.md.
 
 Examples:
   keras-lm explain --model_dir=saved_models/quickstart --prompt='import os.pa'
   keras-lm explain --model_dir=saved_models/quickstart --prompt='def __init__(self' --target='):'
   keras-lm explain --model_dir=saved_models/classify_stdlib --prompt=get_event_loop --json
+  keras-lm explain --model_dir=saved_models/quickstart --prompt='import os.pa' --method=shap
 
 A run made by `keras-lm finetune` has a prompt template: the prompt goes
 through it (its tokens are scored too); --raw turns it off.
@@ -36,7 +41,8 @@ from absl import flags
 
 from keras_lm.cli.app import run_subcommand
 from keras_lm.errors import UsageError
-from keras_lm.interpret import DEFAULT_STEPS, METHODS, explain, write_report
+from keras_lm.interpret import DEFAULT_METHOD, DEFAULT_STEPS, METHODS, explain, write_report
+from keras_lm.interpret.sampling import DEFAULT_SEED
 from keras_lm.model_dir import load_model_dir
 from keras_lm.models import TextClassifier
 from keras_lm.prompt_template import PromptTemplate
@@ -50,13 +56,39 @@ flags.DEFINE_string("target", None, "Language models: the continuation to explai
                     "the model's greedy next token).", flag_values=FLAGS)
 flags.DEFINE_string("label", None, "Classifiers: the label to explain (default: the "
                     "prediction).", flag_values=FLAGS)
-flags.DEFINE_string("method", "integrated_gradients", f"One of {', '.join(METHODS)}.",
+flags.DEFINE_string("method", DEFAULT_METHOD, f"One of {', '.join(METHODS)}.",
                     flag_values=FLAGS)
 flags.DEFINE_integer("steps", DEFAULT_STEPS, "Integration points of integrated gradients.",
                      flag_values=FLAGS)
 flags.DEFINE_integer("span", 1, "Tokens occlusion removes at a time.", flag_values=FLAGS)
-flags.DEFINE_boolean("compare", True, "Also run the other methods; report the rank agreement.",
+flags.DEFINE_integer("samples", None, "Masked inputs shap and lime evaluate (default: 10 "
+                     "permutations' worth, 10 * (2 * tokens + 1)).", flag_values=FLAGS)
+flags.DEFINE_integer("seed", DEFAULT_SEED, "The seed of shap's permutations and lime's samples.",
                      flag_values=FLAGS)
+
+
+class _CompareParser(flags.ArgumentParser):
+    """--compare, --nocompare (a boolean flag) and --compare=all."""
+
+    def parse(self, argument):
+        if isinstance(argument, bool) or argument == "all":
+            return argument
+        text = str(argument).lower()
+        if text in ("true", "1"):
+            return True
+        if text in ("false", "0"):
+            return False
+        raise ValueError(f"must be true, false or all, got {argument!r}")
+
+    def flag_type(self):
+        return "bool or all"
+
+
+flags.DEFINE_flag(flags.Flag(
+    _CompareParser(), flags.ArgumentSerializer(), "compare", True,
+    "Also run the cheap methods (integrated_gradients, gradient_x_input, occlusion) and report "
+    "the rank agreement; --compare=all adds shap and lime; --nocompare runs one method.",
+    boolean=True), flag_values=FLAGS)
 flags.DEFINE_boolean("json", False, "Print one JSON object instead of a table.",
                      flag_values=FLAGS)
 flags.DEFINE_string("output_dir", None, "Where the page, PNG and TensorBoard logs go "
@@ -68,20 +100,26 @@ flags.DEFINE_boolean("raw", False, "Give the prompt to the model as it is: witho
 def main():
     if FLAGS.prompt is None:
         raise UsageError("--prompt: give the text to explain, got none")
-    model, tokenizer, config = load_model_dir(FLAGS.model_dir)
-    prompt = FLAGS.prompt
-    if not isinstance(model, TextClassifier) and not FLAGS.raw and prompt:
-        prompt = PromptTemplate.from_run_config(config).apply(prompt)
+    model, tokenizer, prompt = load(FLAGS.model_dir, FLAGS.prompt, FLAGS.raw)
     # Everything is checked before anything is written.
     result = explain(model, prompt, FLAGS.target, label=FLAGS.label, method=FLAGS.method,
                      steps=FLAGS.steps, span=FLAGS.span, compare=FLAGS.compare,
-                     tokenizer=tokenizer)
+                     tokenizer=tokenizer, samples=FLAGS.samples, seed=FLAGS.seed)
     output_dir = FLAGS.output_dir or os.path.join(FLAGS.model_dir, "explanations")
     paths = write_report(result, output_dir)
     if FLAGS.json:
         print(json.dumps({**result.to_json(), "files": paths}, ensure_ascii=False))
         return
     print_table(result, paths)
+
+
+def load(model_dir, prompt, raw):
+    """`(model, tokenizer, prompt)`: the run's model and the prompt as it reads it (through a
+    fine-tuned language model's prompt template unless `raw`)."""
+    model, tokenizer, config = load_model_dir(model_dir)
+    if not isinstance(model, TextClassifier) and not raw and prompt:
+        prompt = PromptTemplate.from_run_config(config).apply(prompt)
+    return model, tokenizer, prompt
 
 
 def print_table(result, paths, out=None):

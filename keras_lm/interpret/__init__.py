@@ -4,7 +4,8 @@
 token of a prompt for a language model's continuation (the log-probability
 of the target text, default: the model's greedy next token) or a
 classifier's label, by integrated gradients, gradient x input or occlusion
-(`methods`), and compares the methods' rankings (Spearman). `write_report`
+(`methods`) or by SHAP or LIME over token masks (`sampling`, the `explain`
+extra), and compares the methods' rankings (Spearman). `write_report`
 writes the HTML page, the PNG and the TensorBoard summaries.
 
 Sits above `models` and `scoring` (it scores targets) and below `export`.
@@ -18,9 +19,16 @@ Example:
 (3, 'continuation')
 """
 
-from keras_lm.interpret.explain import DEFAULT_STEPS, METHODS, explain
+from keras_lm.interpret.explain import (
+    CHEAP_METHODS,
+    DEFAULT_METHOD,
+    DEFAULT_STEPS,
+    METHODS,
+    explain,
+)
 from keras_lm.interpret.explanation import Explanation
 from keras_lm.interpret.methods import spearman
 from keras_lm.interpret.report import write_report
 
-__all__ = ["DEFAULT_STEPS", "METHODS", "Explanation", "explain", "spearman", "write_report"]
+__all__ = ["CHEAP_METHODS", "DEFAULT_METHOD", "DEFAULT_STEPS", "METHODS", "Explanation", "explain",
+           "spearman", "write_report"]

@@ -21,7 +21,7 @@ import numpy as np
 
 from keras_lm.errors import UsageError
 from keras_lm.generation import special_ids
-from keras_lm.interpret import methods
+from keras_lm.interpret import masking, methods, sampling
 from keras_lm.interpret.explanation import Explanation
 from keras_lm.interpret.objective import (
     classifier_objective,
@@ -31,13 +31,21 @@ from keras_lm.interpret.objective import (
 from keras_lm.models import LanguageModel, TextClassifier
 from keras_lm.models.text_classifier import encode_texts
 
-METHODS = ("integrated_gradients", "gradient_x_input", "occlusion")
+METHODS = ("integrated_gradients", "gradient_x_input", "occlusion", "shap", "lime")
+# What `compare=True` runs: the methods that cost a few forward/backward passes.
+# SHAP and LIME evaluate hundreds of masked inputs, so they join only when
+# asked (`compare="all"`).
+CHEAP_METHODS = ("integrated_gradients", "gradient_x_input", "occlusion")
+SAMPLING_METHODS = ("shap", "lime")
+DEFAULT_METHOD = "integrated_gradients"
 DEFAULT_STEPS = 64
 MAX_STEPS = 4096
+MAX_SAMPLES = 1_000_000
 
 
-def explain(model, prompt, target=None, *, label=None, method="integrated_gradients",
-            steps=DEFAULT_STEPS, span=1, compare=False, tokenizer=None):
+def explain(model, prompt, target=None, *, label=None, method=DEFAULT_METHOD,
+            steps=DEFAULT_STEPS, span=1, compare=False, tokenizer=None, samples=None,
+            seed=sampling.DEFAULT_SEED):
     """Per-token attributions of `prompt` for a target continuation or a classifier's label.
 
     Args:
@@ -50,16 +58,47 @@ def explain(model, prompt, target=None, *, label=None, method="integrated_gradie
             summed log-probability); default: the model's own greedy next
             token. Prompt and target must fit the model's context.
         label: a classifier's label to explain (default: its prediction).
-        method: one of `METHODS` (see `keras_lm.interpret.methods`).
+        method: one of `METHODS` (see `keras_lm.interpret.methods` and
+            `keras_lm.interpret.sampling`; `shap` and `lime` need the
+            `explain` extra: `pip install 'keras-lm[explain]'`).
         steps: integration points of integrated gradients (1..4096).
         span: tokens removed at a time by occlusion.
-        compare: also run the other methods and report the rank agreement
-            (Spearman) of every pair in `agreement`.
+        compare: also run other methods and report the rank agreement
+            (Spearman) of every pair in `agreement`: `True` the three
+            `CHEAP_METHODS`, `"all"` every method (SHAP and LIME too).
         tokenizer: default: the one `keras_lm.load` attached to the model.
+        samples: masked inputs SHAP and LIME evaluate (default:
+            `sampling.default_samples(prompt tokens)`).
+        seed: the seed of SHAP's permutations and LIME's samples.
 
     Returns:
         An `Explanation`. Mistakes raise `UsageError` naming the argument.
     """
+    names = _check_arguments(method, steps, compare, samples, seed)
+    tokenizer = tokenizer or getattr(model, "tokenizer", None)
+    objective, target_text, target_tokens = build_objective(model, prompt, target, label,
+                                                            tokenizer)
+    count = objective.stop - objective.start
+    if isinstance(span, bool) or not isinstance(span, (int, np.integer)) or not 1 <= span <= count:
+        raise UsageError(f"span must be an integer in [1, {count}] (the prompt's tokens), got "
+                         f"{span!r}", argument="span")
+    settings = dict(pad_id=tokenizer.pad_id, steps=int(steps), span=int(span), seed=int(seed),
+                    samples=sampling.default_samples(count) if samples is None else int(samples))
+    computed = {name: run_method(name, objective, **settings) for name in names}
+    ids = objective.token_ids[objective.attributed]
+    return Explanation(
+        tokens=token_texts(tokenizer, ids), token_ids=[int(i) for i in ids],
+        scores=computed[method][0], method=method, target=target_text,
+        target_tokens=target_tokens, target_ids=list(objective.target_ids),
+        target_logp=objective.logp(), kind="label" if objective.classifier else "continuation",
+        details=computed[method][1],
+        agreement={f"{a} vs {b}": methods.spearman(computed[a][0], computed[b][0])
+                   for a, b in itertools.combinations(computed, 2)},
+        all_scores={name: result[0] for name, result in computed.items()})
+
+
+def _check_arguments(method, steps, compare, samples, seed):
+    """The methods to run (`method` first); a bad argument is a `UsageError` naming it."""
     if method not in METHODS:
         raise UsageError(f"method must be one of {', '.join(METHODS)}, got {method!r}",
                          argument="method")
@@ -67,48 +106,52 @@ def explain(model, prompt, target=None, *, label=None, method="integrated_gradie
             1 <= steps <= MAX_STEPS):
         raise UsageError(f"steps must be an integer in [1, {MAX_STEPS}], got {steps!r}",
                          argument="steps")
-    tokenizer = tokenizer or getattr(model, "tokenizer", None)
+    if compare not in (True, False, "all"):
+        raise UsageError(f"compare must be True, False or 'all', got {compare!r}",
+                         argument="compare")
+    if samples is not None and (isinstance(samples, bool) or not isinstance(
+            samples, (int, np.integer)) or not 1 <= samples <= MAX_SAMPLES):
+        raise UsageError(f"samples must be an integer in [1, {MAX_SAMPLES}], got {samples!r}",
+                         argument="samples")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not (
+            0 <= seed < 2**32):
+        raise UsageError(f"seed must be an integer in [0, 2**32), got {seed!r}", argument="seed")
+    others = {True: CHEAP_METHODS, False: (), "all": METHODS}[compare]
+    names = [name for name in METHODS if name == method or name in others]
+    for name in names:  # a missing package is reported before anything runs
+        if name in SAMPLING_METHODS:
+            sampling.require(name, argument="method" if name == method else "compare")
+    return names
+
+
+def build_objective(model, prompt, target, label, tokenizer):
+    """`(Objective, target text, target tokens)` of `explain`'s arguments (checked there)."""
     if tokenizer is None:
         raise ValueError("tokenizer: explain needs the model's tokenizer, got None")
     if not isinstance(prompt, str) or not prompt:
         raise UsageError(f"prompt: give the text to explain, got {prompt!r}", argument="prompt")
     if isinstance(model, TextClassifier):
-        objective, target_text, target_tokens = _label_objective(model, prompt, target, label,
-                                                                 tokenizer)
-    elif isinstance(model, LanguageModel):
-        objective, target_text, target_tokens = _continuation_objective(
-            model, prompt, target, label, tokenizer)
-    else:
-        raise TypeError(f"model must be a keras_lm LanguageModel or TextClassifier, got "
-                        f"{type(model).__name__}")
-    count = objective.stop - objective.start
-    if isinstance(span, bool) or not isinstance(span, (int, np.integer)) or not 1 <= span <= count:
-        raise UsageError(f"span must be an integer in [1, {count}] (the prompt's tokens), got "
-                         f"{span!r}", argument="span")
-    computed = {}
-    for name in METHODS if compare else (method,):
-        computed[name] = _run(name, objective, tokenizer.pad_id, int(steps), int(span))
-    scores, details = computed[method]
-    if method == "integrated_gradients":
-        details = {"steps": int(steps), **details}
-    ids = objective.token_ids[objective.attributed]
-    return Explanation(
-        tokens=token_texts(tokenizer, ids), token_ids=[int(i) for i in ids], scores=scores,
-        method=method, target=target_text, target_tokens=target_tokens,
-        target_ids=list(objective.target_ids),
-        target_logp=objective.logp(), kind="label" if objective.classifier else "continuation",
-        details=details,
-        agreement={f"{a} vs {b}": methods.spearman(computed[a][0], computed[b][0])
-                   for a, b in itertools.combinations(computed, 2)},
-        all_scores={name: result[0] for name, result in computed.items()})
+        return _label_objective(model, prompt, target, label, tokenizer)
+    if isinstance(model, LanguageModel):
+        return _continuation_objective(model, prompt, target, label, tokenizer)
+    raise TypeError(f"model must be a keras_lm LanguageModel or TextClassifier, got "
+                    f"{type(model).__name__}")
 
 
-def _run(name, objective, pad_id, steps, span):
+def run_method(name, objective, *, pad_id, steps=DEFAULT_STEPS, span=1, samples=None,
+               seed=sampling.DEFAULT_SEED):
+    """`(scores, details)` of one method (one of `METHODS`) on an `Objective`."""
     if name == "integrated_gradients":
-        return methods.integrated_gradients(objective, pad_id, steps)
+        scores, details = methods.integrated_gradients(objective, pad_id, steps)
+        return scores, {"steps": steps, **details}
     if name == "gradient_x_input":
         return methods.gradient_x_input(objective)
-    return methods.occlusion(objective, span)
+    if name == "occlusion":
+        return methods.occlusion(objective, span)
+    count = objective.stop - objective.start
+    samples = sampling.default_samples(count) if samples is None else samples
+    method = sampling.shap_scores if name == "shap" else sampling.lime_scores
+    return method(lambda keep: masking.masked_logp(objective, keep), count, samples, seed)
 
 
 def _continuation_objective(model, prompt, target, label, tokenizer):

@@ -14,7 +14,7 @@ class Explanation:
         token_ids: their ids.
         scores: one float per token: how much it raises the target's
             log-probability (positive) or lowers it (negative), in nats.
-        method: `integrated_gradients`, `gradient_x_input` or `occlusion`.
+        method: `integrated_gradients`, `gradient_x_input`, `occlusion`, `shap` or `lime`.
         target: the explained continuation's text, or the classifier's label.
         target_tokens: the target's tokens as text (a label: the label).
         target_ids: the target's token ids (a label: its index).
@@ -23,11 +23,15 @@ class Explanation:
         kind: `continuation` (a language model) or `label` (a classifier).
         details: the method's extras: integrated gradients'
             `steps`, `baseline_logp` and `completeness_gap` (sum of scores
-            minus logp(input) - logp(baseline)); occlusion's `span`.
+            minus logp(input) - logp(baseline)); occlusion's `span`; SHAP's
+            and LIME's `seed` and `samples` (SHAP: `permutations` and
+            `empty_logp`, the log-probability with every prompt token
+            removed; LIME: `kernel_width` and `r2`, its linear fit's R²).
         agreement: Spearman's rank correlation between the scores of each
             pair of methods (`"a vs b"`), when `explain(compare=True)`;
             None where undefined.
-        all_scores: every computed method's scores (the compared ones too).
+        all_scores: every computed method's scores (the compared ones too),
+            in `METHODS` order.
     """
 
     tokens: list
@@ -61,4 +65,6 @@ class Explanation:
                        for t, i, s in zip(self.tokens, self.token_ids, self.scores)],
             "details": dict(self.details),
             "agreement": dict(self.agreement),
+            "all_scores": {name: [float(s) for s in scores]
+                           for name, scores in self.all_scores.items()},
         }

@@ -6,11 +6,14 @@
   coloured by its score (red raised the target's log-probability, blue
   lowered it, white: nothing; the strongest token of either sign is the
   full colour), the target after it, the scores on hover; one
-  self-contained file (no script, no network);
+  self-contained file (no script, no network); with several methods
+  (`explain(compare=...)`) the prompt once more per method, each coloured
+  by its own scores, and their scores side by side;
 - `explanation.png`: the scores as bars (`keras_lm.figures.attribution_figure`);
 - `explanation.json`: `Explanation.to_json()`;
 - TensorBoard summaries in `output_dir/logs`: text `explanation/tokens`
-  (a table of tokens and scores) and image `explanation/attributions`.
+  (a table of tokens and scores, one column per method) and image
+  `explanation/attributions`.
 
 Each run replaces the three files; the TensorBoard events accumulate, one
 step per explanation written there.
@@ -58,16 +61,41 @@ def title(explanation):
             f"{explanation.method.replace('_', ' ')}")
 
 
-def html_page(explanation):
-    """The self-contained HTML page of an explanation (a string)."""
-    scores = np.asarray(explanation.scores, dtype="float64")
+def coloured_tokens(tokens, scores):
+    """The tokens as `<span class="token">`s, each coloured by its score (HTML)."""
+    scores = np.asarray(scores, dtype="float64")
     largest = float(np.abs(scores).max()) if len(scores) else 0.0
-    spans = "".join(
+    return "".join(
         f'<span class="token" data-index="{i}" data-score="{score:.6g}" '
         f'style="background-color: {token_colour(score, largest)}" '
         f'title="{html.escape(readable_token(text.encode()))}: {score:+.4f}">'
         f"{_visible(text)}</span>"
-        for i, (text, score) in enumerate(zip(explanation.tokens, scores)))
+        for i, (text, score) in enumerate(zip(tokens, scores)))
+
+
+def side_by_side(explanation):
+    """With several methods: the prompt coloured by each one's scores, and a table of all
+    the scores (HTML; empty for one method)."""
+    if len(explanation.all_scores) < 2:
+        return ""
+    names = list(explanation.all_scores)
+    texts = "".join(f'<tr><th>{name.replace("_", " ")}</th><td class="method-text" '
+                    f'data-method="{name}">{coloured_tokens(explanation.tokens, scores)}</td></tr>'
+                    for name, scores in explanation.all_scores.items())
+    head = "".join(f"<th>{name.replace('_', ' ')}</th>" for name in names)
+    rows = "".join(
+        f"<tr><td><code>{html.escape(readable_token(t.encode()))}</code></td>"
+        + "".join(f"<td>{explanation.all_scores[name][i]:+.4f}</td>" for name in names)
+        + "</tr>" for i, t in enumerate(explanation.tokens))
+    return (f'<h2>Methods side by side</h2><p>Each row is coloured by its own strongest '
+            f'token.</p><table id="methods">{texts}</table>'
+            f'<table id="method-scores"><tr><th>token</th>{head}</tr>{rows}</table>')
+
+
+def html_page(explanation):
+    """The self-contained HTML page of an explanation (a string)."""
+    scores = np.asarray(explanation.scores, dtype="float64")
+    spans = coloured_tokens(explanation.tokens, scores)
     target = f'<span class="target">{_visible("".join(explanation.target_tokens))}</span>'
     scored = "".join(f"<tr><td><code>{html.escape(readable_token(t.encode()))}</code></td>"
                      f"<td>{s:+.4f}</td></tr>" for t, s in zip(explanation.tokens, scores))
@@ -84,6 +112,7 @@ body {{ font-family: sans-serif; margin: 2em; max-width: 60em; }}
 #text {{ font-family: monospace; font-size: 1.2em; white-space: pre-wrap; line-height: 2;
         border: 1px solid #ccc; padding: 0.6em; }}
 .token {{ padding: 0.1em 0; }}
+.method-text {{ font-family: monospace; white-space: pre-wrap; }}
 .target {{ outline: 2px solid #444; background-color: rgb(240, 240, 240); }}
 .legend span {{ padding: 0.2em 0.6em; }}
 td {{ padding: 0.2em 1em; }}
@@ -95,6 +124,7 @@ td {{ padding: 0.2em 1em; }}
 <span class="target">explained</span> {html.escape(details)}</p>
 <div id="text">{spans}{target if explanation.kind == "continuation" else ""}</div>
 {agreement}
+{side_by_side(explanation)}
 <h2>Scores</h2>
 <table id="scores">{scored}</table>
 </body></html>
@@ -136,9 +166,15 @@ def write_report(explanation, output_dir, step=None):
 
 def markdown_table(explanation):
     """The explanation as Markdown (TensorBoard's text dashboard renders it)."""
-    lines = [f"**{title(explanation)}**", "", "| token | score |", "|---|---:|"]
-    lines += [f"| `{readable_token(t.encode())}` | {s:+.4f} |"
-              for t, s in zip(explanation.tokens, explanation.scores)]
+    columns = {explanation.method: explanation.scores}
+    if len(explanation.all_scores) > 1:
+        columns = explanation.all_scores
+    lines = [f"**{title(explanation)}**", "",
+             "| token | " + " | ".join(columns) + " |" if len(columns) > 1 else "| token | score |",
+             "|---|" + "---:|" * len(columns)]
+    lines += [f"| `{readable_token(t.encode())}` | "
+              + " | ".join(f"{scores[i]:+.4f}" for scores in columns.values()) + " |"
+              for i, t in enumerate(explanation.tokens)]
     if explanation.agreement:
         lines += ["", "rank agreement (Spearman): " + ", ".join(
             f"{pair} {'n/a' if rho is None else f'{rho:.3f}'}"
