@@ -10,7 +10,7 @@ from conftest import assert_one_line_usage_error, run_captured, run_in_process
 
 from keras_lm.models import LSTMLM, TransformerLM
 from keras_lm.prune import magnitude_prune, prune, unit_groups
-from keras_lm.prune.structured import smaller_model
+from keras_lm.prune.structured import choose_units, smaller_model
 from keras_lm.prune.unstructured import zero_share
 
 
@@ -124,6 +124,40 @@ def test_prune_removes_the_share_asked_and_keeps_a_head_and_a_neuron_per_layer()
     assert most["removed_share"] < 0.99  # what the floor of one unit per layer leaves
     masked = magnitude_prune(model, 0.3)
     assert abs(zero_share(masked) - 0.3) < 0.01 and masked.count_params() == model.count_params()
+
+
+def test_units_go_in_order_of_importance_per_parameter():
+    # Two layers of 2 heads (140 parameters each) and 32 neurons (17 each).
+    model = TransformerLM(259, sequence_length=16, num_layers=2, num_heads=2, hidden_dim=8)
+    groups = unit_groups(model)
+    scores = [np.full(g.count, 1.0) * g.parameters_per_unit() for g in groups]  # 1 per parameter
+    scores[2][1] = 0.5 * 140  # head 1 of layer 1: the least per parameter (0.5)
+    scores[1][5] = 10.0  # neuron 5 of layer 0: the least in total, 10 / 17 = 0.59 per parameter
+    scores[3][7] = 0.7 * 17  # neuron 7 of layer 1: third (0.7 per parameter)
+    total = sum(int(g.parameters_per_unit().sum()) for g in groups)
+    kinds = [(g.kind, g.layer) for g in groups]
+    assert kinds == [("head", 0), ("neuron", 0), ("head", 1), ("neuron", 1)]
+    # A share that one head covers removes that head alone, not the smallest total score.
+    assert choose_units(groups, scores, 100 / total) == [set(), set(), {1}, set()]
+    assert choose_units(groups, scores, 150 / total) == [set(), {5}, {1}, set()]
+    assert choose_units(groups, scores, 160 / total) == [set(), {5}, {1}, {7}]
+
+
+def test_prune_removes_a_head_that_contributes_nothing_first_and_changes_no_output():
+    keras.utils.set_random_seed(3)
+    model = TransformerLM(259, sequence_length=16, num_layers=2, num_heads=2, hidden_dim=8)
+    head = unit_groups(model)[2]  # the heads of layer 1
+    assert (head.kind, head.layer) == ("head", 1)
+    for weight_slice in head.slices:  # head 0 of layer 1 reads and writes only zeros
+        value = np.asarray(weight_slice.variable).copy()
+        np.moveaxis(value, weight_slice.axis, 0)[weight_slice.indices[0]] = 0
+        weight_slice.variable.assign(value)
+    pruned, report = prune(model, 0.01, _ids((4, 17)), batch_size=2)
+    assert report["removed_units"] == {"heads_layer_0": [], "neurons_layer_0": [],
+                                       "heads_layer_1": [0], "neurons_layer_1": []}
+    assert pruned.get_config()["num_heads"] == [2, 1]
+    ids = _ids((2, 9), seed=1)
+    np.testing.assert_allclose(np.asarray(pruned(ids)), np.asarray(model(ids)), atol=1e-5)
 
 
 @pytest.mark.slow

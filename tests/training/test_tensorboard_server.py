@@ -79,6 +79,10 @@ class TensorBoardServer:
 
 # The tiny run's logs sit at `tiny/logs` under the parent log directory.
 RUN = "tiny/logs"
+# Every run (event file directory) the server should find: the tiny run's
+# views and the second session's.
+RUNS = {RUN, "other/logs"} | {f"{RUN}/{run}" for run in (
+    "train", "validation", "samples", "attention", "position_loss", "embeddings")}
 
 
 @pytest.fixture(scope="module")
@@ -96,9 +100,7 @@ def server(tensorboard_run, tmp_path_factory):
     other.write_metrics({"val_bits_per_byte": 9.5}, step=4)
     server = TensorBoardServer(parent)
     try:
-        expected = {RUN, "other/logs"} | {f"{RUN}/{run}" for run in (
-            "train", "validation", "samples", "attention", "position_loss", "embeddings")}
-        server.wait_for(lambda s: expected <= set(s.json("/data/runs")))
+        server.wait_for(lambda s: RUNS <= set(s.json("/data/runs")))
         # The projector decides whether it is active in a background thread.
         server.wait_for(lambda s: all(p["enabled"] for name, p in
                                       s.json("/data/plugins_listing").items() if name in PLUGINS))
@@ -108,10 +110,18 @@ def server(tensorboard_run, tmp_path_factory):
     assert server.process.returncode is not None
 
 
-def test_plugins_active(server):
-    plugins = server.json("/data/plugins_listing")
-    for name in PLUGINS:
-        assert plugins[name]["enabled"], name
+def test_the_runs_are_the_views_written_and_the_final_scalars_are_the_metrics(
+        server, tensorboard_run):
+    # The fixture waited for these runs to appear (and their tabs to turn on);
+    # here: no run besides them (a view logged twice or to a wrong directory),
+    # and the final/ scalars hold the run's metrics.json, not just their tags.
+    assert set(server.json("/data/runs")) == RUNS
+    with open(tensorboard_run / "metrics.json", encoding="utf-8") as f:
+        metrics = json.load(f)
+    for name in ("val_bits_per_byte", "val_loss", "train_loss", "xz_val_bits_per_byte",
+                 "steps", "tokens_seen", "num_parameters"):
+        (point,) = scalars(server, RUN, f"final/{name}")
+        assert point[2] == pytest.approx(metrics[name], rel=1e-6), name
 
 
 def test_scalars(server):
@@ -197,3 +207,4 @@ def test_histograms_and_profile(server):
     assert run.startswith(f"{RUN}/train/")
     tools = server.json("/data/plugin/profile/run_tools?" + urllib.parse.urlencode({"run": run}))
     assert "trace_viewer@" in tools or "trace_viewer" in tools
+
