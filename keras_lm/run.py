@@ -184,8 +184,8 @@ class Run:
                     response_key=response_key)
         self._check_evaluate_arguments(files, data, keys)
         if self.kind == "classifier":
-            return evaluate_run(self.path, data, text_key, label_key,
-                                loaded=(self.model, self.tokenizer, self.config))
+            return evaluate_run(self.model, self.tokenizer, self.config, self.path, data,
+                                text_key, label_key)
         if self.kind == "pairs" and not files:
             model, tokenizer = self.model, self.tokenizer
             if data:

@@ -3,9 +3,9 @@
 What `keras-lm eval` and `keras-lm classify` do with a `finetune_classifier`
 run directory (the commands stay thin).
 
-Example (after `finetune_classifier(..., output_dir="runs/labels")`):
-    from keras_lm.adaptation.classifier_run import evaluate_run
-    report = evaluate_run("runs/labels")   # its own validation rows
+Example (after `keras-lm finetune --head=classifier --output_dir=runs/labels`):
+    import keras_lm
+    report = keras_lm.Run("runs/labels").evaluate()   # its own validation rows
     report["accuracy"], report["confusion_matrix_png"]
 """
 
@@ -22,25 +22,8 @@ from keras_lm.adaptation.labeled_data import (
     split_rows,
 )
 from keras_lm.errors import UsageError
-from keras_lm.model_dir import load_model_dir
-from keras_lm.models import TextClassifier
 
 VALIDATION_FILE = "validation.jsonl"
-
-
-def is_classifier(model):
-    """Whether a loaded model is a classifier (else a language model)."""
-    return isinstance(model, TextClassifier)
-
-
-def load_classifier(model_dir, argument="model_dir"):
-    """`(classifier, tokenizer, config)` of a classifier run, or `UsageError`."""
-    model, tokenizer, config = load_model_dir(model_dir)
-    if not is_classifier(model):
-        raise UsageError(f"{argument}: {model_dir!r} holds a language model, not a classifier "
-                         "(make one with `keras-lm finetune --head=classifier`)",
-                         argument=argument)
-    return model, tokenizer, config
 
 
 def run_validation_rows(model_dir, config):
@@ -76,7 +59,7 @@ def run_training_texts(config):
     return [row.text for row in rows]
 
 
-def evaluate_run(model_dir, data=None, text_key=None, label_key=None, loaded=None):
+def evaluate_run(model, tokenizer, config, model_dir, data=None, text_key=None, label_key=None):
     """Accuracy, macro-F1, per-class precision/recall of a classifier run, as a dict.
 
     On `data` (labelled rows, every label one the classifier knows) or, by
@@ -84,7 +67,6 @@ def evaluate_run(model_dir, data=None, text_key=None, label_key=None, loaded=Non
     `model_dir/confusion_matrix.png` and the image to TensorBoard
     (`logs/eval`); the dict names the PNG (`confusion_matrix_png`).
     """
-    model, tokenizer, config = loaded or load_classifier(model_dir)
     if data:
         rows = read_rows(data, text_key or config.get("text_key", "text"),
                          label_key or config.get("label_key", "label"), argument="data")

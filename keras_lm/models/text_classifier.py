@@ -10,8 +10,8 @@ from keras import ops
 from keras_lm import compat
 from keras_lm.errors import UsageError
 from keras_lm.models.language_model import LanguageModel
+from keras_lm.models.loading import load
 from keras_lm.optimizers import make_optimizer
-from keras_lm.tokenizers import TOKENIZER_FILE, load_tokenizer
 
 POOLINGS = ("last", "mean")
 
@@ -202,10 +202,16 @@ class TextClassifier(keras.Model):
         elif num_classes is not None and num_classes != len(labels):
             raise UsageError(f"num_classes={num_classes} but {len(labels)} labels were given",
                              argument="num_classes")
-        backbone, tokenizer = load_language_model(model_dir)
+        backbone = model_dir
+        if not isinstance(model_dir, LanguageModel):
+            backbone = load(model_dir, argument="model_dir")
+            if not isinstance(backbone, LanguageModel):
+                raise UsageError(f"model_dir: {os.fspath(model_dir)!r} holds a "
+                                 f"{type(backbone).__name__}, not a language model",
+                                 argument="model_dir")
         classifier = cls(backbone, labels, **kwargs)
-        if tokenizer is not None:
-            classifier.tokenizer = tokenizer
+        if getattr(backbone, "tokenizer", None) is not None:
+            classifier.tokenizer = backbone.tokenizer
         return classifier
 
     def get_compile_config(self):
@@ -276,25 +282,3 @@ def encode_texts(tokenizer, texts, sequence_length, pad_to=None):
     width = None if pad_to is None else [None, pad_to]
     dense = ids.to_tensor(default_value=tokenizer.pad_id, shape=width)
     return dense, full_lengths
-
-
-def load_language_model(model_dir):
-    """`(model, tokenizer or None)` of a train run, a `.keras` file or a `LanguageModel`."""
-    if isinstance(model_dir, LanguageModel):
-        return model_dir, getattr(model_dir, "tokenizer", None)
-    path = os.fspath(model_dir)
-    model_path = os.path.join(path, "model.keras") if os.path.isdir(path) else path
-    if not os.path.isfile(model_path) or not model_path.endswith(".keras"):
-        raise UsageError(f"model_dir: {path!r} is not a trained model's directory (no "
-                         "model.keras)", argument="model_dir")
-    try:
-        model = keras.models.load_model(model_path)
-    except Exception as error:  # noqa: BLE001  (any failure means a bad file)
-        raise UsageError(f"model_dir: cannot load {model_path!r}: {error}",
-                         argument="model_dir") from None
-    if not isinstance(model, LanguageModel):
-        raise UsageError(f"model_dir: {path!r} holds a {type(model).__name__}, not a language "
-                         "model", argument="model_dir")
-    tokenizer_path = os.path.join(os.path.dirname(model_path), TOKENIZER_FILE)
-    tokenizer = load_tokenizer(tokenizer_path) if os.path.isfile(tokenizer_path) else None
-    return model, tokenizer
