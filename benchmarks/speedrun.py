@@ -40,6 +40,18 @@ all together.
     python benchmarks/speedrun.py --steps=20 --eval_interval=10 --val_batches=4 \\
         --candidates="qk:qk_norm=true;all"
 
+`--baseline=nanogpt` compares whole commands instead: real nanoGPT (a
+checkout of karpathy/nanoGPT, run with another Python that has PyTorch)
+against `keras-lm train --recipe=char`, process start to exit, on the same
+char text (see speedrun_nanogpt.py):
+
+    python benchmarks/speedrun.py --baseline=nanogpt --nanogpt_dir=/work/nanogpt \\
+        --nanogpt_python=/work/torch-venv/bin/python --output_dir=/tmp/speedrun_nanogpt
+    # a smoke run of the pipeline (its figures mean nothing):
+    python benchmarks/speedrun.py --baseline=nanogpt --nanogpt_dir=/work/nanogpt \\
+        --nanogpt_python=/work/torch-venv/bin/python --steps=20 --eval_interval=10 \\
+        --keras_lm_args="--steps=20 --eval_interval=10"
+
 Measure on an idle machine: a run under load is not a result.
 """
 
@@ -305,6 +317,21 @@ def table(about, baseline, rows):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", choices=("recipe", "nanogpt"), default="recipe",
+                        help="recipe: nanoGPT's recipe inside keras_lm, in this process "
+                        "(option sweeps); nanogpt: real nanoGPT against keras-lm train "
+                        "--recipe=char, whole commands.")
+    parser.add_argument("--nanogpt_dir", default=None, help="A checkout of karpathy/nanoGPT.")
+    parser.add_argument("--nanogpt_python", default=None,
+                        help="The Python (with PyTorch) that runs nanoGPT.")
+    parser.add_argument("--nanogpt_args", default="",
+                        help="More nanoGPT flags, e.g. '--eval_iters=200'.")
+    parser.add_argument("--keras_lm_args", default="",
+                        help="More keras-lm train flags, e.g. '--eval_interval=100'.")
+    parser.add_argument("--keras_lm_minutes", type=float, default=None,
+                        help="keras-lm's --train_minutes (default: nanoGPT's whole time).")
+    parser.add_argument("--output_dir", default=None,
+                        help="--baseline=nanogpt: where the logs and the PNG go.")
     parser.add_argument("--corpus", choices=("char", "byte", "both"), default="both")
     parser.add_argument("--text_file", default=None,
                         help="The char corpus (default: ~1 MB of the built-in corpus).")
@@ -313,15 +340,20 @@ def main():
     parser.add_argument("--steps", type=int, default=2000, help="Steps of every run.")
     parser.add_argument("--max_seconds", type=float, default=None,
                         help="Stop any run after this many seconds of training.")
-    parser.add_argument("--eval_interval", type=int, default=100)
+    parser.add_argument("--eval_interval", type=int, default=None,
+                        help="Steps between validations (default 100; nanoGPT's own 250 "
+                        "with --baseline=nanogpt).")
     parser.add_argument("--val_batches", type=int, default=None,
                         help="Validate on the first N batches only (default: all).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_json", default=None, help="Also write the curves here.")
     args = parser.parse_args()
     for name in ("steps", "eval_interval"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.baseline == "nanogpt":
+        return whole_commands(args)
+    args.eval_interval = args.eval_interval or 100
     candidates = parse_candidates(args.candidates)
     for _, settings in candidates:
         recipe(settings, args.steps)  # unknown settings fail before any training
@@ -353,6 +385,19 @@ def main():
     if args.output_json:
         write_json(args.output_json, dict(machine=machine(), argv=sys.argv[1:],
                                           results=results))
+
+
+def whole_commands(args):
+    """--baseline=nanogpt: speedrun_nanogpt.main, with this script's char text."""
+    import speedrun_nanogpt
+    from common import machine
+
+    from keras_lm.io_utils import write_json
+
+    print(f"machine: {machine()}")
+    results = speedrun_nanogpt.main(args, char_text)
+    if args.output_json:
+        write_json(args.output_json, dict(machine=machine(), argv=sys.argv[1:], **results))
 
 
 if __name__ == "__main__":
