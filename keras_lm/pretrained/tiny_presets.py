@@ -33,7 +33,7 @@ SEQUENCE_LENGTH = 128
 
 def byte_level_vocabulary(specials):
     """`(vocabulary, merges)`: the 256 byte symbols, the merged tokens, then `specials`."""
-    from keras_lm.pretrained.byte_level import bytes_to_unicode
+    from keras_lm.tokenizers.byte_level import bytes_to_unicode
 
     tokens = list(bytes_to_unicode().values()) + ["".join(pair) for pair in _MERGES]
     vocabulary = {token: i for i, token in enumerate(dict.fromkeys(tokens + specials))}

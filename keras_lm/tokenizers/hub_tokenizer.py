@@ -71,7 +71,7 @@ def id_bytes(hub_tokenizer, silent_ids):
     if hasattr(hub_tokenizer, "proto"):
         pieces = _sentencepiece_bytes(hub_tokenizer.proto)
     else:
-        from keras_lm.pretrained.byte_level import token_bytes
+        from keras_lm.tokenizers.byte_level import token_bytes
 
         tokens = [hub_tokenizer.id_to_token(i) for i in range(size)]
         pieces = [token_bytes(t) if token_bytes(t) is not None else t.encode("utf-8")
