@@ -21,7 +21,7 @@ with quiet_tensorflow_startup():  # this is where TensorFlow starts
     from keras_lm import layers, models  # noqa: F401  (registers the classes)
     from keras_lm.model_dir import load
 
-__all__ = ["Run", "load", "layers", "models"]
+__all__ = ["Run", "import_preset", "load", "layers", "models"]
 
 
 def __getattr__(name):
@@ -30,4 +30,8 @@ def __getattr__(name):
         from keras_lm.run import Run
 
         return Run
+    if name == "import_preset":  # a pretrained keras-hub model as a run directory
+        from keras_lm.pretrained import import_preset
+
+        return import_preset
     raise AttributeError(f"module 'keras_lm' has no attribute {name!r}")
