@@ -20,7 +20,8 @@ def define_task_flags(flag_values, module_name):
         flag_values=flag_values)
     for field in dataclasses.fields(Task):
         if field.name in TASK_PARAMETERS:
-            define = flags.DEFINE_boolean if field.type is bool else flags.DEFINE_integer
+            define = {bool: flags.DEFINE_boolean, str: flags.DEFINE_string}.get(
+                field.type, flags.DEFINE_integer)
             define(field.name, None, field.metadata["help"], flag_values=flag_values)
     for name in ("task",) + TASK_PARAMETERS:
         flag_values.register_flag_by_module(module_name, flag_values[name])

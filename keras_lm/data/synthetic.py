@@ -13,21 +13,32 @@ batch of sequences as a dict of `(batch, sequence_length)` int32 arrays:
 
 Tasks (ids 0 .. vocabulary-1; the run's tokenizer adds specials after them):
 
-- `induction`: a block of random tokens (length drawn per sequence in
-  `[induction_min_length, induction_max_length]`) repeated to fill the
-  sequence. Answers: every target inside a repeat; each repeat is one answer.
-  The block length varies, so the offset to copy from is not fixed: the model
-  must find the previous occurrence of the current token and read the token
-  after it (an induction head, Olsson et al. 2022), not a fixed position.
+- `induction`: with `induction_repeat="periodic"` (the default), a block of
+  random tokens (length drawn per sequence in `[induction_min_length,
+  induction_max_length]`) repeated to fill the sequence; answers: every
+  target inside a repeat, each repeat one answer. The sequence is periodic
+  within a row, so a head that attends a fixed distance back solves each
+  row once it has the period, and positional heads solve it: it does not
+  force an induction head. With `induction_repeat="random"`, random tokens
+  in which one random segment (length drawn as above) occurs twice, the
+  first occurrence and the second both at random offsets: the distance back
+  varies per sequence, so only finding the earlier occurrence of the current
+  token and reading the token after it (an induction head, Olsson et al.
+  2022) predicts the repeat. Answers: the targets inside the second
+  occurrence after its first token (one answer per sequence).
 - `mqar`: multi-query associative recall as in Zoology (Arora et al. 2023):
   `mqar_num_pairs` key-value pairs at the start, keys from ids
   `[1, V/2)`, values from `[V/2, V)`, both drawn without replacement; each
-  key then appears once more as a query at a random even offset of the rest
-  of the sequence, followed by its value (the answer: a target; the input
-  there is filler, as in Zoology, unless `mqar_show_answers`). Other
-  positions hold random tokens, as Zoology's `random_non_queries`. Answers
-  are numbered in the order of their queries. Requires V > L and 4N <= L.
-  (Zoology draws query gaps from a power law; we draw them uniformly.)
+  key then appears once more as a query followed by its value (the answer:
+  a target; the input there is filler, as in Zoology, unless
+  `mqar_show_answers`). `mqar_queries="spread"` (default) puts the queries
+  at random even offsets of the rest of the sequence (Zoology draws the
+  gaps from a power law; we draw them uniformly); `"after_pairs"` puts them
+  right after the pairs, in a random order. `mqar_filler="random"` (default,
+  Zoology's `random_non_queries=True`) fills every other position with
+  random ids; `"constant"` fills them with id 0, never a key or a value
+  (Zoology's `random_non_queries=False`, its figure-2 configs). Answers are
+  numbered in the order of their queries. Requires V > L and 4N <= L.
 - `fewshot`: in-context classification. Each sequence draws M fresh items
   from ids `[0, V - C)` and a fresh random label for each from the C label
   ids `[V - C, V)`, then shows `(item, label)` pairs in a random order, each
@@ -63,8 +74,19 @@ TASKS = ("induction", "mqar", "fewshot", "addition")
 ADDITION_LABELS = [str(d) for d in range(10)] + ["+", "=", ";"]
 PLUS, EQUALS, SEPARATOR = 10, 11, 12
 
+INDUCTION_REPEATS = ("periodic", "random")
+MQAR_QUERIES = ("spread", "after_pairs")
+MQAR_FILLERS = ("random", "constant")
+FILLER_ID = 0  # mqar's constant filler: keys are ids [1, V/2), values [V/2, V)
+
 # Disjoint random streams for the splits: a validation batch is never a training one.
 SPLITS = {"train": 0, "validation": 1, "test": 2}
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise UsageError(f"{name}: expected one of {', '.join(choices)}, got {value!r}",
+                         argument=name)
 
 
 def _parameter(default, help):
@@ -89,10 +111,19 @@ class Task:
                                            "(default L/8).")
     induction_max_length: int = _parameter(None, "induction: longest repeated block "
                                            "(default L/2).")
+    induction_repeat: str = _parameter("periodic", "induction: 'periodic' (a block repeated "
+                                       "to fill the sequence) or 'random' (one random segment "
+                                       "twice at random offsets in random tokens: needs an "
+                                       "induction head).")
     mqar_num_pairs: int = _parameter(8, "mqar: key-value pairs N (default 8; needs 4N <= L).")
     mqar_show_answers: bool = _parameter(False, "mqar: the answered values also appear as "
                                          "inputs after their queries (default false: "
                                          "Zoology's task, where they are targets only).")
+    mqar_queries: str = _parameter("spread", "mqar: where the queries go: 'spread' (random "
+                                   "even offsets after the pairs) or 'after_pairs' (right "
+                                   "after them).")
+    mqar_filler: str = _parameter("random", "mqar: the unused positions: 'random' ids or "
+                                  "'constant' (id 0, never a key or value).")
     fewshot_k: int = _parameter(8, "fewshot: examples of each item, the last one unseen "
                                 "(default 8).")
     fewshot_labels: int = _parameter(2, "fewshot: number of labels (default 2).")
@@ -168,6 +199,7 @@ class Task:
                 raise UsageError(
                     f"induction_max_length={high}: the block must fit twice in "
                     f"sequence_length={L} + 1 tokens (at most {(L + 1) // 2})", argument="induction_max_length")
+            _check_choice("induction_repeat", self.induction_repeat, INDUCTION_REPEATS)
         elif self.name == "mqar":
             n = self.mqar_num_pairs
             if n is None or n < 1:
@@ -183,6 +215,8 @@ class Task:
                 raise UsageError(
                     f"mqar_num_pairs={n}: more keys than the {V // 2 - 1} key ids of "
                     f"vocabulary_size={V}", argument="mqar_num_pairs")
+            _check_choice("mqar_queries", self.mqar_queries, MQAR_QUERIES)
+            _check_choice("mqar_filler", self.mqar_filler, MQAR_FILLERS)
         elif self.name == "fewshot":
             k, c = self.fewshot_k, self.fewshot_labels
             if k is None or k < 0:
@@ -218,7 +252,9 @@ class Task:
             # ~(1/N + ... + 1/1)/N (0.52 at 4 pairs) and that models of our
             # size settle on instead of learning to match keys.
             hidden = answers[:, :-1] > 0
-            inputs = np.where(hidden, rng.integers(0, self.vocabulary, size=inputs.shape), inputs)
+            filler = (np.full(inputs.shape, FILLER_ID) if self.mqar_filler == "constant"
+                      else rng.integers(0, self.vocabulary, size=inputs.shape))
+            inputs = np.where(hidden, filler, inputs)
         batch = {
             "inputs": inputs.astype("int32"),
             "targets": sequences[:, 1:].astype("int32"),
@@ -230,6 +266,8 @@ class Task:
 
 
 def _induction(task, rng, batch_size):
+    if task.induction_repeat == "random":
+        return _induction_random(task, rng, batch_size)
     L, V = task.sequence_length, task.vocabulary
     low, high = task.block_lengths
     lengths = rng.integers(low, high + 1, size=(batch_size, 1))
@@ -241,9 +279,29 @@ def _induction(task, rng, batch_size):
     return sequences, answers, None
 
 
+def _induction_random(task, rng, batch_size):
+    """Random tokens; one segment of length s copied from offset a to offset b >= a + s."""
+    L, V = task.sequence_length, task.vocabulary
+    low, high = task.block_lengths
+    sequences = rng.integers(0, V, size=(batch_size, L + 1))
+    answers = np.zeros_like(sequences)
+    for row in range(batch_size):
+        s = int(rng.integers(low, high + 1))
+        # Uniform over the (first, second) offsets with the copies apart.
+        first = int(rng.integers(0, L + 2 - 2 * s))
+        second = int(rng.integers(first + s, L + 2 - s))
+        sequences[row, second:second + s] = sequences[row, first:first + s]
+        # The copy's first token is unpredictable; the rest follow from it.
+        answers[row, second + 1:second + s] = 1
+    return sequences, answers, None
+
+
 def _mqar(task, rng, batch_size):
     L, V, n = task.sequence_length, task.vocabulary, task.mqar_num_pairs
-    sequences = rng.integers(0, V, size=(batch_size, L + 1))  # random non-queries
+    if task.mqar_filler == "constant":
+        sequences = np.full((batch_size, L + 1), FILLER_ID)
+    else:
+        sequences = rng.integers(0, V, size=(batch_size, L + 1))  # random non-queries
     answers = np.zeros_like(sequences)
     slots = (L + 1 - 2 * n) // 2  # even offsets of the query region
     for row in range(batch_size):
@@ -251,7 +309,11 @@ def _mqar(task, rng, batch_size):
         values = rng.choice(np.arange(V // 2, V), n, replace=False)
         sequences[row, 0:2 * n:2] = keys
         sequences[row, 1:2 * n:2] = values
-        queries = 2 * n + 2 * rng.choice(slots, n, replace=False)  # random order
+        if task.mqar_queries == "after_pairs":
+            offsets = rng.permutation(n)  # the keys in a random order, back to back
+        else:
+            offsets = rng.choice(slots, n, replace=False)
+        queries = 2 * n + 2 * offsets
         sequences[row, queries] = keys
         sequences[row, queries + 1] = values
         # Answer j is the j-th query in the text (exact match by query order).

@@ -71,6 +71,54 @@ def test_mqar_follows_zoology(show_answers):
     assert int(np.sum(targets.numpy() != V)) == 4 * n
 
 
+@pytest.mark.parametrize("queries", ["spread", "after_pairs"])
+@pytest.mark.parametrize("filler", ["random", "constant"])
+def test_mqar_layouts_and_fillers(queries, filler):
+    L, V, n = 64, 128, 4
+    task = Task("mqar", sequence_length=L, vocabulary_size=V, mqar_num_pairs=n,
+                mqar_queries=queries, mqar_filler=filler)
+    batch = sample(task, 32)
+    inputs, targets = batch["inputs"], batch["targets"]
+    orders = set()
+    for row in range(32):
+        mapping = dict(zip(inputs[row, 0:2 * n:2], inputs[row, 1:2 * n:2]))
+        answers = np.nonzero(batch["answer_group"][row])[0]
+        assert [mapping[inputs[row, t]] for t in answers] == targets[row, answers].tolist()
+        if queries == "after_pairs":  # back to back right after the pairs
+            assert answers.tolist() == list(range(2 * n, 4 * n, 2))
+        orders.add(tuple(inputs[row, answers]))
+        used = set(range(2 * n)) | set(answers.tolist())
+        rest = np.array([inputs[row, t] for t in range(L) if t not in used])
+        if filler == "constant":  # id 0 everywhere else, the hidden answers included
+            assert np.all(rest == 0)
+        else:
+            assert len(set(rest.tolist())) > 10
+    assert len(orders) == 32  # queries in a fresh random order
+    if queries == "spread":  # the queries land all over the rest of the sequence
+        spots = np.nonzero(batch["answer_group"])[1]
+        assert spots.max() > L - 10 and spots.min() < 2 * n + 10
+
+
+def test_induction_random_repeats_one_segment_at_random_offsets():
+    L, V = 64, 64
+    task = Task("induction", sequence_length=L, vocabulary_size=V, induction_min_length=6,
+                induction_max_length=16, induction_repeat="random")
+    batch = sample(task, 64)
+    distances = set()
+    for row, tokens in enumerate(full_sequences(batch)):
+        answer_targets = np.nonzero(batch["answer_group"][row])[0]  # token t + 1 is an answer
+        start, end = answer_targets[0], answer_targets[-1] + 1  # tokens start .. end: the copy
+        length = end - start + 1
+        assert 6 <= length <= 16 and np.array_equal(answer_targets, np.arange(start, end))
+        # The earlier occurrence, found by independent code: the copy's tokens before it.
+        earlier = [a for a in range(0, start - length + 1)
+                   if np.array_equal(tokens[a:a + length], tokens[start:start + length])]
+        assert earlier, "the copy has an earlier occurrence"
+        distances.add(start - earlier[0])
+    # No fixed offset: the distance back to the first occurrence varies widely.
+    assert len(distances) > 20
+
+
 @pytest.mark.parametrize("k", [0, 3])
 def test_fewshot_mapping_is_consistent_and_shots_count_earlier_examples(k):
     V, C = 40, 3
@@ -134,6 +182,12 @@ def test_datasets_are_seeded_and_splits_differ():
     (dict(name="fewshot", sequence_length=16, fewshot_k=8), "fewshot_k=8"),
     (dict(name="addition", sequence_length=8, addition_digits=3), "addition_digits=3"),
     (dict(name="addition", sequence_length=64, vocabulary_size=20), "vocabulary_size=20"),
+    (dict(name="mqar", sequence_length=64, mqar_num_pairs=4, mqar_filler="zeros"),
+     "mqar_filler: expected one of random, constant, got 'zeros'"),
+    (dict(name="mqar", sequence_length=64, mqar_num_pairs=4, mqar_queries="end"),
+     "mqar_queries: expected one of spread, after_pairs, got 'end'"),
+    (dict(name="induction", sequence_length=64, induction_repeat="shifted"),
+     "induction_repeat: expected one of periodic, random, got 'shifted'"),
 ])
 def test_bad_parameters_name_the_argument(kwargs, flag):
     with pytest.raises(UsageError, match="^" + flag.replace("+", r"\+")) as error:

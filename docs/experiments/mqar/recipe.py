@@ -6,8 +6,15 @@ exact match by query order every `--eval_every` steps on the test stream, and
 appends one row per evaluation to `--csv`. Used to find what makes MQAR learn
 (see docs/experiments.md, "MQAR: the recipe").
 
-    python docs/experiments/mqar/recipe.py --pairs=4 --lr=3e-3 --steps=1500 \
-        --csv=docs/experiments/mqar/recipe_runs.csv --name=lr3e-3
+With `--seeds=0,1,2,3,4` and `--out=DIR` it trains one model per seed and
+writes `DIR/seed-<s>.csv` for each (rows as above); `docs/experiments/
+seeds_table.py DIR` turns them into the seeds table. `--queries` and
+`--filler` choose the task's layout (`Task("mqar", mqar_queries=...,
+mqar_filler=...)`).
+
+    python docs/experiments/mqar/recipe.py --name=spread-random --sequence_length=64 --pairs=4 \
+        --vocab=128 --heads=1 --wd=0 --lr=3e-3 --steps=2000 --eval_every=250 \
+        --model_args=intermediate_dim=0 --seeds=0,1,2,3,4 --out=docs/experiments/mqar/seeds/spread-random
 """
 
 import argparse
@@ -47,8 +54,42 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model_args", default="",
                         help="more TransformerLM arguments, e.g. qk_norm=rms,zero_init_output=true")
-    parser.add_argument("--csv", required=True)
+    parser.add_argument("--queries", default="spread", help="spread or after_pairs")
+    parser.add_argument("--filler", default="random", help="random or constant")
+    parser.add_argument("--csv", default=None, help="one CSV for every seed (appended)")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: --seed)")
+    parser.add_argument("--out", default=None, help="with --seeds: DIR/seed-<s>.csv per seed")
     args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
+    if (args.csv is None) == (args.out is None):
+        parser.error("give one of --csv (one file) or --out (a CSV per seed)")
+    for seed in seeds:
+        args.seed = seed
+        path = args.csv or os.path.join(args.out, f"seed-{seed}.csv")
+        if args.out:
+            os.makedirs(args.out, exist_ok=True)
+            if os.path.exists(path):
+                os.remove(path)  # a seed's file holds one run
+        train_seed(args, path)
+
+
+DIAGNOSTICS = ("l1_previous_token", "to_value", "to_key", "to_pairs")
+
+
+def diagnostics(model, task, args):
+    """The MQAR circuit's attention shares (keras_lm.probes.mqar_heads) on one test batch."""
+    if args.family != "transformer":
+        return [""] * len(DIAGNOSTICS)
+    from keras_lm.probes.mqar_heads import mqar_attention
+
+    batch = task.sample(np.random.default_rng([args.seed, 99]), 32)
+    best = mqar_attention(model, batch, task.mqar_num_pairs)["best"]
+    return [round(best[k], 3) for k in ("previous_token_layer_1", "to_value_last_layer",
+                                        "to_key_last_layer", "to_pairs_last_layer")]
+
+
+def train_seed(args, csv_path):
+    """Trains one model at `args.seed`, appending a row per evaluation to `csv_path`."""
 
     import keras
 
@@ -63,7 +104,8 @@ def main():
     from keras_lm.scoring import evaluate_task
 
     keras.utils.set_random_seed(args.seed)
-    task = Task("mqar", args.sequence_length, args.vocab, mqar_num_pairs=args.pairs)
+    layout = dict(mqar_queries=args.queries, mqar_filler=args.filler)
+    task = Task("mqar", args.sequence_length, args.vocab, mqar_num_pairs=args.pairs, **layout)
     tokenizer = task_tokenizer(task)
     if args.family == "transformer":
         model = TransformerLM(tokenizer.vocabulary_size, args.sequence_length,
@@ -80,15 +122,16 @@ def main():
     done = 0
     # A stage may be shorter than the context (rotary positions carry over to longer ones).
     stage_tasks = [(Task("mqar", (stage + [args.sequence_length])[2], args.vocab,
-                         mqar_num_pairs=stage[0]), stage[1]) for stage in map(list, stages)]
+                         mqar_num_pairs=stage[0], **layout), stage[1]) for stage in map(list, stages)]
     stage_tasks.append((task, args.steps - sum(s for _, s in stage_tasks)))
-    new = not os.path.exists(args.csv)
-    with open(args.csv, "a", newline="") as f:
+    new = not os.path.exists(csv_path)
+    with open(csv_path, "a", newline="") as f:
         writer = csv.writer(f)
         if new:
             writer.writerow(["name", "family", "pairs", "vocab", "width", "heads", "position", "lr",
                              "warmup", "wd", "batch", "curriculum", "parameters", "step",
-                             "train_loss", "exact_match", "by_query_order", "seconds"])
+                             "train_loss", "exact_match", "by_query_order", "seconds",
+                             "seed", "queries", "filler", "model_args", *DIAGNOSTICS])
         start = time.time()
         for stage, (stage_task, stage_steps) in enumerate(stage_tasks):
             left = stage_steps
@@ -107,7 +150,8 @@ def main():
                        args.position, args.lr, args.warmup, args.wd, args.batch, args.curriculum,
                        model.count_params(), done, round(history.history["loss"][-1], 4),
                        round(result["exact_match"], 4), " ".join(f"{v:.2f}" for v in order),
-                       round(time.time() - start)]
+                       round(time.time() - start), args.seed, args.queries, args.filler,
+                       args.model_args, *diagnostics(model, task, args)]
                 writer.writerow(row)
                 f.flush()
                 print(*row, flush=True)
