@@ -30,7 +30,9 @@ among the methods costing at most 10x integrated gradients.
     python benchmarks/attribution_faithfulness.py --lm=saved_models/quickstart \\
         --classifier=saved_models/classify_stdlib [--texts=100] [--output=FILE.json]
 
-Prints Markdown; --output also writes every figure as JSON.
+Prints Markdown; --output also writes every figure as JSON. The two models
+can run in two processes (`--models=classifier --output=a.json`,
+`--models="language model" --output=b.json`), then `--combine=a.json,b.json`.
 """
 
 import argparse
@@ -184,21 +186,40 @@ def main():
     parser.add_argument("--lm", default="saved_models/quickstart")
     parser.add_argument("--classifier", default="saved_models/classify_stdlib")
     parser.add_argument("--texts", type=int, default=100)
+    parser.add_argument("--models", default="classifier,language model",
+                        help="which models to score (comma-separated), e.g. to run them in "
+                        "two processes, each with its own --output, then --combine")
+    parser.add_argument("--combine", default=None,
+                        help="comma-separated --output files of earlier runs: print their table")
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
-    results, summaries, agreements, counts = {}, {}, {}, {}
-    for kind, model_dir in (("classifier", args.classifier), ("language model", args.lm)):
-        model, tokenizer, _ = load_model_dir(model_dir)
-        texts = (classifier_texts(model_dir, args.texts) if kind == "classifier"
-                 else lm_prompts(model_dir, args.texts))
-        results[kind] = score_model(model, tokenizer, texts, kind)
-        summaries[kind], agreements[kind] = summarise(results[kind])
-        counts[kind] = len(texts)
+    if args.combine:
+        parts = []
+        for path in args.combine.split(","):
+            with open(path, encoding="utf-8") as f:
+                parts.append(json.load(f))
+        results = {k: v for part in parts for k, v in part["rows"].items()}
+    else:
+        results = {}
+        for kind in args.models.split(","):
+            model_dir = args.classifier if kind == "classifier" else args.lm
+            model, tokenizer, _ = load_model_dir(model_dir)
+            texts = (classifier_texts(model_dir, args.texts) if kind == "classifier"
+                     else lm_prompts(model_dir, args.texts))
+            results[kind] = score_model(model, tokenizer, texts, kind)
+    report(results, args.output)
+
+
+def report(results, output):
+    summaries, agreements = {}, {}
+    for kind, rows in results.items():
+        summaries[kind], agreements[kind] = summarise(rows)
+    counts = {kind: len(rows) for kind, rows in results.items()}
     default, faithful, cost = choose_default(summaries)
     print(markdown(summaries, agreements, faithful, cost, default, counts))
     print(f"\ndefault method by the rule: {default}")
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
+    if output:
+        with open(output, "w", encoding="utf-8") as f:
             json.dump({"summaries": summaries, "agreement": agreements, "faithfulness": faithful,
                        "cost": cost, "default": default, "texts": counts, "rows": results}, f)
 
