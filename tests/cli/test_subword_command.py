@@ -1,6 +1,7 @@
 """Subword tokenizers through the command line: train, eval, generate, export, run the export."""
 
 import json
+import math
 
 import pytest
 
@@ -36,7 +37,10 @@ def test_sentencepiece_trains_evaluates_generates_and_exports(capsys, subword_ru
     assert tokenizer["kind"] == "sentencepiece" and tokenizer["vocabulary_size"] == 300
     assert tokenizer["normalize"] == "nfkc"
     metrics = json.loads((output / "metrics.json").read_text())
-    assert 0 < metrics["val_bits_per_byte"] < 8
+    # Below a uniform guess over the 300 pieces (loss ln 300 = 5.70; its bits per
+    # byte here ~4.8, so a bound in bits per byte such as < 8 would pass it): 20
+    # steps reach 4.43 (78%); an untrained or broken model stays near 5.7.
+    assert metrics["val_loss"] < 0.85 * math.log(300)
 
     code, out, err = run_in_process(capsys, "eval", f"--model_dir={output}")
     assert code == 0, err
