@@ -47,6 +47,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from keras_lm.interpret import METHODS, spearman  # noqa: E402
+from keras_lm.io_utils import write_json  # noqa: E402
 from keras_lm.interpret.explain import build_objective, run_method  # noqa: E402
 from keras_lm.interpret.masking import masked_logp  # noqa: E402
 from keras_lm.model_dir import load_model_dir, run_files  # noqa: E402
@@ -111,11 +112,17 @@ def faithfulness(objective, all_scores):
     return result
 
 
-def score_model(model, tokenizer, texts, kind):
-    """Every method on every text: faithfulness, seconds and scores per text."""
-    rng = np.random.default_rng(SEED)
-    rows = []
+def score_model(model, tokenizer, texts, kind, rows=(), save=None):
+    """Every method on every text: faithfulness, seconds and scores per text.
+
+    `rows` are the texts already scored (a resumed run: they are skipped);
+    `save(rows)` is called after each text, so an interrupted run keeps them.
+    """
+    rows = list(rows)
     for number, text in enumerate(texts):
+        if number < len(rows):
+            continue
+        rng = np.random.default_rng([SEED, number])  # the same draws when resumed
         objective, _, _ = build_objective(model, text, None, None, tokenizer)
         scores, seconds = {}, {}
         for name in METHODS:
@@ -125,7 +132,9 @@ def score_model(model, tokenizer, texts, kind):
         scores["random"] = rng.normal(size=objective.stop - objective.start)
         rows.append({"faithfulness": faithfulness(objective, scores), "seconds": seconds,
                      "scores": {k: v.tolist() for k, v in scores.items()},
-                     "tokens": int(objective.stop - objective.start)})
+                     "tokens": int(objective.stop - objective.start), "text": text})
+        if save:
+            save(rows)
         if number % 10 == 0:
             print(f"  {kind}: {number + 1}/{len(texts)} texts", flush=True)
     return rows
@@ -191,7 +200,10 @@ def main():
                         "two processes, each with its own --output, then --combine")
     parser.add_argument("--combine", default=None,
                         help="comma-separated --output files of earlier runs: print their table")
-    parser.add_argument("--output", default=None)
+    parser.add_argument("--output", default=None,
+                        help="a JSON file of every figure, rewritten after each text")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run saved in --output (its texts are skipped)")
     args = parser.parse_args()
     if args.combine:
         parts = []
@@ -201,12 +213,21 @@ def main():
         results = {k: v for part in parts for k, v in part["rows"].items()}
     else:
         results = {}
+        if args.resume and args.output and os.path.exists(args.output):
+            with open(args.output, encoding="utf-8") as f:
+                results = json.load(f)["rows"]
         for kind in args.models.split(","):
             model_dir = args.classifier if kind == "classifier" else args.lm
             model, tokenizer, _ = load_model_dir(model_dir)
             texts = (classifier_texts(model_dir, args.texts) if kind == "classifier"
                      else lm_prompts(model_dir, args.texts))
-            results[kind] = score_model(model, tokenizer, texts, kind)
+
+            def save(rows, kind=kind):
+                if args.output:
+                    write_json(args.output, {"rows": {**results, kind: rows}})
+
+            results[kind] = score_model(model, tokenizer, texts, kind, results.get(kind, ()),
+                                        save)
     report(results, args.output)
 
 
@@ -219,9 +240,9 @@ def report(results, output):
     print(markdown(summaries, agreements, faithful, cost, default, counts))
     print(f"\ndefault method by the rule: {default}")
     if output:
-        with open(output, "w", encoding="utf-8") as f:
-            json.dump({"summaries": summaries, "agreement": agreements, "faithfulness": faithful,
-                       "cost": cost, "default": default, "texts": counts, "rows": results}, f)
+        write_json(output, {"summaries": summaries, "agreement": agreements,
+                            "faithfulness": faithful, "cost": cost, "default": default,
+                            "texts": counts, "rows": results})
 
 
 if __name__ == "__main__":

@@ -73,7 +73,10 @@ def test_explain_json_and_a_classifier_label(runs, capsys, tmp_path):
     ("lm", ["--prompt=abc", "--label=cat"], "--label: 'cat' needs a classifier"),
     ("classifier", ["--prompt=abc", "--label=eel"],
      "--label: 'eel' is not one of the classifier's labels (cat, dog)"),
-    ("lm", ["--prompt=abc", "--method=shap"], "--method must be one of integrated_gradients"),
+    ("lm", ["--prompt=abc", "--method=anchors"], "--method must be one of integrated_gradients"),
+    ("lm", ["--prompt=abc", "--compare=some"], "--compare=some: must be true, false or all"),
+    ("lm", ["--prompt=abc", "--method=lime", "--samples=0"],
+     "--samples must be an integer in [1, 1000000], got 0"),
     ("lm", ["--prompt=abc", "--steps=0"], "--steps must be an integer in [1, 4096], got 0"),
     ("lm", ["--prompt=abc", "--steps=many"], "--steps"),
     ("lm", ["--prompt=abc", "--method=occlusion", "--span=4"],
@@ -84,4 +87,39 @@ def test_bad_input_is_one_line_and_writes_nothing(runs, capsys, tmp_path, run, a
     code, out, err = run_in_process(capsys, "explain", f"--model_dir={runs / run}", *args,
                                     f"--output_dir={output}")
     assert_one_line_usage_error(code, err, "explain", message)
+    assert not os.path.exists(output) and out == ""
+
+
+@pytest.mark.parametrize("run, args", [("lm", ["--target= ran"]), ("classifier", ["--label=dog"])])
+def test_shap_and_lime_with_compare_all_write_json_and_the_page(runs, capsys, tmp_path, run,
+                                                                 args):
+    code, out, err = run_in_process(
+        capsys, "explain", f"--model_dir={runs / run}", "--prompt=the dog", *args,
+        "--method=shap", "--compare=all", "--samples=45", "--seed=3", "--json",
+        f"--output_dir={tmp_path}")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["method"] == "shap" and len(result["agreement"]) == 10
+    assert result["details"]["seed"] == 3 and result["details"]["samples"] == 45  # 3 permutations
+    assert set(result["all_scores"]) == {"integrated_gradients", "gradient_x_input", "occlusion",
+                                         "shap", "lime"}
+    with open(result["files"]["html"], encoding="utf-8") as f:
+        assert f.read().count('class="method-text"') == 5
+    code, out, err = run_in_process(capsys, "explain", f"--model_dir={runs / run}",
+                                    "--prompt=the dog", *args, "--method=lime", "--nocompare",
+                                    f"--output_dir={tmp_path}")
+    assert code == 0, err
+    assert "method: lime" in out and "  seed: 0" in out and "  samples: 150" in out  # 10 * 15
+
+
+def test_a_missing_package_is_one_line_exit_2(runs, capsys, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "lime", None)  # `import lime` raises ImportError
+    output = tmp_path / "out"
+    code, out, err = run_in_process(capsys, "explain", f"--model_dir={runs / 'lm'}",
+                                    "--prompt=abc", "--method=lime", f"--output_dir={output}")
+    assert_one_line_usage_error(code, err, "explain", "--method: lime needs the 'lime' package, "
+                                "which is not installed; install it with: pip install "
+                                "'keras-lm[explain]'")
     assert not os.path.exists(output) and out == ""
