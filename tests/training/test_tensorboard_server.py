@@ -165,7 +165,7 @@ def test_images(server):
         assert 330 <= width <= 700 and 330 <= height <= 800, (height, width)
 
 
-def test_hparams_compare_runs(server):
+def test_hparams_compare_runs(server, tensorboard_run):
     experiment = server.json("/data/plugin/hparams/experiment", {"experimentName": ""})
     hparams = {info["name"]: info for info in experiment["hparamInfos"]}
     assert hparams["learning_rate"]["type"] == "DATA_TYPE_FLOAT64"
@@ -183,7 +183,10 @@ def test_hparams_compare_runs(server):
         by_rate[group["hparams"]["learning_rate"]] = values
     assert sorted(by_rate) == [pytest.approx(3e-3), pytest.approx(1e-2)]
     tiny, other = by_rate[min(by_rate)], by_rate[max(by_rate)]
-    assert 0 < tiny[("", "final/val_bits_per_byte")] < 20
+    with open(tensorboard_run / "metrics.json", encoding="utf-8") as f:
+        metrics = json.load(f)
+    assert tiny[("", "final/val_bits_per_byte")] == pytest.approx(metrics["val_bits_per_byte"],
+                                                                  rel=1e-6)
     assert 4 < tiny[("validation", "epoch_loss")] < 7
     assert other[("", "final/val_bits_per_byte")] == pytest.approx(9.5)
 
