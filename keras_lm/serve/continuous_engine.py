@@ -92,6 +92,7 @@ class ContinuousEngine(Engine):
             sequence.finish("error", internal_error([sequence], error))
             return
         self._slots[slot] = sequence
+        self._active = len(self._slots)
 
     def _resize(self, batch_size):
         if self._batch is None:
@@ -120,6 +121,7 @@ class ContinuousEngine(Engine):
             elif batch.rows[slot] is None:  # the loop ended it
                 self._finish_whole(sequence, batch.ended[slot])
         self._slots = {slot: s for slot, s in self._slots.items() if not s.finished}
+        self._active = len(self._slots)
         smaller = next(size for size in self.buckets if size >= max(1, len(self._slots)))
         if smaller < batch.batch_size and self._waiting.empty():
             self._resize(smaller)

@@ -1,0 +1,106 @@
+"""Continuous batching (`SlotBatch`): a row's tokens do not depend on when it joined, on its
+neighbours or on resizing; the per-row positions of `decode` equal the scalar ones; seeds."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_lm.generation import Row, RowBatch, SlotBatch, rows_supported
+from keras_lm.generation.row_batch import seed_words
+from keras_lm.generation.slot_batch import slot_programs
+
+SPECIAL = dict(end_id=-1, pad_id=0, banned_ids=(0, 257))  # end_id -1: each row runs to its limit
+
+
+@pytest.fixture(scope="module")
+def model():
+    from keras_lm.models import TransformerLM
+
+    keras.utils.set_random_seed(1)
+    return TransformerLM.from_preset("tiny", vocabulary_size=259, sequence_length=48)
+
+
+def alone(model, row):
+    batch, tokens = RowBatch(model, [row], 1, **SPECIAL), []
+    while not batch.finished:
+        tokens += batch.step(4)[0]
+    return tokens
+
+
+ROWS = [Row([257, 100, 101, 102, 103], 20, 0.9, 0, 0.95, 5),
+        Row([257, 80], 30, 0.0),
+        Row([257] + list(range(60, 75)), 12, 1.0, 5, 1.0, 2**31 + 5)]
+
+
+def test_rows_that_join_mid_flight_and_move_buckets_keep_their_tokens(model):
+    expected = [alone(model, row) for row in ROWS]
+    batch = SlotBatch(model, 2, **SPECIAL)
+    got = {}
+
+    def run(steps):
+        for slot, tokens in batch.step(steps).items():
+            got[owner[slot]] = got.get(owner[slot], []) + tokens
+
+    owner = {batch.add(ROWS[0]): 0}
+    run(5)  # the first row alone for a while
+    owner[batch.add(ROWS[1])] = 1
+    run(3)
+    batch, moves = batch.resize(4)  # a third row needs a bigger bucket
+    owner = {moves[slot]: row for slot, row in owner.items()}
+    owner[batch.add(ROWS[2])] = 2
+    while batch.live:
+        run(5)
+    assert [got[i] for i in range(3)] == expected
+    assert [len(tokens) for tokens in expected] == [20, 30, 12]
+    assert batch.free_slots() == [0, 1, 2, 3]
+
+
+def test_a_stopped_row_frees_its_slot_and_a_new_row_takes_it(model):
+    batch = SlotBatch(model, 1, **SPECIAL)
+    slot = batch.add(ROWS[1])
+    batch.step(2)
+    with pytest.raises(ValueError, match="slots are taken"):
+        batch.add(ROWS[0])
+    batch.stop(slot)
+    assert batch.live == [] and batch.step(3) == {}
+    slot = batch.add(ROWS[0])
+    tokens = []
+    while batch.live:
+        tokens += batch.step(6)[slot]
+    assert tokens == alone(model, ROWS[0])
+
+
+def test_one_position_per_row_equals_the_scalar_decode(model):
+    assert rows_supported(model)
+    state = model.initial_state(3, 48)
+    _, state = model.prefill(tf.constant(np.arange(1, 31).reshape(3, 10), tf.int32), state)
+    token = tf.constant([5, 6, 7], tf.int32)
+    positions = [10, 4, 7]
+    logits, rows_state = model.decode(token, state, tf.constant(positions, tf.int32))
+    for row, position in enumerate(positions):
+        expected, scalar_state = model.decode(token, state, position)
+        np.testing.assert_allclose(logits[row], expected[row], rtol=1e-5, atol=1e-5)
+        for name in scalar_state:
+            np.testing.assert_allclose(rows_state[name][row], scalar_state[name][row],
+                                       rtol=1e-5, atol=1e-5)
+
+
+def test_one_loop_per_bucket_traced_once(model):
+    for batch_size in (1, 2, 4):  # made and used by the tests above, or here
+        batch = SlotBatch(model, batch_size, **SPECIAL)
+        batch.add(Row([257, 3], 2))
+        while batch.live:
+            batch.step(2)
+    loops = slot_programs(model)
+    assert sorted(loops) == [(1, 48), (2, 48), (4, 48)]
+    assert all(run.experimental_get_tracing_count() == 1 for _, run in loops.values())
+
+
+def test_seeds_use_every_bit_and_are_bounded():
+    assert seed_words(5) == [5, 0]
+    words = {tuple(seed_words(s)) for s in (5, 2**31 + 5, 2**32 + 5, 2**62 + 5, 2**63 - 1)}
+    assert len(words) == 5
+    for bad in (-1, 2**63, 1.5):
+        with pytest.raises(ValueError, match="seed"):
+            seed_words(bad)
