@@ -14,8 +14,13 @@ class LSTMLM(LanguageModel):
 
     Args:
         vocabulary_size: number of token ids.
-        sequence_length: context length used in training and generation (an
-            LSTM has no positional limit; this is the window it was trained on).
+        sequence_length: the window it trains on (what `get_config` records
+            as `sequence_length`; `training_length` on the model).
+        max_length: how many tokens (prompt and generated) generation, export
+            and the probes may run it over (its `sequence_length` attribute,
+            which they read). The state carries, so an LSTM reads and writes
+            past its training window; None: the window, as before this
+            argument existed. At least `sequence_length`.
         embedding_dim: width of the token embedding.
         hidden_dim: units of each LSTM layer, or a list, one count per layer
             (a pruned model).
@@ -27,6 +32,9 @@ class LSTMLM(LanguageModel):
     >>> model = LSTMLM(vocabulary_size=259, embedding_dim=8, hidden_dim=16)
     >>> tuple(model(keras.ops.zeros((2, 5), "int32")).shape)
     (2, 5, 259)
+    >>> long = LSTMLM(vocabulary_size=259, sequence_length=32, max_length=1024)
+    >>> long.training_length, long.sequence_length  # trained on 32, writes up to 1024
+    (32, 1024)
     """
 
     family = "lstm"
@@ -46,9 +54,16 @@ class LSTMLM(LanguageModel):
         num_layers=2,
         dropout=0.1,
         pad_id=None,
+        max_length=None,
         **kwargs,
     ):
-        super().__init__(vocabulary_size, sequence_length, pad_id, **kwargs)
+        if max_length is not None and max_length < sequence_length:
+            raise ValueError(f"max_length must be >= sequence_length={sequence_length} "
+                             f"(None: the same), got {max_length}")
+        # The base's sequence_length is the limit the step API's users read.
+        super().__init__(vocabulary_size, max_length or sequence_length, pad_id, **kwargs)
+        self.training_length = sequence_length
+        self.max_length = max_length
         self.embedding_dim = embedding_dim
         self.hidden_dim = hidden_dim
         self.num_layers = num_layers
@@ -159,6 +174,8 @@ class LSTMLM(LanguageModel):
     def get_config(self):
         return {
             **super().get_config(),
+            "sequence_length": self.training_length,
+            "max_length": self.max_length,
             "embedding_dim": self.embedding_dim,
             "hidden_dim": self.hidden_dim,
             "num_layers": self.num_layers,

@@ -241,7 +241,8 @@ def test_recipe_clock_gives_way_to_explicit_steps():
     flags.unparse_flags()
     flags(["keras-lm train", "--recipe=lstm_quickstart", "--model_args=hidden_dim=64"])
     config = train_command.config_from_flags()
-    assert (config.model, config.model_args) == ("lstm", {"hidden_dim": 64})
+    # The recipe's own model_args (its generation limit) stay beside the flag's.
+    assert (config.model, config.model_args) == ("lstm", {"max_length": 1024, "hidden_dim": 64})
 
 
 def test_recipe_model_args_merge_with_the_flags_and_stay_with_their_family():
