@@ -34,7 +34,11 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from common import machine  # noqa: E402
-from keras_lm.adaptation.classifier import finetune_classifier, labeled_split  # noqa: E402
+from keras_lm.adaptation.classifier import (  # noqa: E402
+    ClassifierConfig,
+    finetune_classifier,
+    labeled_split,
+)
 from keras_lm.adaptation.stdlib_labels import CLASSIFY_STDLIB  # noqa: E402
 from keras_lm.probes.fewshot_classify import fewshot_classify, fewshot_table  # noqa: E402
 
@@ -79,7 +83,8 @@ def main():
 
     settings = {k: v for k, v in CLASSIFY_STDLIB.items() if k not in ("base_dir", "output_dir")}
     output = tempfile.mkdtemp(prefix="classify_stdlib_")
-    metrics = finetune_classifier(args.base, output, verbose=2, **settings)
+    metrics = finetune_classifier(ClassifierConfig.from_recipe(
+        "classify_stdlib", base_dir=args.base, output_dir=output, verbose=2))
     recipe_seconds = time.time() - STARTED
     train_rows, val_rows, labels, _ = labeled_split(settings["data"])
 

@@ -126,13 +126,15 @@ def prepare(config):
     classifier on the base, its head new (seeded by `config.seed`).
     """
     if not isinstance(config, ClassifierConfig):
-        raise TypeError(f"config must be a ClassifierConfig, got {type(config).__name__}")
+        raise TypeError(f"config must be a ClassifierConfig, got {type(config).__name__} "
+                        "(finetune_classifier(ClassifierConfig(base_dir=..., output_dir=..., "
+                        "data=...)))")
     config.check_settings()
     backbone = load(config.base_dir, argument="base_dir")
     tokenizer = backbone.tokenizer
     config.resolve_from_base(backbone, tokenizer, backbone.run_config)
     source = ClassifierSource(config, tokenizer)
-    config.resolve_length(len(source.train_rows))
+    config.resolve_length(len(source.train_rows), source.train_ids.shape[1])
     base_digest = weights_digest(backbone)
     lora = None
     if config.lora_rank is not None:

@@ -26,6 +26,7 @@ Example:
 
 import dataclasses
 import math
+import numbers
 
 from keras_lm.adaptation.config import FinetuneConfig
 from keras_lm.adaptation.labeled_data import describe_data
@@ -110,7 +111,8 @@ class ClassifierConfig(FinetuneConfig):
                              f"{self.pooling!r}", argument="pooling")
         for name in ("steps", "batch_size", "max_length", "warmup_steps", "eval_interval"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+            if value is not None and (isinstance(value, bool)
+                                      or not isinstance(value, numbers.Integral)
                                       or value < (0 if name == "warmup_steps" else 1)):
                 raise UsageError(f"{name} must be a positive integer, got {value!r}",
                                  argument=name)
@@ -127,7 +129,7 @@ class ClassifierConfig(FinetuneConfig):
             raise UsageError(f"base_dir: {self.base_dir!r} holds a {type(model).__name__}, not "
                              "a language model (the base of a classifier is a `keras-lm "
                              "train` or `finetune --head=lm` run)", argument="base_dir")
-        if tokenizer.kind not in ("byte", "char", "wordpiece", "sentencepiece"):
+        if tokenizer.kind not in ("byte", "char", "wordpiece", "sentencepiece", "keras_hub"):
             raise UsageError(f"base_dir={self.base_dir}: a synthetic-task run (its tokenizer "
                              f"is {tokenizer.kind!r}); fine-tune a text model",
                              argument="base_dir")
@@ -139,7 +141,7 @@ class ClassifierConfig(FinetuneConfig):
         self.preset = base_config.get("preset", self.preset)
         self.model_args = dict(base_config.get("model_args") or {})
         self.max_length = int(self.max_length or model.sequence_length)
-        self.sequence_length = self.max_length  # a batch is `batch_size` inputs this long
+        self.sequence_length = self.max_length  # at most; `resolve_length` sets the batches'
         self.tokenizer = tokenizer.kind
         self.normalize = tokenizer.normalize
         self.sentencepiece_model_type = base_config.get("sentencepiece_model_type", "unigram")
@@ -147,9 +149,13 @@ class ClassifierConfig(FinetuneConfig):
         self.precision = "float32"
         self.validation_fraction = VALIDATION_FRACTION  # labeled_split's, recorded in `validation`
 
-    def resolve_length(self, train_rows):
-        """The steps (default: `DEFAULT_EPOCHS` passes over `train_rows`), the warm-up and
-        the evaluation interval; then every check of `TrainConfig.validate`."""
+    def resolve_length(self, train_rows, width=None):
+        """The steps (default: `DEFAULT_EPOCHS` passes over `train_rows`), the warm-up, the
+        evaluation interval and `sequence_length`, the `width` of the training batches (the
+        longest encoded text, at most `max_length`); then every check of
+        `TrainConfig.validate`."""
+        if width is not None:
+            self.sequence_length = int(width)
         if self.steps is None:
             self.steps = max(MIN_STEPS, math.ceil(DEFAULT_EPOCHS * train_rows / self.batch_size))
         if self.warmup_steps is None:

@@ -4,10 +4,8 @@ One tiny base (an untrained Transformer saved as a run) and one short
 fine-tuning run per module; the commands run in this process.
 """
 
-import contextlib
 import csv
 import hashlib
-import io
 import json
 import os
 import subprocess
@@ -90,45 +88,43 @@ class CountSteps(keras.callbacks.Callback):
 
 
 @pytest.fixture(scope="module")
-def resumed(base, tmp_path_factory):
-    """A classifier run interrupted after 3 of its 5 evaluation intervals, then run again:
-    30 steps without XLA on 90 rows of three easy classes. What every test below reads."""
+def run(base, tmp_path_factory):
+    """A classifier run: 30 steps without XLA on 90 rows of three easy classes."""
     root = tmp_path_factory.mktemp("classifier")
     data = write_labels(root / "labels.jsonl")
-    out = root / "out"
     before = tree_digest(base)
-    settings = dict(base_dir=base, output_dir=str(out), data=data, steps=30, batch_size=16,
-                    learning_rate=5e-3, verbose=2, jit_compile=False)
-    with pytest.raises(Interrupted), contextlib.redirect_stdout(io.StringIO()):
-        finetune_classifier(ClassifierConfig(**settings), callbacks=[InterruptAfter(3)])
-    with open(out / "backup" / "training_metadata.json") as f:
-        backed_up = json.load(f)["epoch"]  # Keras records the epochs done
-    files = set(os.listdir(out))
-    counted, printed = CountSteps(), io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        metrics = finetune_classifier(ClassifierConfig(**settings), callbacks=[counted])
+    metrics = finetune_classifier(ClassifierConfig(
+        base_dir=base, output_dir=str(root / "out"), data=data, steps=30, batch_size=16,
+        learning_rate=5e-3, verbose=0, jit_compile=False))
     assert tree_digest(base) == before  # the base is only read
-    return {"out": str(out), "data": data, "metrics": metrics, "backed_up": backed_up,
-            "files_when_interrupted": files, "steps_after_resuming": counted.steps,
-            "printed": printed.getvalue()}
+    return str(root / "out"), data, metrics
 
 
-@pytest.fixture(scope="module")
-def run(resumed):
-    """`(output_dir, data, metrics)` of the run."""
-    return resumed["out"], resumed["data"], resumed["metrics"]
-
-
-def test_an_interrupted_run_resumes_from_its_backup_to_the_same_step_count(resumed):
-    # Interrupted in its third interval of 6 steps: two backed up, no model written.
-    assert resumed["backed_up"] == 2
-    assert not {"model.keras", "metrics.json"} & resumed["files_when_interrupted"]
-    assert f"resuming from the backup in {resumed['out']}/backup" in resumed["printed"]
-    assert resumed["steps_after_resuming"] == 30 - 2 * 6  # on from step 12, not from 0
-    assert resumed["metrics"]["steps"] == 30  # the optimizer's step count was restored too
-    lines = [line.split()[1] for line in resumed["printed"].splitlines()
-             if line.startswith("step ")]
-    assert lines == ["18", "24", "30"]
+def test_an_interrupted_run_resumes_from_its_backup_to_the_same_step_count(base, tmp_path,
+                                                                           capsys):
+    out = tmp_path / "out"
+    settings = dict(base_dir=base, output_dir=str(out), steps=8, eval_interval=2,
+                    batch_size=8, data=write_labels(tmp_path / "labels.jsonl", count=30),
+                    verbose=2, jit_compile=False, hparams=False)
+    with pytest.raises(Interrupted):
+        finetune_classifier(ClassifierConfig(**settings), callbacks=[InterruptAfter(3)])
+    # Interrupted in its third interval of 2 steps: two backed up (Keras records the
+    # epochs done), no model written.
+    with open(out / "backup" / "training_metadata.json") as f:
+        assert json.load(f)["epoch"] == 2
+    assert not {"model.keras", "metrics.json"} & set(os.listdir(out))
+    capsys.readouterr()
+    counted = CountSteps()
+    metrics = finetune_classifier(ClassifierConfig(**settings), callbacks=[counted])
+    printed = capsys.readouterr().out
+    assert f"resuming from the backup in {out / 'backup'}" in printed
+    assert counted.steps == 8 - 2 * 2  # on from step 4, not from 0
+    assert metrics["steps"] == 8  # the optimizer's step count was restored too
+    assert [line.split()[1] for line in printed.splitlines()
+            if line.startswith("step ")] == ["6", "8"]
+    with open(out / "metrics.json") as f:
+        assert json.load(f)["steps"] == 8
+    assert (out / "model.keras").is_file()
 
 
 def test_the_run_directory_records_base_labels_and_validation(run, base):
@@ -438,3 +434,52 @@ def test_lora_classifier_merged_matches_unmerged(base, tmp_path):
                            ["cat", "cow", "dog"])
     plain.head.set_weights(classifier.head.get_weights())
     assert np.abs(plain.predict_proba(texts, ByteTokenizer()) - unmerged).max() > 1e-3
+
+
+# --- ClassifierConfig: the recipe, the settings a classifier refuses, config.json -------
+
+
+def test_classifier_config_from_the_recipe_and_the_settings_given():
+    from keras_lm.adaptation.stdlib_labels import CLASSIFY_STDLIB
+
+    config = ClassifierConfig.from_recipe("classify_stdlib", steps=40, max_length=24)
+    assert config.recipe == "classify_stdlib" and (config.steps, config.max_length) == (40, 24)
+    for name in ("pooling", "learning_rate", "batch_size", "data", "base_dir", "dropout"):
+        assert getattr(config, name) == CLASSIFY_STDLIB[name], name
+    with pytest.raises(UsageError, match="recipe: 'docstring_to_code' trains a lm head, not a "
+                                         "classifier"):
+        ClassifierConfig.from_recipe("docstring_to_code")
+    # The defaults of its own: 4 passes of the rows (at least 20 steps), 10% warm-up,
+    # five evaluations.
+    config = ClassifierConfig(data="x.csv", output_dir="out")
+    config.resolve_length(train_rows=1000)
+    assert (config.steps, config.warmup_steps, config.eval_interval) == (125, 12, 25)
+    config = ClassifierConfig(data="x.csv", output_dir="out")
+    config.resolve_length(train_rows=10)
+    assert (config.steps, config.warmup_steps, config.eval_interval) == (20, 2, 4)
+
+
+@pytest.mark.parametrize("setting, message", [
+    (dict(template="Q: {prompt}"), "template=Q: {prompt}: not used by a classifier"),
+    (dict(train_files="notes.txt"), "train_files=notes.txt: not used by a classifier"),
+    (dict(attention_maps=True), "attention_maps=True: not used by a classifier"),
+    (dict(pooling="max"), "pooling must be one of last, mean, got 'max'"),
+    (dict(steps=0), "steps must be a positive integer, got 0"),
+    (dict(batch_size=2.5), "batch_size must be a positive integer, got 2.5"),
+    (dict(learning_rate=float("nan")), "learning_rate must be > 0, got nan"),
+    (dict(tokenizer="char"), "tokenizer=char: fine-tuning uses the base model's tokenizer"),
+    (dict(data=[]), "data: a classifier needs labelled texts"),
+])
+def test_classifier_config_refuses_a_bad_setting_in_one_line(setting, message):
+    config = ClassifierConfig(**{"data": "labels.csv", "output_dir": "out", **setting})
+    with pytest.raises(UsageError) as error:
+        config.check_settings()
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_classifier_config_records_rows_given_in_python_as_none_and_no_pair_settings():
+    rows = [("purr", "cat"), ("woof", "dog")]
+    recorded = ClassifierConfig(data=rows, val_data="classify_stdlib", output_dir="o").to_dict()
+    assert recorded["data"] is None and recorded["val_data"] == "builtin:classify_stdlib"
+    assert not {"template", "prompt_key", "pairs_corpus", "samples"} & set(recorded)
+    json.dumps(recorded)  # config.json takes it as it is
