@@ -13,6 +13,7 @@ from keras_lm.errors import TrainingDiverged
 from keras_lm.generation import generate
 from keras_lm.optimizers import rate_at_fraction
 from keras_lm.training.distribute import backup_callback
+from keras_lm.training.extras_budget import BudgetedExtra, ExtrasBudget
 from keras_lm.training.tensorboard import HParamsLogger, tensorboard_callbacks
 
 
@@ -79,12 +80,15 @@ class LanguageModelLogs(keras.callbacks.Callback):
         return data.tokens_after(step, self.tokens_per_step, self.small_batch_steps)
 
 
-class SampleWriter(keras.callbacks.Callback):
+class SampleWriter(BudgetedExtra, keras.callbacks.Callback):
     """Generates text for fixed prompts every `every` epochs.
 
     Writes it to TensorBoard's text tab (`log_dir`, tag `samples`) and appends
-    it to `samples_path`, each with the step and the sampler settings.
+    it to `samples_path`, each with the step and the sampler settings. With a
+    `budget` (an `ExtrasBudget`, a timed run's): while it allows, and at the end.
     """
+
+    extra_name = "samples"
 
     def __init__(
         self,
@@ -96,8 +100,10 @@ class SampleWriter(keras.callbacks.Callback):
         max_new_tokens=128,
         temperature=0.8,
         seed=0,
+        budget=None,
     ):
         super().__init__()
+        self.budget = budget
         self.tokenizer = tokenizer
         self.prompts = list(prompts)
         self.samples_path = samples_path
@@ -108,8 +114,13 @@ class SampleWriter(keras.callbacks.Callback):
         self._writer = tf.summary.create_file_writer(log_dir) if log_dir else None
 
     def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every == 0:
-            self.write_samples(int(self.model.optimizer.iterations.numpy()))
+        self.extra_due((epoch + 1) % self.every == 0)
+
+    def on_train_end(self, logs=None):
+        self.extra_at_end()
+
+    def run_extra(self, step):
+        self.write_samples(step)
 
     def write_samples(self, step):
         """Generates one sample per prompt; returns them as a list of str."""
@@ -246,10 +257,13 @@ def run_callbacks(config, source, run_dir, tokenizer, validation_data, hparams, 
     probes' `InductionScores`: training never imports the probes) run after
     the console and before TensorBoard. Only the chief draws the views: they only
     read the model (no collective op), so the other workers, whose files are
-    thrown away, skip them instead of competing for the CPU.
+    thrown away, skip them instead of competing for the CPU. In a timed run
+    the extras (samples, attention, loss by position, projector) share an
+    `ExtrasBudget`: 5% of the clock, drawn while it allows and at the end.
     """
     chief = run_dir.distribution.is_chief
     log_dir = os.path.join(run_dir.write_dir, "logs")
+    budget = ExtrasBudget.for_run(clock, extra_names(config, source, chief))
     logs = LanguageModelLogs(config.batch_size * config.sequence_length, source.tokens_per_byte,
                              source.val_tokens_per_byte, config.batch_warmup_steps)
     checkpoint = os.path.join(run_dir.write_dir, "checkpoints", "best.keras")
@@ -260,7 +274,7 @@ def run_callbacks(config, source, run_dir, tokenizer, validation_data, hparams, 
         callbacks.append(SampleWriter(
             tokenizer, config.sample_prompts, log_dir=os.path.join(log_dir, "samples"),
             samples_path=run_dir.own_path("samples.txt"), max_new_tokens=config.sample_length(),
-            temperature=config.temperature))
+            temperature=config.temperature, budget=budget))
     views = tensorboard_callbacks(
         log_dir, tokenizer, validation_data, None,
         attention_maps=config.attention_maps and config.model == "transformer" and chief,
@@ -268,7 +282,7 @@ def run_callbacks(config, source, run_dir, tokenizer, validation_data, hparams, 
         embedding_projector=config.embedding_projector and chief,
         histograms=config.histograms and chief,
         profile_steps=config.profile_steps if chief else None,
-        probe_text=source.probe_text)
+        probe_text=source.probe_text, budget=budget)
     # The HParams tab gets the run's final evaluation, written by the trainer.
     hparams_logger = (HParamsLogger(log_dir, hparams, final_metrics_from_logs=False)
                       if config.hparams and chief else None)
@@ -277,3 +291,14 @@ def run_callbacks(config, source, run_dir, tokenizer, validation_data, hparams, 
         backup_callback(run_dir.own_path("backup"), run_dir.backup_dir),
     ]
     return RunCallbacks(logs, hparams_logger, callbacks)
+
+
+def extra_names(config, source, chief):
+    """The evaluation-time extras a run draws (the chief only): an `ExtrasBudget`'s names."""
+    if not chief:
+        return ()
+    wanted = dict(samples=config.samples and source.has_text,
+                  attention_maps=config.attention_maps and config.model == "transformer",
+                  position_loss=config.position_loss,
+                  embedding_projector=config.embedding_projector)
+    return tuple(name for name, on in wanted.items() if on)

@@ -30,6 +30,7 @@ from keras_lm.figures import (
     token_labels,
 )
 from keras_lm.scoring import position_losses
+from keras_lm.training.extras_budget import BudgetedExtra
 
 # Two copies of one line: from the second copy on, a head that attends to the
 # token after the previous occurrence of the current one (an induction head,
@@ -58,12 +59,18 @@ class _View(keras.callbacks.Callback):
         return (epoch + 1) % self.every == 0
 
 
-class _ImageView(_View):
-    """An image view: `write(step)` every `every` epochs."""
+class _ImageView(BudgetedExtra, _View):
+    """An image view: `write(step)` every `every` epochs (in a timed run, while its
+    `budget`, an `ExtrasBudget`, allows, and at the end; see `extras_budget`)."""
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._due(epoch):
-            self.write(int(self.model.optimizer.iterations.numpy()))
+        self.extra_due(self._due(epoch))
+
+    def on_train_end(self, logs=None):
+        self.extra_at_end()
+
+    def run_extra(self, step):
+        self.write(step)
 
     def _image(self, tag, png, step):
         with self._summaries():
@@ -94,6 +101,8 @@ class AttentionMaps(_ImageView):
     >>> view.attention().shape  # (layers, heads, probe tokens, probe tokens)
     (2, 2, 24, 24)
     """
+
+    extra_name = "attention_maps"
 
     def __init__(self, tokenizer, log_dir, probe_text=DEFAULT_PROBE_TEXT, every=1):
         super().__init__(log_dir, every)
@@ -145,6 +154,8 @@ class PositionLoss(_ImageView):
         every: period in epochs.
     """
 
+    extra_name = "position_loss"
+
     def __init__(self, validation_data, log_dir, pad_id=None, every=1):
         super().__init__(log_dir, every)
         self.validation_data = validation_data
@@ -162,7 +173,7 @@ class PositionLoss(_ImageView):
         self._image("position_loss", png, step)
 
 
-class EmbeddingProjector(_View):
+class EmbeddingProjector(BudgetedExtra, _View):
     """Saves the token embedding for TensorBoard's Projector tab.
 
     Writes into `log_dir`: a checkpoint of the matrix (the latest only),
@@ -180,6 +191,7 @@ class EmbeddingProjector(_View):
     """
 
     TENSOR_NAME = "token_embedding/.ATTRIBUTES/VARIABLE_VALUE"
+    extra_name = "embedding_projector"
 
     def __init__(self, tokenizer, log_dir, layer_name="token_embedding", every=1):
         super().__init__(log_dir, every)
@@ -213,10 +225,15 @@ class EmbeddingProjector(_View):
             max_to_keep=1, checkpoint_name="embedding")
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._due(epoch):
-            self.save()
+        self.extra_due(self._due(epoch))
 
     def on_train_end(self, logs=None):
+        if self.budget is None:
+            self.save()
+        else:
+            self.extra_at_end()
+
+    def run_extra(self, step):
         self.save()
 
     def save(self):
@@ -305,7 +322,8 @@ def flatten_hparams(settings, prefix=""):
 def tensorboard_callbacks(log_dir, tokenizer, validation_data=None, hparams=None, *,
                           attention_maps=True, position_loss=True,
                           embedding_projector=True, histograms=False,
-                          profile_steps=None, probe_text=DEFAULT_PROBE_TEXT, every=1):
+                          profile_steps=None, probe_text=DEFAULT_PROBE_TEXT, every=1,
+                          budget=None):
     """Keras' `TensorBoard` callback and keras_lm's views, under one log root.
 
     Layout of `log_dir`: `train/` and `validation/` (Keras: scalars such as
@@ -322,6 +340,8 @@ def tensorboard_callbacks(log_dir, tokenizer, validation_data=None, hparams=None
         hparams: the run's settings for the HParams tab (skipped if None).
         attention_maps: draw attention (needs a Transformer).
         every: period of the images and the embedding, in epochs.
+        budget: an `ExtrasBudget` (a timed run's): the images and the
+            embedding then run while it allows, and at the end.
     """
     views = [
         keras.callbacks.TensorBoard(
@@ -339,6 +359,9 @@ def tensorboard_callbacks(log_dir, tokenizer, validation_data=None, hparams=None
     if embedding_projector:
         views.append(EmbeddingProjector(tokenizer, os.path.join(log_dir, "embeddings"),
                                         every=every))
+    for view in views:
+        if isinstance(view, BudgetedExtra):
+            view.budget = budget
     if hparams is not None:
         views.append(HParamsLogger(log_dir, hparams))
     return views
