@@ -186,6 +186,21 @@ def test_classify_prints_the_label_and_the_probabilities(run, capsys, tmp_path):
     assert max(first["probabilities"], key=first["probabilities"].get) == "cat"
 
 
+@pytest.mark.slow  # the stop itself is run_callbacks', tested by default on text runs
+def test_a_diverging_run_stops_naming_its_step_and_writes_no_model(base, tmp_path):
+    from keras_lm.errors import TrainingDiverged
+
+    out = tmp_path / "out"
+    config = ClassifierConfig(base_dir=base, output_dir=str(out), steps=6, eval_interval=6,
+                              batch_size=8, learning_rate=1e12, warmup_steps=0,
+                              data=write_labels(tmp_path / "labels.jsonl", count=30),
+                              verbose=0, jit_compile=False, hparams=False)
+    with pytest.raises(TrainingDiverged, match=r"^training diverged: the loss became "
+                                               r"(nan|inf) at step \d"):
+        finetune_classifier(config)
+    assert not (out / "model.keras").exists() and not (out / "metrics.json").exists()
+
+
 TEXTS = ["meow purr whiskers", "moo grass milk", "woof", ""]
 
 # Runs in a fresh interpreter: only TensorFlow is imported.
