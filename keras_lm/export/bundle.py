@@ -43,6 +43,7 @@ import numpy as np
 
 from keras_lm.data import EncodedPairs, pair_windows, sample_windows
 from keras_lm.errors import UsageError
+from keras_lm.export.hf_tokenizer import sentencepiece_proto
 from keras_lm.export.litertlm import (
     LITERTLM_DIR,
     check_expressible,
@@ -227,8 +228,9 @@ def _file_entry(info, q):
 
 def _bundle_metadata(model, tokenizer, bundle, schema, files, parity):
     tokenizer.save(os.path.join(bundle, TOKENIZER_FILE))
-    if getattr(tokenizer, "proto", None):
-        write_bytes(os.path.join(bundle, SENTENCEPIECE_FILE), tokenizer.proto)
+    proto = sentencepiece_proto(tokenizer)  # a sentencepiece run's, or an imported Gemma's
+    if proto:
+        write_bytes(os.path.join(bundle, SENTENCEPIECE_FILE), proto)
     metadata = {
         "format": "keras_lm.litert_bundle",
         "version": 1,

@@ -126,9 +126,11 @@ class ExportedSavedModel:
             spec for name, spec in self.signatures["prefill"].structured_input_signature[1].items()
             if name != "token_ids"
         ]
-        self.sequence_length = int(state[0].shape[2]) if len(state[0].shape) == 4 else None
-        if self.sequence_length is None:  # an LSTM's state has no time axis
-            self.sequence_length = _recorded_sequence_length(path)
+        # What export recorded first: an imported keras-hub model's cache is
+        # (batch, length, heads, head_dim), keras_lm's (batch, heads, length, head_dim).
+        self.sequence_length = _recorded_sequence_length(path)
+        if self.sequence_length is None and len(state[0].shape) == 4:
+            self.sequence_length = int(state[0].shape[2])
         self._encode = None
 
     def prompt_length(self, prompt, raw=False):

@@ -15,6 +15,13 @@ it can express:
   whitespace, any other single character), decoded by concatenation with
   the `##` stripped.
 
+- `keras_hub` with a byte-level BPE vocabulary (an imported GPT-2 or
+  Llama 3): keras-hub's own `tokenizers` pipeline for it (vocabulary,
+  merges, pre-tokenizer, ByteLevel decoder, its special tokens such as
+  `<|endoftext|>` and `<|eot_id|>` with their ids), the one its eager
+  `tokenize` runs; `check_hf_tokenizer` proves the ids agree with ours. An imported SentencePiece tokenizer (Gemma) ships its own
+  model: `sentencepiece_proto`.
+
 The special tokens (`<pad>`, `<bos>`, `<eos>`, `<unk>`) keep our ids.
 `normalize="nfkc"` becomes the NFKC normalizer. `nfkc_lower` is refused:
 ours lower-cases with Python's `str.casefold` (`ß` -> `ss`), Hugging Face's
@@ -69,6 +76,8 @@ def hf_tokenizer(tokenizer, argument="tokenizer"):
             "only none and nfkc can",
             argument=argument,
         )
+    if kind == "keras_hub":
+        return _keras_hub_bpe(tokenizer, argument)
     specials = sorted(tokenizer.special_ids.items(), key=lambda item: item[1])
     unk = tokenizer.special_ids.get("<unk>")
     unk_token = "<unk>" if unk is not None else None
@@ -104,6 +113,36 @@ def hf_tokenizer(tokenizer, argument="tokenizer"):
         hf.normalizer = normalizers.NFKC()
     hf.add_special_tokens([AddedToken(token, special=True) for token, _ in specials])
     return hf
+
+
+def sentencepiece_proto(tokenizer):
+    """The SentencePiece model (bytes) of a `sentencepiece` or imported Gemma tokenizer, or None."""
+    kind = tokenizer.get_config().get("kind")
+    if kind == "sentencepiece":
+        return tokenizer.proto
+    if kind == "keras_hub":
+        return getattr(tokenizer.hub_tokenizer, "proto", None)
+    return None
+
+
+def _keras_hub_bpe(tokenizer, argument):
+    """The `tokenizers.Tokenizer` of an imported byte-level BPE tokenizer (GPT-2, Llama 3)."""
+    from tokenizers import Tokenizer
+
+    hub = tokenizer.hub_tokenizer
+    if not hasattr(hub, "_maybe_initialized_tokenizers"):
+        raise UsageError(
+            f"{argument}: a keras-hub {type(hub).__name__} is neither byte-level BPE nor "
+            "SentencePiece: it cannot be written for LiteRT-LM's engine",
+            argument=argument,
+        )
+    # keras-hub's own `tokenizers` pipeline, copied: the one its eager
+    # `tokenize` runs (and so keras_lm's prompts). Its pre-tokenizer splits on
+    # its Llama 3 pattern given as a plain string, which `tokenizers` matches
+    # literally, so words are not pre-split; its TensorFlow graph path splits
+    # GPT-2's way. The engine must give the ids the eager path gives.
+    hub._maybe_initialized_tokenizers()
+    return Tokenizer.from_str(hub._tokenizer.to_str())
 
 
 def check_hf_tokenizer(hf, tokenizer, texts=()):

@@ -301,7 +301,8 @@ class LiteRTRunner:
 
     def _bound_decode(self):
         if self._bound is None:
-            self._bound = BoundDecode(self.interpreter, self._runners["decode"], self.state_specs)
+            self._bound = BoundDecode(self.interpreter, self._runners["decode"], self.state_specs,
+                                      (self.metadata or {}).get("sequence_length"))
         return self._bound
 
     def _split(self, outputs):
@@ -321,16 +322,21 @@ class BoundDecode:
     (2 x layers x 2 caches of `(1, heads, sequence_length, head_dim)`).
     Here the state is written into the `decode` subgraph's input tensors
     once (`load`); after each `step` the cache outputs differ from those
-    inputs only in the row the step wrote (position `position`, axis 2), so
-    only that row is copied back (through NumPy views of the interpreter's
+    inputs only in the row the step wrote (position `position` on the time
+    axis: 2 for keras_lm's `(1, heads, length, head_dim)`, 1 for an imported
+    keras-hub model's `(1, length, heads, head_dim)`), so only that row is
+    copied back (through NumPy views of the interpreter's
     tensors, taken afresh each step and never held across `Invoke`). Any
     other state (an LSTM's `h`/`c`) is copied whole: it is small.
 
     `interpreter` is an `ai_edge_litert` `Interpreter`; `runner` its
-    `decode` signature runner; `state_specs` as `LiteRTRunner.state_specs`.
+    `decode` signature runner; `state_specs` as `LiteRTRunner.state_specs`;
+    `cache_length` the cache's positions (the file's `sequence_length`): the
+    time axis is the one of that size (a cache whose axes 1 and 2 both have
+    it, or an unknown length, is copied whole: slower, still right).
     """
 
-    def __init__(self, interpreter, runner, state_specs):
+    def __init__(self, interpreter, runner, state_specs, cache_length=None):
         # The interpreter's own wrapper, as its signature runners use it:
         # the public `Interpreter.tensor` reaches only subgraph 0.
         self._wrapper = interpreter._interpreter
@@ -341,7 +347,7 @@ class BoundDecode:
         self._logits = outputs["logits"]["index"]
         self._state = [
             (inputs[name]["index"], outputs[name]["index"],
-             bool(_KV_CACHE.match(name)) and len(shape) == 4)
+             _time_axis(shape, cache_length) if _KV_CACHE.match(name) else None)
             for name, (shape, _) in state_specs.items()
         ]
         self._names = list(state_specs)
@@ -360,9 +366,10 @@ class BoundDecode:
         self._view(self._tokens)[...] = token_id
         self._view(self._positions)[...] = position
         self._wrapper.Invoke(self._subgraph)
-        for source, target, is_cache in self._state:
-            if is_cache:  # (1, heads, length, head_dim): the row written at `position`
-                self._view(source)[:, :, position] = self._view(target)[:, :, position]
+        for source, target, axis in self._state:
+            if axis is not None:  # the row written at `position` on the time axis
+                row = (slice(None),) * axis + (position,)
+                self._view(source)[row] = self._view(target)[row]
             else:
                 self._view(source)[...] = self._view(target)
         return self._view(self._logits)[0, 0].copy()
@@ -371,6 +378,14 @@ class BoundDecode:
         """The state after the last step: `{name: array}` (copies)."""
         return {name: self._view(index).copy()
                 for name, (index, _, _) in zip(self._names, self._state)}
+
+
+def _time_axis(shape, cache_length):
+    """The time axis (1 or 2) of a 4-D cache of `shape`, or None when it is not clear."""
+    if len(shape) != 4 or cache_length is None:
+        return None
+    axes = [axis for axis in (1, 2) if shape[axis] == cache_length]
+    return axes[0] if len(axes) == 1 else None
 
 
 def longest_prefill(prefill_lengths, length):

@@ -43,7 +43,7 @@ import os
 import tempfile
 
 from keras_lm.errors import UsageError
-from keras_lm.export.hf_tokenizer import check_hf_tokenizer, hf_tokenizer
+from keras_lm.export.hf_tokenizer import check_hf_tokenizer, hf_tokenizer, sentencepiece_proto
 from keras_lm.io_utils import atomic_path
 
 LITERTLM_DIR = "litertlm"
@@ -73,7 +73,7 @@ def refusal(model, tokenizer):
     if kind == "sentencepiece" and normalize != "none":
         return (f"a sentencepiece tokenizer with normalize={normalize!r}: the engine runs "
                 "the SentencePiece model as it is, so the text would not be normalized")
-    if kind != "sentencepiece":
+    if sentencepiece_proto(tokenizer) is None:
         try:
             hf_tokenizer(tokenizer)
         except UsageError as error:
@@ -139,10 +139,11 @@ def write_litertlm(tflite_path, path, tokenizer, sequence_length, prompt_templat
         with contextlib.redirect_stdout(io.StringIO()):
             file.add_tflite_model(os.fspath(tflite_path), builder.TfLiteModelType.PREFILL_DECODE,
                                   prefer_activation_type="fp32")
-        if tokenizer.get_config().get("kind") == "sentencepiece":
+        proto = sentencepiece_proto(tokenizer)
+        if proto is not None:  # a sentencepiece run's, or an imported Gemma's
             model_path = os.path.join(scratch, "tokenizer.model")
             with open(model_path, "wb") as f:
-                f.write(tokenizer.proto)
+                f.write(proto)
             file.add_sentencepiece_tokenizer(model_path)
         else:
             hf = hf_tokenizer(tokenizer)

@@ -76,12 +76,14 @@ def litert_name(key):
 @dataclasses.dataclass(frozen=True)
 class StateTensor:
     """One state tensor: its exported name, shape without the batch, dtype name,
-    and `key`, its name in `model.initial_state`."""
+    `key`, its name in `model.initial_state`, and `transposed`: whether the
+    exported tensor swaps the model's axes 1 and 2 (see `ExportSchema.of`)."""
 
     name: str
     shape: tuple
     dtype: str
     key: str = None
+    transposed: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,9 +112,14 @@ class ExportSchema:
         sequence_length = int(model.sequence_length)
         initial = model.initial_state(1, sequence_length)
         rename = litert_name if layout == "litert" else (lambda key: key)
+        # LiteRT-LM's engine reads a cache's length from axis 2 of
+        # `(1, heads, length, head_dim)`; a model that keeps its cache as
+        # `(batch, length, heads, head_dim)` (`cache_time_axis` 1: an imported
+        # keras-hub model) has it transposed in and out of the `.tflite` steps.
+        transpose = layout == "litert" and getattr(model, "cache_time_axis", 2) == 1
         state = tuple(sorted(
-            (StateTensor(rename(key), tuple(int(d) for d in initial[key].shape[1:]),
-                         _dtype_name(initial[key].dtype), key)
+            (_state_tensor(rename(key), key, initial[key],
+                           transpose and bool(_CACHE.match(key)))
              for key in initial),
             key=lambda tensor: tensor.name,
         ))
@@ -234,6 +241,13 @@ def _prefill_length(signature):
     if not match:
         raise ValueError(f"signature must be prefill, prefill_N or decode, got {signature!r}")
     return int(match.group(1)) if match.group(1) else None
+
+
+def _state_tensor(name, key, tensor, transposed):
+    shape = tuple(int(d) for d in tensor.shape[1:])
+    if transposed:
+        shape = (shape[1], shape[0], *shape[2:])
+    return StateTensor(name, shape, _dtype_name(tensor.dtype), key, transposed)
 
 
 def _entry(name, shape, dtype):

@@ -211,16 +211,36 @@ def step_archive(model, prefill_lengths=(8, 32)):
     functions = _step_functions(float32, schema)
     # Keras variables reach the converter through a SavedModel written by
     # ExportArchive: converting a bare tf.function over Keras layers gave NaNs.
-    archive = keras.export.ExportArchive()
-    archive.track(float32)
-    for name, (function, input_signature) in functions.items():
-        archive.add_endpoint(name, function, input_signature=input_signature)
     path = tempfile.mkdtemp(prefix="keras_lm_tflite_")
     try:
-        archive.write_out(path, verbose=False)
+        with _without_tokenizer(float32):
+            archive = keras.export.ExportArchive()
+            archive.track(float32)
+            for name, (function, input_signature) in functions.items():
+                archive.add_endpoint(name, function, input_signature=input_signature)
+            archive.write_out(path, verbose=False)
         yield StepArchive(model, schema, functions, path)
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _without_tokenizer(model):
+    """`model` without the tokenizer `keras_lm.load` attached, while the archive is written.
+
+    The archive saves everything the model tracks; an imported model's
+    tokenizer holds keras-hub's lookup tables, whose initializers are no
+    TFLite builtins (`HashTableV2`), and the step functions never use it.
+    """
+    tokenizer = model.__dict__.get("tokenizer")
+    if tokenizer is None:
+        yield
+        return
+    del model.tokenizer
+    try:
+        yield
+    finally:
+        model.tokenizer = tokenizer
 
 
 def export_tflite(
@@ -423,11 +443,18 @@ def _step_functions(model, schema):
     each query sees the cache up to its own position.
     """
 
+    transposed = {t.name for t in schema.state if t.transposed}
+
+    def swap(tensors):  # (1, length, heads, head_dim) <-> (1, heads, length, head_dim)
+        return {name: keras.ops.transpose(x, (0, 2, 1, 3)) if name in transposed else x
+                for name, x in tensors.items()}
+
     def step(tokens, input_pos, state):
         # `_forward_cached` is the step every model defines (`prefill` is it
         # at position 0, `decode` at one token): (batch, time) from a position.
-        logits, state = model._forward_cached(tokens, schema.model_state(state), input_pos[0])
-        return {"logits": logits, **schema.exported_state(state)}
+        logits, state = model._forward_cached(
+            tokens, schema.model_state(swap(state)), input_pos[0])
+        return {"logits": logits, **swap(schema.exported_state(state))}
 
     functions = {}
     for signature in schema.signature_names:

@@ -74,6 +74,10 @@ class HubCausalLM(LanguageModel):
     """
 
     family = "keras_hub"
+    # The state's time axis: `(batch, max_length, kv_heads, head_dim)`, as
+    # keras-hub's layers update it (the `.tflite` export transposes it to
+    # the `(1, heads, length, head_dim)` LiteRT-LM's engine reads).
+    cache_time_axis = 1
 
     def __init__(self, backbone, sequence_length=None, pad_id=None, vocabulary_size=None,
                  **kwargs):
