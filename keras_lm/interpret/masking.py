@@ -40,6 +40,8 @@ True
 import numpy as np
 import tensorflow as tf
 
+from keras_lm.interpret.objective import compiled_forward
+
 # Masked inputs per forward pass: bounds memory (batch x time x vocabulary logits).
 BATCH_SIZE = 128
 
@@ -68,7 +70,7 @@ def _batch_logp(objective, rows):
     padded = np.full((len(rows), lengths.max()), pad, np.int32)
     for i, row in enumerate(rows):
         padded[i, :len(row)] = row
-    logits = tf.cast(objective.model(padded, training=False), tf.float32)
+    logits = tf.cast(compiled_forward(objective.model)(padded), tf.float32)
     log_probs = tf.nn.log_softmax(logits).numpy()
     if objective.classifier:
         return log_probs[:, objective.target_ids[0]].astype("float64")

@@ -12,6 +12,7 @@ language model reads after the prompt stay as they are.
 """
 
 import dataclasses
+import weakref
 
 import keras
 import numpy as np
@@ -50,12 +51,15 @@ class Objective:
 
     def from_embeddings(self, embeddings):
         """The log-probability `(batch,)` for float32 embeddings `(batch, time, width)`."""
+        # TensorFlow ops only: this also runs inside `_compiled_gradients`' graph.
         if self.classifier:
             backbone = self.model.backbone
-            ids = np.repeat(self.token_ids[None], embeddings.shape[0], axis=0)
+            ids = tf.repeat(tf.convert_to_tensor(self.token_ids, tf.int32)[None],
+                            tf.shape(embeddings)[0], axis=0)
             logits = self.model.logits_from_embeddings(
                 tf.cast(embeddings, backbone.compute_dtype), ids, training=False)
-            return tf.nn.log_softmax(tf.cast(logits, tf.float32))[:, self.target_ids[0]]
+            label = tf.convert_to_tensor(self.target_ids, tf.int32)[0]
+            return tf.gather(tf.nn.log_softmax(tf.cast(logits, tf.float32)), label, axis=1)
         logits = self.model.logits_from_embeddings(
             tf.cast(embeddings, self.model.compute_dtype), training=False)
         return _target_logp(tf.cast(logits, tf.float32), self.target_ids)
@@ -78,19 +82,51 @@ class Objective:
     def gradients(self, embeddings):
         """`(log-probabilities (batch,), their gradients (batch, time, width))`."""
         embeddings = tf.convert_to_tensor(embeddings, tf.float32)
-        with tf.GradientTape() as tape:
-            tape.watch(embeddings)
-            logp = self.from_embeddings(embeddings)
-            total = tf.reduce_sum(logp)  # rows are independent: one backward pass for all
-        return logp.numpy(), tape.gradient(total, embeddings).numpy()
+        logp, gradients = _compiled_gradients(self.model, self.classifier, embeddings.shape[-1])(
+            embeddings, self.token_ids,
+            np.asarray(self.target_ids, np.int32))
+        return logp.numpy(), gradients.numpy()
+
+
+# One compiled function per model (a `tf.function` over any batch and length):
+# eager calls cost ~10x more, and SHAP, LIME and integrated gradients call the
+# model many times per explanation. Weak keys: a model's functions go with it.
+_FORWARD = weakref.WeakKeyDictionary()
+_GRADIENTS = weakref.WeakKeyDictionary()
+
+
+def compiled_forward(model):
+    """`model(ids, training=False)` as a `tf.function` over int32 ids `(batch, time)`."""
+    if model not in _FORWARD:
+        _FORWARD[model] = tf.function(
+            lambda ids: model(ids, training=False),
+            input_signature=[tf.TensorSpec([None, None], tf.int32)])
+    return _FORWARD[model]
+
+
+def _compiled_gradients(model, classifier, width):
+    if model not in _GRADIENTS:
+        def gradients(embeddings, token_ids, target_ids):
+            with tf.GradientTape() as tape:
+                tape.watch(embeddings)
+                logp = Objective(model, token_ids, 0, 0, target_ids,
+                                 classifier).from_embeddings(embeddings)
+                total = tf.reduce_sum(logp)  # rows are independent: one backward pass for all
+            return logp, tape.gradient(total, embeddings)
+
+        _GRADIENTS[model] = tf.function(gradients, input_signature=[
+            tf.TensorSpec([None, None, width], tf.float32), tf.TensorSpec([None], tf.int32),
+            tf.TensorSpec([None], tf.int32)])
+    return _GRADIENTS[model]
 
 
 def _target_logp(logits, target_ids):
     # logits (batch, time, vocabulary); the target tokens are the next tokens
     # of the last len(target_ids) positions.
-    count = len(target_ids)
+    target_ids = tf.convert_to_tensor(target_ids, tf.int32)
+    count = tf.shape(target_ids)[0]
     log_probs = tf.nn.log_softmax(logits[:, -count:])  # (batch, count, vocabulary)
-    targets = tf.broadcast_to(tf.constant(target_ids, tf.int32), tf.shape(log_probs)[:2])
+    targets = tf.broadcast_to(target_ids, tf.shape(log_probs)[:2])
     picked = tf.gather(log_probs, targets, batch_dims=2)  # (batch, count)
     return tf.reduce_sum(picked, axis=1)
 
