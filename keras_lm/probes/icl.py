@@ -104,54 +104,73 @@ def induction(model, special_ids, batches=8, batch_size=32, seed=0):
 PRESENT = 0.5  # a head scoring above this is called present (an induction / previous-token head)
 
 
-def induction_heads(model, special_ids, batch_size=16, seed=0, threshold=PRESENT):
-    """Olsson et al.'s head scores, per layer and head, on a random block repeated.
+def repeated_segments(vocabulary_size, special_ids, sequence_length, batch_size, seed):
+    """`(batch, sequence_length)` ids and `(batch,)` periods: a random block repeated.
 
-    On `repeated_random_tokens` (a block of length b, then the same block
-    again), per head:
-    - `prefix_matching`: mean attention from a token at position t of the
+    Each row draws its own block length in `[L/4, L/2]`, so the distance from
+    a token to the one after its earlier occurrence differs between rows: a
+    head that attends a fixed distance back cannot score as a prefix-matching
+    head on all of them, only one that finds the earlier occurrence.
+    """
+    rng = np.random.default_rng(seed)
+    ordinary = np.setdiff1d(np.arange(vocabulary_size), list(special_ids))
+    low, high = max(2, sequence_length // 4), max(2, sequence_length // 2)
+    periods = rng.integers(low, high + 1, size=batch_size)
+    blocks = rng.choice(ordinary, size=(batch_size, high))
+    positions = np.arange(sequence_length)[None, :]
+    return np.take_along_axis(blocks, positions % periods[:, None], axis=1), periods
+
+
+def induction_heads(model, special_ids, batch_size=16, seed=0, threshold=PRESENT):
+    """Olsson et al.'s head scores, per layer and head, on random blocks repeated.
+
+    On `repeated_segments` (a block of length b, per row, repeated), per head:
+    - `prefix_matching`: mean attention from a token at position t of a
       repeat (t >= b) to position t - b + 1, the token after the earlier
-      occurrence of the current token: what an induction head reads;
+      occurrence of the current token: what an induction head reads. The
+      block length varies by row, so a fixed-offset head scores low;
     - `previous_token`: mean attention from position t (t >= 1, every
       position) to t - 1, what the first-layer head of an induction circuit
-      reads.
-    Both are shares of the head's attention (0..1); a head is *present* above
-    `threshold` (0.5: it puts most of its attention there). `uniform_baseline`
-    is the mean score of a head that attends uniformly to the past.
-    `best_prefix_matching` is the best head above the first layer (the first
-    layer of a 1-layer model), `best_previous_token` the best head of the
-    first layer: the circuit of Olsson et al. is one of each.
+      reads;
+    - `copying` (models with weights, else None): Olsson et al.'s copying
+      score of the head's OV circuit W_E W_V W_O W_U (layer norms left out),
+      sum of its eigenvalues over the sum of their magnitudes, in [-1, 1]:
+      near 1 when the head raises the logit of the token it attends to.
+    Attention scores are shares (0..1); a head is *present* above `threshold`
+    (0.5: most of its attention goes there). `uniform_baseline` is the mean
+    score of a head that attends uniformly to the past.
+    `best_prefix_matching` is the best head of any layer (a 1-layer model is
+    scored by the same rule, so "no induction head in 1 layer" is a
+    measurement, not a definition); `best_prefix_matching_head` says where.
+    `best_previous_token` is the best head of the first layer.
     Needs a Transformer (`call(..., return_attention=True)`).
 
     Example:
     >>> from keras_lm.models import TransformerLM
     >>> model = TransformerLM.from_preset("tiny", vocabulary_size=40, sequence_length=32)
     >>> scores = induction_heads(model, special_ids=[], batch_size=2)
-    >>> len(scores["prefix_matching"]), len(scores["prefix_matching"][0]), scores["induction_heads"]
+    >>> len(scores["prefix_matching"]), len(scores["copying"][0]), scores["induction_heads"]
     (2, 2, [])
     """
     L = model.sequence_length
-    tokens, block = repeated_random_tokens(model.vocabulary_size, special_ids, L, batch_size, seed)
-    _, weights = model(tokens[:, :-1].astype("int32"), training=False, return_attention=True)
-    queries = np.arange(block, L)
+    tokens, periods = repeated_segments(model.vocabulary_size, special_ids, L, batch_size, seed)
+    _, weights = model(tokens.astype("int32"), training=False, return_attention=True)
+    rows, queries = np.nonzero(np.arange(L)[None, :] >= periods[:, None])  # inside a repeat
     everyone = np.arange(1, L)
     # Layer by layer: a pruned model's layers differ in head count.
     prefix, previous = [], []
     for layer_weights in weights:
         w = np.asarray(layer_weights, dtype="float64")  # (batch, heads, queries, keys)
-        prefix.append(w[:, :, queries, queries - block + 1].mean(axis=(0, 2)))
+        prefix.append(w[rows, :, queries, queries - periods[rows] + 1].mean(axis=0))
         previous.append(w[:, :, everyone, everyone - 1].mean(axis=(0, 2)))
-    # The induction head is looked for above layer 1 (it reads layer 1's
-    # previous-token head), unless the model has only one layer.
-    first = 1 if len(prefix) > 1 else 0
-    layer, head = max(((i, h) for i in range(first, len(prefix)) for h in range(len(prefix[i]))),
+    layer, head = max(((i, h) for i in range(len(prefix)) for h in range(len(prefix[i]))),
                       key=lambda place: prefix[place[0]][place[1]])
+    copying = copying_scores(model, special_ids)
     return {
-        "block_length": block,
         "threshold": threshold,
         "prefix_matching": [row.tolist() for row in prefix],  # (layers, heads)
         "previous_token": [row.tolist() for row in previous],
-        "max_prefix_matching": float(max(row.max() for row in prefix)),
+        "copying": copying,
         "best_prefix_matching": float(prefix[layer][head]),
         "best_prefix_matching_head": [layer + 1, head + 1],  # 1-based layer, head
         "best_previous_token": float(previous[0].max()),
@@ -161,6 +180,41 @@ def induction_heads(model, special_ids, batch_size=16, seed=0, threshold=PRESENT
         "previous_token_heads": _heads_above(previous, threshold),
         "uniform_baseline": float(np.mean(1.0 / (queries + 1))),
     }
+
+
+def copying_scores(model, special_ids=()):
+    """`(layers, heads)` copying scores of a `TransformerLM`'s heads; None for other models.
+
+    The OV circuit of head h maps a token attended to onto logits:
+    `W_E W_V^h W_O^h W_U` (V x V over the ordinary ids). Its nonzero
+    eigenvalues are those of the small `W_O^h W_U W_E W_V^h` (head_dim x
+    head_dim); the score is sum(eigenvalues) / sum(|eigenvalues|) (Olsson et
+    al. 2022): positive when the head copies what it reads. Layer norms and
+    the residual path through other layers are left out, as in the paper.
+    """
+    blocks = getattr(model, "blocks", None)
+    if not blocks or not hasattr(model, "token_embedding"):
+        return None
+    ordinary = np.setdiff1d(np.arange(model.vocabulary_size), list(special_ids))
+    embed = np.asarray(model.token_embedding.embeddings, dtype="float64")[ordinary]  # (V, d)
+    unembed = (embed.T if model.head is None
+               else np.asarray(model.head.kernel, dtype="float64")[:, ordinary])  # (d, V)
+    circuit = unembed @ embed  # (d, d): W_U W_E
+    scores = []
+    for block in blocks:
+        attention = block.attention
+        heads, head_dim = attention.num_heads, attention.head_dim
+        qkv = np.asarray(attention.qkv.kernel, dtype="float64")
+        values = qkv.reshape(qkv.shape[0], 3, heads, head_dim)[:, 2]  # (d, heads, head_dim)
+        out = np.asarray(attention.output_dense.kernel, dtype="float64")
+        out = out.reshape(heads, head_dim, -1)  # (heads, head_dim, d)
+        row = []
+        for h in range(heads):
+            eigenvalues = np.linalg.eigvals(out[h] @ circuit @ values[:, h])
+            total = np.abs(eigenvalues).sum()
+            row.append(float(eigenvalues.real.sum() / total) if total > 0 else 0.0)
+        scores.append(row)
+    return scores
 
 
 def _heads_above(scores, threshold):

@@ -57,7 +57,9 @@ def run_probe(model_dir, probe, files=None, batches=16, batch_size=32, loaded=No
         result = icl.induction_heads(model, specials, batch_size=batch_size)
         png = head_scores_figure(
             {"prefix matching (induction heads)": result["prefix_matching"],
-             "previous token": result["previous_token"]},
+             "previous token": result["previous_token"],
+             # Copying lies in [-1, 1]; the colour scale shows 0..1 (a negative one is dark).
+             **({"copying (OV eigenvalues)": result["copying"]} if result["copying"] else {})},
             f"present above {result['threshold']}; uniform attention scores "
             f"{result['uniform_baseline']:.2f}")
     else:

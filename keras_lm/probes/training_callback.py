@@ -3,11 +3,12 @@
 `InductionScores` is a Keras callback: every `every_steps` training steps it
 measures the ICL score (loss late minus loss early, Olsson et al. 2022) on
 fixed validation batches, and the head scores of `icl.induction_heads`
-(the best prefix-matching head above the first layer, the best
-previous-token head of the first layer, and every head's), writes them as
+(the best prefix-matching head of any layer, the best previous-token head
+of the first layer, and every head's prefix-matching, previous-token and
+copying scores), writes them as
 TensorBoard scalars under `log_dir` (`induction/icl_score`,
 `induction/best_prefix_matching`, `induction/best_previous_token`,
-`induction/prefix_matching/layer_<i>_head_<h>`, ...) and keeps them in
+`induction/prefix_matching/layer_<i>_head_<h>`, `induction/copying/...`) and keeps them in
 `history`. At the end of training it writes `history` as JSON and the PNG of
 the three curves over steps (`induction_curves_figure`), when paths are given.
 
@@ -25,7 +26,7 @@ Example (`fit(..., callbacks=[callback])` calls these hooks itself):
 >>> callback.set_model(model)
 >>> callback.on_train_begin()  # measures step 0
 >>> [row["step"] for row in callback.history], sorted(callback.history[0])[:3]
-([0], ['best_prefix_matching', 'best_previous_token', 'icl_score'])
+([0], ['best_prefix_matching', 'best_prefix_matching_head', 'best_previous_token'])
 """
 
 import os
@@ -38,6 +39,7 @@ from matplotlib.figure import Figure
 from keras_lm.figures import png_bytes
 from keras_lm.io_utils import write_bytes, write_json
 from keras_lm.probes import icl
+from keras_lm.scoring import position_sums
 
 
 class PeriodicScores(keras.callbacks.Callback):
@@ -109,9 +111,12 @@ class InductionScores(PeriodicScores):
     """
 
     def __init__(self, batches, log_dir, every_steps=50, special_ids=(), batch_size=16,
-                 json_path=None, png_path=None, title=None):
+                 json_path=None, png_path=None, title=None, answer_batches=None, pad_id=None):
         super().__init__(log_dir, every_steps)
         self.batches = [(np.asarray(x), np.asarray(y)) for x, y in batches]
+        # The loss on the answers only (targets off the answers set to pad_id).
+        self.answer_batches = [(np.asarray(x), np.asarray(y)) for x, y in answer_batches or ()]
+        self.pad_id = pad_id
         self.special_ids = list(special_ids)
         self.batch_size = batch_size
         self.json_path, self.png_path, self.title = json_path, png_path, title
@@ -119,18 +124,27 @@ class InductionScores(PeriodicScores):
     def score(self, step):
         heads = icl.induction_heads(self.model, self.special_ids, batch_size=self.batch_size)
         icl_result = icl.icl_score(self.model, self.batches)
-        return {"step": step, "icl_score": icl_result["icl_score"],
+        extra = {}
+        if self.answer_batches:
+            loss_sums, _, counts = position_sums(self.model, self.answer_batches, self.pad_id)
+            extra["answer_loss"] = float(loss_sums.sum() / max(counts.sum(), 1.0))
+        return {"step": step, "icl_score": icl_result["icl_score"], **extra,
                 "loss_early": icl_result["loss_early"], "loss_late": icl_result["loss_late"],
                 "best_prefix_matching": heads["best_prefix_matching"],
+                "best_prefix_matching_head": heads["best_prefix_matching_head"],
                 "best_previous_token": heads["best_previous_token"],
                 "prefix_matching": heads["prefix_matching"],
-                "previous_token": heads["previous_token"]}
+                "previous_token": heads["previous_token"],
+                "copying": heads["copying"]}
 
     def scalars(self, row):
         for name in ("icl_score", "loss_early", "loss_late", "best_prefix_matching",
-                     "best_previous_token"):
-            yield f"induction/{name}", row[name]
-        for score in ("prefix_matching", "previous_token"):
+                     "best_previous_token", "answer_loss"):
+            if name in row:
+                yield f"induction/{name}", row[name]
+        for score in ("prefix_matching", "previous_token", "copying"):
+            if row[score] is None:  # copying: a model without the weights it reads
+                continue
             for (layer, head), value in np.ndenumerate(np.asarray(row[score])):
                 yield f"induction/{score}/layer_{layer + 1}_head_{head + 1}", value
 
@@ -163,12 +177,15 @@ def induction_curves_figure(history, title=None):
     axes = figure.add_subplot()
     axes.plot(steps, [row["icl_score"] for row in history], color="tab:blue", marker=".",
               label="ICL score (nats, left)")
+    if history and "answer_loss" in history[0]:  # the loss drop, on the same step axis
+        axes.plot(steps, [row["answer_loss"] for row in history], color="tab:purple",
+                  marker=".", label="loss on the answers (nats, left)")
     axes.set_xlabel("training step")
     axes.set_ylabel("ICL score: loss late - loss early (nats)")
     axes.grid(True, alpha=0.3)
     right = axes.twinx()
     right.plot(steps, [row["best_prefix_matching"] for row in history], color="tab:red",
-               marker=".", label="best prefix-matching head, layer >= 2 (right)")
+               marker=".", label="best prefix-matching head, any layer (right)")
     right.plot(steps, [row["best_previous_token"] for row in history], color="tab:green",
                marker=".", label="best previous-token head, layer 1 (right)")
     right.axhline(icl.PRESENT, color="gray", linestyle=":", linewidth=1)
@@ -181,7 +198,8 @@ def induction_curves_figure(history, title=None):
     return png_bytes(figure)
 
 
-def induction_callback(run_dir, task_batches, special_ids, every_steps=50):
+def induction_callback(run_dir, task_batches, special_ids, every_steps=50, answer_batches=None,
+                       pad_id=None):
     """An `InductionScores` that writes into a run directory's usual places.
 
     Scalars go to `<run_dir>/logs/induction`, the history to
@@ -190,6 +208,7 @@ def induction_callback(run_dir, task_batches, special_ids, every_steps=50):
     """
     return InductionScores(task_batches, os.path.join(run_dir, "logs", "induction"),
                            every_steps=every_steps, special_ids=special_ids,
+                           answer_batches=answer_batches, pad_id=pad_id,
                            json_path=os.path.join(run_dir, "probes", "induction_curves.json"),
                            png_path=os.path.join(run_dir, "probes", "induction_curves.png"))
 

@@ -108,7 +108,10 @@ def test_training_logs_induction_scores(induction_run):
     events = EventAccumulator(os.path.join(output, "logs", "induction")).Reload()
     tags = set(events.Tags()["tensors"]) | set(events.Tags()["scalars"])
     assert {"induction/icl_score", "induction/best_prefix_matching",
-            "induction/best_previous_token", "induction/prefix_matching/layer_2_head_1"} <= tags
+            "induction/best_previous_token", "induction/prefix_matching/layer_2_head_1",
+            "induction/copying/layer_2_head_1"} <= tags
+    copying = np.array(history[-1]["copying"])
+    assert copying.shape == (2, 2) and np.all(np.abs(copying) <= 1.0)
 
 
 def test_untrained_model_icl_score_is_near_zero(tmp_path, capsys):

@@ -1,10 +1,19 @@
 """Induction heads as a phase change: `python docs/experiments/induction/phase_change.py`.
 
-1-layer against 2-layer Transformers (width 32, 2 heads) on repeated random
-blocks (context 32, 16 ids), the ICL score and Olsson et al.'s head scores
-measured every 50 steps while they train (TensorBoard: runs/*/logs/induction).
-Writes results.csv, results.json and phase_change.png into --results
-(the runs into /tmp/keras_lm_phase_change unless --runs is given).
+1-layer against 2-layer Transformers (width 32, 2 heads) on the induction task
+(default `--repeat=random`: one random segment of length L/8..L/2 repeated at
+a random offset in random tokens, context 64, 64 ids; `--repeat=periodic` is
+the old task, solved by positional heads), the loss on the repeated tokens,
+the ICL score and Olsson et al.'s head scores (prefix matching, previous
+token, copying) measured every 50 steps while they train (TensorBoard:
+runs/*/logs/induction). For each of `--seeds` it writes
+`seed-<s>.csv`, `seed-<s>.json` and `seed-<s>.png` into --results (the runs
+into --runs/seed-<s>); `docs/experiments/seeds_table.py` makes the seeds
+table from the CSVs:
+
+    python docs/experiments/induction/phase_change.py --seeds=0,1,2,3,4 --steps=3000
+    python docs/experiments/seeds_table.py docs/experiments/induction/random_offset \\
+        --metric=best_prefix_matching --threshold=0.5 --group=num_layers
 """
 
 import argparse
@@ -18,9 +27,12 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", ".."))  # the checkout's keras
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--every_steps", type=int, default=50)
-    parser.add_argument("--vocabulary_size", type=int, default=16)
+    parser.add_argument("--repeat", default="random", help="random or periodic")
+    parser.add_argument("--sequence_length", type=int, default=64)
+    parser.add_argument("--vocabulary_size", type=int, default=64)
+    parser.add_argument("--num_layers", default="1,2")
     parser.add_argument("--block_length", type=int, default=None,
                         help="one block length for every sequence (default: L/8 to L/2, drawn)")
     parser.add_argument("--intermediate_dim", type=int, default=None,
@@ -28,20 +40,26 @@ def main():
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--num_heads", type=int, default=2)
     parser.add_argument("--learning_rate", type=float, default=3e-3)
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds, one run each")
     parser.add_argument("--runs", default="/tmp/keras_lm_phase_change")
-    parser.add_argument("--results", default=os.path.join(HERE, "phase_change"), help="where the CSV, JSON and PNG are copied")
+    parser.add_argument("--results", default=os.path.join(HERE, "random_offset"),
+                        help="where seed-<s>.csv/.json/.png go")
     args = parser.parse_args()
     from keras_lm.probes.phase_change import PhaseChange, run_phase_change
 
-    run_phase_change(PhaseChange(output_dir=args.runs, steps=args.steps,
-                                 every_steps=args.every_steps,
-                                 vocabulary_size=args.vocabulary_size,
-                                 block_length=args.block_length, width=args.width,
-                                 intermediate_dim=args.intermediate_dim,
-                                 num_heads=args.num_heads, learning_rate=args.learning_rate))
     os.makedirs(args.results, exist_ok=True)
-    for name in ("results.csv", "results.json", "phase_change.png"):
-        shutil.copy(os.path.join(args.runs, name), os.path.join(args.results, name))
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        runs = os.path.join(args.runs, f"seed-{seed}")
+        run_phase_change(PhaseChange(
+            output_dir=runs, steps=args.steps, every_steps=args.every_steps, seed=seed,
+            num_layers=tuple(int(n) for n in args.num_layers.split(",")), repeat=args.repeat,
+            sequence_length=args.sequence_length, vocabulary_size=args.vocabulary_size,
+            block_length=args.block_length, width=args.width,
+            intermediate_dim=args.intermediate_dim, num_heads=args.num_heads,
+            learning_rate=args.learning_rate))
+        for name, suffix in (("results.csv", "csv"), ("results.json", "json"),
+                             ("phase_change.png", "png")):
+            shutil.copy(os.path.join(runs, name), os.path.join(args.results, f"seed-{seed}.{suffix}"))
 
 
 if __name__ == "__main__":
