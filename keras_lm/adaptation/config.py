@@ -186,7 +186,7 @@ class FinetuneConfig(TrainConfig):
     def resolve_from_base(self, model, tokenizer, base_config):
         """Fills in the base's model, context and tokenizer, and the defaults that
         depend on the run's kind; then `TrainConfig.validate`."""
-        if tokenizer.kind not in ("byte", "char", "wordpiece", "sentencepiece"):
+        if tokenizer.kind not in ("byte", "char", "wordpiece", "sentencepiece", "keras_hub"):
             raise UsageError(f"base_dir={self.base_dir}: a synthetic-task run (its tokenizer "
                              f"is {tokenizer.kind!r}); fine-tune a text model",
                              argument="base_dir")
@@ -215,6 +215,16 @@ class FinetuneConfig(TrainConfig):
 
     def _validate_model(self):
         pass  # the base's model, as it was trained
+
+    def _validate_text(self):
+        # An imported keras-hub model brings its own tokenizer ("keras_hub"), which is no
+        # choice for a new run: its other text settings are checked as a byte run's.
+        kind = self.tokenizer
+        self.tokenizer = "byte" if kind == "keras_hub" else kind
+        try:
+            super()._validate_text()
+        finally:
+            self.tokenizer = kind
 
     def to_dict(self):
         return dataclasses.asdict(self)

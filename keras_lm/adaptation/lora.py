@@ -14,6 +14,14 @@ format of ours, a NumPy `.npz` file with a JSON header that records the rank,
 alpha, targets and the base's weights digest; `load_adapters` puts them back
 onto the same base, and refuses any other.
 
+An imported keras-hub model (`HubCausalLM`) takes the same four target
+names, mapped per family onto its layers' own projections (`HUB_TARGETS`):
+`qkv` is the separate query, key and value projections, `mlp_in` the MLP's
+input projections (with the gate where the family has one) and `mlp_out`
+its output projection. Each is a Keras `Dense`/`EinsumDense` with its own
+`enable_lora(rank, lora_alpha)`; keras-hub's `Backbone.enable_lora` would
+reach only queries and values, without alpha.
+
 LSTM models have no Dense layer inside their recurrent cells (Keras' LSTM
 keeps its own kernels), so LoRA is refused for them with one line.
 
@@ -39,6 +47,24 @@ TARGETS = ("qkv", "output", "mlp_in", "mlp_out")
 ADAPTER_FORMAT = "keras_lm.lora_adapters"
 ADAPTER_FILE = "adapters.npz"
 _HEADER = "__header__"
+# keras-hub family -> target -> attribute paths from each transformer layer.
+_SELF_ATTENTION = "_self_attention_layer"
+_GATED_MLP = {"mlp_in": ("_feedforward_gate_dense", "_feedforward_intermediate_dense"),
+              "mlp_out": ("_feedforward_output_dense",)}
+_KERAS_HUB_ATTENTION = {
+    "qkv": tuple(f"{_SELF_ATTENTION}.{name}"
+                 for name in ("_query_dense", "_key_dense", "_value_dense")),
+    "output": (f"{_SELF_ATTENTION}._output_dense",)}
+HUB_TARGETS = {
+    "gpt2": {**_KERAS_HUB_ATTENTION, "mlp_in": ("_feedforward_intermediate_dense",),
+             "mlp_out": ("_feedforward_output_dense",)},
+    "llama": {**_KERAS_HUB_ATTENTION, **_GATED_MLP},
+    "llama3": {**_KERAS_HUB_ATTENTION, **_GATED_MLP},
+    "qwen3": {**_KERAS_HUB_ATTENTION, **_GATED_MLP},
+    "gemma3": {"qkv": ("attention.query_dense", "attention.key_dense", "attention.value_dense"),
+               "output": ("attention.output_dense",), "mlp_in": ("gating_ffw", "gating_ffw_2"),
+               "mlp_out": ("ffw_linear",)},
+}
 
 
 def check_lora(model, rank, alpha=None, targets=TARGETS):
@@ -52,7 +78,7 @@ def check_lora(model, rank, alpha=None, targets=TARGETS):
     if bad or not targets:
         raise UsageError(f"lora_targets must be some of {', '.join(TARGETS)}, got "
                          f"{', '.join(targets) or 'none'}", argument="lora_targets")
-    if not hasattr(model, "blocks"):
+    if not supports_lora(model):
         raise UsageError(
             f"lora_rank={rank}: LoRA needs Dense layers, and this {type(model).__name__} keeps "
             "its weights in Keras' LSTM cells, where enable_lora does not exist; fine-tune it "
@@ -60,9 +86,25 @@ def check_lora(model, rank, alpha=None, targets=TARGETS):
     return tuple(dict.fromkeys(targets))
 
 
+def supports_lora(model):
+    """Whether `model` has the Dense layers LoRA goes on (a Transformer of ours or keras-hub's)."""
+    return hasattr(model, "blocks") or getattr(model, "architecture", None) in HUB_TARGETS
+
+
 def target_layers(model, targets=TARGETS):
-    """`{"block_{i}/{target}": Dense layer}` of a `TransformerLM`."""
+    """`{"block_{i}/{target}": Dense layer}` of a `TransformerLM`; of a `HubCausalLM`
+    `{"block_{i}/{target}/{projection}": layer}` (e.g. `block_0/qkv/query_dense`)."""
     layers = {}
+    if not hasattr(model, "blocks"):
+        paths = HUB_TARGETS[model.architecture]
+        for i, block in enumerate(model.backbone.transformer_layers):
+            for target in targets:
+                for path in paths[target]:
+                    layer = block
+                    for attribute in path.split("."):
+                        layer = getattr(layer, attribute)
+                    layers[f"block_{i}/{target}/{path.rsplit('.', 1)[-1].lstrip('_')}"] = layer
+        return layers
     for i, block in enumerate(model.blocks):
         found = {"qkv": block.attention.qkv, "output": block.attention.output_dense,
                  "mlp_in": block.mlp_in, "mlp_out": block.mlp_out}
@@ -145,7 +187,7 @@ def save_adapters(model, path, base_digest):
     first = next(iter(layers.values()))
     header = {"format": ADAPTER_FORMAT, "version": 1, "rank": int(first.lora_rank),
               "alpha": float(first.lora_alpha),
-              "targets": sorted({name.split("/", 1)[1] for name in layers}, key=TARGETS.index),
+              "targets": sorted({name.split("/")[1] for name in layers}, key=TARGETS.index),
               "base_weights_digest": base_digest, "model_config": _config_summary(model)}
     arrays = {_HEADER: np.array(json.dumps(header))}
     for name, layer in layers.items():
@@ -203,8 +245,11 @@ def load_adapters(model, path, argument="adapters"):
 
 def _config_summary(model):
     config = model.get_config()
-    return {k: config[k] for k in ("vocabulary_size", "sequence_length", "num_layers",
-                                   "num_heads", "hidden_dim") if k in config}
+    summary = {k: config[k] for k in ("vocabulary_size", "sequence_length", "num_layers",
+                                      "num_heads", "hidden_dim") if k in config}
+    if getattr(model, "architecture", None) in HUB_TARGETS:
+        summary["architecture"] = model.architecture
+    return summary
 
 
 def merged_weights_digest(model):
@@ -214,7 +259,7 @@ def merged_weights_digest(model):
     loading it (Keras merges with the same float32 operations).
     """
     merged = {}
-    if hasattr(model, "blocks"):
+    if supports_lora(model):
         for layer in target_layers(model).values():
             if layer.lora_enabled:
                 merged[f"{layer.path}/kernel"] = layer.kernel
