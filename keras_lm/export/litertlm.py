@@ -99,7 +99,10 @@ def llm_metadata(tokenizer, sequence_length, prompt_template=None):
     metadata.llm_model_type.generic_model.SetInParent()
     metadata.start_token.token_ids.ids.append(tokenizer.bos_id)
     metadata.stop_tokens.add().token_ids.ids.append(tokenizer.eos_id)
-    metadata.suppress_tokens.ids.extend([tokenizer.pad_id, tokenizer.bos_id])
+    # As keras_lm's samplers: never `<pad>` or `<bos>`, unless it is also the
+    # stop token (an imported GPT-2 or Llama 3 pads with its end token).
+    metadata.suppress_tokens.ids.extend(
+        dict.fromkeys(i for i in (tokenizer.pad_id, tokenizer.bos_id) if i != tokenizer.eos_id))
     metadata.pad_token.token_ids.ids.append(tokenizer.pad_id)
     metadata.max_num_tokens = int(sequence_length)
     # Greedy as top-p sampling over the k = 1 most likely token: the engine's
