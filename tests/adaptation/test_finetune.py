@@ -100,8 +100,7 @@ def test_a_lora_run_writes_a_run_directory_and_leaves_its_base_alone(lora_run):
 
 
 def test_eval_scores_the_runs_own_validation_responses(lora_run, capsys, monkeypatch):
-    from keras_lm import data
-    from keras_lm.cli import eval_command
+    from keras_lm import data, run
     from keras_lm.prompt_template import PromptTemplate
 
     scored = []
@@ -110,7 +109,7 @@ def test_eval_scores_the_runs_own_validation_responses(lora_run, capsys, monkeyp
         scored.append(examples)
         return {"response_loss": 1.5, "examples": len(examples)}
 
-    monkeypatch.setattr(eval_command, "evaluate_pairs", spy)
+    monkeypatch.setattr(run, "evaluate_pairs", spy)  # what Run.evaluate scores with
     code, out, err = run_in_process(capsys, "eval", f"--model_dir={lora_run['output']}")
     assert code == 0, err
     assert json.loads(out) == {"response_loss": 1.5, "examples": len(scored[0]),
@@ -147,10 +146,10 @@ def test_eval_data_scores_given_pairs_as_the_run_scores_its_own(lora_run, capsys
     ("output", ["--data={bad}"], "--data: line 2 of"),
     ("output", ["--data={pairs}", "--response_key=reply"], "--response_key: line 1 of"),
     ("output", ["--data={pairs}", "--text_key=text"],
-     "--text_key=text: only used with --data on classifier runs"),
+     "--text_key=text: only used with data on classifier runs"),
     ("output", ["--data={pairs}", "--files={pairs}"], "--data="),
     ("base", ["--data={pairs}"], "--data="),
-    ("base", ["--prompt_key=q"], "--prompt_key=q: only used with --data on pair runs"),
+    ("base", ["--prompt_key=q"], "--prompt_key=q: only used with data on pair runs"),
 ])
 def test_eval_data_bad_input_is_one_line(lora_run, capsys, tmp_path, run, args, message):
     paths = {"pairs": lora_run["pairs"],
