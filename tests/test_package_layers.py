@@ -17,10 +17,6 @@ def test_no_module_imports_a_higher_layer():
     assert "1 kept, 0 broken" in result.stdout, result.stdout[-2000:]
 
 
-# Functions still over the limit, each on its way to being split: the lead
-# engineer is rewriting the classifier pipeline (issue 30, item 3). Remove an
-# entry when its function is split; a stale entry fails the test below.
-KNOWN_LONG_FUNCTIONS = set()
 MAX_FUNCTION_LINES = 80  # docstring included: a function that fits on a screen
 
 
@@ -46,8 +42,5 @@ def test_package_functions_fit_on_a_screen():
     lengths = _function_lengths()
     assert "models/transformer_lm.py:__init__" in lengths  # the walk reaches subpackages
     too_long = [f"{key} ({length} lines)" for key, length in sorted(lengths.items())
-                if length > MAX_FUNCTION_LINES and key not in KNOWN_LONG_FUNCTIONS]
+                if length > MAX_FUNCTION_LINES]
     assert not too_long, too_long
-    stale = [key for key in sorted(KNOWN_LONG_FUNCTIONS)
-             if lengths.get(key, 0) <= MAX_FUNCTION_LINES]
-    assert not stale, f"split now (or gone): remove from KNOWN_LONG_FUNCTIONS: {stale}"

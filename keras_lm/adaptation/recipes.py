@@ -1,9 +1,10 @@
 """Fine-tuning recipes: named default configurations of `keras-lm finetune`.
 
 One table for every head: a recipe's `head` says what it trains (`lm`: a
-`FinetuneConfig` run, `finetune`; `classifier`: `finetune_classifier`), and
-its other entries are that function's settings. A recipe sets the defaults;
-any flag given on the command line overrides it. The measurements behind
+`FinetuneConfig` run, `finetune`; `classifier`: a `ClassifierConfig` run,
+`finetune_classifier`), and its other entries are that config's settings.
+A recipe sets the defaults; any setting given overrides it
+(`FinetuneConfig.from_recipe`, `ClassifierConfig.from_recipe`). The measurements behind
 them are in BENCHMARKS.md.
 
 Example:

@@ -85,8 +85,8 @@ def _hash(label, name):
 
 # `keras-lm finetune --recipe=classify_stdlib` (its entry in
 # `keras_lm.adaptation.recipes.FINETUNE_RECIPES`): the data and the settings
-# of `keras_lm.adaptation.classifier.finetune_classifier` (any flag given
-# overrides its setting). Tuned on the quickstart model to run in well under
+# of a `ClassifierConfig` (`ClassifierConfig.from_recipe("classify_stdlib",
+# ...)`: any setting given overrides it). Tuned on the quickstart model to run in well under
 # 6 minutes on 2 cores (BENCHMARKS.md, "The classifier on the built-in labels").
 CLASSIFY_STDLIB = dict(
     base_dir="saved_models/quickstart",
