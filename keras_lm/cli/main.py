@@ -27,7 +27,14 @@ USAGE = "usage: keras-lm <subcommand> [--flag=value ...]\n\nsubcommands:\n" + ""
 
 
 def run(argv=None):
-    """Entry point of the `keras-lm` console script."""
+    """Entry point of the `keras-lm` console script.
+
+    Called with no `argv` (the console script, `python -m keras_lm.cli.main`),
+    the process ends without the interpreter's teardown once the subcommand
+    is done (see `exit_without_teardown`); with `argv` (in-process callers,
+    the tests) it raises `SystemExit` as usual.
+    """
+    whole_process = argv is None
     argv = list(sys.argv if argv is None else argv)
     # Before TensorFlow is imported: its C++ start-up logs drown our output.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -46,7 +53,41 @@ def run(argv=None):
         import tensorflow as tf
 
         tf.config.list_physical_devices()  # device start-up logs, filtered too
-    module.run([f"keras-lm {name}"] + argv[2:])
+    if not whole_process:
+        module.run([f"keras-lm {name}"] + argv[2:])
+        return
+    try:
+        module.run([f"keras-lm {name}"] + argv[2:])
+        code = 0
+    except SystemExit as finished:  # absl's app.run always ends this way
+        code = finished.code
+    exit_without_teardown(code)
+
+
+def exit_without_teardown(code):
+    """Ends the process with `code` (SystemExit's: None, an int or a message), skipping
+    the interpreter's teardown.
+
+    After a training run, tearing down TensorFlow's and XLA's objects took
+    longer than writing the outputs (tens of seconds under load): the
+    command's work is done and every file keras_lm writes is closed, so
+    the atexit handlers (logging's flush among them) run, stdout and
+    stderr are flushed, and `os._exit` ends the process.
+    """
+    import atexit
+
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    atexit._run_exitfuncs()  # CPython's own; what a normal exit runs first
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more to say
+            pass
+    os._exit(code)
 
 
 if __name__ == "__main__":
