@@ -42,6 +42,7 @@ from absl import flags
 from keras_lm.cli.app import run_subcommand
 from keras_lm.errors import UsageError
 from keras_lm.interpret import DEFAULT_METHOD, DEFAULT_STEPS, METHODS, explain, write_report
+from keras_lm.interpret.explain import default_method
 from keras_lm.interpret.sampling import DEFAULT_SEED
 from keras_lm.model_dir import load_model_dir
 from keras_lm.models import TextClassifier
@@ -56,8 +57,9 @@ flags.DEFINE_string("target", None, "Language models: the continuation to explai
                     "the model's greedy next token).", flag_values=FLAGS)
 flags.DEFINE_string("label", None, "Classifiers: the label to explain (default: the "
                     "prediction).", flag_values=FLAGS)
-flags.DEFINE_string("method", DEFAULT_METHOD, f"One of {', '.join(METHODS)}.",
-                    flag_values=FLAGS)
+flags.DEFINE_string("method", None, f"One of {', '.join(METHODS)} (default: {DEFAULT_METHOD}, the "
+                    "most faithful measured; integrated_gradients where its package is not "
+                    "installed).", flag_values=FLAGS)
 flags.DEFINE_integer("steps", DEFAULT_STEPS, "Integration points of integrated gradients.",
                      flag_values=FLAGS)
 flags.DEFINE_integer("span", 1, "Tokens occlusion removes at a time.", flag_values=FLAGS)
@@ -101,8 +103,12 @@ def main():
     if FLAGS.prompt is None:
         raise UsageError("--prompt: give the text to explain, got none")
     model, tokenizer, prompt = load(FLAGS.model_dir, FLAGS.prompt, FLAGS.raw)
+    method = FLAGS.method or default_method()
+    if method != (FLAGS.method or DEFAULT_METHOD):
+        print(f"note: the default method {DEFAULT_METHOD} needs pip install 'keras-lm[explain]'; "
+              f"explaining with {method}", file=sys.stderr)
     # Everything is checked before anything is written.
-    result = explain(model, prompt, FLAGS.target, label=FLAGS.label, method=FLAGS.method,
+    result = explain(model, prompt, FLAGS.target, label=FLAGS.label, method=method,
                      steps=FLAGS.steps, span=FLAGS.span, compare=FLAGS.compare,
                      tokenizer=tokenizer, samples=FLAGS.samples, seed=FLAGS.seed)
     output_dir = FLAGS.output_dir or os.path.join(FLAGS.model_dir, "explanations")

@@ -6,7 +6,8 @@ Example:
 >>> from keras_lm.tokenizers import ByteTokenizer
 >>> keras.utils.set_random_seed(0)
 >>> model = TransformerLM.from_preset("tiny", vocabulary_size=259, sequence_length=16)
->>> result = explain(model, "the fox", target=" ran", tokenizer=ByteTokenizer())
+>>> result = explain(model, "the fox", target=" ran", tokenizer=ByteTokenizer(),
+...                  method="integrated_gradients")
 >>> result.tokens, result.method
 (['t', 'h', 'e', ' ', 'f', 'o', 'x'], 'integrated_gradients')
 >>> # Completeness: the scores sum to logp(prompt) - logp(all <pad>), up to the quadrature.
@@ -37,13 +38,17 @@ METHODS = ("integrated_gradients", "gradient_x_input", "occlusion", "shap", "lim
 # asked (`compare="all"`).
 CHEAP_METHODS = ("integrated_gradients", "gradient_x_input", "occlusion")
 SAMPLING_METHODS = ("shap", "lime")
-DEFAULT_METHOD = "integrated_gradients"
+# The most faithful method costing at most 10x integrated gradients, measured by
+# benchmarks/attribution_faithfulness.py (docs/interpret.md, "Which method to
+# believe"). It needs the `explain` extra: without it, `FALLBACK_METHOD`.
+DEFAULT_METHOD = "shap"
+FALLBACK_METHOD = "integrated_gradients"
 DEFAULT_STEPS = 64
 MAX_STEPS = 4096
 MAX_SAMPLES = 1_000_000
 
 
-def explain(model, prompt, target=None, *, label=None, method=DEFAULT_METHOD,
+def explain(model, prompt, target=None, *, label=None, method=None,
             steps=DEFAULT_STEPS, span=1, compare=False, tokenizer=None, samples=None,
             seed=sampling.DEFAULT_SEED):
     """Per-token attributions of `prompt` for a target continuation or a classifier's label.
@@ -60,7 +65,8 @@ def explain(model, prompt, target=None, *, label=None, method=DEFAULT_METHOD,
         label: a classifier's label to explain (default: its prediction).
         method: one of `METHODS` (see `keras_lm.interpret.methods` and
             `keras_lm.interpret.sampling`; `shap` and `lime` need the
-            `explain` extra: `pip install 'keras-lm[explain]'`).
+            `explain` extra: `pip install 'keras-lm[explain]'`); default:
+            `default_method()`.
         steps: integration points of integrated gradients (1..4096).
         span: tokens removed at a time by occlusion.
         compare: also run other methods and report the rank agreement
@@ -74,6 +80,7 @@ def explain(model, prompt, target=None, *, label=None, method=DEFAULT_METHOD,
     Returns:
         An `Explanation`. Mistakes raise `UsageError` naming the argument.
     """
+    method = default_method() if method is None else method
     names = _check_arguments(method, steps, compare, samples, seed)
     tokenizer = tokenizer or getattr(model, "tokenizer", None)
     objective, target_text, target_tokens = build_objective(model, prompt, target, label,
@@ -95,6 +102,16 @@ def explain(model, prompt, target=None, *, label=None, method=DEFAULT_METHOD,
         agreement={f"{a} vs {b}": methods.spearman(computed[a][0], computed[b][0])
                    for a, b in itertools.combinations(computed, 2)},
         all_scores={name: result[0] for name, result in computed.items()})
+
+
+def default_method():
+    """`DEFAULT_METHOD`, or `FALLBACK_METHOD` where its package is not installed."""
+    if DEFAULT_METHOD in SAMPLING_METHODS:
+        try:
+            sampling.require(DEFAULT_METHOD)
+        except UsageError:
+            return FALLBACK_METHOD
+    return DEFAULT_METHOD
 
 
 def _check_arguments(method, steps, compare, samples, seed):

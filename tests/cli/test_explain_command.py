@@ -36,7 +36,8 @@ def runs(tmp_path_factory):
 
 def test_explain_prints_the_tokens_and_writes_the_page_png_and_logs(runs, capsys):
     code, out, err = run_in_process(capsys, "explain", f"--model_dir={runs / 'lm'}",
-                                    "--prompt=the dog", "--target= ran", "--steps=8")
+                                    "--prompt=the dog", "--target= ran", "--steps=8",
+                                    "--method=integrated_gradients")
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0].startswith("target: ' ran'  log-probability -")
@@ -123,3 +124,17 @@ def test_a_missing_package_is_one_line_exit_2(runs, capsys, tmp_path, monkeypatc
                                 "which is not installed; install it with: pip install "
                                 "'keras-lm[explain]'")
     assert not os.path.exists(output) and out == ""
+
+
+def test_the_default_method_is_shap_or_integrated_gradients_without_it(runs, capsys, tmp_path,
+                                                                     monkeypatch):
+    import sys
+
+    args = ("explain", f"--model_dir={runs / 'lm'}", "--prompt=ab", "--nocompare", "--json",
+            f"--output_dir={tmp_path}")
+    code, out, err = run_in_process(capsys, *args)
+    assert code == 0 and json.loads(out)["method"] == "shap" and "note:" not in err
+    monkeypatch.setitem(sys.modules, "shap", None)  # the explain extra not installed
+    code, out, err = run_in_process(capsys, *args)
+    assert code == 0 and json.loads(out)["method"] == "integrated_gradients"
+    assert "note: the default method shap needs pip install 'keras-lm[explain]'" in err

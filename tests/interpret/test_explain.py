@@ -51,7 +51,8 @@ def _logp_from_embeddings(model, embeddings, targets):
 @pytest.mark.parametrize("family", ["transformer", "lstm"])
 def test_integrated_gradients_sum_to_the_change_of_log_probability(models, family):
     model = models[family]
-    result = explain(model, PROMPT, target=" ran", tokenizer=TOKENIZER)  # 64 steps
+    result = explain(model, PROMPT, target=" ran", tokenizer=TOKENIZER,
+                     method="integrated_gradients")  # 64 steps
     # logp(input) - logp(baseline), computed here: the prompt's token
     # embeddings (not <bos>'s, not the target's) replaced by <pad>'s.
     targets = [int(t) for t in TOKENIZER.encode(" ran")]
@@ -69,7 +70,8 @@ def test_integrated_gradients_sum_to_the_change_of_log_probability(models, famil
 
 
 def test_integrated_gradients_of_a_classifier_label_sum_to_its_change(classifier):
-    result = explain(classifier, PROMPT, label="dog", tokenizer=TOKENIZER)
+    result = explain(classifier, PROMPT, label="dog", tokenizer=TOKENIZER,
+                     method="integrated_gradients")
     ids, _ = classifier.encode([PROMPT], TOKENIZER)
     backbone = classifier.backbone
     embeddings = backbone.embed_tokens(ids)
