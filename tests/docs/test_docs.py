@@ -27,7 +27,7 @@ import re
 
 import pytest
 
-from page_runner import FENCE, ROOT, read, run_page, runnable_blocks
+from page_runner import FENCE, ROOT, code_blocks, read, run_page, runnable_blocks
 
 RUN_PAGES = ["README.md", os.path.join("docs", "python_api.md")]
 

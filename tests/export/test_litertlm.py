@@ -152,7 +152,8 @@ def test_a_task_run_is_refused(capsys, tmp_path):
 
     model = TransformerLM.from_preset("tiny", vocabulary_size=259, sequence_length=32)
     _refused(capsys, _run_dir(tmp_path, model, ByteTokenizer(), {"task": "copy"}),
-             "--format: litertlm cannot hold a --task=copy run")
+             "is a model trained on a synthetic task; export (a synthetic-task run has an id "
+             "tokenizer")
 
 
 def test_a_normalization_the_file_cannot_hold_is_refused(capsys, tmp_path):
