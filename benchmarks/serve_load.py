@@ -1,23 +1,31 @@
-"""`keras-lm serve` under concurrent load: throughput, latency, time to first token.
+"""`keras-lm serve` under concurrent load: continuous against static batching.
 
-Starts `keras-lm serve` twice on localhost (a subprocess each), batched
-(`--max_batch_size=8`) and one request at a time (`--max_batch_size=1`), and
-for 1, 4, 16 and 64 concurrent clients sends a fixed number of streaming
-completions per client (sampled, seeded, `--max_tokens` each) through plain
-HTTP. Every configuration has a time limit: requests not started by then
-are not sent (and counted as such). It records requests/s, completion
-tokens/s, p50/p95/p99 latency and time to first token, and errors (every
-request must end in a complete answer or a clear error). Then a group of
-clients hangs up mid-stream, and the script checks that their rows were
-stopped (`keras_lm_cancelled_rows_total`) and that the server still answers.
+Starts `keras-lm serve` on localhost once per mode (a subprocess each, the
+same `--max_batch_size`): `--batching=continuous` (a request joins the
+running batch at its next compiled call) and `--batching=static` (the rows
+that arrived together decode until the last one ends); `one_at_a_time`
+(static, `--max_batch_size=1`) may be added with `--modes`. For 1, 4, 16
+and 64 concurrent clients it sends a fixed number of streaming completions
+per client (sampled, seeded) through plain HTTP. Request lengths are mixed,
+as real traffic's are: each request's `max_tokens` is drawn between 16 and
+what the context leaves after its prompt (`--max_tokens=N` fixes it; the
+same draws in every mode). Every configuration has a time limit: requests
+not started by then are not sent. It records time to first text
+p50/p95/p99, tokens/s, requests/s, latency, errors (an HTTP error or an
+error event) and lost requests (planned but with no complete answer and no
+error: not sent in time, or a stream that ended without a finish). Then a
+group of clients hangs up mid-stream, and the script checks that their rows
+were stopped (`keras_lm_cancelled_rows_total`) and that the server still
+answers.
 
     python benchmarks/serve_load.py --model_dir=saved_models/quickstart
     python benchmarks/serve_load.py --clients=1,16 --requests=2   # a quick look
     python benchmarks/serve_load.py --model=saved_models/quickstart/saved_model --temperature=0
 
-`--model` serves an exported SavedModel (`keras-lm serve --model`) instead:
-its rows share a call only when greedy or unseeded (every request here is
-seeded), so `--temperature=0` shows its batching.
+`--model` serves an exported SavedModel (`keras-lm serve --model`) instead
+(static batching only: the modes are then the same server): its rows share
+a call only when greedy or unseeded (every request here is seeded), so
+`--temperature=0` shows its batching.
 
 Without a trained model (`--model_dir` missing), a random model of the
 quickstart's shape (`small` preset) is used: speed does not depend on the
@@ -53,7 +61,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def random_model_dir():
+def random_model_dir(preset="small"):
     import keras
 
     from keras_lm.models import TransformerLM
@@ -61,7 +69,7 @@ def random_model_dir():
 
     directory = tempfile.mkdtemp(prefix="serve_load_")
     keras.utils.set_random_seed(0)
-    TransformerLM.from_preset("small", vocabulary_size=259).save(
+    TransformerLM.from_preset(preset, vocabulary_size=259).save(
         os.path.join(directory, "model.keras"))
     ByteTokenizer().save(os.path.join(directory, "tokenizer.json"))
     return directory
@@ -70,12 +78,14 @@ def random_model_dir():
 class Server:
     """`keras-lm serve` in a subprocess, until the `with` block ends."""
 
-    def __init__(self, model_flag, max_batch_size, steps_per_call):
+    def __init__(self, model_flag, max_batch_size, steps_per_call, batching):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # A queue that holds every client's request: the benchmark measures waiting, not 503s.
         self.command = [sys.executable, "-m", "keras_lm.cli.main", "serve",
-                        model_flag, f"--port={self.port}",
-                        f"--max_batch_size={max_batch_size}", f"--steps_per_call={steps_per_call}"]
+                        model_flag, f"--port={self.port}", f"--batching={batching}",
+                        f"--max_batch_size={max_batch_size}", f"--steps_per_call={steps_per_call}",
+                        "--max_queue=4096", "--request_timeout=0"]
 
     def __enter__(self):
         start = time.monotonic()
@@ -128,7 +138,21 @@ async def one_request(client, url, body):
     return time.monotonic() - start, first, tokens, None
 
 
-async def load(url, clients, requests, max_tokens, time_limit, temperature=0.8):
+def request_lengths(clients, requests, context, max_tokens=None, seed=0):
+    """`max_tokens` of request r of client c: drawn between 16 and what the context leaves.
+
+    The same draws for every mode (a seeded generator per client count).
+    """
+    rng = np.random.default_rng([seed, clients])
+    lengths = {}
+    for c in range(clients):
+        for r in range(requests):
+            room = context - 1 - len(PROMPTS[(c + r) % len(PROMPTS)])  # <bos> and bytes
+            lengths[c, r] = max_tokens or int(rng.integers(min(16, room), room + 1))
+    return lengths
+
+
+async def load(url, clients, requests, lengths, time_limit, temperature=0.8):
     """`clients` concurrent clients, `requests` each, sequentially; stops starting at the limit."""
     results = []
     deadline = time.monotonic() + time_limit
@@ -138,7 +162,7 @@ async def load(url, clients, requests, max_tokens, time_limit, temperature=0.8):
             for r in range(requests):
                 if time.monotonic() > deadline:
                     return
-                body = {"prompt": PROMPTS[(c + r) % len(PROMPTS)], "max_tokens": max_tokens,
+                body = {"prompt": PROMPTS[(c + r) % len(PROMPTS)], "max_tokens": lengths[c, r],
                         "temperature": temperature, "top_p": 0.95, "seed": c * 1000 + r,
                         "stream": True,
                         "stream_options": {"include_usage": True}}
@@ -173,89 +197,134 @@ def metric(url, name):
 
 def summary(mode, clients, planned, results, elapsed):
     done = [r for r in results if r[3] is None]
-    errors = [r[3] for r in results if r[3] is not None]
+    lost_streams = [r for r in results if r[3] == "stream ended without a finish"]
+    errors = [r[3] for r in results if r[3] is not None and r not in lost_streams]
     latencies = np.array([r[0] for r in done]) if done else np.array([np.nan])
-    firsts = np.array([r[1] for r in done if r[1] is not None]) if done else np.array([np.nan])
+    firsts = [r[1] for r in done if r[1] is not None]
+    firsts = np.array(firsts) if firsts else np.array([np.nan])
     tokens = sum(r[2] for r in done)
     return dict(mode=mode, clients=clients, planned=planned, done=len(done), errors=errors,
-                not_sent=planned - len(results), elapsed=elapsed,
-                requests_per_second=len(done) / elapsed, tokens_per_second=tokens / elapsed,
+                not_sent=planned - len(results), lost=planned - len(done) - len(errors),
+                elapsed=elapsed, requests_per_second=len(done) / elapsed,
+                tokens_per_second=tokens / elapsed,
                 p50=np.percentile(latencies, 50), p95=np.percentile(latencies, 95),
                 p99=np.percentile(latencies, 99), ttft50=np.percentile(firsts, 50),
-                ttft95=np.percentile(firsts, 95))
+                ttft95=np.percentile(firsts, 95), ttft99=np.percentile(firsts, 99))
 
 
-def main():
+MODES = {"continuous": ("continuous", None), "static": ("static", None),
+         "one_at_a_time": ("static", 1)}  # name -> (--batching, --max_batch_size or the flag's)
+
+
+def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model_dir", default="saved_models/quickstart")
     parser.add_argument("--model", default=None,
                         help="a SavedModel directory from `keras-lm export` (instead of --model_dir)")
+    parser.add_argument("--preset", default="small",
+                        help="the random model's preset when --model_dir has no model")
+    parser.add_argument("--modes", default="continuous,static",
+                        help=f"comma-separated, of {', '.join(MODES)}")
     parser.add_argument("--temperature", type=float, default=0.8, help="0: greedy")
     parser.add_argument("--clients", default="1,4,16,64")
     parser.add_argument("--requests", type=int, default=4, help="requests per client")
-    parser.add_argument("--max_tokens", type=int, default=64)
-    parser.add_argument("--time_limit", type=float, default=120.0,
+    parser.add_argument("--max_tokens", type=int, default=None,
+                        help="every request's max_tokens (default: mixed, 16 to the context)")
+    parser.add_argument("--time_limit", type=float, default=300.0,
                         help="seconds per configuration after which no request starts")
     parser.add_argument("--max_batch_size", type=int, default=8)
     parser.add_argument("--steps_per_call", type=int, default=16)
     args = parser.parse_args()
-    clients_list = [int(c) for c in args.clients.split(",")]
-    model_dir = args.model_dir
-    if args.model is None and not os.path.isfile(os.path.join(model_dir, "model.keras")):
-        print(f"{model_dir} has no model.keras: using a random model of the quickstart's shape")
-        model_dir = random_model_dir()
-    model_flag = f"--model={args.model}" if args.model else f"--model_dir={model_dir}"
-    rows, startup, abandoned = [], {}, None
-    for mode, batch_size in (("batched", args.max_batch_size), ("one at a time", 1)):
-        with Server(model_flag, batch_size, args.steps_per_call) as server:
-            startup[mode], context = server.startup_seconds, server.context
-            for clients in clients_list:
-                results, elapsed = asyncio.run(
-                    load(server.url, clients, args.requests, args.max_tokens, args.time_limit,
-                         args.temperature))
-                row = summary(mode, clients, clients * args.requests, results, elapsed)
-                rows.append(row)
-                print(f"{mode}, {clients} clients: {row['done']}/{row['planned']} done, "
-                      f"{len(row['errors'])} errors, {row['tokens_per_second']:.0f} tokens/s",
-                      file=sys.stderr, flush=True)
-            if batch_size > 1:
-                got = asyncio.run(abandon(server.url, 16, args.max_tokens))
-                time.sleep(2)
-                after = asyncio.run(load(server.url, 1, 1, 8, 60))[0]
-                abandoned = dict(clients=16, got_first_event=got,
-                                 cancelled_rows=metric(server.url, "keras_lm_cancelled_rows_total"),
-                                 answered_after=all(r[3] is None for r in after))
-    model_name = args.model_dir if model_dir == args.model_dir else "random small preset"
-    if args.model:
-        model_name = f"the SavedModel {args.model} (keras-lm serve --model)"
-    print(f"\nMachine: {machine()}. Model: {model_name} (context {context}). Batched: "
-          f"--max_batch_size={args.max_batch_size}, --steps_per_call={args.steps_per_call}. "
-          f"{args.requests} streamed requests per client, max_tokens={args.max_tokens}, "
-          f"temperature {args.temperature:g}, top_p 0.95; "
-          f"time limit {args.time_limit:g} s per row. "
-          f"Server start-up (load + compile): batched {startup['batched']:.0f} s, "
-          f"one at a time {startup['one at a time']:.0f} s.\n")
-    print("| server | clients | requests done | errors | not sent (time limit) | requests/s "
-          "| tokens/s | p50 latency | p95 latency | p99 latency | p50 first token "
-          "| p95 first token |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    unknown = set(args.modes.split(",")) - set(MODES)
+    if unknown:
+        parser.error(f"--modes: unknown {sorted(unknown)}; choose from {', '.join(MODES)}")
+    return args
+
+
+def run_mode(mode, args, model_flag, clients_list):
+    """The rows of one server's table, its start-up time and context, and its hang-up check."""
+    batching, batch_size = MODES[mode]
+    rows, abandoned = [], None
+    with Server(model_flag, batch_size or args.max_batch_size, args.steps_per_call,
+                batching) as server:
+        for clients in clients_list:
+            lengths = request_lengths(clients, args.requests, server.context, args.max_tokens)
+            results, elapsed = asyncio.run(
+                load(server.url, clients, args.requests, lengths, args.time_limit,
+                     args.temperature))
+            row = summary(mode, clients, clients * args.requests, results, elapsed)
+            rows.append(row)
+            print(f"{mode}, {clients} clients: {row['done']}/{row['planned']} done, "
+                  f"{len(row['errors'])} errors, {row['lost']} lost, "
+                  f"{row['tokens_per_second']:.0f} tokens/s, p95 first text {row['ttft95']:.2f} s",
+                  file=sys.stderr, flush=True)
+        if (batch_size or args.max_batch_size) > 1:
+            got = asyncio.run(abandon(server.url, 16, min(64, server.context // 2)))
+            time.sleep(2)
+            after = asyncio.run(load(server.url, 1, 1, {(0, 0): 8}, 60))[0]
+            abandoned = dict(clients=16, got_first_event=got,
+                             cancelled_rows=metric(server.url, "keras_lm_cancelled_rows_total"),
+                             answered_after=all(r[3] is None for r in after))
+        return rows, server.startup_seconds, server.context, abandoned
+
+
+def print_table(rows):
+    print("| batching | clients | requests done | errors | lost | first text p50 | p95 | p99 "
+          "| tokens/s | requests/s | latency p50 | p95 | p99 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['mode']} | {r['clients']} | {r['done']}/{r['planned']} | {len(r['errors'])} "
-              f"| {r['not_sent']} | {r['requests_per_second']:.2f} | {r['tokens_per_second']:.0f} "
-              f"| {r['p50']:.2f} s | {r['p95']:.2f} s | {r['p99']:.2f} s | {r['ttft50']:.2f} s "
-              f"| {r['ttft95']:.2f} s |")
+              f"| {r['lost']} | {r['ttft50']:.2f} s | {r['ttft95']:.2f} s | {r['ttft99']:.2f} s "
+              f"| {r['tokens_per_second']:.0f} | {r['requests_per_second']:.2f} "
+              f"| {r['p50']:.2f} s | {r['p95']:.2f} s | {r['p99']:.2f} s |")
+
+
+def print_ratios(rows, clients_list, modes):
+    if "continuous" not in modes or "static" not in modes:
+        return
     for clients in clients_list:
-        pair = [r for r in rows if r["clients"] == clients]
-        if len(pair) == 2 and pair[1]["tokens_per_second"] > 0:
-            print(f"\n{clients} clients: batched / one at a time = "
-                  f"{pair[0]['tokens_per_second'] / pair[1]['tokens_per_second']:.2f}x tokens/s",
-                  end="")
+        by_mode = {r["mode"]: r for r in rows if r["clients"] == clients}
+        new, old = by_mode["continuous"], by_mode["static"]
+        print(f"\n{clients} clients: continuous / static: p95 first text "
+              f"{new['ttft95']:.2f} / {old['ttft95']:.2f} s = {old['ttft95'] / new['ttft95']:.2f}x "
+              f"lower; tokens/s {new['tokens_per_second'] / max(old['tokens_per_second'], 1e-9):.2f}x",
+              end="")
     print()
-    if abandoned:
-        print(f"\nHang-ups: {abandoned['clients']} clients closed their stream after the first "
-              f"event ({abandoned['got_first_event']} got one); rows stopped "
-              f"(keras_lm_cancelled_rows_total): {abandoned['cancelled_rows']:.0f}; a request "
-              f"after them was answered: {abandoned['answered_after']}.")
+
+
+def main():
+    args = parse_args()
+    clients_list = [int(c) for c in args.clients.split(",")]
+    modes = args.modes.split(",")
+    model_dir = args.model_dir
+    if args.model is None and not os.path.isfile(os.path.join(model_dir, "model.keras")):
+        print(f"{model_dir} has no model.keras: using a random model ({args.preset} preset)")
+        model_dir = random_model_dir(args.preset)
+    model_flag = f"--model={args.model}" if args.model else f"--model_dir={model_dir}"
+    rows, startup, hangups = [], {}, {}
+    for mode in modes:
+        mode_rows, startup[mode], context, hangups[mode] = run_mode(mode, args, model_flag,
+                                                                    clients_list)
+        rows += mode_rows
+    model_name = args.model_dir if model_dir == args.model_dir else f"random {args.preset} preset"
+    if args.model:
+        model_name = f"the SavedModel {args.model} (keras-lm serve --model)"
+    lengths = (f"max_tokens={args.max_tokens}" if args.max_tokens
+               else "max_tokens drawn between 16 and the context left after the prompt")
+    print(f"\nMachine: {machine()}. Model: {model_name} (context {context}). "
+          f"--max_batch_size={args.max_batch_size}, --steps_per_call={args.steps_per_call}. "
+          f"{args.requests} streamed requests per client, {lengths}, temperature "
+          f"{args.temperature:g}, top_p 0.95; time limit {args.time_limit:g} s per row. "
+          "Server start-up (load + compile): "
+          + ", ".join(f"{mode} {seconds:.0f} s" for mode, seconds in startup.items()) + ".\n")
+    print_table(rows)
+    print_ratios(rows, clients_list, modes)
+    for mode, check in hangups.items():
+        if check:
+            print(f"\nHang-ups ({mode}): {check['clients']} clients closed their stream after the "
+                  f"first event ({check['got_first_event']} got one); rows stopped "
+                  f"(keras_lm_cancelled_rows_total): {check['cancelled_rows']:.0f}; a request "
+                  f"after them was answered: {check['answered_after']}.")
     errors = sorted({e for r in rows for e in r["errors"]})
     if errors:
         print("\nErrors:", *errors[:10], sep="\n- ")

@@ -83,6 +83,12 @@ def _slot_loop(model, batch_size, max_length):
     return loops[key][1]
 
 
+def _concrete(run, carry, steps, constants):
+    """`run`'s concrete function for these arguments: calling it skips `tf.function`'s
+    matching of the arguments to a trace (milliseconds a call, as in `row_batch`)."""
+    return run.get_concrete_function(carry, steps, **constants)
+
+
 def _rows_loop(model, select, carry, steps, lengths, max_new_tokens, end_id, pad_id, banned,
                seed):
     """Up to `steps` steps of every live row, each at its own `position` `(batch,)`.
@@ -140,11 +146,13 @@ class SlotBatch:
         self._banned = decoding._banned_mask(model.vocabulary_size, banned_ids)
         self._prefill = decoding._program(model, "prefill_any_length", None, (1, self.max_length))
         self._run = _slot_loop(model, batch_size, self.max_length)
+        self._call = None  # its concrete function, once the arguments exist
         self.rows = [None] * batch_size  # the Row in each slot (None: free)
         self._options = np.zeros((batch_size, 5), np.int64)  # length, max_new, top_k, 2 seed words
         self._floats = np.zeros((batch_size, 2), np.float32)  # temperature, top_p
         self._floats[:, 1] = 1.0
         self._returned = np.zeros(batch_size, np.int32)
+        self._positions = np.zeros(batch_size, np.int32)  # host copies after each call
         self.ended = np.zeros(batch_size, bool)  # produced end_id
         state = model.initial_state(batch_size, self.max_length)
         self._carry = dict(
@@ -192,6 +200,7 @@ class SlotBatch:
         top_k = min(max(int(row.top_k), 0), self.model.vocabulary_size)
         self._options[slot] = [length, row.max_new_tokens, top_k, *seed_words(seed)]
         self._floats[slot] = [row.temperature, row.top_p]
+        self._positions[slot] = prefill_length
         self.rows[slot] = row
         self._returned[slot] = 0
         self.ended[slot] = False
@@ -202,7 +211,7 @@ class SlotBatch:
         """Steps until the row in `slot` has its first new token (0 once it has one)."""
         if self._returned[slot] > 0:
             return 0
-        return max(1, int(self._options[slot, 0]) - int(self._carry["position"][slot]) + 1)
+        return max(1, int(self._options[slot, 0]) - int(self._positions[slot]) + 1)
 
     def step(self, steps):
         """Runs up to `steps` positions; returns `{slot: new ids}` for the live rows.
@@ -215,7 +224,11 @@ class SlotBatch:
             return {}
         if self._constants is None:
             self._constants = self._make_constants()
-        self._carry = self._run(self._carry, tf.constant(steps, tf.int32), **self._constants)
+        steps = tf.constant(steps, tf.int32)
+        if self._call is None:
+            self._call = _concrete(self._run, self._carry, steps, self._constants)
+        self._carry = self._call(self._carry, steps, **self._constants)
+        self._positions = self._carry["position"].numpy()
         num_new = self._carry["num_new"].numpy()
         ids = self._carry["ids"].numpy()
         done = self._carry["done"].numpy()
@@ -260,7 +273,7 @@ class SlotBatch:
         done = np.ones(batch_size, bool)
         done[: len(live)] = self._carry["done"].numpy()[live]
         other._carry["done"] = tf.constant(done)
-        for name in ("rows", "_options", "_floats", "_returned", "ended"):
+        for name in ("rows", "_options", "_floats", "_returned", "ended", "_positions"):
             values = getattr(self, name)
             kept = [values[s] for s in live]
             target = getattr(other, name)
