@@ -21,9 +21,15 @@ exit (the median of `--repeats`), as a user at the prompt sees it:
 PYTHONPATH; the child prints which `keras_lm` it imported), so the same
 script measures before and after a change:
 
+`--clocked=1.5` also runs `keras-lm train --recipe=char --train_minutes=1.5`
+and prints its steps, its whole time and the seconds between its
+evaluation lines (training + validation + the extras drawn then): with the
+extras on a 5% budget, more steps fit in the same clock.
+
     git worktree add /tmp/speed_before <sha>
     python benchmarks/fixed_costs.py --repo=/tmp/speed_before --repeats=3
     python benchmarks/fixed_costs.py --repeats=3
+    python benchmarks/fixed_costs.py --repo=/tmp/speed_before --repeats=1 --clocked=1.5
     # a smoke run (its figures mean nothing under load):
     python benchmarks/fixed_costs.py --repeats=1
 
@@ -85,6 +91,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--train_args", default="",
                         help="More flags for the one-step run, e.g. '--samples=false'.")
+    parser.add_argument("--clocked", type=float, default=None,
+                        help="Also a char run of this many minutes by the clock.")
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
@@ -117,6 +125,21 @@ def main():
             value = statistics.median(run[1][index][1] for run in runs)
             print(f"| {name} | {value:.2f} |")
         print(f"| **whole command** | **{statistics.median(r[0] for r in runs):.2f}** |")
+        if args.clocked:
+            clocked(cli, args.clocked, env, cwd)
+
+
+def clocked(cli, minutes, env, cwd):
+    """A char run by the clock: its steps, whole time, and the gaps between evaluations."""
+    command = cli + ["train", "--recipe=char", f"--train_minutes={minutes}", "--verbose=2",
+                     f"--output_dir={os.path.join(cwd, 'clocked')}"]
+    total, lines = timed(command, env, cwd)
+    evaluations = [t for t, line in lines if line.startswith("step ")]
+    done = next(line for _, line in lines if line.startswith("done in "))
+    gaps = ", ".join(f"{b - a:.1f}" for a, b in zip(evaluations, evaluations[1:]))
+    print(f"\n`{' '.join(command[3:-1])}`: whole command {total:.1f} s; {done}; "
+          f"evaluation lines at {', '.join(f'{t:.1f}' for t in evaluations)} s "
+          f"(gaps {gaps or '-'} s)")
 
 
 if __name__ == "__main__":
