@@ -13,7 +13,11 @@ server's chat endpoint.
 A conversation (`chat_ids`) renders as each earlier user turn through the
 template followed by the model's reply and `<eos>`, then the last user turn
 through the template, all after one `<bos>`; a system message, if any, is
-prepended to the first user turn (with a blank line between them).
+prepended to the first user turn (with a blank line between them). A
+template may also say how a finished reply ends in the conversation
+(`reply_end`, e.g. Gemma's `"<end_of_turn>\n"`: the family's chat format,
+as an imported model was instruction-tuned on); without it a reply ends
+with `<eos>`. config.json keeps it as `chat_reply_end`.
 
 Only the standard library is imported: this is the ground floor, used by
 generation, export and serving alike.
@@ -37,6 +41,7 @@ from keras_lm.errors import UsageError
 DEFAULT_TEMPLATE = "{prompt}\n"
 # The key under which config.json, tokenizer.json and metadata.json keep it.
 CONFIG_KEY = "prompt_template"
+REPLY_END_KEY = "chat_reply_end"
 ROLES = ("system", "user", "assistant")
 
 
@@ -49,7 +54,11 @@ class PromptTemplate:
             an exported graph concatenates around it).
     """
 
-    def __init__(self, template=None, argument="template"):
+    def __init__(self, template=None, argument="template", reply_end=None):
+        if reply_end is not None and (not isinstance(reply_end, str) or template is None):
+            raise UsageError(f"{REPLY_END_KEY} must be a string beside a template, got "
+                             f"{reply_end!r}", argument=REPLY_END_KEY)
+        self.reply_end = reply_end
         if template is None:
             self.template, self.prefix, self.suffix = None, "", ""
             return
@@ -67,7 +76,9 @@ class PromptTemplate:
         >>> PromptTemplate.from_run_config({"prompt_template": "{prompt}\\n"}).apply("hi")
         'hi\\n'
         """
-        return cls((config or {}).get(CONFIG_KEY), argument=CONFIG_KEY)
+        config = config or {}
+        return cls(config.get(CONFIG_KEY), argument=CONFIG_KEY,
+                   reply_end=config.get(REPLY_END_KEY))
 
     @property
     def is_identity(self):
@@ -91,8 +102,8 @@ class PromptTemplate:
 
         Returns:
             A list of ints: `<bos>`, then for each earlier exchange the user
-            turn through the template, the reply and `<eos>`, then the last
-            user turn through the template.
+            turn through the template, the reply and `<eos>` (or the reply
+            and `reply_end`), then the last user turn through the template.
 
         Example:
         >>> class Letters:  # a stand-in tokenizer: one id per character
@@ -109,22 +120,30 @@ class PromptTemplate:
         ids = [int(tokenizer.bos_id)] if add_bos else []
         for user, reply in turns:
             ids += _ids(tokenizer, self.apply(user))
-            if reply is not None:
+            if reply is not None and self.reply_end is not None:
+                ids += _ids(tokenizer, reply + self.reply_end)
+            elif reply is not None:
                 ids += _ids(tokenizer, reply) + [int(tokenizer.eos_id)]
         return ids
 
     def to_config(self):
-        """`{"prompt_template": template}` for a config.json or metadata.json."""
-        return {CONFIG_KEY: self.template}
+        """`{"prompt_template": template}` (and `chat_reply_end` if set) for a config.json
+        or metadata.json."""
+        config = {CONFIG_KEY: self.template}
+        if self.reply_end is not None:
+            config[REPLY_END_KEY] = self.reply_end
+        return config
 
     def __eq__(self, other):
-        return isinstance(other, PromptTemplate) and other.template == self.template
+        return (isinstance(other, PromptTemplate) and other.template == self.template
+                and other.reply_end == self.reply_end)
 
     def __hash__(self):
-        return hash(self.template)
+        return hash((self.template, self.reply_end))
 
     def __repr__(self):
-        return f"PromptTemplate({self.template!r})"
+        end = "" if self.reply_end is None else f", reply_end={self.reply_end!r}"
+        return f"PromptTemplate({self.template!r}{end})"
 
 
 def _split(template, argument):

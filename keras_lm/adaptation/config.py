@@ -179,6 +179,9 @@ class FinetuneConfig(TrainConfig):
         """The run's `PromptTemplate`: `template`, else the default (pairs) or the base's (text)."""
         if self.template is not None:
             return PromptTemplate(self.template, argument="template")
+        if self.kind == "pairs" and (base_config or {}).get("source"):
+            # An imported model: its family's chat format (keras_lm.pretrained.chat_templates).
+            return PromptTemplate.from_run_config(base_config)
         if self.kind == "pairs":
             return PromptTemplate(DEFAULT_TEMPLATE)
         return PromptTemplate.from_run_config(base_config or {})

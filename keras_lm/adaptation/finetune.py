@@ -28,7 +28,6 @@ from keras_lm.adaptation.pairs_source import PairsSource
 from keras_lm.generation import generate
 from keras_lm.metrics import TokenAccuracy
 from keras_lm.model_dir import load
-from keras_lm.prompt_template import CONFIG_KEY
 from keras_lm.scoring import evaluate_files
 from keras_lm.training.callbacks import run_callbacks
 from keras_lm.training.console import Console, ProgressLog, format_duration
@@ -185,7 +184,7 @@ def resolved_config(config, source, model, template, lora, steps, interval):
         "base": {"model_dir": os.path.abspath(config.base_dir),
                  "weights_digest": (lora or {}).get("base_weights_digest")
                  or weights_digest(model)},
-        "lora": lora, CONFIG_KEY: template.template,
+        "lora": lora, **template.to_config(),
         "steps": steps, "eval_interval": interval,
         "sample_tokens": config.sample_length(),
         "num_parameters": model.count_params(),

@@ -5,7 +5,9 @@ The run directory holds what every `--model_dir` command reads:
     model.keras      the model (`HubCausalLM`: the backbone behind the step API)
     tokenizer.json   the tokenizer (`HubTokenizer`: the preset's own, as JSON)
     config.json      source (the preset as given), architecture, parameters,
-                     sequence_length, keras_hub_version
+                     sequence_length, keras_hub_version, and the family's chat
+                     format (`prompt_template`, `chat_reply_end`: see
+                     `chat_templates`; also in tokenizer.json)
     preset/          the preset's own files, untouched (a local directory is
                      copied; a downloaded handle is saved with `save_to_preset`)
 
@@ -19,6 +21,8 @@ import tempfile
 
 from keras_lm.errors import UsageError
 from keras_lm.io_utils import write_json
+from keras_lm.pretrained.chat_templates import chat_template, hf_chat_template
+from keras_lm.prompt_template import CONFIG_KEY
 
 PRESET_FOLDER = "preset"
 HANDLE_SCHEMES = ("kaggle://", "hf://", "gs://", "modelscope://")
@@ -47,6 +51,8 @@ def import_preset(preset, output_dir, sequence_length=None):
     _check_output_dir(output_dir)
     causal_lm = load_causal_lm(preset)
     model, tokenizer = to_keras_lm(causal_lm, sequence_length)
+    config = run_config(preset, model)
+    tokenizer.prompt_template = config[CONFIG_KEY]  # what an export applies
     parent = os.path.dirname(os.path.abspath(output_dir))
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".import-", dir=parent)
@@ -54,7 +60,7 @@ def import_preset(preset, output_dir, sequence_length=None):
         _write_preset_files(preset, causal_lm, os.path.join(staging, PRESET_FOLDER))
         model.save(os.path.join(staging, "model.keras"))
         tokenizer.save(os.path.join(staging, "tokenizer.json"))
-        write_json(os.path.join(staging, "config.json"), run_config(preset, model))
+        write_json(os.path.join(staging, "config.json"), config)
         if os.path.isdir(output_dir):
             os.rmdir(output_dir)  # checked empty above
         os.replace(staging, output_dir)
@@ -68,7 +74,10 @@ def run_config(preset, model):
     """The imported run's `config.json`: where it came from and what it is."""
     import keras_hub
 
+    local = os.path.isdir(os.fspath(preset))
+    template = chat_template(model.architecture, hf_chat_template(preset) if local else None)
     return {
+        **template.to_config(),
         "source": os.fspath(preset),
         "architecture": model.architecture,
         "parameters": model.parameter_count(),

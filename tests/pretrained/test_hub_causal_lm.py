@@ -34,7 +34,7 @@ def test_greedy_text_equals_keras_hub_generate(hub_models, family, request):
     hub, model = hub_models[family]
     tokenizer = model.tokenizer
     new_tokens = 12
-    ours = model.generate(PROMPTS, new_tokens)  # a ragged batch
+    ours = model.generate(PROMPTS, new_tokens, apply_template=False)  # a ragged batch
     hub.compile(sampler="greedy")
     # keras-hub compiles one program per prompt length: the second (longer) prompt by
     # default, both under -m slow.
@@ -75,10 +75,11 @@ def test_samplers_stop_strings_streaming_and_ragged_batches(hub_models):
     tokenizer = model.tokenizer
     first = model.generate(PROMPTS, 10, sampler="top_p", top_p=0.9, seed=3)
     assert first == model.generate(PROMPTS, 10, sampler="top_p", top_p=0.9, seed=3)
-    greedy = model.generate(PROMPTS[0], 10)
+    greedy = model.generate(PROMPTS[0], 10, apply_template=False)  # as `stream` reads it
     assert "".join(stream(model, tokenizer, PROMPTS[0], 10)) == greedy
     stop = greedy[2:4]
-    assert model.generate(PROMPTS[0], 10, stop=[stop]) == greedy[:greedy.find(stop)]
+    assert model.generate(PROMPTS[0], 10, stop=[stop], apply_template=False) == greedy[
+        :greedy.find(stop)]
 
 
 @pytest.mark.slow
