@@ -16,7 +16,7 @@ Writes into `output_dir`:
 - `phase_change.png`: the three curves of every depth over steps, one
   panel per score.
 
-Example (about 3 minutes on 2 idle cores):
+Example:
     from keras_lm.probes.phase_change import PhaseChange, run_phase_change
     rows = run_phase_change(PhaseChange(output_dir="/tmp/phase", steps=1500))
 """
@@ -51,8 +51,8 @@ class PhaseChange:
     every_steps: int = 50
     width: int = 32
     num_heads: int = 2
-    sequence_length: int = 32
-    vocabulary_size: int = 16
+    sequence_length: int = 64
+    vocabulary_size: int = 64
     batch_size: int = 32
     learning_rate: float = 3e-3
     position_embedding: str = "rotary"

@@ -27,14 +27,21 @@ def test_mqar_attention_beats_the_lstm_and_reports_query_order(tmp_path):
     assert os.path.isfile(tmp_path / "emergence.png")
 
 
-def test_two_layers_learn_in_context_and_one_layer_does_not(tmp_path):
+def test_an_induction_head_forms_in_two_layers_and_not_in_one(tmp_path):
+    """Random-offset repeats (docs/experiments.md, induction heads that are needed):
+    attention-only, width 32, segment 24 of context 64. Seed 0's full 2,000-step run
+    dropped the loss on the repeats from 3.30 (step 750) to 1.55 (step 1,000) as its
+    best prefix-matching head rose from 0.09 to 0.35; a 1-layer model's best head stays
+    near the uniform baseline (~0.05) and its loss on the repeats near ln 64 - 0.4."""
     from keras_lm.probes.phase_change import PhaseChange, run_phase_change
 
-    rows = run_phase_change(PhaseChange(output_dir=str(tmp_path), steps=800, every_steps=200))
-    final = {row["num_layers"]: row for row in rows if row["step"] == 800}
-    # The 2-layer model copies from context: its ICL score falls well below the 1-layer one's.
-    assert final[2]["icl_score"] < final[1]["icl_score"] - 0.3, final
-    assert [row["step"] for row in rows if row["num_layers"] == 2] == [0, 200, 400, 600, 800]
+    rows = run_phase_change(PhaseChange(output_dir=str(tmp_path), steps=1500, every_steps=500,
+                                        intermediate_dim=0, block_length=24))
+    final = {row["num_layers"]: row for row in rows if row["step"] == 1500}
+    assert final[2]["best_prefix_matching"] > 0.3, final
+    assert final[1]["best_prefix_matching"] < 0.15, final
+    assert final[2]["answer_loss"] < final[1]["answer_loss"] - 1.5, final
+    assert [row["step"] for row in rows if row["num_layers"] == 2] == [0, 500, 1000, 1500]
     assert os.path.isfile(tmp_path / "phase_change.png")
 
 
