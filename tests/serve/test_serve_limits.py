@@ -286,3 +286,23 @@ def test_a_deadline_frees_a_running_row(server):
 def test_bad_serving_flags_are_one_line_errors(flag, capsys):
     code, out, err = run_in_process(capsys, "serve", "--model_dir=/nonexistent", flag)
     assert_one_line_usage_error(code, err, "serve", flag.split("=")[0])
+
+
+def test_a_seeded_request_that_joins_mid_flight_gives_its_text_alone(server, model):
+    options = {"max_tokens": 12, "temperature": 0.9, "top_p": 0.95, "seed": 21}
+    with Gate(server.engine) as gate, concurrent.futures.ThreadPoolExecutor(2) as pool:
+        running = pool.submit(post, server, {"prompt": "a long running one", "max_tokens": 28,
+                                             "temperature": 1.0, "seed": 8})
+        assert gate.reached.wait(30)  # it is mid-decode: the next request joins it
+        joined = pool.submit(post, server, {"prompt": "lazy dog", **options})
+        wait_for(lambda: server.engine.queued() == 1)
+        gate.release()
+        text = joined.result(60).json()["choices"][0]["text"]
+        assert running.result(60).status_code == 200
+    assert text == post(server, {"prompt": "lazy dog", **options}).json()["choices"][0]["text"]
+    from keras_lm.tokenizers import ByteTokenizer
+
+    with ServerThread(model, ByteTokenizer(), max_batch_size=1, batching="static") as static:
+        assert type(static.engine).__name__ == "Engine"
+        reply = post(static, {"prompt": "lazy dog", **options}, headers={})
+        assert reply.json()["choices"][0]["text"] == text  # static batching: the same text
