@@ -13,7 +13,8 @@ prediction), prints the tokens with their scores (one JSON object with
   logs/             TensorBoard: text explanation/tokens, image
                     explanation/attributions (tensorboard --logdir=OUTPUT_DIR/logs)
 
-Methods: integrated_gradients (--steps points of the path from the <pad>
+Methods (default: lime, the most faithful measured; integrated_gradients where
+lime is not installed): integrated_gradients (--steps points of the path from the <pad>
 embedding; the scores sum to the change of log-probability), gradient_x_input
 (one gradient), occlusion (remove --span tokens at a time), shap (shap's
 Permutation explainer over token masks) and lime (lime's text explainer over

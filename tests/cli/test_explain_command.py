@@ -126,15 +126,15 @@ def test_a_missing_package_is_one_line_exit_2(runs, capsys, tmp_path, monkeypatc
     assert not os.path.exists(output) and out == ""
 
 
-def test_the_default_method_is_shap_or_integrated_gradients_without_it(runs, capsys, tmp_path,
+def test_the_default_method_is_lime_or_integrated_gradients_without_it(runs, capsys, tmp_path,
                                                                      monkeypatch):
     import sys
 
     args = ("explain", f"--model_dir={runs / 'lm'}", "--prompt=ab", "--nocompare", "--json",
             f"--output_dir={tmp_path}")
     code, out, err = run_in_process(capsys, *args)
-    assert code == 0 and json.loads(out)["method"] == "shap" and "note:" not in err
-    monkeypatch.setitem(sys.modules, "shap", None)  # the explain extra not installed
+    assert code == 0 and json.loads(out)["method"] == "lime" and "note:" not in err
+    monkeypatch.setitem(sys.modules, "lime", None)  # the explain extra not installed
     code, out, err = run_in_process(capsys, *args)
     assert code == 0 and json.loads(out)["method"] == "integrated_gradients"
-    assert "note: the default method shap needs pip install 'keras-lm[explain]'" in err
+    assert "note: the default method lime needs pip install 'keras-lm[explain]'" in err
