@@ -42,7 +42,11 @@ from keras_lm.export.bundle import (
     FORMATS,
     VerificationError,
 )
-from keras_lm.export.tflite import QUANTIZATIONS  # for the flag's help
+from keras_lm.export.tflite import (  # for the flags' help
+    INT4_BLOCK_SIZE,
+    INT4_BLOCK_SIZES,
+    QUANTIZATIONS,
+)
 from keras_lm.run import Run
 
 FLAGS = flags.FlagValues()
@@ -67,6 +71,10 @@ flags.DEFINE_string(
     "data_files", None,
     "Text (files, directories or globs) for int8 calibration and the perplexity figures "
     "(default: the run's own training and validation files).", flag_values=FLAGS)
+flags.DEFINE_integer(
+    "int4_block_size", INT4_BLOCK_SIZE,
+    f"Inputs per block of the int4 weights, one of {', '.join(map(str, INT4_BLOCK_SIZES))}.",
+    flag_values=FLAGS)
 flags.DEFINE_boolean(
     "verify", False, "Exit 1 if a file misses a parity bound.", flag_values=FLAGS)
 
@@ -81,7 +89,9 @@ def main():
     run = Run(FLAGS.model_dir)
     given = {name: value for name, value in (
         ("prefill_lengths", prefill_lengths if FLAGS["prefill_lengths"].present else None),
-        ("data_files", FLAGS.data_files)) if value is not None}
+        ("data_files", FLAGS.data_files),
+        ("int4_block_size", FLAGS.int4_block_size if FLAGS["int4_block_size"].present else None),
+    ) if value is not None}
     with _export_errors():
         report = run.export(formats=FLAGS.format, quantize=FLAGS.quantize, verify=FLAGS.verify,
                             **given)
@@ -123,6 +133,7 @@ _FLAG_OF_ARGUMENT = {
     "formats": "--format",
     "quantize": "--quantize",
     "prefill_lengths": "--prefill_lengths",
+    "int4_block_size": "--int4_block_size",
     "calibration_files": "--data_files",
     "validation_files": "--data_files",
     "directory": "--model_dir",

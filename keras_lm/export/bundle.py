@@ -52,7 +52,13 @@ from keras_lm.export.litertlm import (
 )
 from keras_lm.export.saved_model import export_saved_model
 from keras_lm.export.schema import check_prefill_lengths
-from keras_lm.export.tflite import QUANTIZATIONS, export_tflite, step_archive
+from keras_lm.export.tflite import (
+    INT4_BLOCK_SIZE,
+    QUANTIZATIONS,
+    check_int4_block_size,
+    export_tflite,
+    step_archive,
+)
 from keras_lm.export.verify import check_parity, measure_parity
 from keras_lm.io_utils import atomic_path, write_bytes, write_json
 from keras_lm.tokenizers import TOKENIZER_FILE
@@ -95,6 +101,7 @@ def export(
     calibration_files=None,
     validation_files=None,
     verify=False,
+    int4_block_size=INT4_BLOCK_SIZE,
 ):
     """Writes the formats in `formats` under `directory`; returns the report.
 
@@ -109,6 +116,8 @@ def export(
             them parity is measured on logits and greedy tokens only. Either
             may also be a pair run's `keras_lm.data.EncodedPairs` (its
             pairs laid end to end, as trained).
+        int4_block_size: inputs per block of the `int4` weights (32, 64,
+            128 or 256; block 32 holds small models where coarser fails).
         verify: raise `VerificationError` if a bound of
             `keras_lm.export.verify.check_parity` is missed (after writing,
             so the files can be inspected).
@@ -124,6 +133,7 @@ def export(
         formats = tuple(dict.fromkeys([*formats, "tflite"]))  # its source
     if "tflite" in formats:
         prefill_lengths = check_prefill_lengths(prefill_lengths, model.sequence_length)
+    check_int4_block_size(int4_block_size)
     if not os.path.isdir(directory):
         raise UsageError(f"directory: {directory!r} does not exist", argument="directory")
     calibration = None
@@ -153,6 +163,7 @@ def export(
                 model, tokenizer, bundle, quantize, prefill_lengths, calibration, prompts,
                 windows, saved_model if "saved_model" in formats else None,
                 os.path.join(directory, LITERTLM_DIR) if "litertlm" in formats else None,
+                int4_block_size,
             )
     else:
         parity = measure_parity(model, tokenizer, prompts, saved_model=saved_model)
@@ -164,7 +175,7 @@ def export(
 
 
 def _write_bundle(model, tokenizer, bundle, quantize, prefill_lengths, calibration, prompts,
-                  windows, saved_model, litertlm_dir=None):
+                  windows, saved_model, litertlm_dir=None, int4_block_size=INT4_BLOCK_SIZE):
     files, schema = {}, None
     # The step functions traced and written once, converted to each variant
     # (tracing and writing them cost more than a conversion).
@@ -175,6 +186,7 @@ def _write_bundle(model, tokenizer, bundle, quantize, prefill_lengths, calibrati
             info = export_tflite(
                 model, os.path.join(bundle, tflite_file_name(q)), prefill_lengths, q,
                 representative_ids=calibration if q == "int8" else None,
+                int4_block_size=int4_block_size,
                 **({"from_float32": os.path.join(bundle, float32["file"])} if float32
                    else {"archive": archive}),
             )

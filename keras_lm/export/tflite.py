@@ -102,7 +102,10 @@ QUANTIZATIONS = ("none", "fp16", "dynamic_int8", "int8", "int4")
 # weight-only recipe is channel-wise only; block-wise int4 is its dynamic
 # recipe, as LiteRT-LM's own models ship). Channel-wise when a weight's
 # input dimension is no multiple of it.
-INT4_BLOCK = "BLOCKWISE_32"
+INT4_BLOCK_SIZE = 32
+# The block sizes ai-edge-quantizer implements (`QuantGranularity.BLOCKWISE_{n}`).
+INT4_BLOCK_SIZES = (32, 64, 128, 256)
+INT4_BLOCK = f"BLOCKWISE_{INT4_BLOCK_SIZE}"  # the default granularity
 # Decode positions calibrated for `int8`, over all representative texts.
 CALIBRATION_DECODE_STEPS = 256
 # `int8` keeps full integer when it picks the float model's top token at
@@ -245,7 +248,7 @@ def _without_tokenizer(model):
 
 def export_tflite(
     model, path, prefill_lengths=(8, 32), quantize="none", representative_ids=None,
-    from_float32=None, archive=None,
+    from_float32=None, archive=None, int4_block_size=INT4_BLOCK_SIZE,
 ):
     """Writes `model`'s prefill and decode steps to one `.tflite` file at `path`.
 
@@ -269,6 +272,8 @@ def export_tflite(
         archive: optional, a `step_archive(model, prefill_lengths)` of this
             model, open: converted instead of writing the step functions
             again (the export bundle does this for its variants).
+        int4_block_size: for `quantize="int4"`: inputs per int4 block, one
+            of `INT4_BLOCK_SIZES`.
 
     Returns:
         A `TFLiteExport`.
@@ -284,6 +289,7 @@ def export_tflite(
     """
     prefill_lengths, representative_ids, path = _check_arguments(
         model, path, prefill_lengths, quantize, representative_ids, from_float32, archive)
+    check_int4_block_size(int4_block_size)
     schema, data, int8_info = _converted(
         model, prefill_lengths, quantize, representative_ids, from_float32, archive)
     builtin_operator_names(data)  # raises on a non-builtin operator
@@ -292,7 +298,7 @@ def export_tflite(
         # After the metadata: the quantizer keeps it, and may store large
         # weights past the flatbuffer (by offset), which re-serializing the
         # file to add metadata would drop.
-        data, int4_info = quantize_int4(data)
+        data, int4_info = quantize_int4(data, int4_block_size)
         int8_info = {"int4": int4_info}
     operators = builtin_operator_names(data)
     write_bytes(path, data)
@@ -548,12 +554,21 @@ def quantize_calibrated(calibrated, int8_ops=None):
     return compat.quantize_calibrated_model(calibrated, denylisted_ops=denied)
 
 
-def quantize_int4(data):
+def check_int4_block_size(block_size):
+    """`block_size` if it is one of `INT4_BLOCK_SIZES`; else UsageError naming it."""
+    if block_size not in INT4_BLOCK_SIZES:
+        raise UsageError(
+            f"int4_block_size must be one of {', '.join(map(str, INT4_BLOCK_SIZES))}, "
+            f"got {block_size!r}", argument="int4_block_size")
+    return block_size
+
+
+def quantize_int4(data, block_size=INT4_BLOCK_SIZE):
     """`(bytes, info)`: the float32 `.tflite` `data` with int4 matmul weights.
 
     ai-edge-quantizer's dynamic recipe: the weights of every operator it
     supports (the `FULLY_CONNECTED` projections) become symmetric int4 in
-    blocks of 32 inputs (`INT4_BLOCK`; channel-wise if that fails), and
+    blocks of `block_size` inputs (channel-wise if that fails), and
     activations are quantized on the fly. `info` names the int4 weights and
     the float ones left (a tied embedding: `GATHER` and the logits'
     `BATCH_MATMUL`, which the recipe does not cover).
@@ -569,7 +584,7 @@ def quantize_int4(data):
         return bytes(q.quantize(enable_progress_report=False, enable_progress_bar=False)
                      .quantized_model)
 
-    granularity = INT4_BLOCK
+    granularity = f"BLOCKWISE_{check_int4_block_size(block_size)}"
     try:
         quantized = run(granularity)
     except ValueError:  # an input dimension no multiple of the block

@@ -143,7 +143,11 @@ def runner_logits(runner, ids):
 
 
 def _special(tokenizer):
-    return dict(end_id=tokenizer.eos_id, banned_ids=(tokenizer.pad_id, tokenizer.bos_id))
+    # As `keras_lm.generation.generate` and the `.litertlm`'s suppressed
+    # tokens: never <pad> or <bos>, unless it is <eos> too (an imported GPT-2
+    # or Llama 3 pads with its end token, which must still end a text).
+    banned = tuple(i for i in (tokenizer.pad_id, tokenizer.bos_id) if i != tokenizer.eos_id)
+    return dict(end_id=tokenizer.eos_id, banned_ids=banned)
 
 
 def _keras_greedy(model, tokenizer, prompts, new_tokens):

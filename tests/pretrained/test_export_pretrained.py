@@ -1,0 +1,138 @@
+"""Imported keras-hub models on the phone: TFLite with the KV cache and `.litertlm` (issue 32).
+
+Each family's tiny random preset (conftest's `pretrained_runs`) is exported
+through keras_lm's own step API; the greedy text of the `.tflite` file (our
+LiteRT runner) and of the `.litertlm` file (LiteRT-LM's engine, CPU) must
+equal the Keras model's for 3 prompts x 32 new tokens. The prompts and
+continuations run past Gemma 3's sliding window (8 positions), so its local
+layers' mask is checked where it matters. GPT-2 runs in the default suite;
+Gemma 3 and Llama 3 (and int4) are `slow`.
+"""
+
+import shutil
+
+import numpy as np
+import pytest
+
+# Three prompts of different lengths: shorter than the prefill (decode only
+# after <bos>), about one prefill, and longer than one (prefill + decodes).
+PROMPTS = ("def ", "import json\nclass Decoder:", "    def encode(self, obj):\n        return ")
+NEW_TOKENS = 32
+PREFILL_LENGTHS = (8,)
+# How much `sharpen` scales the embedding (and so the logits).
+SHARPEN = 30.0
+
+
+def export_family(pretrained_runs, tmp_path_factory, family, quantize=("none",)):
+    """A copy of `family`'s imported run exported to TFLite and `.litertlm` (`--verify`)."""
+    import keras_lm
+
+    run_dir = tmp_path_factory.mktemp(f"export_{family}") / "run"
+    shutil.copytree(pretrained_runs[family], run_dir)
+    sharpen(run_dir)
+    report = keras_lm.Run(str(run_dir)).export(
+        formats=["tflite", "litertlm"], quantize=list(quantize),
+        prefill_lengths=list(PREFILL_LENGTHS), verify=True)
+    return run_dir, report
+
+
+def sharpen(run_dir, factor=SHARPEN):
+    """Scales the run's token embedding (and head) by `factor`, saved in place.
+
+    A random tiny preset's logits are nearly uniform (GPT-2's initial
+    weights give a top-2 gap near float32's rounding of the logits), so a
+    1e-7 difference between two correct runtimes can flip a greedy token and
+    the rest of the text with it. Larger logits make each choice decisive;
+    the graph is the same.
+    """
+    import keras_lm
+
+    model = keras_lm.load(str(run_dir))
+    for weight in model.token_embedding.weights:
+        weight.assign(weight * factor)
+    model.save(str(run_dir / "model.keras"))
+
+
+def tflite_greedy(path, model, tokenizer, prompts, new_tokens):
+    """Greedy texts of a `.tflite` file, run by keras_lm's LiteRT runner as an app does."""
+    from keras_lm.export.litert_runner import LiteRTRunner
+
+    runner = LiteRTRunner(str(path))
+    banned = tuple(i for i in (tokenizer.pad_id, tokenizer.bos_id) if i != tokenizer.eos_id)
+    texts = []
+    for prompt in prompts:
+        ids = [tokenizer.bos_id] + [int(i) for i in np.asarray(tokenizer.encode(prompt))]
+        new = runner.generate_ids(ids, new_tokens, end_id=tokenizer.eos_id, banned_ids=banned)
+        texts.append(tokenizer.decode_text(np.asarray(
+            [i for i in new if i != tokenizer.eos_id], np.int32)))
+    return texts
+
+
+def check_family(run_dir, report):
+    """The three formats agree: Keras, the `.tflite` file and the engine's `.litertlm`."""
+    import keras_lm
+    from keras_lm.export.litertlm import engine_greedy, read_llm_metadata
+    from keras_lm.prompt_template import PromptTemplate
+
+    assert report["failures"] == []
+    model = keras_lm.load(str(run_dir))
+    tokenizer = model.tokenizer
+    expected = model.generate(list(PROMPTS), NEW_TOKENS)
+    assert any(expected), "the Keras model wrote nothing: the comparison would be empty"
+    # The run's prompt template (if any) as generate applies it: by the app
+    # for the .tflite file, by the engine from the .litertlm's metadata.
+    template = PromptTemplate(getattr(tokenizer, "prompt_template", None))
+    tflite = run_dir / "tflite" / "model_float32.tflite"
+    templated = [template.apply(p) for p in PROMPTS]
+    assert tflite_greedy(tflite, model, tokenizer, templated, NEW_TOKENS) == expected
+    litertlm = run_dir / "litertlm" / "model_float32.litertlm"
+    assert engine_greedy(litertlm, PROMPTS, NEW_TOKENS, apply_prompt_template=True) == expected
+    # The cache the engine binds: per layer (1, kv_heads, length, head_dim).
+    state = {e["name"]: e["shape"] for e in report["state"]}
+    assert state["kv_cache_k_0"] == [1, model.kv_heads, model.sequence_length, model.head_dim]
+    assert len(state) == 2 * model.num_layers
+    metadata = read_llm_metadata(litertlm)
+    assert list(metadata.start_token.token_ids.ids) == [tokenizer.bos_id]
+    assert list(metadata.stop_tokens[0].token_ids.ids) == [tokenizer.eos_id]
+    assert tokenizer.eos_id not in set(metadata.suppress_tokens.ids)
+    return model
+
+
+def test_gpt2_exports_and_the_engine_writes_keras_text(pretrained_runs, tmp_path_factory):
+    run_dir, report = export_family(pretrained_runs, tmp_path_factory, "gpt2")
+    check_family(run_dir, report)
+    # GPT-2's byte-level BPE travels as keras-hub's own tokenizer.json pipeline.
+    operators = report["files"]["float32"]["operators"]
+    assert "DYNAMIC_UPDATE_SLICE" in operators  # the cache write, a builtin
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["gemma3", "llama3"])
+def test_family_exports_and_the_engine_writes_keras_text(pretrained_runs, tmp_path_factory,
+                                                         family):
+    run_dir, report = export_family(pretrained_runs, tmp_path_factory, family)
+    model = check_family(run_dir, report)
+    if family == "gemma3":  # SentencePiece: the model itself, beside tokenizer.json
+        assert (run_dir / "tflite" / "tokenizer.model").read_bytes() == \
+            model.tokenizer.hub_tokenizer.proto
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["gemma3", "llama3"])
+def test_int4_block_32_keeps_the_top_token(pretrained_runs, tmp_path_factory, family):
+    """int4 (block 32) against float32 on the run's validation windows.
+
+    Random tiny presets have near-uniform logits, so perplexity barely moves
+    and greedy text flips on tiny differences; what int4 must keep is the
+    top token at most positions. Bound: >= 0.80 top-1 agreement with Keras
+    (a broken quantization, e.g. a wrong scale or transposed block, falls to
+    ~1/vocabulary; measured here: see the report's figures).
+    """
+    run_dir, report = export_family(pretrained_runs, tmp_path_factory, family,
+                                    quantize=("none", "int4"))
+    int4 = report["files"]["int4"]
+    assert int4["int4"]["granularity"] == "BLOCKWISE_32"
+    assert int4["int4"]["int4_weights"]
+    assert int4["parity"]["top1_agreement"] >= 0.80
+    assert abs(int4["parity"]["perplexity_change"]) <= 0.05
+    assert (run_dir / "litertlm" / "model_int4.litertlm").is_file()
