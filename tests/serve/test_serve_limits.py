@@ -16,7 +16,7 @@ import keras
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import assert_one_line_usage_error, run_in_process
+from conftest import assert_one_line_usage_error, run_in_process, served
 from keras_lm.generation import decoding
 from keras_lm.generation.slot_batch import slot_programs
 from keras_lm.serve import ServerThread
@@ -306,3 +306,21 @@ def test_a_seeded_request_that_joins_mid_flight_gives_its_text_alone(server, mod
         assert type(static.engine).__name__ == "Engine"
         reply = post(static, {"prompt": "lazy dog", **options}, headers={})
         assert reply.json()["choices"][0]["text"] == text  # static batching: the same text
+
+
+@pytest.mark.slow
+def test_keras_lm_serve_warns_without_a_key_off_localhost_and_reads_the_key_from_env(
+        model, tmp_path, monkeypatch):
+    from keras_lm.tokenizers import ByteTokenizer
+
+    model.save(str(tmp_path / "model.keras"))
+    ByteTokenizer().save(str(tmp_path / "tokenizer.json"))
+    flags = (f"--model_dir={tmp_path}", "--max_batch_size=1")
+    with served(*flags, "--host=0.0.0.0") as server:
+        assert httpx.get(server.url + "/v1/models").status_code == 200  # open, as warned
+    assert server.returncode == 0 and "warning: serving on 0.0.0.0 without an API key" in server.err
+    monkeypatch.setenv("KERAS_LM_API_KEY", KEY)
+    with served(*flags, "--host=0.0.0.0") as server:
+        assert httpx.get(server.url + "/v1/models").status_code == 401
+        assert httpx.get(server.url + "/v1/models", headers=AUTH).status_code == 200
+    assert server.returncode == 0 and "warning" not in server.err
