@@ -10,6 +10,7 @@ from keras_lm.errors import UsageError
 from keras_lm.interpret import METHODS, explain, write_report
 from keras_lm.interpret.masking import masked_logp
 from keras_lm.interpret.objective import classifier_objective, language_model_objective
+from keras_lm.interpret.report import markdown_table
 from keras_lm.interpret.sampling import default_samples, lime_scores, shap_scores
 from keras_lm.models import LSTMLM, TextClassifier, TransformerLM
 from keras_lm.tokenizers import ByteTokenizer
@@ -84,6 +85,9 @@ def test_shap_and_lime_explain_both_kinds_with_printed_seeds_and_samples(models,
     assert lime.details["kernel_width"] == 25 and lime.all_scores.keys() == {"lime"}
     page = open(write_report(result, str(tmp_path))["html"], encoding="utf-8").read()
     assert page.count('class="method-text"') == len(METHODS)  # the methods side by side
+    table = markdown_table(result).splitlines()  # TensorBoard's text: a column per method
+    assert table[2] == "| token | " + " | ".join(METHODS) + " |"
+    assert table[4].count("|") == len(METHODS) + 2
 
 
 @pytest.mark.parametrize("method, compare, argument", [("shap", False, "method"),
