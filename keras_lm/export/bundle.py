@@ -116,8 +116,7 @@ def export(
             them parity is measured on logits and greedy tokens only. Either
             may also be a pair run's `keras_lm.data.EncodedPairs` (its
             pairs laid end to end, as trained).
-        int4_block_size: inputs per block of the `int4` weights (32, 64,
-            128 or 256; block 32 holds small models where coarser fails).
+        int4_block_size: inputs per block of `int4` weights (32, 64, 128, 256).
         verify: raise `VerificationError` if a bound of
             `keras_lm.export.verify.check_parity` is missed (after writing,
             so the files can be inspected).
@@ -133,7 +132,7 @@ def export(
         formats = tuple(dict.fromkeys([*formats, "tflite"]))  # its source
     if "tflite" in formats:
         prefill_lengths = check_prefill_lengths(prefill_lengths, model.sequence_length)
-    check_int4_block_size(int4_block_size)
+        check_int4_block_size(int4_block_size)
     if not os.path.isdir(directory):
         raise UsageError(f"directory: {directory!r} does not exist", argument="directory")
     calibration = None
@@ -146,10 +145,8 @@ def export(
         calibration = _windows(calibration_files, tokenizer, model.sequence_length,
                                CALIBRATION_TEXTS, "calibration_files")
     window_length = max(prefill_lengths) if "tflite" in formats else 32
-    windows = []
-    if validation_files:
-        windows = _windows(validation_files, tokenizer, window_length, VALIDATION_WINDOWS,
-                           "validation_files")
+    windows = [] if not validation_files else _windows(
+        validation_files, tokenizer, window_length, VALIDATION_WINDOWS, "validation_files")
     prompts = verification_prompts(model, tokenizer, windows, prefill_lengths)
 
     saved_model = os.path.join(directory, SAVED_MODEL_DIR)
