@@ -58,7 +58,7 @@ SEED = 0
 
 
 def lm_prompts(model_dir, count, prompt_bytes=PROMPT_BYTES):
-    """`count` windows of `prompt_bytes` ASCII bytes at line starts of the run's validation files."""
+    """`count` windows of `prompt_bytes` ASCII bytes at line starts of the validation files."""
     _, _, config = load_model_dir(model_dir)
     prompts = []
     for path in sorted(run_files(config)[1]):
@@ -172,7 +172,8 @@ def choose_default(summaries):
 
 def markdown(summaries, agreements, faithful, cost, default, counts):
     lines = ["| model | method | comprehensiveness (higher) | sufficiency (lower) | "
-             "deletion area (lower) | s / explanation (under load) |", "|---|---|---:|---:|---:|---:|"]
+             "deletion area (lower) | s / explanation (under load) |",
+             "|---|---|---:|---:|---:|---:|"]
     for model, summary in summaries.items():
         for name, s in summary.items():
             seconds = f"{s['seconds']:.3f}" if "seconds" in s else "-"

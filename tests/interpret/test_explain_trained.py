@@ -14,7 +14,8 @@ pytestmark = pytest.mark.slow
 def test_completeness_holds_on_a_trained_run(trained, tmp_path):
     output, _, _ = trained
     result = keras_lm("explain", f"--model_dir={output}", "--prompt=the quick brown",
-                      "--target= fox", "--method=integrated_gradients", "--json", f"--output_dir={tmp_path}")
+                      "--target= fox", "--method=integrated_gradients", "--json",
+                      f"--output_dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-2000:]
     explanation = json.loads(result.stdout)
     change = explanation["target_logp"] - explanation["details"]["baseline_logp"]
