@@ -47,6 +47,7 @@ from keras_lm.errors import UsageError
 from keras_lm.export.bundle import FORMATS, export
 from keras_lm.export.classifier_export import export_classifier
 from keras_lm.generation import generate
+from keras_lm.interpret import explain
 from keras_lm.model_dir import (
     CONFIG_FILE,
     MODEL_FILE,
@@ -164,6 +165,19 @@ class Run:
         """`[{"label": ..., "probabilities": {label: p}}]`, one per text."""
         self.require(("classifier",), "classify")
         return classify_texts(self.model, list(texts), self.tokenizer)
+
+    def explain(self, prompt, target=None, raw=False, **options):
+        """Per-token attributions of `prompt` (`keras_lm.interpret.explain`; its `options`).
+
+        A language model reads the prompt through the run's prompt template
+        (unless `raw`) and explains `target` (default: its greedy next
+        token); a classifier explains a label (`label=...`, default: its
+        prediction). A task run has no text to explain.
+        """
+        self.require(("text", "pairs", "classifier"), "explain")
+        if self.kind != "classifier" and prompt:
+            prompt = self.prompt_template(raw).apply(prompt)
+        return explain(self.model, prompt, target, tokenizer=self.tokenizer, **options)
 
     # --- evaluating -----------------------------------------------------------------
 

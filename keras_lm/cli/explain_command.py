@@ -42,12 +42,10 @@ from absl import flags
 
 from keras_lm.cli.app import run_subcommand
 from keras_lm.errors import UsageError
-from keras_lm.interpret import DEFAULT_METHOD, DEFAULT_STEPS, METHODS, explain, write_report
+from keras_lm.interpret import DEFAULT_METHOD, DEFAULT_STEPS, METHODS, write_report
 from keras_lm.interpret.explain import default_method
 from keras_lm.interpret.sampling import DEFAULT_SEED
-from keras_lm.model_dir import load_model_dir
-from keras_lm.models import TextClassifier
-from keras_lm.prompt_template import PromptTemplate
+from keras_lm.run import Run
 
 FLAGS = flags.FlagValues()
 
@@ -103,30 +101,21 @@ flags.DEFINE_boolean("raw", False, "Give the prompt to the model as it is: witho
 def main():
     if FLAGS.prompt is None:
         raise UsageError("--prompt: give the text to explain, got none")
-    model, tokenizer, prompt = load(FLAGS.model_dir, FLAGS.prompt, FLAGS.raw)
+    run = Run(FLAGS.model_dir)
     method = FLAGS.method or default_method()
     if method != (FLAGS.method or DEFAULT_METHOD):
         print(f"note: the default method {DEFAULT_METHOD} needs pip install 'keras-lm[explain]'; "
               f"explaining with {method}", file=sys.stderr)
     # Everything is checked before anything is written.
-    result = explain(model, prompt, FLAGS.target, label=FLAGS.label, method=method,
-                     steps=FLAGS.steps, span=FLAGS.span, compare=FLAGS.compare,
-                     tokenizer=tokenizer, samples=FLAGS.samples, seed=FLAGS.seed)
+    result = run.explain(FLAGS.prompt, FLAGS.target, raw=FLAGS.raw, label=FLAGS.label,
+                         method=method, steps=FLAGS.steps, span=FLAGS.span,
+                         compare=FLAGS.compare, samples=FLAGS.samples, seed=FLAGS.seed)
     output_dir = FLAGS.output_dir or os.path.join(FLAGS.model_dir, "explanations")
     paths = write_report(result, output_dir)
     if FLAGS.json:
         print(json.dumps({**result.to_json(), "files": paths}, ensure_ascii=False))
         return
     print_table(result, paths)
-
-
-def load(model_dir, prompt, raw):
-    """`(model, tokenizer, prompt)`: the run's model and the prompt as it reads it (through a
-    fine-tuned language model's prompt template unless `raw`)."""
-    model, tokenizer, config = load_model_dir(model_dir)
-    if not isinstance(model, TextClassifier) and not raw and prompt:
-        prompt = PromptTemplate.from_run_config(config).apply(prompt)
-    return model, tokenizer, prompt
 
 
 def print_table(result, paths, out=None):
