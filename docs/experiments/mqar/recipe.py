@@ -56,6 +56,8 @@ def main():
                         help="more TransformerLM arguments, e.g. qk_norm=rms,zero_init_output=true")
     parser.add_argument("--queries", default="spread", help="spread or after_pairs")
     parser.add_argument("--filler", default="random", help="random or constant")
+    parser.add_argument("--random_filler_steps", type=int, default=0,
+                        help="train this many steps with random filler first (a curriculum)")
     parser.add_argument("--csv", default=None, help="one CSV for every seed (appended)")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: --seed)")
     parser.add_argument("--out", default=None, help="with --seeds: DIR/seed-<s>.csv per seed")
@@ -123,6 +125,10 @@ def train_seed(args, csv_path):
     # A stage may be shorter than the context (rotary positions carry over to longer ones).
     stage_tasks = [(Task("mqar", (stage + [args.sequence_length])[2], args.vocab,
                          mqar_num_pairs=stage[0], **layout), stage[1]) for stage in map(list, stages)]
+    if args.random_filler_steps:  # a curriculum: random filler first, then the task's own
+        stage_tasks.append((Task("mqar", args.sequence_length, args.vocab,
+                                 mqar_num_pairs=args.pairs, mqar_queries=args.queries,
+                                 mqar_filler="random"), args.random_filler_steps))
     stage_tasks.append((task, args.steps - sum(s for _, s in stage_tasks)))
     new = not os.path.exists(csv_path)
     with open(csv_path, "a", newline="") as f:
@@ -147,7 +153,9 @@ def train_seed(args, csv_path):
                 result = evaluate_task(model, task, batch_size=32, num_batches=args.eval_batches)
                 order = result.get("exact_match_by_order", [])
                 row = [args.name, args.family, args.pairs, task.vocabulary, args.width, args.heads,
-                       args.position, args.lr, args.warmup, args.wd, args.batch, args.curriculum,
+                       args.position, args.lr, args.warmup, args.wd, args.batch,
+                       args.curriculum or (f"random_filler:{args.random_filler_steps}"
+                                           if args.random_filler_steps else ""),
                        model.count_params(), done, round(history.history["loss"][-1], 4),
                        round(result["exact_match"], 4), " ".join(f"{v:.2f}" for v in order),
                        round(time.time() - start), args.seed, args.queries, args.filler,
