@@ -17,7 +17,7 @@ its config with random weights (decode speed does not depend on the
 weights; nothing is downloaded), with a byte-level BPE tokenizer padded to
 GPT-2's vocabulary size.
 
-    python benchmarks/pretrained_export.py --gpt2_small                  # the record (idle)
+    python benchmarks/pretrained_export.py --gpt2_small --sequence_length=256   # the record
     python benchmarks/pretrained_export.py --family=gemma3 --scale=4
     python benchmarks/pretrained_export.py --family=gpt2 --smoke         # seconds: proves it runs
 
@@ -39,7 +39,8 @@ def main():
     parser.add_argument("--scale", type=int, default=1,
                         help="widen the tiny preset: hidden and MLP widths x scale")
     parser.add_argument("--gpt2_small", action="store_true", help="GPT-2 small's shape, random")
-    parser.add_argument("--sequence_length", type=int, default=256)
+    parser.add_argument("--sequence_length", type=int, default=None,
+                        help="the exported context (cache length); default: the preset's")
     parser.add_argument("--quantize", default="none,fp16,dynamic_int8,int4")
     parser.add_argument("--new_tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
@@ -67,7 +68,7 @@ def measure(hub, preset, work, args):
                         prefill_lengths=[8, 32])
     figures = {"model": "gpt2_small" if args.gpt2_small else f"{args.family}x{args.scale}",
                "parameters": run.model.parameter_count(),
-               "sequence_length": args.sequence_length, "new_tokens": args.new_tokens,
+               "sequence_length": run.model.sequence_length, "new_tokens": args.new_tokens,
                "variants": {}}
     for variant, entry in report["files"].items():
         path = os.path.join(run_dir, entry["litertlm"]["file"])
