@@ -75,3 +75,9 @@ def test_evaluate_from_python_is_what_keras_lm_eval_prints(capsys, trained):
     code, out, _ = run_in_process(capsys, "eval", f"--model_dir={output}")
     assert code == 0
     assert Run(output).evaluate() == pytest.approx(json.loads(out), rel=1e-6)
+
+
+def test_serve_refuses_a_classifier_before_loading_it(capsys, runs):
+    code, _, err = run_in_process(capsys, "serve", f"--model_dir={runs['classifier']}")
+    assert_one_line_usage_error(code, err, "serve", "is a classifier; serve needs a language "
+                                                    "model trained on text")

@@ -39,7 +39,7 @@ from absl import flags
 
 from keras_lm.cli.app import run_subcommand
 from keras_lm.errors import UsageError
-from keras_lm.model_dir import load_model_dir
+from keras_lm.run import Run
 
 FLAGS = flags.FlagValues()
 
@@ -133,8 +133,9 @@ def main():
 def _load():
     """`(model, tokenizer, path)`: the Keras model of --model_dir or the SavedModel of --model."""
     if FLAGS.model is None:
-        model, tokenizer, _ = load_model_dir(FLAGS.model_dir)
-        return model, tokenizer, FLAGS.model_dir
+        run = Run(FLAGS.model_dir)
+        run.require(("text", "pairs"), "serve")  # before the model loads
+        return run.model, run.tokenizer, FLAGS.model_dir
     if FLAGS["model_dir"].present:
         raise UsageError("--model and --model_dir: give one (--model serves a SavedModel "
                          "directory, --model_dir a training run)")
