@@ -7,7 +7,8 @@ model for Gemma 3), and writes it with `save_to_preset`. The shapes keep
 each family's details: GPT-2's learned positions and tied head; Gemma 3's
 embedding scale, QK-norm, five sliding-window layers (window 8) then a
 global one with their two rotary bases; Llama 3's grouped-query attention,
-rotary base 500,000 and untied head. Nothing is downloaded.
+rotary base 500,000 and untied head; Qwen 3's QK-norm, grouped-query
+attention and tokenizer without a start token. Nothing is downloaded.
 
 Example (a few seconds):
 >>> import tempfile
@@ -19,7 +20,7 @@ Example (a few seconds):
 import io
 import os
 
-FAMILIES = ("gpt2", "gemma3", "llama3")
+FAMILIES = ("gpt2", "gemma3", "llama3", "qwen3")
 # Merges of the tiny byte-level vocabularies (each a pair of existing tokens).
 _MERGES = [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("i", "n"), ("Ġ", "a"), ("e", "r"),
            ("o", "n"), ("Ġ", "s"), ("r", "e"), ("Ġ", "i"), ("e", "s"), ("a", "t"),
@@ -28,6 +29,7 @@ _MERGES = [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("i", "n"), ("Ġ", "a"), ("e"
            ("Ċ", "ĠĠĠĠ"), ("Ġ", "p"), ("Ġi", "n"), ("Ġa", "n"), ("Ġan", "d")]
 LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>",
                    "<|end_header_id|>", "<|eot_id|>"]
+QWEN3_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 SEQUENCE_LENGTH = 128
 
 
@@ -65,7 +67,8 @@ def gemma_proto(vocabulary_size=400):
 
 
 def tiny_causal_lm(family, seed=0):
-    """A keras-hub `CausalLM` of `family` (`gpt2`, `gemma3`, `llama3`), random and tiny."""
+    """A keras-hub `CausalLM` of `family` (`gpt2`, `gemma3`, `llama3`, `qwen3`), random and
+    tiny."""
     import keras
     import keras_hub
 
@@ -91,6 +94,14 @@ def tiny_causal_lm(family, seed=0):
         preprocessor = keras_hub.models.Gemma3CausalLMPreprocessor(
             tokenizer, sequence_length=SEQUENCE_LENGTH)
         return keras_hub.models.Gemma3CausalLM(backbone=backbone, preprocessor=preprocessor)
+    if family == "qwen3":
+        tokenizer = keras_hub.models.Qwen3Tokenizer(*byte_level_vocabulary(QWEN3_SPECIALS))
+        backbone = keras_hub.models.Qwen3Backbone(
+            vocabulary_size=tokenizer.vocabulary_size(), num_layers=2, num_query_heads=4,
+            num_key_value_heads=2, head_dim=8, hidden_dim=32, intermediate_dim=64)
+        preprocessor = keras_hub.models.Qwen3CausalLMPreprocessor(
+            tokenizer, sequence_length=SEQUENCE_LENGTH)
+        return keras_hub.models.Qwen3CausalLM(backbone, preprocessor)
     tokenizer = keras_hub.models.Llama3Tokenizer(*byte_level_vocabulary(LLAMA3_SPECIALS))
     backbone = keras_hub.models.Llama3Backbone(
         vocabulary_size=tokenizer.vocabulary_size(), num_layers=2, num_query_heads=4,

@@ -25,10 +25,15 @@ from keras_lm.tokenizers.tokenizer import BOS, EOS, PAD, Tokenizer
 class HubTokenizer(Tokenizer):
     """Wraps `hub_tokenizer` (a `keras_hub` tokenizer instance); see the module doc.
 
-    Special ids are the keras-hub tokenizer's start and end tokens; the pad
-    id is its `<pad>` token where it has one (Gemma), else the end token
-    (GPT-2 and Llama 3 have no padding token; keras-hub pads with id 0, an
-    ordinary token, which keras_lm's generation would then never produce).
+    Special ids are the keras-hub tokenizer's start and end tokens. keras_lm
+    starts every sequence with `<bos>`; Qwen 3 has no start token, so its
+    `<|endoftext|>` (its pad token, the separator of its pretraining
+    documents) takes that place. The pad id, which the loss ignores as a
+    target, is the `<pad>` token where there is one (Gemma, Qwen 3), else
+    the start token (Llama 3: never a target, so `<eos>` is scored and
+    fine-tunes learn to stop), else the end token (GPT-2, whose one special
+    token is both: its `<eos>` is not scored). keras-hub itself pads with id
+    0, an ordinary token, which keras_lm's generation would never produce.
 
     Example:
     >>> from keras_lm.pretrained.tiny_presets import tiny_causal_lm
@@ -48,8 +53,10 @@ class HubTokenizer(Tokenizer):
         self.hub_class = keras.saving.get_registered_name(type(hub_tokenizer))
         end = hub_tokenizer.end_token_id
         start = getattr(hub_tokenizer, "start_token_id", None)
-        pad = hub_tokenizer.pad_token_id if getattr(hub_tokenizer, "pad_token", None) else end
-        special_ids = {PAD: int(pad), BOS: int(end if start is None else start), EOS: int(end)}
+        pad = hub_tokenizer.pad_token_id if getattr(hub_tokenizer, "pad_token", None) else None
+        bos = next(i for i in (start, pad, end) if i is not None)
+        pad = next(i for i in (pad, start, end) if i is not None)
+        special_ids = {PAD: int(pad), BOS: int(bos), EOS: int(end)}
         pieces = id_bytes(hub_tokenizer, set(special_ids.values()))
         super().__init__(pieces, special_ids, name=name, normalize=normalize)
 

@@ -5,6 +5,7 @@ the other families are slow (the same code path, each costs a compile)."""
 import json
 import math
 import os
+import shutil
 
 import httpx
 import pytest
@@ -55,9 +56,9 @@ def test_explain_an_imported_run(pretrained_runs, family, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("probe", ["per_position_loss", "icl_score"])
-def test_probe_an_imported_run(pretrained_runs, probe, capsys):
-    code, out, err = run_in_process(capsys, "probe", f"--model_dir={pretrained_runs['gpt2']}",
-                                    f"--probe={probe}")
+def test_probe_an_imported_run(pretrained_runs, probe, tmp_path, capsys):
+    run = shutil.copytree(pretrained_runs["gpt2"], tmp_path / "gpt2")  # probe writes into it
+    code, out, err = run_in_process(capsys, "probe", f"--model_dir={run}", f"--probe={probe}")
     assert code == 0, err
     result = json.loads(out.strip().splitlines()[-1])
     assert result["probe"] == probe
@@ -81,3 +82,51 @@ def test_prune_of_an_imported_run_is_one_line(pretrained_runs, tmp_path, capsys)
                                   f"--output_dir={tmp_path / 'pruned'}", "--sparsity=0.5")
     assert_one_line_usage_error(code, err, "prune", "HubCausalLM")
     assert not os.path.exists(tmp_path / "pruned")
+
+
+def test_qwen3_imports_with_endoftext_as_its_start_and_matches_keras_hub(tmp_path):
+    """Qwen 3 end to end at the model level: no start token of its own (its <|endoftext|>
+    takes <bos>'s place), keras-hub's logits through the per-layer steps, LoRA, chat format."""
+    import keras_hub
+    import numpy as np
+
+    from keras_lm.adaptation.lora import enable_lora, target_layers
+    from keras_lm.pretrained import import_preset
+    from keras_lm.pretrained.chat_templates import FORMATS
+    from keras_lm.pretrained.tiny_presets import write_tiny_preset
+
+    preset = write_tiny_preset("qwen3", str(tmp_path))
+    run = import_preset(preset, str(tmp_path / "run"))
+    model, hub = keras_lm.load(run), keras_hub.models.CausalLM.from_preset(preset)
+    tokenizer, hub_tokenizer = model.tokenizer, hub.preprocessor.tokenizer
+    assert hub_tokenizer.start_token_id is None
+    assert hub_tokenizer.id_to_token(tokenizer.bos_id) == "<|endoftext|>" == \
+        hub_tokenizer.id_to_token(tokenizer.pad_id)
+    assert hub_tokenizer.id_to_token(tokenizer.eos_id) == "<|im_end|>"  # scored: not the pad
+    assert model.run_config["prompt_template"] == FORMATS["chatml"][0]
+    ids = np.random.RandomState(0).randint(4, 280, (2, 12)).astype("int32")
+    reference = np.asarray(hub.backbone.token_embedding(
+        hub.backbone({"token_ids": ids, "padding_mask": np.ones_like(ids)}), reverse=True))
+    np.testing.assert_allclose(np.asarray(model(ids)), reference, atol=1e-5)
+    state = model.initial_state(2, 16)
+    logits, state = model.prefill(ids[:, :8], state)
+    steps = [np.asarray(logits)]
+    for position in range(8, 12):
+        logits, state = model.decode(ids[:, position], state, position)
+        steps.append(np.asarray(logits)[:, None])
+    np.testing.assert_allclose(np.concatenate(steps, 1), reference, atol=1e-4)
+    assert isinstance(model.generate("def the", 4), str)
+    enable_lora(model, rank=2)
+    assert len(target_layers(model)) == 7 * model.num_layers
+
+
+@pytest.mark.parametrize("family,eos_scored", [("llama3", True), ("gemma3", True),
+                                                ("gpt2", False)])
+def test_the_pad_id_leaves_eos_scored_where_the_vocabulary_allows(hub_models, family,
+                                                                  eos_scored):
+    """The loss ignores the pad id: a pad distinct from <eos> (Gemma's <pad>, Llama 3's start
+    token) lets a fine-tune learn to stop; GPT-2's one special token is all three."""
+    model = hub_models[family][1]
+    tokenizer = model.tokenizer
+    assert model.pad_id == tokenizer.pad_id
+    assert (tokenizer.pad_id != tokenizer.eos_id) == eos_scored
