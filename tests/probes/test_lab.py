@@ -92,3 +92,43 @@ def test_addition_exact_match_rises_sharper_than_token_accuracy(tmp_path):
     assert [row["step"] for row in history] == list(range(0, 1001, 100))
     step, exact_share = sharpness_gap(history)
     assert exact_share < 0.25, (step, exact_share, history)
+
+
+def _train_mqar(filler, random_filler_steps, steps=1500):
+    """Recipe round 3 at context 32 (queries after the pairs): exact match and the
+    best layer-1 previous-token share at the value positions."""
+    import keras
+    import numpy as np
+
+    from keras_lm.data.synthetic import Task, task_dataset, task_tokenizer, training_pairs
+    from keras_lm.models import TransformerLM
+    from keras_lm.probes.mqar_heads import mqar_attention
+    from keras_lm.scoring import evaluate_task
+
+    keras.utils.set_random_seed(0)
+    layout = dict(mqar_num_pairs=4, mqar_queries="after_pairs")
+    task = Task("mqar", 32, 128, mqar_filler=filler, **layout)
+    tokenizer = task_tokenizer(task)
+    model = TransformerLM(tokenizer.vocabulary_size, 32, num_layers=2, num_heads=1,
+                          hidden_dim=64, intermediate_dim=0, pad_id=tokenizer.pad_id)
+    model.compile("adamw", learning_rate=3e-3, total_steps=steps, weight_decay=0.0,
+                  jit_compile=True)
+    stages = [(Task("mqar", 32, 128, mqar_filler="random", **layout), random_filler_steps),
+              (task, steps - random_filler_steps)]
+    for i, (stage, stage_steps) in enumerate(stages):
+        if stage_steps:
+            data = training_pairs(task_dataset(stage, 64, seed=i), stage, tokenizer.pad_id)
+            model.fit(data, steps_per_epoch=stage_steps, epochs=1, verbose=0)
+    exact = evaluate_task(model, task, batch_size=32, num_batches=8)["exact_match"]
+    heads = mqar_attention(model, task.sample(np.random.default_rng(1), 32), 4)["best"]
+    return exact, heads["previous_token_layer_1"]
+
+
+def test_mqar_constant_filler_needs_random_filler_first():
+    """docs/experiments.md, MQAR across layouts and fillers: with one constant filler the
+    layer-1 previous-token head never forms and the model only picks a value (~1/4);
+    500 steps of random filler first form it, and the model then matches keys."""
+    exact, previous = _train_mqar("constant", random_filler_steps=0)
+    assert exact < 0.4 and previous < 0.2, (exact, previous)
+    exact, previous = _train_mqar("constant", random_filler_steps=500)
+    assert exact > 0.85 and previous > 0.4, (exact, previous)
