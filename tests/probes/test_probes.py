@@ -192,4 +192,6 @@ def test_eval_and_export_of_a_task_run_say_why_not(tmp_path, capsys):
     code, _, err = run_in_process(capsys, "eval", f"--model_dir={run}")
     assert_one_line_usage_error(code, err, "eval", "trained on the synthetic task 'induction'")
     code, _, err = run_in_process(capsys, "export", f"--model_dir={run}")
-    assert_one_line_usage_error(code, err, "export", "a --task=induction run has an id tokenizer")
+    assert_one_line_usage_error(code, err, "export", "is a model trained on a synthetic task; "
+                                                     "export (a synthetic-task run has an id "
+                                                     "tokenizer")
