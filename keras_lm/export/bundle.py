@@ -125,16 +125,8 @@ def export(
         The metadata dict (also written to `tflite/metadata.json`), with
         `saved_model_parity` and `failures` added.
     """
-    formats = _check_choices("formats", formats, ALL_FORMATS)
-    quantize = _check_choices("quantize", quantize, QUANTIZATIONS)
-    if "litertlm" in formats:
-        check_expressible(model, tokenizer, "formats")
-        formats = tuple(dict.fromkeys([*formats, "tflite"]))  # its source
-    if "tflite" in formats:
-        prefill_lengths = check_prefill_lengths(prefill_lengths, model.sequence_length)
-        check_int4_block_size(int4_block_size)
-    if not os.path.isdir(directory):
-        raise UsageError(f"directory: {directory!r} does not exist", argument="directory")
+    formats, quantize, prefill_lengths = _checked_arguments(
+        model, tokenizer, directory, formats, quantize, prefill_lengths, int4_block_size)
     calibration = None
     if "tflite" in formats and "int8" in quantize:
         if not calibration_files:
@@ -169,6 +161,22 @@ def export(
     if verify and report["failures"]:
         raise VerificationError("; ".join(report["failures"]))
     return report
+
+
+def _checked_arguments(model, tokenizer, directory, formats, quantize, prefill_lengths,
+                       int4_block_size):
+    """`(formats, quantize, prefill_lengths)` checked (a `.litertlm` adds its source, tflite)."""
+    formats = _check_choices("formats", formats, ALL_FORMATS)
+    quantize = _check_choices("quantize", quantize, QUANTIZATIONS)
+    if "litertlm" in formats:
+        check_expressible(model, tokenizer, "formats")
+        formats = tuple(dict.fromkeys([*formats, "tflite"]))  # its source
+    if "tflite" in formats:
+        prefill_lengths = check_prefill_lengths(prefill_lengths, model.sequence_length)
+        check_int4_block_size(int4_block_size)
+    if not os.path.isdir(directory):
+        raise UsageError(f"directory: {directory!r} does not exist", argument="directory")
+    return formats, quantize, prefill_lengths
 
 
 def _write_bundle(model, tokenizer, bundle, quantize, prefill_lengths, calibration, prompts,
