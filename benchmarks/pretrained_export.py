@@ -30,6 +30,9 @@ import os
 import tempfile
 import time
 
+# The same best-of-N rate as the generate benchmark (this folder is on sys.path when run).
+from pretrained_generate import tokens_per_second
+
 PROMPT = "def encode(self, o):\n    "
 
 
@@ -74,21 +77,21 @@ def measure(hub, preset, work, args):
         path = os.path.join(run_dir, entry["litertlm"]["file"])
         figures["variants"][variant] = {
             "tflite_bytes": entry["size_bytes"], "litertlm_bytes": entry["litertlm"]["size_bytes"],
-            "engine_decode_tokens_per_s": engine_tokens_per_second(
+            "engine_decode_tokens_per_s": enginetokens_per_second(
                 path, run.tokenizer, args.new_tokens, args.repeats),
         }
     prompts = [PROMPT]
     length = 1 + len(run.tokenizer.encode(PROMPT))
     hub.compile(sampler="greedy", jit_compile=True)
-    figures["keras_hub_xla_tokens_per_s"] = _best_rate(
+    figures["keras_hub_xla_tokens_per_s"] = tokens_per_second(
         lambda: hub.generate(prompts, max_length=length + args.new_tokens, stop_token_ids=None),
         args.new_tokens, args.repeats)
-    figures["keras_lm_tokens_per_s"] = _best_rate(
+    figures["keras_lm_tokens_per_s"] = tokens_per_second(
         lambda: run.model.generate(prompts, args.new_tokens), args.new_tokens, args.repeats)
     return figures
 
 
-def engine_tokens_per_second(path, tokenizer, new_tokens, repeats):
+def enginetokens_per_second(path, tokenizer, new_tokens, repeats):
     """Greedy decode tokens/s of a `.litertlm` in LiteRT-LM's engine (prefill not timed).
 
     The tokens are counted by encoding the text the engine returns (it may
@@ -117,16 +120,6 @@ def engine_tokens_per_second(path, tokenizer, new_tokens, repeats):
             return best
         finally:
             engine.close()
-
-
-def _best_rate(call, tokens, repeats):
-    call()  # compile / warm up
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        best = min(best, time.perf_counter() - start)
-    return tokens / best
 
 
 def scaled_tiny(family, scale):

@@ -41,9 +41,9 @@ def main():
     length = 1 + len(model.tokenizer.encode(prompt))
     for batch in (int(b) for b in args.batch_sizes.split(",")):
         prompts = [prompt] * batch
-        ours = _tokens_per_second(lambda: model.generate(prompts, args.new_tokens),
+        ours = tokens_per_second(lambda: model.generate(prompts, args.new_tokens),
                                   batch * args.new_tokens, args.repeats)
-        theirs = _tokens_per_second(
+        theirs = tokens_per_second(
             lambda: hub.generate(prompts, max_length=length + args.new_tokens,
                                  stop_token_ids=None),
             batch * args.new_tokens, args.repeats)
@@ -52,7 +52,7 @@ def main():
                           "keras_hub_xla_tokens_per_s": theirs, "speedup": ours / theirs}))
 
 
-def _tokens_per_second(call, tokens, repeats):
+def tokens_per_second(call, tokens, repeats):
     call()  # compile
     best = float("inf")
     for _ in range(repeats):
