@@ -36,7 +36,7 @@ import json
 import logging
 import os
 
-from keras_lm import data
+from keras_lm.data import resolve_files  # not `data`: evaluate() has an argument of that name
 from keras_lm.adaptation.classifier_run import (
     classify_texts,
     evaluate_run,
@@ -51,6 +51,7 @@ from keras_lm.interpret import explain
 from keras_lm.model_dir import (
     CONFIG_FILE,
     MODEL_FILE,
+    is_pairs_run,
     load,
     pair_file_examples,
     run_files,
@@ -86,7 +87,7 @@ def kind_of(config):
         return "classifier"
     if config.get("task"):
         return "task"
-    if config.get("finetune_kind") == "pairs":
+    if is_pairs_run(config):
         return "pairs"
     return "text"
 
@@ -211,7 +212,7 @@ class Run:
                 where = "validation pairs"
             return {**evaluate_pairs(model, examples, batch_size, tokenizer.pad_id),
                     "data": where}
-        paths = data_files(files) if files else run_files(self.config)[1]
+        paths = resolve_files(files, "files") if files else run_files(self.config)[1]
         result = evaluate_files(self.model, self.tokenizer, paths, batch_size=batch_size)
         return {**result, "files": len(paths)}
 
@@ -312,8 +313,3 @@ class Run:
                     f"not readable here ({error}); pass data_files", argument="quantize") from None
             logger.warning("no validation text (%s): perplexity figures skipped", error)
             return None, None
-
-
-def data_files(spec):
-    """The files of a comma-separated list of files, directories or globs (argument `files`)."""
-    return data.resolve_files(spec, "files")

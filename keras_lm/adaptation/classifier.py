@@ -42,6 +42,7 @@ import numpy as np
 from keras_lm import compat
 from keras_lm.adaptation.classifier_config import HEAD, ClassifierConfig
 from keras_lm.adaptation.classifier_metrics import write_confusion
+from keras_lm.adaptation.classifier_run import VALIDATION_FILE
 from keras_lm.adaptation.classifier_source import ClassifierSource
 from keras_lm.adaptation.labeled_data import labeled_split, write_rows  # noqa: F401
 from keras_lm.adaptation.lora import count_trainable, enable_lora, is_lora_weight
@@ -54,7 +55,6 @@ from keras_lm.training.distribute import make_strategy, weights_digest
 from keras_lm.training.run_directory import RunDirectory
 from keras_lm.training.trainer import run_length, wall_clock
 
-VALIDATION_FILE = "validation.jsonl"
 # What the console prints at each evaluation besides the losses.
 PROGRESS_METRICS = (("accuracy", "accuracy"), ("val_accuracy", "val accuracy"))
 

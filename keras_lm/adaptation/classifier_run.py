@@ -9,7 +9,6 @@ Example (after `keras-lm finetune --head=classifier --output_dir=runs/labels`):
     report["accuracy"], report["confusion_matrix_png"]
 """
 
-import json
 import os
 
 import numpy as np
@@ -92,12 +91,3 @@ def classify_texts(model, texts, tokenizer=None):
          "probabilities": {label: round(float(v), 6) for label, v in zip(model.labels, p)}}
         for p in probabilities
     ]
-
-
-def read_config(model_dir):
-    """The run's `config.json` as a dict (`{}` if none)."""
-    path = os.path.join(model_dir, "config.json")
-    if not os.path.isfile(path):
-        return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)

@@ -19,6 +19,7 @@ from absl import flags
 from keras_lm.cli.app import run_subcommand
 from keras_lm.errors import UsageError
 from keras_lm.pretrained import import_preset
+from keras_lm.run import Run
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string("preset", None, "A keras-hub preset name, a kaggle:// or hf:// handle, or a "
@@ -36,8 +37,7 @@ def main():
     if not FLAGS.output_dir:
         raise UsageError("--output_dir: give the run directory to write, got none")
     path = import_preset(FLAGS.preset, FLAGS.output_dir, sequence_length=FLAGS.sequence_length)
-    with open(f"{path}/config.json", encoding="utf-8") as f:
-        config = json.load(f)
+    config = Run(path).config
     print(json.dumps({"output_dir": path, **{k: config[k] for k in
                                              ("source", "architecture", "parameters")}}))
 
