@@ -4,12 +4,14 @@ import keras
 from keras import ops
 from keras_hub.layers import PositionEmbedding
 
-from keras_lm.layers import TransformerBlock
+from keras_lm.layers import Smear, TransformerBlock
 from keras_lm.layers.causal_self_attention import check_qk_norm
 from keras_lm.models.language_model import LanguageModel
 from keras_lm.models.layer_sizes import default_head_dim, per_layer
 
 POSITION_EMBEDDINGS = ("learned", "rotary")
+# The step API's state entry of `smear`: the last token's embedding.
+PREVIOUS_EMBEDDING = "previous_embedding"
 
 
 @keras.saving.register_keras_serializable(package="keras_lm")
@@ -42,8 +44,12 @@ class TransformerLM(LanguageModel):
             at zero (each block is the identity at initialisation).
         logit_softcap: bound the logits to `(-cap, cap)` by
             `cap * tanh(logits / cap)`; None (default) leaves them as they are.
+        smear: previous-token mixing (`keras_lm.layers.Smear`): each
+            position adds a gated copy of the previous token's embedding
+            (default off). Decoding then keeps the last embedding in its
+            state (`previous_embedding`, `(batch, hidden_dim)`).
 
-    The defaults of the last three are the behaviour of models saved before
+    The defaults of the last four are the behaviour of models saved before
     they existed, so those models load unchanged.
 
     Example:
@@ -73,11 +79,12 @@ class TransformerLM(LanguageModel):
         zero_init_output=False,
         logit_softcap=None,
         head_dim=None,
+        smear=False,
         **kwargs,
     ):
         super().__init__(vocabulary_size, sequence_length, pad_id, **kwargs)
         self.check_arguments(position_embedding=position_embedding, qk_norm=qk_norm,
-                             logit_softcap=logit_softcap)
+                             logit_softcap=logit_softcap, smear=smear)
         self._set_sizes(num_layers, num_heads, hidden_dim, intermediate_dim, head_dim)
         self.dropout = dropout
         self.activation = activation
@@ -87,6 +94,7 @@ class TransformerLM(LanguageModel):
         self.qk_norm = qk_norm
         self.zero_init_output = zero_init_output
         self.logit_softcap = logit_softcap
+        self.smear = smear
         self._make_layers()
         self.build()
 
@@ -151,10 +159,12 @@ class TransformerLM(LanguageModel):
             if self.tie_embeddings
             else keras.layers.Dense(self.vocabulary_size, name="head", dtype=policy)
         )
+        # Made last, so the other layers draw the initialisations they draw without it.
+        self.smear_layer = Smear(name="smear", dtype=policy) if self.smear else None
 
     @staticmethod
     def check_arguments(position_embedding="rotary", qk_norm=False, logit_softcap=None,
-                        intermediate_dim=None, **_):
+                        intermediate_dim=None, smear=False, **_):
         """Raises ValueError for a bad choice among these arguments, before anything is
         built (training checks `--model_args` with it before it writes anything).
 
@@ -162,6 +172,8 @@ class TransformerLM(LanguageModel):
         >>> TransformerLM.check_arguments(qk_norm="rms", logit_softcap=30.0)
         """
         check_qk_norm(qk_norm)
+        if not isinstance(smear, bool):
+            raise ValueError(f"smear must be true or false, got {smear!r}")
         if logit_softcap is not None and (
                 isinstance(logit_softcap, bool) or not isinstance(logit_softcap, (int, float))
                 or not logit_softcap > 0):
@@ -216,6 +228,8 @@ class TransformerLM(LanguageModel):
                                            return_attention)
 
     def _trunk_from_embeddings(self, embeddings, training, return_attention=False):
+        if self.smear_layer is not None:
+            embeddings = self.smear_layer(embeddings)  # position 0 has no previous token
         x = self.embedding_dropout(self._add_positions(embeddings, 0), training=training)
         attention = []
         for block in self.blocks:
@@ -245,13 +259,16 @@ class TransformerLM(LanguageModel):
                 f"max_length must be in [1, sequence_length={self.sequence_length}], "
                 f"got {max_length}"
             )
-        return {
+        state = {
             f"layer_{i}_{part}": ops.zeros(
                 (batch_size, heads, max_length, self.head_dim), self.compute_dtype
             )
             for i, heads in enumerate(self.layer_num_heads)
             for part in ("key", "value")
         }
+        if self.smear_layer is not None:  # the embedding before the next token: none yet
+            state[PREVIOUS_EMBEDDING] = ops.zeros((batch_size, self.hidden_dim), self.compute_dtype)
+        return state
 
     def _forward_cached(self, token_ids, state, start_index):
         x, new_state = self._trunk_cached(token_ids, state, start_index)
@@ -262,17 +279,19 @@ class TransformerLM(LanguageModel):
         return self.final_norm(x), new_state
 
     def _trunk_cached(self, token_ids, state, start_index):
-        x = self._embed(token_ids, start_index)
+        embeddings = self.token_embedding(token_ids)  # (batch, time, hidden)
         new_state = {}
+        if self.smear_layer is not None:
+            # The state carries the raw embedding of the last token across calls.
+            new_state[PREVIOUS_EMBEDDING] = embeddings[:, -1]
+            embeddings = self.smear_layer(embeddings, previous=state[PREVIOUS_EMBEDDING])
+        x = self._add_positions(embeddings, start_index)
         for i, block in enumerate(self.blocks):
             key, value = f"layer_{i}_key", f"layer_{i}_value"
             x, new_state[key], new_state[value] = block.call_cached(
                 x, state[key], state[value], start_index
             )
         return x, new_state
-
-    def _embed(self, token_ids, start_index):
-        return self._add_positions(self.token_embedding(token_ids), start_index)
 
     def _add_positions(self, x, start_index):
         # x: token embeddings (batch, time, hidden)
@@ -308,6 +327,8 @@ class TransformerLM(LanguageModel):
             "qk_norm": self.qk_norm,
             "zero_init_output": self.zero_init_output,
             "logit_softcap": self.logit_softcap,
+            # Only when on: models saved before smear existed keep their config.
+            **({"smear": True} if self.smear else {}),
             # Only when given: a model with the default keeps the config (and
             # the .keras file) it had before per-layer sizes existed.
             **({"head_dim": self.given_head_dim} if self.given_head_dim else {}),
