@@ -36,6 +36,8 @@ all together.
     python benchmarks/speedrun.py                       # both corpora, the default candidate
     python benchmarks/speedrun.py --corpus=char --candidates=ablation
     python benchmarks/speedrun.py --candidates="muon:optimizer=muon,learning_rate=0.003"
+    # an option against the char recipe's model (--base applies to (a) and every candidate):
+    python benchmarks/speedrun.py --base=best --candidates="smear:smear=true"
     # a smoke run (minutes; its figures mean nothing):
     python benchmarks/speedrun.py --steps=20 --eval_interval=10 --val_batches=4 \\
         --candidates="qk:qk_norm=true;all"
@@ -91,7 +93,11 @@ OPTIONS = {  # one row each in the ablation
     "wsd": "schedule=wsd",
     "muon": "optimizer=muon,learning_rate=0.003,adam_learning_rate=0.001",
     "bf16": "precision=mixed_bfloat16",
+    "smear": "smear=true",
 }
+# `--base=best`: the char recipe's model on nanoGPT's shape (what the options of
+# issue 33 are measured against: each candidate is this plus its own settings).
+BEST = "position_embedding=rotary,qk_norm=rms,activation=relu2"
 # The default candidate: every option at once (untuned: a starting point).
 ALL = "all:" + ",".join(v for k, v in OPTIONS.items() if k != "bf16")
 CHAR_TEXT_BYTES = 1_100_000
@@ -315,6 +321,28 @@ def table(about, baseline, rows):
     return "\n".join(lines)
 
 
+def loss_at_step(curve, step):
+    """The loss of `curve` [(step, seconds, loss)] at `step` (interpolated); None past its end."""
+    for (s0, _, l0), (s1, _, l1) in zip(curve, curve[1:]):
+        if s0 <= step <= s1:
+            return l0 if s1 == s0 else l0 + (l1 - l0) * (step - s0) / (s1 - s0)
+    return None
+
+
+def quality_table(baseline, runs, steps):
+    """Validation loss at equal tokens (25/50/75/100% of `steps`): a clock-free comparison."""
+    points = [round(steps * f) for f in (0.25, 0.5, 0.75, 1.0)]
+    lines = ["| run | parameters | " + " | ".join(f"loss at step {p}" for p in points) + " |",
+             "|---|---|" + "---|" * len(points)]
+    for run in [baseline] + runs:
+        losses = [loss_at_step(run["curve"], p) for p in points]
+        cells = [_fmt(loss, ".4f") if run is baseline or loss is None else
+                 f"{loss:.4f} ({loss - loss_at_step(baseline['curve'], p):+.4f})"
+                 for loss, p in zip(losses, points)]
+        lines.append(f"| {run['name']} | {run['parameters']:,} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", choices=("recipe", "nanogpt"), default="recipe",
@@ -337,6 +365,9 @@ def main():
                         help="The char corpus (default: ~1 MB of the built-in corpus).")
     parser.add_argument("--candidates", default="all",
                         help="'name:setting=value,...;...', 'all' or 'ablation'.")
+    parser.add_argument("--base", default="",
+                        help="Settings 'setting=value,...' (or 'best': the char recipe's model) "
+                        "for the baseline (a); every candidate gets them too, under its own.")
     parser.add_argument("--steps", type=int, default=2000, help="Steps of every run.")
     parser.add_argument("--max_seconds", type=float, default=None,
                         help="Stop any run after this many seconds of training.")
@@ -354,7 +385,9 @@ def main():
     if args.baseline == "nanogpt":
         return whole_commands(args)
     args.eval_interval = args.eval_interval or 100
-    candidates = parse_candidates(args.candidates)
+    base = parse_candidates("base:" + (BEST if args.base == "best" else args.base))[0][1]
+    candidates = [(name, {**base, **settings})
+                  for name, settings in parse_candidates(args.candidates)]
     for _, settings in candidates:
         recipe(settings, args.steps)  # unknown settings fail before any training
 
@@ -368,7 +401,7 @@ def main():
     with tempfile.TemporaryDirectory() as directory:
         for corpus_name in ("char", "byte") if args.corpus == "both" else (args.corpus,):
             corpus = corpus_data(corpus_name, args.text_file, directory)
-            baseline = train_one("baseline", {}, corpus, args)
+            baseline = train_one("baseline", base, corpus, args)
             print(f"[{corpus_name}] baseline: {baseline['final_loss']:.4f} in "
                   f"{baseline['seconds']:.1f} s", flush=True)
             runs = []
@@ -379,6 +412,8 @@ def main():
             rows = [compare(baseline, run) for run in runs]
             print()
             print(table(corpus[3], baseline, rows))
+            print()
+            print(quality_table(baseline, runs, args.steps))
             print()
             results[corpus_name] = dict(about=corpus[3], baseline=baseline, candidates=runs,
                                         rows=rows)
