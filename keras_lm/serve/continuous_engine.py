@@ -3,12 +3,17 @@
 `Engine` (static batching) decodes the rows that arrived together until the
 last of them ends; a request that arrives meanwhile waits for all of them.
 Here the batch keeps running (`keras_lm.generation.SlotBatch`): between two
-compiled calls (`steps_per_call` tokens), waiting rows take the free slots
-(their prompt prefilled alone, so they start at the next call), and a row
-that ended, hit a stop string, lost its client or passed its deadline
-leaves, freeing its slot. The batch runs in the smallest batch-size bucket
-that holds its rows (one compiled loop per bucket, all compiled at
-start-up) and moves between buckets as rows come and go.
+compiled calls (`steps_per_call` tokens), the waiting rows take the free
+slots all at once and start at the next call (a short prompt is read by the
+loop itself, no program of its own; long prompts that join together share
+one prefill and one insert), and a row that ended, hit a stop string, lost
+its client or passed its deadline leaves, freeing its slot. The batch runs
+in the smallest batch-size bucket that holds its rows (one compiled loop per
+bucket, all compiled at start-up): it grows at once when rows join, and
+shrinks only after its rows have fitted a smaller bucket for
+`shrink_after_calls` calls with nobody waiting (each move copies the whole
+cache; rows come and go every few calls under load). `counts` says how
+often each of these happened.
 
 Each row steps through its own positions with its own sampler, seed and
 limit, so a seeded request gives the same text alone, in a batch or joining
@@ -32,6 +37,7 @@ Example:
 >>> engine.close()
 """
 
+import collections
 import queue
 import time
 
@@ -40,7 +46,17 @@ from keras_lm.serve.engine import Engine, Sequence, admissible, internal_error  
 
 
 class ContinuousEngine(Engine):
-    """`Engine`'s interface; rows join and leave a running `SlotBatch` between calls."""
+    """`Engine`'s interface; rows join and leave a running `SlotBatch` between calls.
+
+    `shrink_after_calls`: calls in a row whose rows fit a smaller bucket
+    (and nobody waits) before the batch moves there. Other arguments: `Engine`'s.
+    """
+
+    def __init__(self, model, tokenizer, *, shrink_after_calls=8, **options):
+        self.shrink_after_calls = shrink_after_calls
+        self.counts = collections.Counter()  # loop, prefill and insert calls, joins, resizes
+        self._fitted_smaller = 0  # calls in a row whose rows fitted a smaller bucket
+        super().__init__(model, tokenizer, **options)
 
     def warm_up(self):
         """Compiles the loop of every batch-size bucket; returns the number of loops."""
@@ -68,24 +84,30 @@ class ContinuousEngine(Engine):
                 sequence.finish("done", "cancelled")
 
     def _admit(self, block):
-        """Moves waiting rows into free slots (waits for one when `block`: nothing runs)."""
-        while len(self._slots) < self.max_batch_size:
+        """Moves the waiting rows into free slots, all at once (waits for one when `block`:
+        nothing runs): the batch grows once to the bucket that holds them all."""
+        joining = []
+        while len(self._slots) + len(joining) < self.max_batch_size:
             try:
                 sequence = self._waiting.get(block=block)
             except queue.Empty:
-                return
+                break
             if sequence is None:
                 self._closed.set()
-                return
+                break
             block = False
             if admissible(sequence):
-                self._add(sequence)
-
-    def _add(self, sequence):
-        """One row into the batch (grown to the next bucket if full); a failure is this row's."""
-        needed = len(self._slots) + 1
+                joining.append(sequence)
+        if not joining:
+            return
+        needed = len(self._slots) + len(joining)
         if self._batch is None or self._batch.batch_size < needed:
             self._resize(next(size for size in self.buckets if size >= needed))
+        for sequence in joining:
+            self._add(sequence)
+
+    def _add(self, sequence):
+        """One row into a free slot; a failure is this row's."""
         try:
             slot = self._batch.add(sequence.row)
         except Exception as error:  # noqa: BLE001  (one bad row must not fail the others)
@@ -97,10 +119,11 @@ class ContinuousEngine(Engine):
     def _resize(self, batch_size):
         if self._batch is None:
             self._batch = SlotBatch(self.model, batch_size, **self._slot_ids(),
-                                    banned_ids=self.special["banned_ids"])
+                                    banned_ids=self.special["banned_ids"], counts=self.counts)
             return
         self._batch, moves = self._batch.resize(batch_size)
         self._slots = {moves[slot]: sequence for slot, sequence in self._slots.items()}
+        self._fitted_smaller = 0
 
     def _call(self):
         """One compiled call; then each row's text, and the rows that end leave."""
@@ -122,8 +145,21 @@ class ContinuousEngine(Engine):
                 self._finish_whole(sequence, batch.ended[slot])
         self._slots = {slot: s for slot, s in self._slots.items() if not s.finished}
         self._active = len(self._slots)
-        smaller = next(size for size in self.buckets if size >= max(1, len(self._slots)))
-        if smaller < batch.batch_size and self._waiting.empty():
-            self._resize(smaller)
+        self._maybe_shrink()
         if self.on_batch is not None:
             self.on_batch(len(chunk), time.monotonic() - start, new_tokens)
+
+    def _maybe_shrink(self):
+        """Moves to a smaller bucket once the rows have fitted it for `shrink_after_calls`
+        calls with nobody waiting; an empty batch goes at once (the next row that comes
+        starts a batch of its own size: nothing to copy)."""
+        if not self._slots:
+            self._batch, self._fitted_smaller = None, 0
+            return
+        smaller = next(size for size in self.buckets if size >= len(self._slots))
+        if smaller >= self._batch.batch_size or not self._waiting.empty():
+            self._fitted_smaller = 0
+            return
+        self._fitted_smaller += 1
+        if self._fitted_smaller >= self.shrink_after_calls:
+            self._resize(smaller)

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from keras_lm.generation import Row, RowBatch, SlotBatch, rows_supported
 from keras_lm.generation.row_batch import seed_words
-from keras_lm.generation.slot_batch import slot_programs
+from keras_lm.generation.slot_batch import insert_programs, slot_programs
 
 SPECIAL = dict(end_id=-1, pad_id=0, banned_ids=(0, 257))  # end_id -1: each row runs to its limit
 
@@ -95,7 +95,7 @@ def test_one_loop_per_bucket_traced_once(model):
             batch.step(2)
     loops = slot_programs(model)
     assert sorted(loops) == [(1, 48), (2, 48)]
-    assert all(run.experimental_get_tracing_count() == 1 for _, run in loops.values())
+    assert all(run.experimental_get_tracing_count() == 1 for run in loops.values())
 
 
 def test_seeds_use_every_bit_and_are_bounded():
@@ -105,3 +105,51 @@ def test_seeds_use_every_bit_and_are_bounded():
     for bad in (-1, 2**63, 1.5):
         with pytest.raises(ValueError, match="seed"):
             seed_words(bad)
+
+
+LONG = [Row([257] + list(range(30, 50)), 8, 0.9, 0, 1.0, 3),  # 21 tokens: prefill 16
+        Row([257] + list(range(90, 107)), 6, 0.0),  # 18 tokens: prefill 16
+        Row([257] + list(range(110, 144)), 5, 1.0, 7, 0.9, 4)]  # 35 tokens: prefill 32
+
+
+def test_long_prompts_that_join_together_share_one_prefill_per_length_and_one_insert(model):
+    expected = [alone(model, row) for row in LONG + ROWS[1:2]]
+    batch = SlotBatch(model, 4, **SPECIAL)
+    slots = [batch.add(row) for row in LONG + ROWS[1:2]]  # 3 long prompts, 1 short
+    got = {slot: [] for slot in slots}
+    while batch.live:
+        for slot, tokens in batch.step(4).items():
+            got[slot] += tokens
+    assert [got[slot] for slot in slots] == expected
+    # Lengths 16 (two rows, one call of a 2-row bucket) and 32: 2 prefills, 1 insert;
+    # the short prompt was read by the loop.
+    assert batch.counts["prefill_calls"] == 2 and batch.counts["insert_calls"] == 1
+    assert batch.counts["read_in_loop"] == 1 and batch.counts["joins"] == 4
+    assert list(insert_programs(model)) == [(4, 48)]
+    assert insert_programs(model)[4, 48].experimental_get_tracing_count() == 1
+
+
+def test_short_prompts_join_without_a_program_of_their_own(model):
+    batch = SlotBatch(model, 2, **SPECIAL)
+    batch.add(ROWS[1])
+    batch.step(3)
+    batch.add(ROWS[0])  # joins mid-flight
+    while batch.live:
+        batch.step(5)
+    assert batch.counts["prefill_calls"] == 0 and batch.counts["insert_calls"] == 0
+    assert batch.counts["read_in_loop"] == 2
+
+
+def test_an_lstm_row_that_takes_a_used_slot_starts_from_an_empty_state():
+    from keras_lm.models import LSTMLM
+
+    keras.utils.set_random_seed(2)
+    lstm = LSTMLM(vocabulary_size=259, embedding_dim=8, hidden_dim=16, sequence_length=40)
+    assert rows_supported(lstm)
+    expected = [alone(lstm, row) for row in (ROWS[1], ROWS[0], LONG[1])]
+    batch = SlotBatch(lstm, 1, **SPECIAL)
+    for row, tokens in zip((ROWS[1], ROWS[0], LONG[1]), expected, strict=True):
+        slot, got = batch.add(row), []  # the slot the previous row left (its state not zero)
+        while batch.live:
+            got += batch.step(7)[slot]
+        assert got == tokens
