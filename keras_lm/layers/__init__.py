@@ -3,3 +3,4 @@
 from keras_lm.layers.causal_self_attention import CausalSelfAttention
 from keras_lm.layers.smear import Smear
 from keras_lm.layers.transformer_block import TransformerBlock
+from keras_lm.layers.unet_skips import UNetSkips

@@ -30,6 +30,11 @@ class CausalSelfAttention(keras.layers.Layer):
             one scale of `head_dim` shared by the heads.
         zero_init_output: start the output projection at zero, so the layer
             adds nothing to the residual stream at initialisation.
+        value_embedding: the layer takes a value embedding (`value_embedding`
+            argument of `call`/`call_cached`, `(batch, time, heads * head_dim)`,
+            a lookup of the tokens in a table of the model's) and mixes it
+            into its values: `v = a * v + b * value_embedding`, `a` and `b`
+            learned, both starting at 0.5 (modded-nanogpt's value embeddings).
 
     The attention weights are computed inside the softmax either way but
     returned (kept alive) only with `call(..., return_attention=True)`.
@@ -41,7 +46,7 @@ class CausalSelfAttention(keras.layers.Layer):
     """
 
     def __init__(self, num_heads, dropout=0.0, rotary=False, qk_norm=False,
-                 zero_init_output=False, head_dim=None, **kwargs):
+                 zero_init_output=False, head_dim=None, value_embedding=False, **kwargs):
         super().__init__(**kwargs)
         check_qk_norm(qk_norm)
         self.num_heads = num_heads
@@ -50,6 +55,7 @@ class CausalSelfAttention(keras.layers.Layer):
         self.qk_norm = qk_norm
         self.zero_init_output = zero_init_output
         self.given_head_dim = head_dim
+        self.value_embedding = value_embedding
 
     def build(self, input_shape):
         hidden_dim = input_shape[-1]
@@ -77,15 +83,19 @@ class CausalSelfAttention(keras.layers.Layer):
             RotaryEmbedding(dtype=self.dtype_policy) if self.rotary else None
         )
         self.attention_dropout = keras.layers.Dropout(self.dropout)
+        self.value_mix = None
+        if self.value_embedding:  # (a, b) of v = a * v + b * value_embedding
+            self.value_mix = self.add_weight(shape=(2,), initializer=keras.initializers.Constant(0.5),
+                                             name="value_mix")
 
-    def call(self, x, training=None, return_attention=False):
-        q, k, v = self._project(x, start_index=0)
+    def call(self, x, training=None, return_attention=False, value_embedding=None):
+        q, k, v = self._project(x, start_index=0, value_embedding=value_embedding)
         time = ops.shape(x)[1]
         causal = ops.tril(ops.ones((time, time), dtype="bool"))
         out, weights = self._attend(q, k, v, causal, training)
         return (out, weights) if return_attention else out
 
-    def call_cached(self, x, key_cache, value_cache, start_index):
+    def call_cached(self, x, key_cache, value_cache, start_index, value_embedding=None):
         """Attends from `x` at positions `start_index...` over a key/value cache.
 
         The keys and values of `x` are written into the caches at
@@ -100,13 +110,14 @@ class CausalSelfAttention(keras.layers.Layer):
             start_index: scalar int32 position of `x[:, 0]`, or one position
                 per row `(batch,)`: a server's batch whose rows joined at
                 different times (`keras_lm.generation.SlotBatch`).
+            value_embedding: the tokens' value embedding, with `value_embedding`.
 
         Returns:
             `(outputs, key_cache, value_cache)`.
         """
         if len(getattr(start_index, "shape", ())) == 1:
-            return self._call_cached_rows(x, key_cache, value_cache, start_index)
-        q, k, v = self._project(x, start_index)
+            return self._call_cached_rows(x, key_cache, value_cache, start_index, value_embedding)
+        q, k, v = self._project(x, start_index, value_embedding=value_embedding)
         key_cache = ops.slice_update(key_cache, (0, 0, start_index, 0), ops.cast(k, key_cache.dtype))
         value_cache = ops.slice_update(
             value_cache, (0, 0, start_index, 0), ops.cast(v, value_cache.dtype)
@@ -117,7 +128,7 @@ class CausalSelfAttention(keras.layers.Layer):
         out, _ = self._attend(q, key_cache, value_cache, visible, training=False)
         return out, key_cache, value_cache
 
-    def _call_cached_rows(self, x, key_cache, value_cache, start_index):
+    def _call_cached_rows(self, x, key_cache, value_cache, start_index, value_embedding=None):
         """`call_cached` with a start position per row: each row writes and sees its own slots.
 
         A scatter writes the keys and values (a dynamic-update-slice takes
@@ -125,7 +136,7 @@ class CausalSelfAttention(keras.layers.Layer):
         for each row.
         """
         positions = start_index[:, None] + ops.arange(ops.shape(x)[1], dtype="int32")  # (batch, time)
-        q, k, v = self._project(x, 0, positions=positions)
+        q, k, v = self._project(x, 0, positions=positions, value_embedding=value_embedding)
         key_cache = _scatter_rows(key_cache, positions, k)
         value_cache = _scatter_rows(value_cache, positions, v)
         key_positions = ops.arange(ops.shape(key_cache)[2], dtype="int32")
@@ -133,15 +144,21 @@ class CausalSelfAttention(keras.layers.Layer):
         out, _ = self._attend(q, key_cache, value_cache, visible[:, None], training=False)
         return out, key_cache, value_cache
 
-    def _project(self, x, start_index, positions=None):
+    def _project(self, x, start_index, positions=None, value_embedding=None):
         """Queries, keys and values, each `(batch, heads, time, head_dim)`.
 
         `positions` `(batch, time)`: each row's own positions (for rotary), instead of
-        `start_index`.
+        `start_index`; `value_embedding` is mixed into the values (see the class doc).
         """
         batch, time = ops.shape(x)[0], ops.shape(x)[1]
         qkv = ops.reshape(self.qkv(x), (batch, time, 3, self.num_heads, self.head_dim))
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (batch, time, heads, head_dim)
+        if self.value_mix is not None:
+            if value_embedding is None:
+                raise ValueError(f"layer {self.name} mixes a value embedding: pass value_embedding")
+            extra = ops.reshape(ops.cast(value_embedding, v.dtype), ops.shape(v))
+            mix = ops.cast(self.value_mix, v.dtype)
+            v = mix[0] * v + mix[1] * extra
         if self.query_norm is not None:
             q, k = self.query_norm(q), self.key_norm(k)
         if self.rotary_embedding is not None:
@@ -176,7 +193,7 @@ class CausalSelfAttention(keras.layers.Layer):
         config = super().get_config()
         config.update(num_heads=self.num_heads, dropout=self.dropout, rotary=self.rotary,
                       qk_norm=self.qk_norm, zero_init_output=self.zero_init_output,
-                      head_dim=self.given_head_dim)
+                      head_dim=self.given_head_dim, value_embedding=self.value_embedding)
         return config
 
 

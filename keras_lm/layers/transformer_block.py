@@ -26,6 +26,9 @@ class TransformerBlock(keras.layers.Layer):
             block returns its input unchanged.
         head_dim: each head's width (default: width // `num_heads`), so a
             block may have fewer heads than its width holds (a pruned block).
+        value_embedding: the attention mixes a value embedding into its
+            values (see `CausalSelfAttention`); `call` and `call_cached` then
+            take it as `value_embedding`.
 
     Example:
     >>> block = TransformerBlock(num_heads=2, intermediate_dim=16)
@@ -44,9 +47,11 @@ class TransformerBlock(keras.layers.Layer):
         qk_norm=False,
         zero_init_output=False,
         head_dim=None,
+        value_embedding=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.value_embedding = value_embedding
         self.num_heads = num_heads
         self.head_dim = head_dim
         self.intermediate_dim = intermediate_dim
@@ -66,7 +71,7 @@ class TransformerBlock(keras.layers.Layer):
         self.attention = CausalSelfAttention(
             self.num_heads, self.dropout, self.rotary, qk_norm=self.qk_norm,
             zero_init_output=self.zero_init_output, head_dim=self.head_dim,
-            name="attention", dtype=policy
+            value_embedding=self.value_embedding, name="attention", dtype=policy
         )
         # The layers are made in this order, and built after, because
         # making one draws its initializer's seed: another order would give
@@ -91,11 +96,12 @@ class TransformerBlock(keras.layers.Layer):
         if self.mlp_out is not None:
             self.mlp_out.build((*input_shape[:-1], self.intermediate_dim))
 
-    def call(self, x, training=None, return_attention=False):
+    def call(self, x, training=None, return_attention=False, value_embedding=None):
         # The attention weights leave the layer only when asked for (the
         # TensorBoard attention view and the probes ask).
         h = self.attention(
-            self.attention_norm(x), training=training, return_attention=return_attention
+            self.attention_norm(x), training=training, return_attention=return_attention,
+            value_embedding=value_embedding,
         )
         if return_attention:
             h, weights = h
@@ -104,14 +110,14 @@ class TransformerBlock(keras.layers.Layer):
             x = x + self.residual_dropout(self._mlp(x), training=training)
         return (x, weights) if return_attention else x
 
-    def call_cached(self, x, key_cache, value_cache, start_index):
+    def call_cached(self, x, key_cache, value_cache, start_index, value_embedding=None):
         """`call` at positions `start_index...` over a key/value cache (no dropout).
 
         Returns `(outputs, key_cache, value_cache)`; see
         `CausalSelfAttention.call_cached`.
         """
         h, key_cache, value_cache = self.attention.call_cached(
-            self.attention_norm(x), key_cache, value_cache, start_index
+            self.attention_norm(x), key_cache, value_cache, start_index, value_embedding
         )
         x = x + h
         if self.mlp_in is not None:
@@ -139,5 +145,6 @@ class TransformerBlock(keras.layers.Layer):
             qk_norm=self.qk_norm,
             zero_init_output=self.zero_init_output,
             head_dim=self.head_dim,
+            value_embedding=self.value_embedding,
         )
         return config

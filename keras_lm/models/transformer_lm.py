@@ -4,7 +4,7 @@ import keras
 from keras import ops
 from keras_hub.layers import PositionEmbedding
 
-from keras_lm.layers import Smear, TransformerBlock
+from keras_lm.layers import Smear, TransformerBlock, UNetSkips
 from keras_lm.layers.causal_self_attention import check_qk_norm
 from keras_lm.models.language_model import LanguageModel
 from keras_lm.models.layer_sizes import default_head_dim, per_layer
@@ -48,8 +48,16 @@ class TransformerLM(LanguageModel):
             position adds a gated copy of the previous token's embedding
             (default off). Decoding then keeps the last embedding in its
             state (`previous_embedding`, `(batch, hidden_dim)`).
+        value_embeddings: `N` extra token-embedding tables whose lookups are
+            mixed into the attention values (modded-nanogpt's value
+            embeddings): table `j` feeds block `j` and block
+            `num_layers - N + j` (the first and last `N` blocks, U-net
+            style). 0 (default) to `num_layers // 2`.
+        unet_skips: the first half's block outputs, each with a learned
+            weight starting at 1, are added to the second half's inputs in
+            reverse order (`keras_lm.layers.UNetSkips`; default off).
 
-    The defaults of the last four are the behaviour of models saved before
+    The defaults of the last six are the behaviour of models saved before
     they existed, so those models load unchanged.
 
     Example:
@@ -80,11 +88,15 @@ class TransformerLM(LanguageModel):
         logit_softcap=None,
         head_dim=None,
         smear=False,
+        value_embeddings=0,
+        unet_skips=False,
         **kwargs,
     ):
         super().__init__(vocabulary_size, sequence_length, pad_id, **kwargs)
         self.check_arguments(position_embedding=position_embedding, qk_norm=qk_norm,
-                             logit_softcap=logit_softcap, smear=smear)
+                             logit_softcap=logit_softcap, smear=smear,
+                             value_embeddings=value_embeddings, unet_skips=unet_skips,
+                             num_layers=num_layers)
         self._set_sizes(num_layers, num_heads, hidden_dim, intermediate_dim, head_dim)
         self.dropout = dropout
         self.activation = activation
@@ -95,6 +107,8 @@ class TransformerLM(LanguageModel):
         self.zero_init_output = zero_init_output
         self.logit_softcap = logit_softcap
         self.smear = smear
+        self.value_embeddings = value_embeddings
+        self.unet_skips = unet_skips
         self._make_layers()
         self.build()
 
@@ -144,6 +158,7 @@ class TransformerLM(LanguageModel):
                 qk_norm=self.qk_norm,
                 zero_init_output=self.zero_init_output,
                 head_dim=self.given_head_dim,
+                value_embedding=self.value_table_of(i) is not None,
                 name=f"block_{i}",
                 dtype=policy,
             )
@@ -161,10 +176,39 @@ class TransformerLM(LanguageModel):
         )
         # Made last, so the other layers draw the initialisations they draw without it.
         self.smear_layer = Smear(name="smear", dtype=policy) if self.smear else None
+        self.value_tables = [self._value_table(j) for j in range(self.value_embeddings)]
+        self.skips = None
+        if self.unet_skips:
+            self.skips = UNetSkips(self.num_layers, name="unet_skips", dtype=policy)
+            self.skips.build()
+
+    def value_table_of(self, layer):
+        """The value-embedding table block `layer` reads, or None (see `value_embeddings`)."""
+        count = self.value_embeddings
+        if layer < count:
+            return layer
+        if layer >= self.num_layers - count:
+            return layer - (self.num_layers - count)
+        return None
+
+    def _value_table(self, index):
+        # As wide as the values of the blocks that read it; near zero at first
+        # (the speedrun starts its tables at 0.01 scale), so the model begins
+        # close to the one without them.
+        users = [i for i in range(self.num_layers) if self.value_table_of(i) == index]
+        widths = {self.layer_num_heads[i] * self.head_dim for i in users}
+        if len(widths) != 1:
+            raise ValueError(f"value_embeddings: blocks {users} share table {index} but have "
+                             f"value widths {sorted(widths)}")
+        return keras.layers.Embedding(
+            self.vocabulary_size, widths.pop(),
+            embeddings_initializer=keras.initializers.RandomNormal(stddev=0.02),
+            name=f"value_embedding_{index}", dtype=self.dtype_policy)
 
     @staticmethod
     def check_arguments(position_embedding="rotary", qk_norm=False, logit_softcap=None,
-                        intermediate_dim=None, smear=False, **_):
+                        intermediate_dim=None, smear=False, value_embeddings=0,
+                        unet_skips=False, num_layers=None, **_):
         """Raises ValueError for a bad choice among these arguments, before anything is
         built (training checks `--model_args` with it before it writes anything).
 
@@ -172,8 +216,10 @@ class TransformerLM(LanguageModel):
         >>> TransformerLM.check_arguments(qk_norm="rms", logit_softcap=30.0)
         """
         check_qk_norm(qk_norm)
-        if not isinstance(smear, bool):
-            raise ValueError(f"smear must be true or false, got {smear!r}")
+        for name, value in (("smear", smear), ("unet_skips", unet_skips)):
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be true or false, got {value!r}")
+        check_value_embeddings(value_embeddings, num_layers)
         if logit_softcap is not None and (
                 isinstance(logit_softcap, bool) or not isinstance(logit_softcap, (int, float))
                 or not logit_softcap > 0):
@@ -225,20 +271,43 @@ class TransformerLM(LanguageModel):
         """Hidden states before the final norm, and each layer's attention weights
         (`(batch, heads, time, time)`, only when `return_attention`, else `[]`)."""
         return self._trunk_from_embeddings(self.token_embedding(token_ids), training,
-                                           return_attention)
+                                           return_attention, token_ids=token_ids)
 
-    def _trunk_from_embeddings(self, embeddings, training, return_attention=False):
+    def _trunk_from_embeddings(self, embeddings, training, return_attention=False,
+                               token_ids=None):
+        if self.value_tables and token_ids is None:
+            raise ValueError(
+                f"value_embeddings={self.value_embeddings}: a forward pass from embeddings has "
+                "no token ids for the value tables; this model runs from token ids only")
         if self.smear_layer is not None:
             embeddings = self.smear_layer(embeddings)  # position 0 has no previous token
         x = self.embedding_dropout(self._add_positions(embeddings, 0), training=training)
         attention = []
-        for block in self.blocks:
-            if return_attention:
-                x, weights = block(x, training=training, return_attention=True)
-                attention.append(weights)
-            else:
-                x = block(x, training=training)
-        return x, attention
+
+        def step(block, x, value_embedding, _):
+            if not return_attention:
+                return block(x, training=training, value_embedding=value_embedding)
+            x, weights = block(x, training=training, return_attention=True,
+                               value_embedding=value_embedding)
+            attention.append(weights)
+            return x
+
+        return self._through_blocks(x, token_ids, step), attention
+
+    def _through_blocks(self, x, token_ids, step):
+        """`x` through the blocks, `step(block, x, value_embedding, i)` running block `i`,
+        with the U-net skips (`unet_skips`) added between them."""
+        tables = [table(token_ids) for table in self.value_tables]  # (batch, time, width) each
+        kept = []  # the encoder half's outputs, for the skips
+        for i, block in enumerate(self.blocks):
+            source = None if self.skips is None else self.skips.source_of(i)
+            if source is not None:
+                x = self.skips(x, kept[source], index=source)
+            table = self.value_table_of(i)
+            x = step(block, x, None if table is None else tables[table], i)
+            if self.skips is not None and i < self.skips.skip_count:
+                kept.append(x)
+        return x
 
     def initial_state(self, batch_size, max_length=None):
         """An empty key/value cache: per layer `(batch, heads, max_length, head_dim)`
@@ -286,12 +355,15 @@ class TransformerLM(LanguageModel):
             new_state[PREVIOUS_EMBEDDING] = embeddings[:, -1]
             embeddings = self.smear_layer(embeddings, previous=state[PREVIOUS_EMBEDDING])
         x = self._add_positions(embeddings, start_index)
-        for i, block in enumerate(self.blocks):
+
+        def step(block, x, value_embedding, i):
             key, value = f"layer_{i}_key", f"layer_{i}_value"
             x, new_state[key], new_state[value] = block.call_cached(
-                x, state[key], state[value], start_index
+                x, state[key], state[value], start_index, value_embedding
             )
-        return x, new_state
+            return x
+
+        return self._through_blocks(x, token_ids, step), new_state
 
     def _add_positions(self, x, start_index):
         # x: token embeddings (batch, time, hidden)
@@ -329,8 +401,22 @@ class TransformerLM(LanguageModel):
             "logit_softcap": self.logit_softcap,
             # Only when on: models saved before smear existed keep their config.
             **({"smear": True} if self.smear else {}),
+            **({"value_embeddings": self.value_embeddings} if self.value_embeddings else {}),
+            **({"unet_skips": True} if self.unet_skips else {}),
             # Only when given: a model with the default keeps the config (and
             # the .keras file) it had before per-layer sizes existed.
             **({"head_dim": self.given_head_dim} if self.given_head_dim else {}),
         }
 
+
+
+def check_value_embeddings(value_embeddings, num_layers=None):
+    """Raises ValueError unless `value_embeddings` is an int in [0, num_layers // 2]
+    (the bound checked only when `num_layers` is given)."""
+    if isinstance(value_embeddings, bool) or not isinstance(value_embeddings, int) or (
+            value_embeddings < 0):
+        raise ValueError(f"value_embeddings must be an integer >= 0, got {value_embeddings!r}")
+    if isinstance(num_layers, int) and value_embeddings > num_layers // 2:
+        raise ValueError(f"value_embeddings must be <= num_layers // 2 = {num_layers // 2} "
+                         f"(the first and the last N blocks read the N tables), "
+                         f"got {value_embeddings}")
