@@ -9,12 +9,14 @@ per row, `(batch,)`), so a row's text does not depend on when it joined or
 on its neighbours (up to float rounding), and every option is per row, as
 in `RowBatch`: sampler, seed and token limit.
 
-Joining costs no program of its own for a short prompt (up to
-`read_prompt_tokens`, 16 by default): the next call of the loop resets the
-row's slot (an empty state, position 0) and reads its prompt one position
-per step, alongside the other rows' decoding. Longer prompts that join at
-the same call are prefilled together (one prefill per prompt-length bucket,
-batched by count) and written into their slots by one insert program.
+Joining a running batch costs no program of its own for a short prompt (up
+to `read_prompt_tokens`, 16 by default): the next call of the loop resets
+the row's slot (an empty state, position 0) and reads its prompt one
+position per step, alongside the other rows' decoding. Longer prompts, and
+every prompt that starts an idle batch (nothing runs alongside), are
+prefilled: the rows that join at the same call together (one prefill per
+prompt-length bucket, batched by count), written into their slots by one
+insert program.
 `counts` says how often each happened (loop calls, prefill calls, insert
 calls, rows read in the loop).
 
@@ -29,12 +31,12 @@ Example:
 >>> model = TransformerLM.from_preset("tiny", vocabulary_size=259)
 >>> batch = SlotBatch(model, batch_size=2, end_id=258, pad_id=0, banned_ids=(0, 257))
 >>> first = batch.add(Row([257, 100, 101], max_new_tokens=3))
->>> chunk = batch.step(2)            # the first row runs alone...
+>>> chunk = batch.step(2)            # the first row runs alone (prefilled)...
 >>> second = batch.add(Row([257, 102], max_new_tokens=2, temperature=0.8, seed=1))
 >>> while batch.live:              # ...then both, each at its own position
 ...     chunk = batch.step(2)
 >>> batch.free_slots(), batch.counts["prefill_calls"], batch.counts["read_in_loop"]
-([0, 1], 0, 2)
+([0, 1], 1, 1)
 """
 
 import collections
@@ -271,8 +273,9 @@ class SlotBatch:
     def add(self, row):
         """Puts `row` in a free slot, where it starts at the next `step`; returns the slot.
 
-        Nothing runs here: the next call reads a short prompt in the loop, or
-        prefills a long one together with the other long ones that joined.
+        Nothing runs here: the next call reads a short prompt in the loop
+        (while other rows run), or prefills it together with the others that
+        joined.
         A row that does not fit `max_length` raises `ValueError` (and takes no slot).
         """
         check_row(row, self.max_length)
@@ -283,8 +286,12 @@ class SlotBatch:
         length = len(row.prompt_ids)
         self._prompt_ids[slot] = self.pad_id
         self._prompt_ids[slot, :length] = row.prompt_ids
+        # Reading a prompt in the loop is free only while other rows decode: a row that
+        # starts an idle batch is prefilled (its first token comes sooner; the text is the
+        # same up to float rounding, as in `RowBatch`).
+        running = any(r is not None and not self._joined[s] for s, r in enumerate(self.rows))
         self._joined[slot] = True
-        self._fresh[slot] = length <= self.read_prompt_tokens
+        self._fresh[slot] = running and length <= self.read_prompt_tokens
         self._start[slot] = 0
         if not self._fresh[slot]:
             self._pending.append(slot)

@@ -112,44 +112,37 @@ LONG = [Row([257] + list(range(30, 50)), 8, 0.9, 0, 1.0, 3),  # 21 tokens: prefi
         Row([257] + list(range(110, 144)), 5, 1.0, 7, 0.9, 4)]  # 35 tokens: prefill 32
 
 
-def test_long_prompts_that_join_together_share_one_prefill_per_length_and_one_insert(model):
-    expected = [alone(model, row) for row in LONG + ROWS[1:2]]
-    batch = SlotBatch(model, 4, **SPECIAL)
-    slots = [batch.add(row) for row in LONG + ROWS[1:2]]  # 3 long prompts, 1 short
-    got = {slot: [] for slot in slots}
+def test_rows_that_join_together_share_one_prefill_per_length_and_one_insert(model):
+    joining = LONG + ROWS[:1]
+    expected = [alone(model, row) for row in joining]
+    batch = SlotBatch(model, 8, **SPECIAL)
+    running = batch.add(ROWS[1])  # an idle batch: prefilled (1 prefill, 1 insert)
+    batch.step(2)
+    slots = [batch.add(row) for row in joining]  # 3 long prompts, 1 short
+    got = {slot: [] for slot in [running, *slots]}
     while batch.live:
         for slot, tokens in batch.step(4).items():
             got[slot] += tokens
     assert [got[slot] for slot in slots] == expected
-    # Lengths 16 (two rows, one call of a 2-row bucket) and 32: 2 prefills, 1 insert;
-    # the short prompt was read by the loop.
-    assert batch.counts["prefill_calls"] == 2 and batch.counts["insert_calls"] == 1
-    assert batch.counts["read_in_loop"] == 1 and batch.counts["joins"] == 4
-    assert list(insert_programs(model)) == [(4, 48)]
-    assert insert_programs(model)[4, 48].experimental_get_tracing_count() == 1
-
-
-def test_short_prompts_join_without_a_program_of_their_own(model):
-    batch = SlotBatch(model, 2, **SPECIAL)
-    batch.add(ROWS[1])
-    batch.step(3)
-    batch.add(ROWS[0])  # joins mid-flight
-    while batch.live:
-        batch.step(5)
-    assert batch.counts["prefill_calls"] == 0 and batch.counts["insert_calls"] == 0
-    assert batch.counts["read_in_loop"] == 2
+    # The long ones: lengths 16 (two rows, one call of a 2-row count bucket) and 32, one
+    # insert; the short one was read by the loop, alongside the running row.
+    assert batch.counts["prefill_calls"] == 1 + 2 and batch.counts["insert_calls"] == 1 + 1
+    assert batch.counts["read_in_loop"] == 1 and batch.counts["joins"] == 5
+    assert insert_programs(model)[8, 48].experimental_get_tracing_count() == 1
 
 
 def test_an_lstm_row_that_takes_a_used_slot_starts_from_an_empty_state():
     from keras_lm.models import LSTMLM
 
     keras.utils.set_random_seed(2)
-    lstm = LSTMLM(vocabulary_size=259, embedding_dim=8, hidden_dim=16, sequence_length=40)
+    lstm = LSTMLM(vocabulary_size=259, embedding_dim=8, hidden_dim=16, sequence_length=96)
     assert rows_supported(lstm)
-    expected = [alone(lstm, row) for row in (ROWS[1], ROWS[0], LONG[1])]
-    batch = SlotBatch(lstm, 1, **SPECIAL)
-    for row, tokens in zip((ROWS[1], ROWS[0], LONG[1]), expected, strict=True):
-        slot, got = batch.add(row), []  # the slot the previous row left (its state not zero)
-        while batch.live:
+    batch = SlotBatch(lstm, 2, **SPECIAL)
+    batch.add(Row([257, 5], 90))  # runs throughout: the others join a running batch
+    batch.step(1)
+    for row in (ROWS[1], ROWS[0]):
+        slot, got = batch.add(row), []  # slot 1, where the previous row left its state
+        while batch.rows[slot] is not None:
             got += batch.step(7)[slot]
-        assert got == tokens
+        assert got == alone(lstm, row)
+    assert batch.counts["read_in_loop"] == 2
