@@ -1,5 +1,8 @@
-"""A Transformer with `smear` exported: its extra state (the previous embedding) in
-LiteRT and the SavedModel step signatures, and the `.litertlm` refusal."""
+"""A Transformer with the speedrun options exported: `smear`'s extra state (the
+previous embedding) in LiteRT and the SavedModel step signatures, value embeddings
+and U-net skips (no state: gathers and adds), and the `.litertlm` refusal of smear.
+
+One model carries all three options, so one conversion covers them."""
 
 import json
 
@@ -23,8 +26,8 @@ CONTEXT = 32
 @pytest.fixture(scope="module")
 def smear_model():
     keras.utils.set_random_seed(0)
-    model = TransformerLM.from_preset("tiny", vocabulary_size=VOCABULARY,
-                                      sequence_length=CONTEXT, smear=True)
+    model = TransformerLM(VOCABULARY, sequence_length=CONTEXT, num_layers=2, num_heads=2,
+                          hidden_dim=32, smear=True, value_embeddings=1, unet_skips=True)
     # Open the gate (it starts closed: the identity, which would test nothing).
     rng = np.random.default_rng(0)
     model.smear_layer.gate.assign(rng.normal(0, 1, model.smear_layer.gate.shape))
