@@ -31,7 +31,7 @@ logit_softcap, tie_embeddings, position_embedding, ...) or run settings
 decay_fraction, warmup_steps, weight_decay, clipnorm, batch_size,
 precision, jit_compile), applied on top of the baseline. `--candidates`
 takes several, separated by `;`, or `ablation`: one row per option, then
-all together (issue 33's smear, value_embeddings and unet_skips have rows
+all together (issue 33's smear, value_embeddings, unet_skips and bigram_hash have rows
 but are not in `all`). `--base` gives (a) settings of its own (`best`: the
 char recipe's model, rotary + QK-norm + ReLU²), which every candidate gets
 under its own; a last table gives each run's validation loss at 25/50/75/100%
@@ -100,6 +100,7 @@ OPTIONS = {  # one row each in the ablation
     "smear": "smear=true",
     "value_embeddings": "value_embeddings=1",
     "unet": "unet_skips=true",
+    "bigram": "bigram_hash=4096",
 }
 # `--base=best`: the char recipe's model on nanoGPT's shape (what the options of
 # issue 33 are measured against: each candidate is this plus its own settings).
@@ -107,7 +108,7 @@ BEST = "position_embedding=rotary,qk_norm=rms,activation=relu2"
 # The default candidate: every option at once (untuned: a starting point).
 # Issue 33's options stay out of it until one wins against the char recipe's model
 # (`--base=best`): `all` is the candidate BENCHMARKS.md's figures were measured with.
-NEW_OPTIONS = ("smear", "value_embeddings", "unet")
+NEW_OPTIONS = ("smear", "value_embeddings", "unet", "bigram")
 ALL = "all:" + ",".join(v for k, v in OPTIONS.items() if k not in ("bf16", *NEW_OPTIONS))
 CHAR_TEXT_BYTES = 1_100_000
 

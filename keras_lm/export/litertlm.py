@@ -22,8 +22,8 @@
 `refusal(model, tokenizer)` says why a model cannot become a `.litertlm`
 (None when it can): an LSTM (its state is no key/value cache the engine
 can bind, and the engine pads prefill chunks with token 0, which would
-advance a recurrence), a Transformer with `smear` (its previous embedding is
-state of the same kind), an id tokenizer (a synthetic task has no text), a
+advance a recurrence), a Transformer with `smear` or `bigram_hash` (the
+previous token's embedding or id is state of the same kind), an id tokenizer (a synthetic task has no text), a
 normalization the tokenizer file cannot express.
 
 `engine_greedy(path, texts, max_new_tokens)` runs the file in
@@ -64,11 +64,15 @@ def refusal(model, tokenizer):
     if kind == "id":
         return ("a synthetic task's id tokenizer has no text: LiteRT-LM's engine reads "
                 "text through a SentencePiece or Hugging Face tokenizer")
-    if getattr(model, "smear", False):  # named first: the generic reason below would not say why
-        return ("a model with smear=true keeps the previous token's embedding "
-                "(previous_embedding) as decoding state: LiteRT-LM's engine binds only "
-                "kv_cache_k_i/kv_cache_v_i, and pads its prefill chunks with token 0, which "
-                "would overwrite it")
+    # Named first: the generic reason below would not say which option to turn off.
+    for option, kept in (("smear", "embedding (previous_embedding)"),
+                         ("bigram_hash", "id (previous_token)")):
+        value = getattr(model, option, None)
+        if value:
+            setting = "true" if value is True else value
+            return (f"a model with {option}={setting} keeps the previous token's {kept} as "
+                    "decoding state: LiteRT-LM's engine binds only kv_cache_k_i/kv_cache_v_i, "
+                    "and pads its prefill chunks with token 0, which would overwrite it")
     schema = ExportSchema.of(model)
     if not schema.is_kv_cache:
         return (f"a {getattr(model, 'family', type(model).__name__)} model's state "

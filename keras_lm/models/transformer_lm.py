@@ -4,7 +4,8 @@ import keras
 from keras import ops
 from keras_hub.layers import PositionEmbedding
 
-from keras_lm.layers import Smear, TransformerBlock, UNetSkips
+from keras_lm.layers import BigramHashEmbedding, Smear, TransformerBlock, UNetSkips
+from keras_lm.layers.bigram_hash_embedding import check_bigram_rows
 from keras_lm.layers.causal_self_attention import check_qk_norm
 from keras_lm.models.language_model import LanguageModel
 from keras_lm.models.layer_sizes import default_head_dim, per_layer
@@ -12,6 +13,8 @@ from keras_lm.models.layer_sizes import default_head_dim, per_layer
 POSITION_EMBEDDINGS = ("learned", "rotary")
 # The step API's state entry of `smear`: the last token's embedding.
 PREVIOUS_EMBEDDING = "previous_embedding"
+# The step API's state entry of `bigram_hash`: the last token's id plus one (0: none).
+PREVIOUS_TOKEN = "previous_token"
 
 
 @keras.saving.register_keras_serializable(package="keras_lm")
@@ -56,8 +59,12 @@ class TransformerLM(LanguageModel):
         unet_skips: the first half's block outputs, each with a learned
             weight starting at 1, are added to the second half's inputs in
             reverse order (`keras_lm.layers.UNetSkips`; default off).
+        bigram_hash: rows of a hashed bigram embedding added to the token
+            embeddings (`keras_lm.layers.BigramHashEmbedding`); 0 (default)
+            is off. Decoding then keeps the last token's id in its state
+            (`previous_token`, `(batch,)` int32, the id plus one).
 
-    The defaults of the last six are the behaviour of models saved before
+    The defaults of the last seven are the behaviour of models saved before
     they existed, so those models load unchanged.
 
     Example:
@@ -90,13 +97,14 @@ class TransformerLM(LanguageModel):
         smear=False,
         value_embeddings=0,
         unet_skips=False,
+        bigram_hash=0,
         **kwargs,
     ):
         super().__init__(vocabulary_size, sequence_length, pad_id, **kwargs)
         self.check_arguments(position_embedding=position_embedding, qk_norm=qk_norm,
                              logit_softcap=logit_softcap, smear=smear,
                              value_embeddings=value_embeddings, unet_skips=unet_skips,
-                             num_layers=num_layers)
+                             num_layers=num_layers, bigram_hash=bigram_hash)
         self._set_sizes(num_layers, num_heads, hidden_dim, intermediate_dim, head_dim)
         self.dropout = dropout
         self.activation = activation
@@ -109,6 +117,7 @@ class TransformerLM(LanguageModel):
         self.smear = smear
         self.value_embeddings = value_embeddings
         self.unet_skips = unet_skips
+        self.bigram_hash = bigram_hash
         self._make_layers()
         self.build()
 
@@ -181,6 +190,12 @@ class TransformerLM(LanguageModel):
         if self.unet_skips:
             self.skips = UNetSkips(self.num_layers, name="unet_skips", dtype=policy)
             self.skips.build()
+        self.bigram = None
+        if self.bigram_hash:
+            self.bigram = BigramHashEmbedding(self.vocabulary_size, self.bigram_hash,
+                                              self.hidden_dim, name="bigram_embedding",
+                                              dtype=policy)
+            self.bigram.build()
 
     def value_table_of(self, layer):
         """The value-embedding table block `layer` reads, or None (see `value_embeddings`)."""
@@ -208,7 +223,7 @@ class TransformerLM(LanguageModel):
     @staticmethod
     def check_arguments(position_embedding="rotary", qk_norm=False, logit_softcap=None,
                         intermediate_dim=None, smear=False, value_embeddings=0,
-                        unet_skips=False, num_layers=None, **_):
+                        unet_skips=False, num_layers=None, bigram_hash=0, **_):
         """Raises ValueError for a bad choice among these arguments, before anything is
         built (training checks `--model_args` with it before it writes anything).
 
@@ -220,6 +235,7 @@ class TransformerLM(LanguageModel):
             if not isinstance(value, bool):
                 raise ValueError(f"{name} must be true or false, got {value!r}")
         check_value_embeddings(value_embeddings, num_layers)
+        check_bigram_rows(bigram_hash)
         if logit_softcap is not None and (
                 isinstance(logit_softcap, bool) or not isinstance(logit_softcap, (int, float))
                 or not logit_softcap > 0):
@@ -275,12 +291,15 @@ class TransformerLM(LanguageModel):
 
     def _trunk_from_embeddings(self, embeddings, training, return_attention=False,
                                token_ids=None):
-        if self.value_tables and token_ids is None:
-            raise ValueError(
-                f"value_embeddings={self.value_embeddings}: a forward pass from embeddings has "
-                "no token ids for the value tables; this model runs from token ids only")
+        if token_ids is None and (self.value_tables or self.bigram is not None):
+            option = (f"value_embeddings={self.value_embeddings}" if self.value_tables
+                      else f"bigram_hash={self.bigram_hash}")
+            raise ValueError(f"{option}: a forward pass from embeddings has no token ids for "
+                             "its tables; this model runs from token ids only")
         if self.smear_layer is not None:
             embeddings = self.smear_layer(embeddings)  # position 0 has no previous token
+        if self.bigram is not None:
+            embeddings = embeddings + self.bigram(token_ids)
         x = self.embedding_dropout(self._add_positions(embeddings, 0), training=training)
         attention = []
 
@@ -337,6 +356,8 @@ class TransformerLM(LanguageModel):
         }
         if self.smear_layer is not None:  # the embedding before the next token: none yet
             state[PREVIOUS_EMBEDDING] = ops.zeros((batch_size, self.hidden_dim), self.compute_dtype)
+        if self.bigram is not None:  # the last token's id plus one: 0, none yet
+            state[PREVIOUS_TOKEN] = ops.zeros((batch_size,), "int32")
         return state
 
     def _forward_cached(self, token_ids, state, start_index):
@@ -354,6 +375,9 @@ class TransformerLM(LanguageModel):
             # The state carries the raw embedding of the last token across calls.
             new_state[PREVIOUS_EMBEDDING] = embeddings[:, -1]
             embeddings = self.smear_layer(embeddings, previous=state[PREVIOUS_EMBEDDING])
+        if self.bigram is not None:
+            embeddings = embeddings + self.bigram(token_ids, previous=state[PREVIOUS_TOKEN])
+            new_state[PREVIOUS_TOKEN] = ops.cast(token_ids[:, -1], "int32") + 1
         x = self._add_positions(embeddings, start_index)
 
         def step(block, x, value_embedding, i):
@@ -403,6 +427,7 @@ class TransformerLM(LanguageModel):
             **({"smear": True} if self.smear else {}),
             **({"value_embeddings": self.value_embeddings} if self.value_embeddings else {}),
             **({"unet_skips": True} if self.unet_skips else {}),
+            **({"bigram_hash": self.bigram_hash} if self.bigram_hash else {}),
             # Only when given: a model with the default keeps the config (and
             # the .keras file) it had before per-layer sizes existed.
             **({"head_dim": self.given_head_dim} if self.given_head_dim else {}),

@@ -1,8 +1,9 @@
-"""A Transformer with the speedrun options exported: `smear`'s extra state (the
-previous embedding) in LiteRT and the SavedModel step signatures, value embeddings
-and U-net skips (no state: gathers and adds), and the `.litertlm` refusal of smear.
+"""A Transformer with the speedrun options exported: the extra state of `smear`
+(the previous embedding) and `bigram_hash` (the previous token, int32) in LiteRT
+and the SavedModel step signatures, value embeddings and U-net skips (no state:
+gathers and adds), and the `.litertlm` refusal of smear.
 
-One model carries all three options, so one conversion covers them."""
+One model carries all four options, so one conversion covers them."""
 
 import json
 
@@ -27,11 +28,13 @@ CONTEXT = 32
 def smear_model():
     keras.utils.set_random_seed(0)
     model = TransformerLM(VOCABULARY, sequence_length=CONTEXT, num_layers=2, num_heads=2,
-                          hidden_dim=32, smear=True, value_embeddings=1, unet_skips=True)
+                          hidden_dim=32, smear=True, value_embeddings=1, unet_skips=True,
+                          bigram_hash=512)
     # Open the gate (it starts closed: the identity, which would test nothing).
     rng = np.random.default_rng(0)
     model.smear_layer.gate.assign(rng.normal(0, 1, model.smear_layer.gate.shape))
     model.smear_layer.scale.assign([0.8])
+    model.bigram.embeddings.assign(rng.normal(0, 0.5, model.bigram.embeddings.shape))
     return model
 
 
@@ -42,13 +45,14 @@ def _ids(length, seed=2):
 def test_tflite_prefill_and_decode_match_keras_at_every_position(smear_model, tmp_path):
     info = export_tflite(smear_model, str(tmp_path / "smear.tflite"), prefill_lengths=(8,))
     runner = LiteRTRunner(info.path)
-    assert "previous_embedding" in runner.initial_state()
+    assert {"previous_embedding", "previous_token"} <= set(runner.initial_state())
     ids = _ids(CONTEXT)
     full = np.asarray(smear_model(ids[None]))[0]
     logits, state = runner.prefill(ids[:8])
     np.testing.assert_allclose(logits[0], full[:8], atol=1e-4)
     np.testing.assert_allclose(state["previous_embedding"][0],
                                np.asarray(smear_model.token_embedding(ids[7:8]))[0], atol=1e-6)
+    assert state["previous_token"].tolist() == [ids[7] + 1]
     for position in range(8, CONTEXT):
         logits, state = runner.decode(ids[position], state, position)
         np.testing.assert_allclose(logits[0], full[position], atol=1e-4)
