@@ -92,3 +92,27 @@ def test_keras_file_round_trip_and_bad_values(bigram_model, tmp_path):
             TransformerLM(VOCABULARY, bigram_hash=bad)
     with pytest.raises(ValueError, match="bigram_hash=1024: a forward pass from embeddings"):
         bigram_model.logits_from_embeddings(bigram_model.embed_tokens(ids))
+
+
+def test_continuous_batching_gives_each_row_the_greedy_text(bigram_model):
+    """Serve's `SlotBatch`: a prefilled row, then a row that joins mid-flight and has
+    its prompt read by the loop (its slot's state reset: previous token none again)."""
+    from keras_lm.generation import Row, SlotBatch
+
+    rows = [Row([257] + list(range(60, 72)), 10), Row([257, 80, 81], 12)]
+    batch = SlotBatch(bigram_model, 2, end_id=-1, pad_id=0, banned_ids=(0, 257))
+    got = {batch.add(rows[0]): []}
+    for slot, tokens in batch.step(4).items():
+        got[slot] += tokens
+    got[batch.add(rows[1])] = []
+    while batch.live:
+        for slot, tokens in batch.step(4).items():
+            got[slot] += tokens
+    for slot, row in zip(got, rows):
+        ids = list(row.prompt_ids)
+        for _ in range(row.max_new_tokens):
+            logits = np.array(bigram_model(np.array([ids], np.int32)))[0, -1]
+            logits[[0, 257]] = -np.inf
+            ids.append(int(np.argmax(logits)))
+        assert got[slot] == ids[len(row.prompt_ids):]
+    assert batch.counts["read_in_loop"] == 1  # the second row was read by the loop
