@@ -210,3 +210,56 @@ def quantize_calibrated_model(calibrated, denylisted_ops=None):
     if denylisted_ops is None:
         return mlir_quantize(calibrated)
     return mlir_quantize(calibrated, denylisted_ops=list(denylisted_ops))
+
+
+# keras-hub's TensorFlow path pre-splits byte-level BPE text with RE2 (no
+# look-ahead), emulating GPT-2's `\s+(?!\S)` by inserting U+096C before a
+# space that starts a word, splitting with `_BPE_WORDS`, splitting the last
+# whitespace char off each piece with `_BPE_LAST_SPACE`, then dropping the
+# U+096C pieces. Written here in the `tokenizers` library's regex syntax, with
+# RE2's ASCII `\s` spelled out (Oniguruma's `\s` is Unicode).
+_RE2_SPACE = r"\t\n\f\r "
+_SPECIAL_SPACES = r"\x{a0}\x{2009}\x{202f}\x{3000}"
+_BPE_MARK = "\u096c"
+_BPE_WORDS = (
+    r"'s|'t|'re|'ve|'m|'ll|'d"
+    rf"|[{_RE2_SPACE}{_SPECIAL_SPACES}]+[\n\r\t\f{_BPE_MARK}{_SPECIAL_SPACES}]"
+    rf"| ?\p{{L}}+| ?[\p{{N}}]+| ?[^{_RE2_SPACE}\p{{L}}\p{{N}}{_SPECIAL_SPACES}]+"
+)
+_BPE_LAST_SPACE = rf"[ \t\r\f\x0b{_BPE_MARK}{_SPECIAL_SPACES}]\z"
+
+
+def align_keras_hub_bpe(hub_tokenizer):
+    """Makes a keras-hub byte-level BPE tokenizer's eager path split words as its graph path does.
+
+    Behaviour (keras-hub 0.32, `BytePairTokenizer._set_vocabulary_and_merges_tokenizers`):
+    eagerly, `tokenize` runs a `tokenizers` pipeline whose `Split` gets Llama
+    3's pattern as a plain string, which `tokenizers` matches literally, so
+    words are never pre-split and merges run across them ("2  # ok" gives
+    one "ĠĠ" where the graph path gives "Ġ", "Ġ#"). Inside `tf.function`,
+    `tf.data` and a SavedModel the TensorFlow path runs instead, so a prompt
+    tokenized eagerly differed from the same prompt in a SavedModel. This
+    gives the instance's `tokenizers` pipeline the graph path's split
+    (rules above; equal ids on the standard library's source and 5,000
+    random whitespace-heavy strings, tests/test_compat.py), so eager,
+    graph, SavedModel and the LiteRT-LM bundle's tokenizer.json (a copy of
+    this pipeline) agree. The one known difference: a literal U+096C in the
+    text, which the graph path drops. Used by `HubTokenizer`. Returns
+    `hub_tokenizer`; other tokenizers (SentencePiece) pass unchanged.
+    """
+    if not hasattr(hub_tokenizer, "_maybe_initialized_tokenizers"):
+        return hub_tokenizer
+    from tokenizers import Regex, normalizers, pre_tokenizers
+
+    hub_tokenizer._maybe_initialized_tokenizers()
+    pipeline = hub_tokenizer._tokenizer
+    pipeline.normalizer = normalizers.Replace(
+        Regex(rf" (?=[^{_RE2_SPACE}{_SPECIAL_SPACES}])"), _BPE_MARK + " ")
+    pipeline.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(_BPE_WORDS), "isolated"),
+        pre_tokenizers.Split(Regex(_BPE_LAST_SPACE), "isolated"),
+        pre_tokenizers.Split(_BPE_MARK, "removed"),
+        pre_tokenizers.ByteLevel(add_prefix_space=hub_tokenizer.add_prefix_space,
+                                 use_regex=False),
+    ])
+    return hub_tokenizer

@@ -328,11 +328,20 @@ def pretrained_runs(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def hub_models(pretrained_runs):
-    """`{family: (keras-hub CausalLM from the preset, keras_lm model loaded from the run)}`."""
+    """`{family: (keras-hub CausalLM from the preset, keras_lm model loaded from the run)}`.
+
+    The keras-hub model's byte-level BPE is aligned as keras_lm's is
+    (`compat.align_keras_hub_bpe`): unaligned, its eager `generate` would
+    tokenize a prompt with a whitespace run unlike its own graph path.
+    """
     import keras_hub
 
     import keras_lm
+    from keras_lm import compat
 
-    return {family: (keras_hub.models.CausalLM.from_preset(pretrained_runs["presets"][family]),
-                     keras_lm.load(pretrained_runs[family]))
-            for family in PRETRAINED_FAMILIES}
+    models = {}
+    for family in PRETRAINED_FAMILIES:
+        hub = keras_hub.models.CausalLM.from_preset(pretrained_runs["presets"][family])
+        compat.align_keras_hub_bpe(hub.preprocessor.tokenizer)
+        models[family] = (hub, keras_lm.load(pretrained_runs[family]))
+    return models

@@ -39,6 +39,7 @@ Example:
 ([195, 169, 33], 258, 'é!')
 """
 
+from keras_lm import compat
 from keras_lm.errors import UsageError
 
 # Where ours and Hugging Face's could part: accents, whitespace runs and
@@ -137,10 +138,10 @@ def _keras_hub_bpe(tokenizer, argument):
             argument=argument,
         )
     # keras-hub's own `tokenizers` pipeline, copied: the one its eager
-    # `tokenize` runs (and so keras_lm's prompts). Its pre-tokenizer splits on
-    # its Llama 3 pattern given as a plain string, which `tokenizers` matches
-    # literally, so words are not pre-split; its TensorFlow graph path splits
-    # GPT-2's way. The engine must give the ids the eager path gives.
+    # `tokenize` runs, which `HubTokenizer` aligned with its TensorFlow path
+    # (keras_lm.compat.align_keras_hub_bpe), so the engine gives the ids
+    # that generate, tf.data and the SavedModel give.
+    compat.align_keras_hub_bpe(hub)
     hub._maybe_initialized_tokenizers()
     return Tokenizer.from_str(hub._tokenizer.to_str())
 

@@ -468,7 +468,8 @@ def generate_text(runner, tokenizer, prompt, max_new_tokens, seed=None, **sampli
         [special["<bos>"]] + tokenizer.encode(prompt),
         max_new_tokens,
         end_id=special["<eos>"],
-        banned_ids=(special["<pad>"], special["<bos>"]),
+        # As keras_lm's generate: never <pad> or <bos>, unless that id is <eos> too (GPT-2).
+        banned_ids=tuple(special[t] for t in ("<pad>", "<bos>") if special[t] != special["<eos>"]),
         choose=lambda logits: choose_token(logits, rng, **sampling),
     )
     return tokenizer.decode(new_ids)

@@ -38,10 +38,12 @@ to `[1, context - 1]`. The directory loads with plain TensorFlow:
 import os
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_lm.export.schema import ExportSchema
 from keras_lm.generation.decoding import sampling_loop
+from keras_lm.generation.generate import special_ids
 from keras_lm.generation.samplers import tensor_sampler
 from keras_lm.io_utils import atomic_path, write_json
 from keras_lm.prompt_template import PromptTemplate
@@ -163,9 +165,9 @@ def generate_text(model, tokenizer, prompts, max_new_tokens, select, seed):
     logits, state = model.prefill(
         buffer[:, :prefill_length], model.initial_state(batch, sequence_length)
     )
-    banned = tf.scatter_nd(
-        [[tokenizer.pad_id], [tokenizer.bos_id]], [True, True], [model.vocabulary_size]
-    )
+    # As `generate`: never <pad> or <bos>, unless that id is <eos> too (GPT-2).
+    banned = tf.constant(np.isin(np.arange(model.vocabulary_size),
+                                 special_ids(tokenizer)["banned_ids"]))
     carry = sampling_loop(
         model,
         select,

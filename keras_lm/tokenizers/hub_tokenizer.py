@@ -1,7 +1,8 @@
 """A keras-hub tokenizer (byte-level BPE or SentencePiece) behind keras_lm's tokenizer interface.
 
-Encoding is the keras-hub tokenizer's own `tokenize` (TensorFlow ops: eager,
-`tf.data`, graphs). Decoding is ours, from the bytes of every id: a
+Encoding is the keras-hub tokenizer's own `tokenize` (eager, `tf.data`,
+graphs; for byte-level BPE, its eager path aligned with its graph path by
+`keras_lm.compat.align_keras_hub_bpe`, so both give the same ids). Decoding is ours, from the bytes of every id: a
 byte-level BPE token's string is read back through GPT-2's byte alphabet, a
 SentencePiece piece with `▁` as a space and `<0xNN>` byte pieces as that
 byte, so a streamed continuation can be cut at any token. `<pad>`, `<bos>`
@@ -19,6 +20,7 @@ import tempfile
 
 import tensorflow as tf
 
+from keras_lm import compat
 from keras_lm.tokenizers.tokenizer import BOS, EOS, PAD, Tokenizer
 
 
@@ -49,7 +51,7 @@ class HubTokenizer(Tokenizer):
 
         if isinstance(hub_tokenizer, dict):
             hub_tokenizer = _deserialize(hub_tokenizer)
-        self.hub_tokenizer = hub_tokenizer
+        self.hub_tokenizer = compat.align_keras_hub_bpe(hub_tokenizer)
         self.hub_class = keras.saving.get_registered_name(type(hub_tokenizer))
         end = hub_tokenizer.end_token_id
         start = getattr(hub_tokenizer, "start_token_id", None)

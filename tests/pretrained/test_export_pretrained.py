@@ -142,3 +142,37 @@ def test_int4_block_32_keeps_the_top_token(pretrained_runs, tmp_path_factory, fa
     assert agreement >= 0.5, agreement
     assert abs(int4["parity"]["perplexity_change"]) <= 0.05
     assert (run_dir / "litertlm" / "model_int4.litertlm").is_file()
+
+
+# Prompts whose whitespace runs keras-hub 0.32 tokenized unlike its graph path
+# before `compat.align_keras_hub_bpe` (the SavedModel tokenizes in a graph).
+SPACED_PROMPTS = ["x = 2  # ok\n\n    y", "import json\nclass Foo:\n    "]
+SERVE_SAVED_MODEL = """
+import json, sys
+import tensorflow as tf
+import tensorflow_text  # registers the byte-level BPE's in-graph split ops
+served = tf.saved_model.load(sys.argv[1])
+text = served.signatures["serving_default"](
+    prompts=tf.constant(json.loads(sys.argv[2])), max_new_tokens=tf.constant(int(sys.argv[3])))["text"]
+print(json.dumps([t.decode("utf-8", "replace") for t in text.numpy()]))
+"""
+
+
+def test_gpt2_saved_model_in_a_fresh_process_writes_keras_text(pretrained_runs, tmp_path_factory):
+    import json
+    import subprocess
+    import sys
+
+    import keras_lm
+
+    run_dir = tmp_path_factory.mktemp("saved_gpt2") / "run"
+    shutil.copytree(pretrained_runs["gpt2"], run_dir)
+    sharpen(run_dir)
+    report = keras_lm.Run(str(run_dir)).export(formats=["saved_model"], verify=True)
+    assert report["failures"] == []
+    expected = keras_lm.load(str(run_dir)).generate(SPACED_PROMPTS, NEW_TOKENS)
+    served = subprocess.run(
+        [sys.executable, "-c", SERVE_SAVED_MODEL, str(run_dir / "saved_model"),
+         json.dumps(SPACED_PROMPTS), str(NEW_TOKENS)],
+        capture_output=True, text=True, check=True)
+    assert json.loads(served.stdout.strip().splitlines()[-1]) == expected
