@@ -24,7 +24,11 @@ straight back as the same-named input of the next call:
 
 - Transformer: `kv_cache_k_{i}`, `kv_cache_v_{i}` (layer `i`), float32
   `(1, num_heads, sequence_length, head_dim)`: the key/value cache (a
-  position at or past `sequence_length` is out of range);
+  position at or past `sequence_length` is out of range); with `smear`
+  also `previous_embedding`, float32 `(1, hidden_dim)`, and with
+  `bigram_hash` `previous_token`, int32 `(1,)` (the last token's id plus
+  one): both are written whole by every call, so a prompt must not be
+  padded past its last token;
 - LSTM: `layer_{i}_h`, `layer_{i}_c`, float32 `(1, hidden_dim)`.
 
 The zero state is all zeros. A text of `L` prompt tokens runs the largest
