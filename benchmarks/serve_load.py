@@ -1,7 +1,8 @@
 """`keras-lm serve` under concurrent load: continuous against static batching.
 
-Starts `keras-lm serve` on localhost once per mode (a subprocess each, the
-same `--max_batch_size`): `--batching=continuous` (a request joins the
+Starts `keras-lm serve` on localhost once per mode (a subprocess each, with
+the server's default `--max_batch_size` and `--steps_per_call`, what a user
+gets, unless given here: the same for every mode): `--batching=continuous` (a request joins the
 running batch at its next compiled call) and `--batching=static` (the rows
 that arrived together decode until the last one ends); `one_at_a_time`
 (static, `--max_batch_size=1`) may be added with `--modes`. For 1, 4, 16
@@ -16,7 +17,9 @@ error event) and lost requests (planned but with no complete answer and no
 error: not sent in time, or a stream that ended without a finish). Then a
 group of clients hangs up mid-stream, and the script checks that their rows
 were stopped (`keras_lm_cancelled_rows_total`) and that the server still
-answers.
+answers. For continuous batching it also prints the server's work per
+configuration (`keras_lm_decoding_events`: rows joined, prompts read in the
+loop, prefill and insert calls, moves between batch-size buckets, calls).
 
     python benchmarks/serve_load.py --model_dir=saved_models/quickstart
     python benchmarks/serve_load.py --clients=1,16 --requests=2   # a quick look
@@ -82,10 +85,13 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # A queue that holds every client's request: the benchmark measures waiting, not 503s.
+        # Batch size and steps per call: the server's defaults unless given.
         self.command = [sys.executable, "-m", "keras_lm.cli.main", "serve",
                         model_flag, f"--port={self.port}", f"--batching={batching}",
-                        f"--max_batch_size={max_batch_size}", f"--steps_per_call={steps_per_call}",
                         "--max_queue=4096", "--request_timeout=0"]
+        self.command += [f"--{name}={value}" for name, value in (
+            ("max_batch_size", max_batch_size), ("steps_per_call", steps_per_call))
+            if value is not None]
 
     def __enter__(self):
         start = time.monotonic()
@@ -97,6 +103,7 @@ class Server:
                 reply = httpx.get(self.url + "/health", timeout=2)
                 if reply.status_code == 200:
                     self.context = reply.json()["context"]
+                    self.max_batch_size = reply.json()["max_batch_size"]
                     self.startup_seconds = time.monotonic() - start
                     return self
             except httpx.HTTPError:
@@ -232,13 +239,22 @@ def parse_args():
                         help="every request's max_tokens (default: mixed, 16 to the context)")
     parser.add_argument("--time_limit", type=float, default=300.0,
                         help="seconds per configuration after which no request starts")
-    parser.add_argument("--max_batch_size", type=int, default=8)
-    parser.add_argument("--steps_per_call", type=int, default=16)
+    parser.add_argument("--max_batch_size", type=int, default=None,
+                        help="the same for every mode (default: keras-lm serve's)")
+    parser.add_argument("--steps_per_call", type=int, default=None,
+                        help="default: keras-lm serve's")
     args = parser.parse_args()
     unknown = set(args.modes.split(",")) - set(MODES)
     if unknown:
         parser.error(f"--modes: unknown {sorted(unknown)}; choose from {', '.join(MODES)}")
     return args
+
+
+def decoding_events(url):
+    """Continuous batching's work so far (`keras_lm_decoding_events`), by kind."""
+    return {kind: metric(url, f'keras_lm_decoding_events{{kind="{kind}"}}') or 0
+            for kind in ("loop_calls", "joins", "read_in_loop", "prefill_calls", "insert_calls",
+                         "resizes")}
 
 
 def run_mode(mode, args, model_flag, clients_list):
@@ -249,16 +265,20 @@ def run_mode(mode, args, model_flag, clients_list):
                 batching) as server:
         for clients in clients_list:
             lengths = request_lengths(clients, args.requests, server.context, args.max_tokens)
+            before = decoding_events(server.url)
             results, elapsed = asyncio.run(
                 load(server.url, clients, args.requests, lengths, args.time_limit,
                      args.temperature))
             row = summary(mode, clients, clients * args.requests, results, elapsed)
+            after = decoding_events(server.url)
+            row["events"] = {kind: after[kind] - before[kind] for kind in after}
+            row["max_batch_size"] = server.max_batch_size
             rows.append(row)
             print(f"{mode}, {clients} clients: {row['done']}/{row['planned']} done, "
                   f"{len(row['errors'])} errors, {row['lost']} lost, "
                   f"{row['tokens_per_second']:.0f} tokens/s, p95 first text {row['ttft95']:.2f} s",
                   file=sys.stderr, flush=True)
-        if (batch_size or args.max_batch_size) > 1:
+        if server.max_batch_size > 1:
             got = asyncio.run(abandon(server.url, 16, min(64, server.context // 2)))
             time.sleep(2)
             after = asyncio.run(load(server.url, 1, 1, {(0, 0): 8}, 60))[0]
@@ -277,6 +297,21 @@ def print_table(rows):
               f"| {r['lost']} | {r['ttft50']:.2f} s | {r['ttft95']:.2f} s | {r['ttft99']:.2f} s "
               f"| {r['tokens_per_second']:.0f} | {r['requests_per_second']:.2f} "
               f"| {r['p50']:.2f} s | {r['p95']:.2f} s | {r['p99']:.2f} s |")
+
+
+def print_events(rows):
+    """Continuous batching's work per configuration (from the server's /metrics)."""
+    rows = [r for r in rows if r["events"]["loop_calls"]]
+    if not rows:
+        return
+    print("\n| batching | clients | rows joined | read in the loop | prefill calls | insert calls "
+          "| bucket moves | compiled calls | rows joined per call |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        e = r["events"]
+        print(f"| {r['mode']} | {r['clients']} | {e['joins']:.0f} | {e['read_in_loop']:.0f} "
+              f"| {e['prefill_calls']:.0f} | {e['insert_calls']:.0f} | {e['resizes']:.0f} "
+              f"| {e['loop_calls']:.0f} | {e['joins'] / e['loop_calls']:.2f} |")
 
 
 def print_ratios(rows, clients_list, modes):
@@ -306,18 +341,26 @@ def main():
         mode_rows, startup[mode], context, hangups[mode] = run_mode(mode, args, model_flag,
                                                                     clients_list)
         rows += mode_rows
-    model_name = args.model_dir if model_dir == args.model_dir else f"random {args.preset} preset"
     if args.model:
         model_name = f"the SavedModel {args.model} (keras-lm serve --model)"
+    elif model_dir == args.model_dir:
+        model_name = f"the trained model in {model_dir}"
+    else:
+        model_name = (f"a RANDOM model of the {args.preset} preset ({args.model_dir} has no "
+                      "model.keras)")
+    batch_sizes = sorted({r["max_batch_size"] for r in rows if r["mode"] != "one_at_a_time"})
     lengths = (f"max_tokens={args.max_tokens}" if args.max_tokens
                else "max_tokens drawn between 16 and the context left after the prompt")
     print(f"\nMachine: {machine()}. Model: {model_name} (context {context}). "
-          f"--max_batch_size={args.max_batch_size}, --steps_per_call={args.steps_per_call}. "
+          f"--max_batch_size={','.join(map(str, batch_sizes))}"
+          f"{'' if args.max_batch_size else ' (the default)'}, --steps_per_call="
+          f"{args.steps_per_call or 'the default'}. "
           f"{args.requests} streamed requests per client, {lengths}, temperature "
           f"{args.temperature:g}, top_p 0.95; time limit {args.time_limit:g} s per row. "
           "Server start-up (load + compile): "
           + ", ".join(f"{mode} {seconds:.0f} s" for mode, seconds in startup.items()) + ".\n")
     print_table(rows)
+    print_events(rows)
     print_ratios(rows, clients_list, modes)
     for mode, check in hangups.items():
         if check:

@@ -12,8 +12,9 @@ the results back). Text reaches a client when the call that made it returns.
   together and run until the last one ends; the first call runs until every
   row has its first token, later calls `steps_per_call` steps.
 - continuous (`ContinuousEngine`): before every call the waiting rows take
-  the free slots; a joining row reads its prompt in the loop (its first
-  token `len(prompt) + 1` steps later; a call with a newcomer stops then).
+  the free slots; a row joining a running batch reads its prompt in the loop
+  (its first token `len(prompt) + 1` steps later; a call with a newcomer
+  stops then), rows that start an idle batch are prefilled.
 
 It says what queueing alone allows (the per-step cost does not depend on
 the batch size here): e.g. with 16 clients and 8 slots half the clients
@@ -76,9 +77,12 @@ def simulate_static(clients, batch_size, steps_per_call, overhead):
 def simulate_continuous(clients, batch_size, steps_per_call, overhead):
     now, waiting, live, firsts = 0.0, [c.next_row(0.0) for c in clients], [], []
     while waiting or live:
+        idle = not live
         while waiting and len(live) < batch_size:
             row = waiting.pop(0)
-            row["todo"] = row["prompt"] + row["new"]  # read from position 0
+            # Into an idle batch: prefilled; else its prompt is read in the loop.
+            start = prefill_bucket(row["prompt"]) if idle else 0
+            row["todo"] = row["prompt"] - start + row["new"]
             live.append(row)
         newcomers = [r["todo"] - r["new"] + 1 for r in live if r["first"] is None]
         steps = min(steps_per_call, max(newcomers)) if newcomers else steps_per_call

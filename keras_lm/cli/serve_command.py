@@ -2,7 +2,7 @@
 
 Examples:
   keras-lm serve --model_dir=saved_models/quickstart
-  keras-lm serve --model_dir=saved_models/quickstart --port=8080 --max_batch_size=16
+  keras-lm serve --model_dir=saved_models/quickstart --port=8080 --max_batch_size=32
   keras-lm serve --model=saved_models/quickstart/saved_model
   curl http://127.0.0.1:8000/v1/completions -H 'Content-Type: application/json' \\
       -d '{"prompt": "def ", "max_tokens": 40, "temperature": 0}'
@@ -54,7 +54,8 @@ flags.DEFINE_string("host", "127.0.0.1", "Address to listen on (0.0.0.0: every i
                     flag_values=FLAGS)
 flags.DEFINE_integer("port", 8000, "Port to listen on.", flag_values=FLAGS)
 flags.DEFINE_integer(
-    "max_batch_size", 8, "Rows (prompts x n) decoded together at most; 1 decodes one at a time.",
+    "max_batch_size", 16, "Rows (prompts x n) decoded together at most; 1 decodes one at a time. "
+    "Rows beyond it wait for a free slot, however the batching.",
     flag_values=FLAGS)
 flags.DEFINE_float(
     "batch_wait_ms", 10.0, "How long a request waits for others to share its batch.",

@@ -104,6 +104,35 @@ def warm_up(model, batch_sizes, max_length=None):
 
 
 _concrete = weakref.WeakKeyDictionary()  # model -> {shape: concrete function of the loop}
+_prefills = weakref.WeakKeyDictionary()  # model -> {max_length: (weights, tf.function)}
+
+
+def prefill_program(model, max_length=None):
+    """The prefill of rows of any count and length from position 0: `(logits, state)`.
+
+    One `tf.function` per cache length (not XLA: XLA compiles one program
+    per shape, seconds each, and a prefill runs once per batch or join),
+    traced once for every shape: a batch-size bucket's program per bucket
+    would be the same code traced again, which TensorFlow warns about.
+    """
+    max_length = max_length or model.sequence_length
+    programs = _prefills.setdefault(model, {})
+    variables = len(model.weights)
+    if max_length not in programs or programs[max_length][0] != variables:
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)], autograph=False)
+        def prefill(token_ids):
+            state = model.initial_state(tf.shape(token_ids)[0], max_length)
+            logits, state = model.prefill(token_ids, state)
+            return logits[:, -1], state
+
+        programs[max_length] = (variables, prefill)
+    return programs[max_length][1]
+
+
+def prefill_programs(model):
+    """`{max_length: tf.function}`: the prefills made for `model` (to count their traces)."""
+    return {key: program for key, (_, program) in _prefills.get(model, {}).items()}
 
 
 def _concrete_loop(model, shape, arguments):
@@ -155,7 +184,7 @@ class RowBatch:
         # forces the rest of each prompt, one position per step.
         prefill_length = decoding.prefill_bucket(int(self.lengths[: len(rows)].min()),
                                                  model.longest_prefill)
-        prefill = decoding._program(model, "prefill_any_length", None, (batch_size, max_length))
+        prefill = prefill_program(model, max_length)
         logits, state = prefill(tf.constant(ids[:, :prefill_length]))
         max_new = np.array([r.max_new_tokens for r in padded], np.int32)
         seeds = [random.randrange(SEED_LIMIT) if r.seed is None else r.seed for r in padded]

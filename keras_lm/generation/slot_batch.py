@@ -21,10 +21,12 @@ insert program.
 calls, rows read in the loop).
 
 The compiled programs depend on `(batch_size, max_length)` only: one XLA
-loop and one insert program per batch-size bucket, plus one prefill (not
-XLA) per count bucket. `resize` moves the live rows into another bucket's
-batch. `slot_programs(model)` lists the loops made, `insert_programs(model)`
-the inserts, to count them.
+loop per batch-size bucket; the prefill (`row_batch.prefill_program`) and
+the insert (not XLA) are one traced function each for every size (prefills
+are padded to a few counts: TensorFlow's first run of a shape is slow, and
+`warm_up_slots` runs each). `resize` moves the live rows into another
+bucket's batch. `slot_programs(model)` lists the loops made,
+`insert_programs(model)` the inserts, to count them.
 
 Example:
 >>> from keras_lm.models import TransformerLM
@@ -47,13 +49,14 @@ import numpy as np
 import tensorflow as tf
 
 from keras_lm.generation import decoding
-from keras_lm.generation.row_batch import Row, check_row, prefill_lengths, seed_words
+from keras_lm.generation.row_batch import (Row, check_row, prefill_lengths, prefill_program,
+                                            seed_words)
 from keras_lm.generation.samplers import tensor_sampler
 
 READ_PROMPT_TOKENS = 16  # prompts up to this long are read by the loop, longer ones prefilled
 
 _loops = weakref.WeakKeyDictionary()  # model -> {(batch_size, max_length): (weights, tf.function)}
-_inserts = weakref.WeakKeyDictionary()  # the same for the insert programs
+_inserts = weakref.WeakKeyDictionary()  # model -> {max_length: (weights, tf.function)}
 
 
 def slot_programs(model):
@@ -62,7 +65,7 @@ def slot_programs(model):
 
 
 def insert_programs(model):
-    """`{(batch_size, max_length): tf.function}`: the insert programs of prefilled rows."""
+    """`{max_length: tf.function}`: the insert programs of prefilled rows (any batch size)."""
     return {key: run for key, (_, run) in _inserts.get(model, {}).items()}
 
 
@@ -121,21 +124,19 @@ def _slot_loop(model, batch_size, max_length):
     return _cached(_loops, model, (batch_size, max_length), make)
 
 
-def _insert_program(model, batch_size, max_length, state, vocabulary_size):
+def _insert_program(model, max_length, state, vocabulary_size):
     """Writes prefilled rows' states and logits into their slots: one graph call (not XLA:
-    a scatter each), traced once per bucket for any number of rows."""
+    a scatter each), traced once for every batch size and number of rows."""
 
     def make():
-        def spec(t, batch):
-            return tf.TensorSpec((batch, *t.shape[1:]), t.dtype)
+        def spec(t):
+            return tf.TensorSpec((None, *t.shape[1:]), t.dtype)
 
-        signature = [tf.nest.map_structure(lambda t: spec(t, batch_size), state),
-                     tf.TensorSpec((batch_size, vocabulary_size), tf.float32),
-                     tf.TensorSpec((None,), tf.int32),
-                     tf.nest.map_structure(lambda t: spec(t, None), state),
-                     tf.TensorSpec((None, vocabulary_size), tf.float32)]
+        states = tf.nest.map_structure(spec, state)
+        logits = tf.TensorSpec((None, vocabulary_size), tf.float32)
 
-        @tf.function(input_signature=signature, autograph=False)
+        @tf.function(input_signature=[states, logits, tf.TensorSpec((None,), tf.int32), states,
+                                      logits], autograph=False)
         def insert(state, logits, slots, new_state, new_logits):
             index = slots[:, None]
             state = tf.nest.map_structure(
@@ -145,7 +146,7 @@ def _insert_program(model, batch_size, max_length, state, vocabulary_size):
 
         return insert
 
-    return _cached(_inserts, model, (batch_size, max_length), make)
+    return _cached(_inserts, model, max_length, make)
 
 
 def _concrete(run, carry, steps, joins, constants):
@@ -385,8 +386,7 @@ class SlotBatch:
         for prefill_length, group in sorted(by_length.items()):
             count = next(c for c in count_buckets(self.batch_size) if c >= len(group))
             padded = group + [group[0]] * (count - len(group))
-            prefill = decoding._program(self.model, "prefill_any_length", None,
-                                        (count, self.max_length))
+            prefill = prefill_program(self.model, self.max_length)
             row_logits, state = prefill(tf.constant(self._prompt_ids[padded, :prefill_length]))
             self.counts["prefill_calls"] += 1
             slots += group
@@ -394,8 +394,8 @@ class SlotBatch:
             logits.append(tf.cast(row_logits[: len(group)], tf.float32))
             self._start[group] = prefill_length
             self._positions[group] = prefill_length
-        insert = _insert_program(self.model, self.batch_size, self.max_length,
-                                 self._carry["state"], self.model.vocabulary_size)
+        insert = _insert_program(self.model, self.max_length, self._carry["state"],
+                                 self.model.vocabulary_size)
         new_state = tf.nest.map_structure(lambda *parts: tf.concat(parts, 0), *states)
         self._carry["state"], self._carry["logits"] = insert(
             self._carry["state"], self._carry["logits"], tf.constant(slots, tf.int32), new_state,
@@ -465,8 +465,8 @@ class SlotBatch:
 
 def warm_up_slots(model, batch_sizes, *, end_id, pad_id, max_length=None,
                   read_prompt_tokens=READ_PROMPT_TOKENS):
-    """Compiles the loop and insert program of every batch size and runs every prefill
-    (count bucket x length of a long prompt) once.
+    """Compiles the loop of every batch size and the insert, and runs every prefill shape
+    (count bucket x prefill length) once.
 
     Returns the number of loops compiled. After it, no request compiles anything.
     """
@@ -481,10 +481,8 @@ def warm_up_slots(model, batch_sizes, *, end_id, pad_id, max_length=None,
             batch.add(row)
             while batch.live:
                 batch.step(long_prompt)
-    shortest = decoding.prefill_bucket(long_prompt, model.longest_prefill)
-    lengths = [n for n in prefill_lengths(model, max_length) if n >= shortest]
+    prefill = prefill_program(model, max_length)  # rows that start an idle batch: any length
     for count in count_buckets(max(batch_sizes)):
-        prefill = decoding._program(model, "prefill_any_length", None, (count, max_length))
-        for length in lengths:
+        for length in prefill_lengths(model, max_length):
             prefill(tf.zeros((count, length), tf.int32))
     return len(batch_sizes)

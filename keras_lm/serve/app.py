@@ -73,7 +73,8 @@ def create_app(engine, *, model_name, template=None, raw=False, metrics=None, ap
     """
     app = fastapi.FastAPI(title="keras-lm serve", docs_url=None, redoc_url=None)
     server = _Handlers(engine, model_name, template or PromptTemplate(), raw,
-                       metrics or Metrics(queued=engine.queued, active=engine.active),
+                       metrics or Metrics(queued=engine.queued, active=engine.active,
+                                          decoding_counts=lambda: getattr(engine, "counts", {})),
                        request_timeout)
     app.state.handlers = server
     app.add_middleware(Guard, api_key=api_key, bind_host=bind_host,

@@ -42,7 +42,8 @@ import queue
 import time
 
 from keras_lm.generation import SlotBatch, TextStream, warm_up_slots  # noqa: F401  (example)
-from keras_lm.serve.engine import Engine, Sequence, admissible, internal_error  # noqa: F401
+from keras_lm.serve.engine import (Engine, Sequence, admissible, internal_error,  # noqa: F401
+                                   steps_to_first_text)
 
 
 class ContinuousEngine(Engine):
@@ -129,8 +130,10 @@ class ContinuousEngine(Engine):
         """One compiled call; then each row's text, and the rows that end leave."""
         start = time.monotonic()
         batch = self._batch
-        # A row that just joined gets its first token in this call (as soon as it exists).
-        first = [steps for slot in self._slots if (steps := batch.steps_to_first_token(slot))]
+        # A row that just joined gets its first token in this call (as soon as it exists),
+        # and one whose first token showed no text yet, the next token or two.
+        first = [steps for slot, sequence in self._slots.items()
+                 if (steps := batch.steps_to_first_token(slot) or steps_to_first_text(sequence))]
         steps = min(self.steps_per_call, max(first)) if first else self.steps_per_call
         chunk = batch.step(steps)
         new_tokens = 0

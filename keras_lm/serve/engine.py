@@ -102,6 +102,15 @@ class Sequence:
         return "timeout" if self.expired() else None
 
 
+def steps_to_first_text(sequence):
+    """More steps a row needs for its first text when it has tokens but its text is held back
+    (the first bytes of a character, or what may begin a stop string); else 0. Without it
+    such a row would show nothing until the next whole call."""
+    if sequence.finished or sequence.text.text or not sequence.num_tokens:
+        return 0
+    return 1 + sequence.text.hold
+
+
 class QueueFull(Exception):
     """The engine's queue holds `max_queue` rows: the app answers 503."""
 
@@ -275,7 +284,6 @@ class Engine(BatchingEngine):
         steps = batch.steps_to_first_token  # the first text as soon as it exists
         while not batch.finished:
             chunk = batch.step(steps)
-            steps = self.steps_per_call
             for i, (sequence, tokens) in enumerate(zip(sequences, chunk, strict=True)):
                 if sequence.finished:
                     continue
@@ -283,6 +291,8 @@ class Engine(BatchingEngine):
                 if reason:
                     batch.stop(i)
                     self._finish(sequence, reason)
+            held = max(steps_to_first_text(s) for s in sequences)
+            steps = min(self.steps_per_call, held) if held else self.steps_per_call
         for i, sequence in enumerate(sequences):
             if not sequence.finished:
                 self._finish_whole(sequence, batch.ended[i])

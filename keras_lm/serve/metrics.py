@@ -5,7 +5,8 @@ tokens, requests rejected because the queue was full, rows cancelled (their
 client left) and timed out (past `--request_timeout`); histograms of request
 latency, time to first token and rows per compiled call; gauges of the
 tokens per second over the last 10 seconds, the rows waiting and the rows
-decoding, and latency percentiles (p50/p95/p99) over the last 1,000 requests.
+decoding, latency percentiles (p50/p95/p99) over the last 1,000 requests,
+and continuous batching's work by kind (`keras_lm_decoding_events`).
 Each server has its own registry, so two servers in one process (tests) do
 not mix their counts.
 
@@ -26,11 +27,13 @@ import prometheus_client
 CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 QUANTILES = (0.5, 0.95, 0.99)
+DECODING_EVENTS = ("loop_calls", "joins", "read_in_loop", "prefill_calls", "insert_calls",
+                   "resizes")  # `SlotBatch.counts`
 
 
 class Metrics:
     def __init__(self, queued=lambda: 0, window_seconds=10.0, recent_requests=1000,
-                 active=lambda: 0):
+                 active=lambda: 0, decoding_counts=dict):
         self.registry = prometheus_client.CollectorRegistry()
         options = dict(registry=self.registry, namespace="keras_lm")
         self.requests = prometheus_client.Counter(
@@ -70,6 +73,12 @@ class Metrics:
             ["quantile"], **options)
         for q in QUANTILES:
             percentiles.labels(str(q)).set_function(lambda q=q: self.latency_percentile(q))
+        events = prometheus_client.Gauge(
+            "decoding_events", "Continuous batching's work since start-up, by kind: compiled "
+            "loop calls, rows joined, prompts read in the loop, prefill and insert calls, moves "
+            "between batch-size buckets.", ["kind"], **options)
+        for kind in DECODING_EVENTS:
+            events.labels(kind).set_function(lambda kind=kind: decoding_counts().get(kind, 0))
         self.window_seconds = window_seconds
         self._recent = collections.deque(maxlen=recent_requests)
         self._tokens = collections.deque()  # (time, tokens) of recent batches

@@ -65,7 +65,7 @@ def bind(host, port):
     return sock
 
 
-def build(model, tokenizer, *, model_name="model", max_batch_size=8, batch_wait_seconds=0.01,
+def build(model, tokenizer, *, model_name="model", max_batch_size=16, batch_wait_seconds=0.01,
           steps_per_call=16, raw=False, warm_up=True, batching="continuous", max_queue=None,
           request_timeout=None, api_key=None, bind_host="127.0.0.1", allowed_origins=()):
     """`(app, engine)`: the engine (decoding thread, programs compiled) and the app over it.

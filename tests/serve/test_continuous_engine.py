@@ -1,5 +1,6 @@
 """`ContinuousEngine`'s bookkeeping: rows that wait join at once (one resize, no prefill of
-their own), and the batch moves to a smaller bucket only after its rows stayed few."""
+their own), the batch moves to a smaller bucket only after its rows stayed few, and a row
+whose first token shows no text asks for a short call."""
 
 import queue
 import threading
@@ -64,3 +65,21 @@ def test_waiting_rows_join_at_once_and_the_batch_shrinks_after_eight_calls(model
     assert alone[:engine.shrink_after_calls - 1] == [4] * (engine.shrink_after_calls - 1)
     assert set(alone[engine.shrink_after_calls - 1:]) == {1}, record
     assert record[-1] == (0, 0)
+
+
+def test_a_row_whose_first_token_shows_no_text_asks_for_one_more_step():
+    from keras_lm.generation import Row
+    from keras_lm.serve.engine import steps_to_first_text
+    from keras_lm.tokenizers import ByteTokenizer
+
+    def sequence(stop=()):
+        return Sequence(Row([257], 8), TextStream(ByteTokenizer(), stop=stop), lambda *e: None)
+
+    waiting, accented, stopped = sequence(), sequence(), sequence(stop=["\n\n\n"])
+    assert steps_to_first_text(waiting) == 0  # no token yet: the batch's steps_to_first_token
+    accented.deliver([0xC3])  # the first byte of "é": nothing to show yet
+    assert accented.text.text == "" and steps_to_first_text(accented) == 1
+    accented.deliver([0xA9])
+    assert accented.text.text == "é" and steps_to_first_text(accented) == 0
+    stopped.deliver([ord("a")])  # held: the last 2 characters may begin a stop string
+    assert stopped.text.text == "" and steps_to_first_text(stopped) == 3

@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from conftest import assert_one_line_usage_error, run_in_process, served
-from keras_lm.generation import decoding
+from keras_lm.generation.row_batch import prefill_programs
 from keras_lm.generation.slot_batch import insert_programs, slot_programs
 from keras_lm.serve import ServerThread
 from keras_lm.serve.continuous_engine import ContinuousEngine
@@ -79,7 +79,7 @@ def post(server, body, headers=AUTH, **options):
 
 def metric(server, name):
     page = httpx.get(server.url + "/metrics", headers=AUTH, timeout=10).text
-    return float(re.search(rf"^keras_lm_{name} (\S+)$", page, re.MULTILINE).group(1))
+    return float(re.search(rf"^keras_lm_{re.escape(name)} (\S+)$", page, re.MULTILINE).group(1))
 
 
 def wait_for(condition, seconds=20):
@@ -235,20 +235,18 @@ def test_a_client_that_leaves_mid_decode_frees_its_row_within_one_call(server, s
 
 def test_continuous_batching_compiles_one_loop_per_bucket_once(server, model):
     assert isinstance(server.engine, ContinuousEngine)
+    joins = metric(server, 'decoding_events{kind="joins"}')
     with concurrent.futures.ThreadPoolExecutor(2) as pool:  # several lengths, batch sizes 1-2
         replies = list(pool.map(lambda i: post(server, {  # prompts of 3 to 23 tokens: both ways
             "prompt": "ab" * (2 * i + 1), "max_tokens": 3 + 3 * i, "temperature": 0.5 * i}),
             range(6)))
     assert all(reply.status_code == 200 for reply in replies)
-    loops, inserts = slot_programs(model), insert_programs(model)
-    assert sorted(loops) == sorted(inserts) == [(1, CONTEXT), (2, CONTEXT)]
-    assert all(run.experimental_get_tracing_count() == 1
-               for run in [*loops.values(), *inserts.values()])
-    # A joint prefill of long prompts per count bucket (1 and 2 rows), each traced once.
-    prefills = {shape: program for (kind, _, shape), program
-                in decoding.compiled_programs(model).items() if kind == "prefill_any_length"}
-    assert sorted(prefills) == [(1, CONTEXT), (2, CONTEXT)]
-    assert all(program.experimental_get_tracing_count() == 1 for program in prefills.values())
+    assert metric(server, 'decoding_events{kind="joins"}') == joins + 6  # /metrics counts them
+    loops = slot_programs(model)
+    assert sorted(loops) == [(1, CONTEXT), (2, CONTEXT)]
+    # One loop per bucket; one prefill and one insert (not XLA) for every size.
+    programs = [*loops.values(), insert_programs(model)[CONTEXT], prefill_programs(model)[CONTEXT]]
+    assert all(program.experimental_get_tracing_count() == 1 for program in programs)
 
 
 def test_a_request_past_its_deadline_is_504_and_counted(model):
