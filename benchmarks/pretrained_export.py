@@ -6,7 +6,8 @@ Imports a keras-hub preset into a keras_lm run, exports it with
 greedy, new tokens per second (the prompt's prefill excluded, best of
 `--repeats` after a warm-up):
 
-- LiteRT-LM's engine (`litert_lm.Engine`, CPU) on each `.litertlm` variant;
+- LiteRT-LM's engine on each `.litertlm` variant (`litert_lm.Benchmark`,
+  CPU: its own clock and its count of decoded tokens);
 - keras-hub's own `generate`, compiled with `jit_compile=True`;
 - keras_lm's `generate` on the same model.
 
@@ -28,10 +29,10 @@ import argparse
 import json
 import os
 import tempfile
-import time
 
 # The same best-of-N rate as the generate benchmark (this folder is on sys.path when run).
-from pretrained_generate import tokens_per_second
+from hub_shapes import gpt2_small, scaled_tiny
+from pretrained_generate import generate_without_stop, tokens_per_second
 
 PROMPT = "def encode(self, o):\n    "
 
@@ -69,6 +70,7 @@ def measure(hub, preset, work, args):
     quantize = args.quantize.split(",")
     report = run.export(formats=["tflite", "litertlm"], quantize=quantize,
                         prefill_lengths=[8, 32])
+    length = 1 + len(run.tokenizer.encode(PROMPT))  # with <bos>
     figures = {"model": "gpt2_small" if args.gpt2_small else f"{args.family}x{args.scale}",
                "parameters": run.model.parameter_count(),
                "sequence_length": run.model.sequence_length, "new_tokens": args.new_tokens,
@@ -77,82 +79,36 @@ def measure(hub, preset, work, args):
         path = os.path.join(run_dir, entry["litertlm"]["file"])
         figures["variants"][variant] = {
             "tflite_bytes": entry["size_bytes"], "litertlm_bytes": entry["litertlm"]["size_bytes"],
-            "engine_decode_tokens_per_s": enginetokens_per_second(
-                path, run.tokenizer, args.new_tokens, args.repeats),
+            "engine_decode": engine_decode(path, length, args.new_tokens),
         }
     prompts = [PROMPT]
-    length = 1 + len(run.tokenizer.encode(PROMPT))
     hub.compile(sampler="greedy", jit_compile=True)
     figures["keras_hub_xla_tokens_per_s"] = tokens_per_second(
         lambda: hub.generate(prompts, max_length=length + args.new_tokens, stop_token_ids=None),
         args.new_tokens, args.repeats)
     figures["keras_lm_tokens_per_s"] = tokens_per_second(
-        lambda: run.model.generate(prompts, args.new_tokens), args.new_tokens, args.repeats)
+        lambda: generate_without_stop(run.model, prompts, args.new_tokens), args.new_tokens,
+        args.repeats)
     return figures
 
 
-def enginetokens_per_second(path, tokenizer, new_tokens, repeats):
-    """Greedy decode tokens/s of a `.litertlm` in LiteRT-LM's engine (prefill not timed).
+def engine_decode(path, prompt_tokens, new_tokens):
+    """`{"tokens": n, "tokens_per_s": r}`: LiteRT-LM's own benchmark of a `.litertlm` (CPU).
 
-    The tokens are counted by encoding the text the engine returns (it may
-    stop early at the stop token; the count is what it wrote).
+    `litert_lm.Benchmark` decodes a fixed number of tokens and reports the
+    count it decoded, so the rate does not depend on what a random model
+    writes (counting tokens by re-encoding the engine's text overcounted:
+    a random GPT-2-small writes `<|unused_N|>` ids, each ~10 tokens again).
     """
     import litert_lm
 
-    backend = litert_lm.interfaces.Backend.CPU()
     with tempfile.TemporaryDirectory(prefix="engine_cache_") as cache:
-        engine = litert_lm.Engine(os.fspath(path), backend, cache_dir=cache)
-        try:
-            best = 0.0
-            for _ in range(repeats + 1):  # the first call warms up
-                session = engine.create_session(
-                    apply_prompt_template=False, max_output_tokens=new_tokens,
-                    sampler_config=litert_lm.interfaces.SamplerConfig(top_k=1, temperature=0.0))
-                try:
-                    session.run_prefill([PROMPT])
-                    start = time.perf_counter()
-                    text = session.run_decode().texts[0]
-                    elapsed = time.perf_counter() - start
-                finally:
-                    session.close()
-                tokens = max(1, len(tokenizer.encode(text)))
-                best = max(best, tokens / elapsed)
-            return best
-        finally:
-            engine.close()
-
-
-def scaled_tiny(family, scale):
-    """The tiny preset of `family`, its hidden and MLP widths times `scale`."""
-    from keras_lm.pretrained.tiny_presets import tiny_causal_lm
-
-    causal_lm = tiny_causal_lm(family)
-    if scale == 1:
-        return causal_lm
-    config = causal_lm.backbone.get_config()
-    config["hidden_dim"] *= scale
-    config["intermediate_dim"] *= scale
-    if "head_dim" in config:
-        config["head_dim"] *= scale
-    backbone = type(causal_lm.backbone).from_config(config)
-    return type(causal_lm)(backbone=backbone, preprocessor=causal_lm.preprocessor)
-
-
-def gpt2_small():
-    """A GPT-2 small-shaped `GPT2CausalLM` (124M parameters), random, offline."""
-    import keras_hub
-
-    from keras_lm.pretrained.tiny_presets import byte_level_vocabulary
-
-    vocabulary, merges = byte_level_vocabulary(["<|endoftext|>"])
-    for i in range(len(vocabulary), 50257):  # GPT-2's vocabulary size: the head's real cost
-        vocabulary[f"<|unused_{i}|>"] = i
-    tokenizer = keras_hub.models.GPT2Tokenizer(vocabulary, merges)
-    backbone = keras_hub.models.GPT2Backbone(
-        vocabulary_size=50257, num_layers=12, num_heads=12, hidden_dim=768,
-        intermediate_dim=3072, dropout=0.0, max_sequence_length=1024)
-    preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(tokenizer, sequence_length=1024)
-    return keras_hub.models.GPT2CausalLM(backbone, preprocessor)
+        info = litert_lm.Benchmark(
+            model_path=os.fspath(path), backend=litert_lm.interfaces.Backend.CPU(),
+            prefill_tokens=prompt_tokens, decode_tokens=new_tokens, prompt=PROMPT,
+            cache_dir=cache).run()
+    return {"tokens": info.last_decode_token_count,
+            "tokens_per_s": info.last_decode_tokens_per_second}
 
 
 if __name__ == "__main__":
