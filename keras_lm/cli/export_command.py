@@ -73,7 +73,8 @@ flags.DEFINE_string(
     "(default: the run's own training and validation files).", flag_values=FLAGS)
 flags.DEFINE_integer(
     "int4_block_size", INT4_BLOCK_SIZE,
-    f"Inputs per block of the int4 weights, one of {', '.join(map(str, INT4_BLOCK_SIZES))}.",
+    f"Inputs per block of the int4 weights, one of {', '.join(map(str, INT4_BLOCK_SIZES))} "
+    "(0: channel-wise, one scale per output channel).",
     flag_values=FLAGS)
 flags.DEFINE_boolean(
     "verify", False, "Exit 1 if a file misses a parity bound.", flag_values=FLAGS)

@@ -116,7 +116,7 @@ def export(
             them parity is measured on logits and greedy tokens only. Either
             may also be a pair run's `keras_lm.data.EncodedPairs` (its
             pairs laid end to end, as trained).
-        int4_block_size: inputs per block of `int4` weights (32, 64, 128, 256).
+        int4_block_size: inputs per block of `int4` weights (32, 64, 128, 256; 0: channel-wise).
         verify: raise `VerificationError` if a bound of
             `keras_lm.export.verify.check_parity` is missed (after writing,
             so the files can be inspected).

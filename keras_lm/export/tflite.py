@@ -107,8 +107,9 @@ QUANTIZATIONS = ("none", "fp16", "dynamic_int8", "int8", "int4")
 # recipe, as LiteRT-LM's own models ship). Channel-wise when a weight's
 # input dimension is no multiple of it.
 INT4_BLOCK_SIZE = 32
-# The block sizes ai-edge-quantizer implements (`QuantGranularity.BLOCKWISE_{n}`).
-INT4_BLOCK_SIZES = (32, 64, 128, 256)
+# The block sizes ai-edge-quantizer implements (`QuantGranularity.BLOCKWISE_{n}`),
+# and 0: channel-wise (one scale per output channel over all its inputs).
+INT4_BLOCK_SIZES = (0, 32, 64, 128, 256)
 INT4_BLOCK = f"BLOCKWISE_{INT4_BLOCK_SIZE}"  # the default granularity
 # Decode positions calibrated for `int8`, over all representative texts.
 CALIBRATION_DECODE_STEPS = 256
@@ -572,7 +573,8 @@ def quantize_int4(data, block_size=INT4_BLOCK_SIZE):
 
     ai-edge-quantizer's dynamic recipe: the weights of every operator it
     supports (the `FULLY_CONNECTED` projections) become symmetric int4 in
-    blocks of `block_size` inputs (channel-wise if that fails), and
+    blocks of `block_size` inputs (channel-wise when it is 0, or when a
+    weight's input dimension is no multiple of it), and
     activations are quantized on the fly. `info` names the int4 weights and
     the float ones left (a tied embedding: `GATHER` and the logits'
     `BATCH_MATMUL`, which the recipe does not cover).
@@ -588,7 +590,7 @@ def quantize_int4(data, block_size=INT4_BLOCK_SIZE):
         return bytes(q.quantize(enable_progress_report=False, enable_progress_bar=False)
                      .quantized_model)
 
-    granularity = f"BLOCKWISE_{check_int4_block_size(block_size)}"
+    granularity = f"BLOCKWISE_{check_int4_block_size(block_size)}" if block_size else "CHANNELWISE"
     try:
         quantized = run(granularity)
     except ValueError:  # an input dimension no multiple of the block

@@ -558,3 +558,11 @@ def test_runner_checks_the_file_against_its_recorded_schema(models, exports):
     wrong["decode"]["inputs"][-1]["shape"][1] += 1  # another head count than the file's
     with pytest.raises(ValueError, match="the inputs of 'decode'"):
         check_signatures(runner._runners, wrong)
+
+
+def test_int4_block_size_0_is_channel_wise_and_other_sizes_are_refused(exports):
+    float32 = open(exports["rotary", "none"].path, "rb").read()
+    _, info = tflite_export.quantize_int4(float32, block_size=0)
+    assert info["granularity"] == "CHANNELWISE" and info["int4_weights"]
+    with pytest.raises(ValueError, match="int4_block_size must be one of 0, 32, 64, 128, 256, got 16"):
+        tflite_export.quantize_int4(float32, block_size=16)
