@@ -25,53 +25,87 @@ import threading
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
 import keras_lm  # noqa: E402
 from keras_lm.generation import TextStream, slot_batch  # noqa: E402
 from keras_lm.models import TransformerLM  # noqa: E402
 from keras_lm.serve.continuous_engine import ContinuousEngine  # noqa: E402
-from keras_lm.serve.engine import Sequence  # noqa: E402
+from keras_lm.generation.row_batch import RowBatch  # noqa: E402
+from keras_lm.serve.engine import Engine, Sequence  # noqa: E402
 from keras_lm.tokenizers import ByteTokenizer  # noqa: E402
 from serve_load import PROMPTS, request_lengths  # noqa: E402
 
 
+def wrap(cls, name, count):
+    """Calls `count(self, *args)` before each call of `cls.name`."""
+    method = getattr(cls, name)
+
+    def wrapped(self, *args, **kwargs):
+        count(self, *args)
+        return method(self, *args, **kwargs)
+
+    setattr(cls, name, wrapped)
+
+
 def counting(counts):
-    """Wraps `SlotBatch.add/step/resize` (and the old per-join prefill) to count calls."""
-    cls = slot_batch.SlotBatch
+    """Counts `SlotBatch.add/step/resize` calls, and the decode steps of both engines'
+    compiled calls (`counts["clock"]`: a clock in steps, shared by the two batch kinds)."""
+    wrap(slot_batch.SlotBatch, "add", lambda self, row: counts.update(["joins"]))
+    wrap(slot_batch.SlotBatch, "resize", lambda self, size: counts.update(["bucket_moves"]))
 
-    def wrap(name, count):
-        method = getattr(cls, name)
+    def slot_step(self, steps):
+        if self.live:
+            counts.update({"loop_calls": 1, "steps": steps, "rows_per_call": len(self.live)})
 
-        def wrapped(self, *args, **kwargs):
-            count(self, *args)
-            return method(self, *args, **kwargs)
+    wrap(slot_batch.SlotBatch, "step", slot_step)
+    # The clock moves when a call returns (a request sent during a call waits for it).
+    timed(slot_batch.SlotBatch, counts, lambda self: self.live, lambda self, before, steps: steps)
+    timed(RowBatch, counts, lambda self: int(self._carry["position"]),
+          lambda self, before, steps: int(self._carry["position"]) - before)
 
-        setattr(cls, name, wrapped)
 
-    wrap("add", lambda self, row: counts.update(["joins"]))
-    wrap("resize", lambda self, size: counts.update(["bucket_moves"]))
+def timed(cls, counts, before, ran):
+    """Adds the steps each `cls.step` call ran (`ran(self, before(self), steps)`) to
+    `counts["clock"]`, after the call."""
+    method = cls.step
 
     def step(self, steps):
-        counts.update({"loop_calls": 1, "steps": steps, "rows_per_call": len(self.live)})
+        start = before(self)
+        result = method(self, steps)
+        if start or start == 0:
+            counts.update({"clock": ran(self, start, steps), "calls": 1})
+        return result
 
-    wrap("step", step)
+    cls.step = step
 
 
-def run(counts, model, clients, requests, max_batch_size, steps_per_call):
-    engine = ContinuousEngine(model, ByteTokenizer(), max_batch_size=max_batch_size,
-                              steps_per_call=steps_per_call)
+def run(counts, engine, clients, requests, context):
+    """Closed-loop clients through `engine`; returns each request's (steps, calls) from
+    submission to its first text."""
     engine.warm_up()
     counts.clear()
-    lengths = request_lengths(clients, requests, model.sequence_length)
+    lengths = request_lengths(clients, requests, context)
+    firsts = []
 
     def client(c):
         for r in range(requests):
-            done = queue.Queue()
+            done, start = queue.Queue(), (counts["clock"], counts["calls"])
+
+            def on_event(kind, value):
+                if kind == "text" and done.empty():
+                    firsts.append((counts["clock"] - start[0], counts["calls"] - start[1]))
+                    done.put(None)
+                elif kind == "done" and done.empty():  # no text at all
+                    done.put(None)
+                if kind in ("done", "error"):
+                    finished.put(value)
+
+            finished = queue.Queue()
             row = engine.encode([PROMPTS[(c + r) % len(PROMPTS)]], lengths[c, r],
                                 temperature=0.8, top_p=0.95, seed=c * 1000 + r)[0]
-            engine.submit([Sequence(row, TextStream(engine.tokenizer),
-                                    lambda kind, value: kind == "done" and done.put(value))])
-            done.get(timeout=600)
+            engine.submit([Sequence(row, TextStream(engine.tokenizer), on_event)])
+            finished.get(timeout=600)
 
     threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
     for thread in threads:
@@ -84,6 +118,7 @@ def run(counts, model, clients, requests, max_batch_size, steps_per_call):
         counts.update({k: new[k] for k in ("prefill_calls", "insert_calls", "read_in_loop")})
     else:  # before: every join was prefilled alone, then written with one scatter per tensor
         counts.update({"prefill_calls": counts["joins"]})
+    return firsts
 
 
 def main():
@@ -93,6 +128,8 @@ def main():
     parser.add_argument("--max_batch_size", default="8,16")
     parser.add_argument("--steps_per_call", type=int, default=16)
     parser.add_argument("--preset", default="small")
+    parser.add_argument("--call_overhead", type=float, default=2.0,
+                        help="steps' worth of time a compiled call costs on top of its steps")
     args = parser.parse_args()
     keras.utils.set_random_seed(0)
     model = TransformerLM.from_preset(args.preset, vocabulary_size=259)
@@ -105,14 +142,30 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     c = collections.Counter()
     counting(c)
+    ttft = []
     for size in (int(b) for b in args.max_batch_size.split(",")):
         for clients in (int(n) for n in args.clients.split(",")):
-            run(c, model, clients, args.requests, size, args.steps_per_call)
-            calls = max(c["loop_calls"], 1)
-            print(f"| {size} | {clients} | {c['joins']} | {c['prefill_calls'] / c['joins']:.2f} "
-                  f"| {c['insert_calls']} | {c['read_in_loop']} | {c['bucket_moves']} "
-                  f"| {c['loop_calls']} | {c['joins'] / calls:.2f} | {c['steps'] / calls:.1f} "
-                  f"| {c['rows_per_call'] / calls:.1f} |", flush=True)
+            for kind in (ContinuousEngine, Engine):
+                engine = kind(model, ByteTokenizer(), max_batch_size=size,
+                              steps_per_call=args.steps_per_call)
+                firsts = np.array(run(c, engine, clients, args.requests, model.sequence_length))
+                cost = firsts[:, 0] + args.call_overhead * firsts[:, 1]
+                ttft.append((size, clients, kind.__name__, np.percentile(cost, [50, 95]),
+                             c["clock"] + args.call_overhead * c["calls"]))
+                if kind is Engine:
+                    continue
+                calls = max(c["loop_calls"], 1)
+                print(f"| {size} | {clients} | {c['joins']} "
+                      f"| {c['prefill_calls'] / c['joins']:.2f} | {c['insert_calls']} "
+                      f"| {c['read_in_loop']} | {c['bucket_moves']} | {c['loop_calls']} "
+                      f"| {c['joins'] / calls:.2f} | {c['steps'] / calls:.1f} "
+                      f"| {c['rows_per_call'] / calls:.1f} |", flush=True)
+    print(f"\nTime to first text in decode steps (+ {args.call_overhead:g} per compiled call), "
+          "submission to the first text event:\n")
+    print("| max_batch_size | clients | engine | p50 | p95 | whole run |")
+    print("|---|---|---|---|---|---|")
+    for size, clients, name, (p50, p95), total in ttft:
+        print(f"| {size} | {clients} | {name} | {p50:.0f} | {p95:.0f} | {total:.0f} |")
 
 
 if __name__ == "__main__":

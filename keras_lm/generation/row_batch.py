@@ -216,6 +216,7 @@ class RowBatch:
         self.steps_to_first_token = int(self.lengths[: len(rows)].max()) - prefill_length + 1
         self._returned = np.zeros(len(rows), np.int32)
         self.ended = np.zeros(len(rows), bool)  # produced end_id
+        self.row_done = np.zeros(len(rows), bool)
         self.finished = False
 
     def step(self, steps):
@@ -234,6 +235,7 @@ class RowBatch:
             chunk.append(tokens)
         self._returned = num_new
         done = self._carry["done"].numpy()
+        self.row_done = done[: len(self.rows)]  # rows with all their tokens (or stopped)
         self.finished = bool(done.all()) or int(self._carry["position"]) >= self._end
         return chunk
 

@@ -5,10 +5,11 @@ Every request becomes one or more `Sequence`s (a row each: a prompt times
 up to `batch_wait_seconds` for more (up to `max_batch_size`), pads them to
 the next batch-size bucket and runs them through one compiled loop
 (`keras_lm.generation.RowBatch`), `steps_per_call` tokens per call. Between
-calls it hands each sequence its new text, and stops the rows whose text
-hit a stop string or whose client went away, so a finished or abandoned
-row no longer holds the batch open. Sequences that arrive meanwhile wait
-for the next batch.
+calls it hands each sequence its new text, ends the rows that have all
+their tokens (their clients need not wait for the others), and stops the
+rows whose text hit a stop string or whose client went away, so a finished
+or abandoned row no longer holds the batch open. Sequences that arrive
+meanwhile wait for the whole batch to end.
 
 Each row carries its own sampler options, seed and token limit, and the
 programs depend only on the bucket, so every program is compiled at
@@ -291,6 +292,8 @@ class Engine(BatchingEngine):
                 if reason:
                     batch.stop(i)
                     self._finish(sequence, reason)
+                elif batch.row_done[i]:  # its client need not wait for the others
+                    self._finish_whole(sequence, batch.ended[i])
             held = max(steps_to_first_text(s) for s in sequences)
             steps = min(self.steps_per_call, held) if held else self.steps_per_call
         for i, sequence in enumerate(sequences):
