@@ -68,14 +68,14 @@ def test_smear_changes_the_model_and_starts_as_the_identity():
 
 
 def test_prefill_and_decode_match_the_full_forward_pass(smear_model):
-    ids = _ids(2, 40)
+    ids = _ids(2, 20)
     full = np.asarray(smear_model(ids))  # (batch, time, vocabulary)
     for prefill_length in (1, 7):
         state = smear_model.initial_state(2, 64)
         assert state[PREVIOUS_EMBEDDING].shape == (2, 32)
         logits, state = smear_model.prefill(ids[:, :prefill_length], state)
         np.testing.assert_allclose(np.asarray(logits), full[:, :prefill_length], atol=1e-5)
-        for position in range(prefill_length, 40):
+        for position in range(prefill_length, 20):
             logits, state = smear_model.decode(ids[:, position], state, position)
             np.testing.assert_allclose(np.asarray(logits), full[:, position], atol=1e-5)
     # The state holds the last token's own embedding (before mixing).
@@ -103,6 +103,9 @@ def _greedy(model, prompt, count):
     return ids[len(prompt):]
 
 
+# The compiled loop with smear and bigram_hash together runs by default
+# (test_bigram_hash.py); smear alone with `pytest -m slow`.
+@pytest.mark.slow
 def test_compiled_decoding_matches_greedy_full_forward_passes(smear_model):
     # Prompts of 6 and 9 tokens: both prefill 4 (the shorter's power of two),
     # then the decoding loop forces the rest of each prompt, one per step.
