@@ -128,7 +128,8 @@ def main():
                                            args.call_overhead)
                     figures[mode].append(firsts)
                     makespan[mode] += end
-            stats = {mode: np.percentile(np.concatenate(f), [50, 95]) for mode, f in figures.items()}
+            stats = {mode: np.percentile(np.concatenate(f), [50, 95])
+                     for mode, f in figures.items()}
             print(f"| {batch_size} | {count} | {stats['static'][0]:.0f} / {stats['static'][1]:.0f} "
                   f"| {stats['continuous'][0]:.0f} / {stats['continuous'][1]:.0f} "
                   f"| {stats['static'][1] / stats['continuous'][1]:.2f}x "
