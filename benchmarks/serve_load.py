@@ -1,15 +1,16 @@
 """`keras-lm serve` under concurrent load: continuous against static batching.
 
-Starts `keras-lm serve` on localhost once per mode (a subprocess each, with
-the server's default `--max_batch_size` and `--steps_per_call`, what a user
-gets, unless given here: the same for every mode): `--batching=continuous` (a request joins the
-running batch at its next compiled call) and `--batching=static` (the rows
-that arrived together decode until the last one ends); `one_at_a_time`
-(static, `--max_batch_size=1`) may be added with `--modes`. Each client
-sends its next request when the last one is answered; both engines answer
-a row as soon as it has all its tokens, so under static batching the next
-request waits for the running batch to end (its time to first text),
-as a request arriving on its own would. For 1, 4, 16
+Starts `keras-lm serve` on localhost once per mode (a subprocess each,
+with the server's default `--max_batch_size` and `--steps_per_call`, what
+a user gets, unless given here: the same for every mode):
+`--batching=continuous` (a request joins the running batch at its next
+compiled call) and `--batching=static` (the rows that arrived together
+decode until the last one ends); `one_at_a_time` (static,
+`--max_batch_size=1`) may be added with `--modes`. Each client sends its
+next request when the last one is answered; both engines answer a row as
+soon as it has all its tokens, so under static batching the next request
+waits for the running batch to end (in its time to first text), as a
+request arriving on its own would. For 1, 4, 16
 and 64 concurrent clients it sends a fixed number of streaming completions
 per client (sampled, seeded) through plain HTTP. Request lengths are mixed,
 as real traffic's are: each request's `max_tokens` is drawn between 16 and
