@@ -48,6 +48,8 @@ def main():
     parser.add_argument("--quantize", default="none,fp16,dynamic_int8,int4")
     parser.add_argument("--new_tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2,
+                        help="the engine's CPU threads (its default is its own choice)")
     parser.add_argument("--smoke", action="store_true", help="float32 only, 8 tokens, 1 repeat")
     args = parser.parse_args()
     if args.smoke:
@@ -72,6 +74,7 @@ def measure(hub, preset, work, args):
                         prefill_lengths=[8, 32])
     length = 1 + len(run.tokenizer.encode(PROMPT))  # with <bos>
     figures = {"model": "gpt2_small" if args.gpt2_small else f"{args.family}x{args.scale}",
+               "engine_threads": args.threads,
                "parameters": run.model.parameter_count(),
                "sequence_length": run.model.sequence_length, "new_tokens": args.new_tokens,
                "variants": {}}
@@ -79,7 +82,7 @@ def measure(hub, preset, work, args):
         path = os.path.join(run_dir, entry["litertlm"]["file"])
         figures["variants"][variant] = {
             "tflite_bytes": entry["size_bytes"], "litertlm_bytes": entry["litertlm"]["size_bytes"],
-            "engine_decode": engine_decode(path, length, args.new_tokens),
+            "engine_decode": engine_decode(path, length, args.new_tokens, args.threads),
         }
     prompts = [PROMPT]
     hub.compile(sampler="greedy", jit_compile=True)
@@ -92,7 +95,7 @@ def measure(hub, preset, work, args):
     return figures
 
 
-def engine_decode(path, prompt_tokens, new_tokens):
+def engine_decode(path, prompt_tokens, new_tokens, threads):
     """`{"tokens": n, "tokens_per_s": r}`: LiteRT-LM's own benchmark of a `.litertlm` (CPU).
 
     `litert_lm.Benchmark` decodes a fixed number of tokens and reports the
@@ -104,7 +107,8 @@ def engine_decode(path, prompt_tokens, new_tokens):
 
     with tempfile.TemporaryDirectory(prefix="engine_cache_") as cache:
         info = litert_lm.Benchmark(
-            model_path=os.fspath(path), backend=litert_lm.interfaces.Backend.CPU(),
+            model_path=os.fspath(path),
+            backend=litert_lm.interfaces.Backend.CPU(thread_count=threads),
             prefill_tokens=prompt_tokens, decode_tokens=new_tokens, prompt=PROMPT,
             cache_dir=cache).run()
     return {"tokens": info.last_decode_token_count,

@@ -21,8 +21,11 @@ DEFAULT_BETA2 = {"adamw": 0.95, "adam": 0.95, "muon": 0.999}
 MUON_ADAMW_LAYERS = [r"(^|/)head/"]
 
 # Parameters that weight decay should not shrink (norm scales, biases and
-# embeddings, as in GPT-2 / nanoGPT).
-_NO_DECAY = ["bias", "gamma", "beta", "embeddings"]
+# embeddings, as in GPT-2 / nanoGPT), nor the speedrun options' scalars (the
+# smear gate and scale, the value-embedding mix, the U-net skip weights), which
+# modded-nanogpt keeps out of decay too.
+_NO_DECAY = ["bias", "gamma", "beta", "embeddings", "gate", "scale", "value_mix",
+             "skip_weights"]
 
 
 def warmup_cosine(learning_rate, total_steps, warmup_steps=None, final_fraction=0.1):

@@ -80,6 +80,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -576,10 +577,14 @@ def quantize_int4(data, block_size=INT4_BLOCK_SIZE):
     blocks of `block_size` inputs (channel-wise when it is 0, or when a
     weight's input dimension is no multiple of it), and
     activations are quantized on the fly. `info` names the int4 weights and
-    the float ones left (a tied embedding: `GATHER` and the logits'
-    `BATCH_MATMUL`, which the recipe does not cover).
+    the float ones left: a tied embedding stays float32, one table for the
+    lookup and the logits (`tied_head_scopes`).
     """
     from ai_edge_quantizer import qtyping, quantizer
+
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+
+    float_heads = tied_head_scopes(data)
 
     def run(granularity):
         q = quantizer.Quantizer(bytearray(data))
@@ -587,6 +592,10 @@ def quantize_int4(data, block_size=INT4_BLOCK_SIZE):
             regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, num_bits=4,
             granularity=qtyping.QuantGranularity[granularity],
         )
+        for scope in float_heads:  # the later, narrower config wins for these ops
+            q.update_quantization_recipe(
+                regex=f"^{re.escape(scope)}$", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                algorithm_key=AlgorithmName.NO_QUANTIZE)
         return bytes(q.quantize(enable_progress_report=False, enable_progress_bar=False)
                      .quantized_model)
 
@@ -603,6 +612,35 @@ def quantize_int4(data, block_size=INT4_BLOCK_SIZE):
         "float_weights": {name: shape for name, (kind, shape) in sorted(weights.items())
                           if kind == "FLOAT32" and np.prod(shape) >= 256},
     }
+
+
+def tied_head_scopes(data):
+    """ai-edge-quantizer's scopes (output name + ";") of the `FULLY_CONNECTED` ops whose
+    weight is also a `GATHER`'s table: the logits of a tied embedding.
+
+    `int4` leaves them float. Quantized, the shared table (float for the
+    lookup, int4 for the logits) is duplicated by the quantizer in every
+    signature: GPT-2 small's int4 file held three float32 copies of its
+    50,257 x 768 embedding and was larger (575 MB) than the float32 file
+    (498 MB), which shares one.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    root = schema.Model.GetRootAs(_model_bytes(data), 0)
+    codes = [max(root.OperatorCodes(i).BuiltinCode(), root.OperatorCodes(i).DeprecatedBuiltinCode())
+             for i in range(root.OperatorCodesLength())]
+    scopes = []
+    for s in range(root.SubgraphsLength()):
+        graph = root.Subgraphs(s)
+        ops = [graph.Operators(o) for o in range(graph.OperatorsLength())]
+        tables = {graph.Tensors(op.Inputs(0)).Buffer() for op in ops
+                  if codes[op.OpcodeIndex()] == schema.BuiltinOperator.GATHER}
+        for op in ops:
+            if (codes[op.OpcodeIndex()] == schema.BuiltinOperator.FULLY_CONNECTED
+                    and graph.Tensors(op.Inputs(1)).Buffer() in tables):
+                scopes.append(";".join(graph.Tensors(op.Outputs(i)).Name().decode()
+                                       for i in range(op.OutputsLength())) + ";")
+    return scopes
 
 
 def constant_tensors(data):
