@@ -84,6 +84,7 @@ def explain(model, prompt, target=None, *, label=None, method=None,
     """
     method = default_method() if method is None else method
     names = _check_arguments(method, steps, compare, samples, seed)
+    _check_gradients_possible(model, names)
     tokenizer = tokenizer or getattr(model, "tokenizer", None)
     objective, target_text, target_tokens = build_objective(model, prompt, target, label,
                                                             tokenizer)
@@ -114,6 +115,18 @@ def default_method():
         except UsageError:
             return FALLBACK_METHOD
     return DEFAULT_METHOD
+
+
+def _check_gradients_possible(model, names):
+    """UsageError naming `method` if a gradient method meets a model that runs from
+    token ids only (`TransformerLM.ids_only_option`: its tables need the ids)."""
+    language_model = getattr(model, "backbone", model)
+    option = getattr(language_model, "ids_only_option", None)
+    needs_embeddings = [n for n in names if n in ("integrated_gradients", "gradient_x_input")]
+    if option and needs_embeddings:
+        raise UsageError(f"method={needs_embeddings[0]}: the model's {option} needs token ids, "
+                         "so it has no gradients with respect to the embeddings; use occlusion, "
+                         "shap or lime", argument="method")
 
 
 def _check_arguments(method, steps, compare, samples, seed):

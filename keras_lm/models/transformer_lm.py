@@ -289,13 +289,22 @@ class TransformerLM(LanguageModel):
         return self._trunk_from_embeddings(self.token_embedding(token_ids), training,
                                            return_attention, token_ids=token_ids)
 
+    @property
+    def ids_only_option(self):
+        """The option (`"value_embeddings=N"` or `"bigram_hash=R"`) that needs token ids
+        beside the embeddings, so the model has no forward pass from embeddings alone
+        (gradient attributions); None when it has one."""
+        if self.value_tables:
+            return f"value_embeddings={self.value_embeddings}"
+        if self.bigram is not None:
+            return f"bigram_hash={self.bigram_hash}"
+        return None
+
     def _trunk_from_embeddings(self, embeddings, training, return_attention=False,
                                token_ids=None):
-        if token_ids is None and (self.value_tables or self.bigram is not None):
-            option = (f"value_embeddings={self.value_embeddings}" if self.value_tables
-                      else f"bigram_hash={self.bigram_hash}")
-            raise ValueError(f"{option}: a forward pass from embeddings has no token ids for "
-                             "its tables; this model runs from token ids only")
+        if token_ids is None and self.ids_only_option:
+            raise ValueError(f"{self.ids_only_option}: a forward pass from embeddings has no "
+                             "token ids for its tables; this model runs from token ids only")
         if self.smear_layer is not None:
             embeddings = self.smear_layer(embeddings)  # position 0 has no previous token
         if self.bigram is not None:

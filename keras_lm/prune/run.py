@@ -54,6 +54,11 @@ def prune_run(model_dir, output_dir, sparsity, recover_steps=0, importance_batch
     if not (hasattr(base, "blocks") or hasattr(base, "lstm_layers")):
         raise UsageError(f"model_dir={model_dir}: a {type(base).__name__}; pruning needs a "
                          "language model run (Transformer or LSTM)", argument="model_dir")
+    if getattr(base, "value_embeddings", 0):
+        # Its tables are as wide as the attention's values, which removing heads narrows.
+        raise UsageError(f"model_dir={model_dir}: its value_embeddings={base.value_embeddings} "
+                         "tables have the attention's value width, which pruning heads would "
+                         "change; pruning does not cut them", argument="model_dir")
     tokenizer, base_config = base.tokenizer, base.run_config
     train_files, val_files = run_files(base_config)
     windows = data.sample_windows(train_files, tokenizer, base.sequence_length,

@@ -212,3 +212,16 @@ def test_the_report_files_and_tensorboard_tags(models, tmp_path):
     assert [e.step for e in events.Tensors("explanation/attributions")] == [0, 1]
     text = events.Tensors("explanation/tokens")[0].tensor_proto.string_val[0].decode()
     assert "| `\\n` |" in text and "occlusion" in text
+
+
+@pytest.mark.parametrize("option", [{"value_embeddings": 1}, {"bigram_hash": 64}])
+def test_gradient_methods_refuse_a_model_that_runs_from_ids_only(option):
+    # Its tables are looked up by token id: no forward pass from embeddings alone.
+    model = TransformerLM.from_preset("tiny", vocabulary_size=259, sequence_length=32, **option)
+    tokenizer = ByteTokenizer()
+    name = next(iter(option))
+    with pytest.raises(UsageError, match=f"method=integrated_gradients: the model's {name}=") as error:
+        explain(model, "def f", method="integrated_gradients", tokenizer=tokenizer)
+    assert error.value.argument == "method"
+    explained = explain(model, "def f", method="occlusion", tokenizer=tokenizer)
+    assert len(explained.scores) == len(explained.tokens) == 5

@@ -273,3 +273,20 @@ def test_bad_input_is_one_line_and_writes_nothing(trained, tmp_path, capsys, fla
     code, _, err = run_in_process(capsys, "prune", *args)
     assert_one_line_usage_error(code, err, "prune", message)
     assert not output.exists()
+
+
+def test_a_model_with_value_embeddings_is_refused_in_one_line(trained, tmp_path, capsys):
+    import shutil
+
+    import keras_lm
+    from keras_lm.models import TransformerLM
+
+    base = tmp_path / "base"
+    shutil.copytree(trained[0], base, ignore=shutil.ignore_patterns("logs", "checkpoints"))
+    model = keras_lm.load(str(base))
+    TransformerLM(**{**model.get_config(), "value_embeddings": 1}).save(str(base / "model.keras"))
+    output = tmp_path / "out"
+    code, _, err = run_in_process(capsys, "prune", f"--model_dir={base}", "--sparsity=0.2",
+                                  f"--output_dir={output}")
+    assert_one_line_usage_error(code, err, "prune", f"--model_dir={base}: its value_embeddings=1")
+    assert not output.exists()
