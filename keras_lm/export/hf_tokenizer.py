@@ -39,7 +39,6 @@ Example:
 ([195, 169, 33], 258, 'é!')
 """
 
-from keras_lm import compat
 from keras_lm.errors import UsageError
 
 # Where ours and Hugging Face's could part: accents, whitespace runs and
@@ -141,7 +140,6 @@ def _keras_hub_bpe(tokenizer, argument):
     # `tokenize` runs, which `HubTokenizer` aligned with its TensorFlow path
     # (keras_lm.compat.align_keras_hub_bpe), so the engine gives the ids
     # that generate, tf.data and the SavedModel give.
-    compat.align_keras_hub_bpe(hub)
     hub._maybe_initialized_tokenizers()
     return Tokenizer.from_str(hub._tokenizer.to_str())
 
