@@ -80,7 +80,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import re
 import shutil
 import tempfile
 import warnings
@@ -91,6 +90,7 @@ import tensorflow as tf
 
 from keras_lm import compat
 from keras_lm.errors import UsageError
+from keras_lm.export.embedding_lookup import token_lookups_as_embedding_lookups
 from keras_lm.export.litert_runner import (
     METADATA_NAME,
     _model_bytes,
@@ -570,21 +570,23 @@ def check_int4_block_size(block_size):
 
 
 def quantize_int4(data, block_size=INT4_BLOCK_SIZE):
-    """`(bytes, info)`: the float32 `.tflite` `data` with int4 matmul weights.
+    """`(bytes, info)`: the float32 `.tflite` `data` with int4 weights.
 
     ai-edge-quantizer's dynamic recipe: the weights of every operator it
-    supports (the `FULLY_CONNECTED` projections) become symmetric int4 in
-    blocks of `block_size` inputs (channel-wise when it is 0, or when a
-    weight's input dimension is no multiple of it), and
-    activations are quantized on the fly. `info` names the int4 weights and
-    the float ones left: a tied embedding stays float32, one table for the
-    lookup and the logits (`tied_head_scopes`).
+    supports (the `FULLY_CONNECTED` projections and the token embedding's
+    `EMBEDDING_LOOKUP`) become symmetric int4 in blocks of `block_size`
+    inputs (channel-wise when it is 0, or when a weight's input dimension
+    is no multiple of it), and activations are quantized on the fly. The
+    token lookups are first rewritten from `GATHER` to `EMBEDDING_LOOKUP`
+    (`embedding_lookup.token_lookups_as_embedding_lookups`), so a tied
+    embedding becomes one int4 table that the lookups and the logits read.
+    `data` must carry the `keras_lm` metadata (its vocabulary size). `info`
+    names the int4 weights and the float ones left (the position table).
     """
     from ai_edge_quantizer import qtyping, quantizer
 
-    from ai_edge_quantizer.algorithm_manager import AlgorithmName
-
-    float_heads = tied_head_scopes(data)
+    vocabulary_size = (read_metadata(data) or {}).get("vocabulary_size")
+    data, lookups = token_lookups_as_embedding_lookups(data, vocabulary_size)
 
     def run(granularity):
         q = quantizer.Quantizer(bytearray(data))
@@ -592,10 +594,6 @@ def quantize_int4(data, block_size=INT4_BLOCK_SIZE):
             regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, num_bits=4,
             granularity=qtyping.QuantGranularity[granularity],
         )
-        for scope in float_heads:  # the later, narrower config wins for these ops
-            q.update_quantization_recipe(
-                regex=f"^{re.escape(scope)}$", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
-                algorithm_key=AlgorithmName.NO_QUANTIZE)
         return bytes(q.quantize(enable_progress_report=False, enable_progress_bar=False)
                      .quantized_model)
 
@@ -608,39 +606,11 @@ def quantize_int4(data, block_size=INT4_BLOCK_SIZE):
     weights = constant_tensors(quantized)
     return quantized, {
         "granularity": granularity,
+        "embedding_lookups": lookups,
         "int4_weights": sorted(name for name, (kind, _) in weights.items() if kind == "INT4"),
         "float_weights": {name: shape for name, (kind, shape) in sorted(weights.items())
                           if kind == "FLOAT32" and np.prod(shape) >= 256},
     }
-
-
-def tied_head_scopes(data):
-    """ai-edge-quantizer's scopes (output name + ";") of the `FULLY_CONNECTED` ops whose
-    weight is also a `GATHER`'s table: the logits of a tied embedding.
-
-    `int4` leaves them float. Quantized, the shared table (float for the
-    lookup, int4 for the logits) is duplicated by the quantizer in every
-    signature: GPT-2 small's int4 file held three float32 copies of its
-    50,257 x 768 embedding and was larger (575 MB) than the float32 file
-    (498 MB), which shares one.
-    """
-    from ai_edge_litert import schema_py_generated as schema
-
-    root = schema.Model.GetRootAs(_model_bytes(data), 0)
-    codes = [max(root.OperatorCodes(i).BuiltinCode(), root.OperatorCodes(i).DeprecatedBuiltinCode())
-             for i in range(root.OperatorCodesLength())]
-    scopes = []
-    for s in range(root.SubgraphsLength()):
-        graph = root.Subgraphs(s)
-        ops = [graph.Operators(o) for o in range(graph.OperatorsLength())]
-        tables = {graph.Tensors(op.Inputs(0)).Buffer() for op in ops
-                  if codes[op.OpcodeIndex()] == schema.BuiltinOperator.GATHER}
-        for op in ops:
-            if (codes[op.OpcodeIndex()] == schema.BuiltinOperator.FULLY_CONNECTED
-                    and graph.Tensors(op.Inputs(1)).Buffer() in tables):
-                scopes.append(";".join(graph.Tensors(op.Outputs(i)).Name().decode()
-                                       for i in range(op.OutputsLength())) + ";")
-    return scopes
 
 
 def constant_tensors(data):

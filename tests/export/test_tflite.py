@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from keras_lm.export import tflite as tflite_export
-from keras_lm.export.litert_runner import LiteRTRunner, read_metadata
+from keras_lm.export.litert_runner import LiteRTRunner, read_metadata, run_prompt
 from keras_lm.export.schema import ExportSchema, litert_name
 from keras_lm.export.tflite import (
     QUANTIZATIONS,
@@ -583,12 +583,48 @@ def _float_buffer_bytes(data):
     return sum(sizes.values())
 
 
-def test_int4_keeps_one_float_copy_of_a_tied_embedding(models, exports):
-    # Quantizing a tied embedding's logits made the quantizer copy the float
-    # table into every signature (GPT-2 small: int4 575 MB > float32 498 MB).
+def _constant_buffers(data, dtype_name):
+    """`{buffer index: shape}` of the constant tensors of one type (buffers are shared)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    root = schema.Model.GetRootAs(data, 0)
+    found = {}
+    for s in range(root.SubgraphsLength()):
+        graph = root.Subgraphs(s)
+        for t in range(graph.TensorsLength()):
+            tensor = graph.Tensors(t)
+            if tensor.Type() == getattr(schema.TensorType, dtype_name) and tensor.Buffer() > 0:
+                found[tensor.Buffer()] = tuple(int(d) for d in tensor.ShapeAsNumpy())
+    return found
+
+
+def test_int4_reads_one_int4_table_for_a_tied_embedding(models, exports):
+    # Quantizing a tied embedding's logits alone made the quantizer copy the
+    # float table into every signature (GPT-2 small: int4 575 MB > float32
+    # 498 MB); the lookups as EMBEDDING_LOOKUP share one int4 table with them.
+    table_shape = tuple(models["rotary"].token_embedding.embeddings.shape)
     float32 = open(exports["rotary", "none"].path, "rb").read()
-    scopes = tflite_export.tied_head_scopes(float32)
-    assert len(scopes) == 3  # the logits of prefill_8, prefill_32 and decode
-    table_bytes = 4 * int(np.prod(models["rotary"].token_embedding.embeddings.shape))
-    int4 = open(exports["rotary", "int4"].path, "rb").read()
-    assert table_bytes <= _float_buffer_bytes(int4) < 2 * table_bytes
+    assert "GATHER" in builtin_operator_names(float32)
+    assert "EMBEDDING_LOOKUP" not in builtin_operator_names(float32)
+    info = exports["rotary", "int4"]
+    int4 = open(info.path, "rb").read()
+    assert info.int4["embedding_lookups"] == 3  # prefill_8, prefill_32 and decode
+    assert "EMBEDDING_LOOKUP" in builtin_operator_names(int4)
+    assert list(_constant_buffers(int4, "INT4").values()).count(table_shape) == 1
+    assert table_shape not in _constant_buffers(int4, "FLOAT32").values()
+    assert _float_buffer_bytes(int4) < 4 * np.prod(table_shape) / 4
+
+
+def test_token_lookups_rewrite_keeps_the_float_logits(exports):
+    from keras_lm.export.embedding_lookup import token_lookups_as_embedding_lookups
+
+    float32 = open(exports["rotary", "none"].path, "rb").read()
+    rewritten, count = token_lookups_as_embedding_lookups(float32, VOCABULARY)
+    assert count == 3
+    assert "GATHER" not in builtin_operator_names(rewritten)
+    assert token_lookups_as_embedding_lookups(float32, VOCABULARY + 1) == (float32, 0)
+    tokens = _texts(1, 10, seed=5)[0]  # prefill_8, then decode twice
+    logits = [np.concatenate([rows for rows, _ in run_prompt(LiteRTRunner(data), tokens)])
+              for data in (float32, rewritten)]
+    assert logits[0].shape == (10, VOCABULARY)
+    np.testing.assert_array_equal(logits[0], logits[1])
