@@ -90,7 +90,10 @@ import tensorflow as tf
 
 from keras_lm import compat
 from keras_lm.errors import UsageError
-from keras_lm.export.embedding_lookup import token_lookups_as_embedding_lookups
+from keras_lm.export.tflite_rewrites import (
+    fold_slices_of_packs,
+    token_lookups_as_embedding_lookups,
+)
 from keras_lm.export.litert_runner import (
     METADATA_NAME,
     _model_bytes,
@@ -299,6 +302,7 @@ def export_tflite(
     schema, data, int8_info = _converted(
         model, prefill_lengths, quantize, representative_ids, from_float32, archive)
     builtin_operator_names(data)  # raises on a non-builtin operator
+    data = fold_slices_of_packs(data)[0]  # a keras-hub cache's stack and slices (see there)
     data = _add_metadata(data, _metadata(model, schema, quantize, int8_info))
     if quantize == "int4":
         # After the metadata: the quantizer keeps it, and may store large
@@ -578,7 +582,7 @@ def quantize_int4(data, block_size=INT4_BLOCK_SIZE):
     inputs (channel-wise when it is 0, or when a weight's input dimension
     is no multiple of it), and activations are quantized on the fly. The
     token lookups are first rewritten from `GATHER` to `EMBEDDING_LOOKUP`
-    (`embedding_lookup.token_lookups_as_embedding_lookups`), so a tied
+    (`tflite_rewrites.token_lookups_as_embedding_lookups`), so a tied
     embedding becomes one int4 table that the lookups and the logits read.
     `data` must carry the `keras_lm` metadata (its vocabulary size). `info`
     names the int4 weights and the float ones left (the position table).

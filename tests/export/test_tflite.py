@@ -616,7 +616,7 @@ def test_int4_reads_one_int4_table_for_a_tied_embedding(models, exports):
 
 
 def test_token_lookups_rewrite_keeps_the_float_logits(exports):
-    from keras_lm.export.embedding_lookup import token_lookups_as_embedding_lookups
+    from keras_lm.export.tflite_rewrites import token_lookups_as_embedding_lookups
 
     float32 = open(exports["rotary", "none"].path, "rb").read()
     rewritten, count = token_lookups_as_embedding_lookups(float32, VOCABULARY)
@@ -628,3 +628,49 @@ def test_token_lookups_rewrite_keeps_the_float_logits(exports):
               for data in (float32, rewritten)]
     assert logits[0].shape == (10, VOCABULARY)
     np.testing.assert_array_equal(logits[0], logits[1])
+
+
+def _stacked_cache_file(stride):
+    """A `.tflite` file of `stack((key, value), axis=1)` sliced apart (keras-hub's cache), updated."""
+    import tensorflow as tf
+
+    spec = tf.TensorSpec([1, 4, 2, 3], tf.float32)
+
+    @tf.function(input_signature=[spec, spec])
+    def step(key, value):
+        cache = tf.stack((key, value), axis=1) * 1.0
+        cache = tf.stack((cache[:, 0] + 1.0, cache[:, 1] * 2.0), axis=1)
+        return {"key": cache[:, 0], "value": cache[:, 1, ::stride]}
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [step.get_concrete_function()], step)
+    return converter.convert()
+
+
+def _run_stacked(data, key, value):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=data)
+    interpreter.allocate_tensors()
+    for detail, array in zip(sorted(interpreter.get_input_details(), key=lambda d: d["name"]),
+                             (key, value)):
+        interpreter.set_tensor(detail["index"], array)
+    interpreter.invoke()
+    # In the graph's output order: folding renames an output to the entry it was.
+    return [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()]
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_slices_of_a_stacked_cache_fold_to_its_entries(stride):
+    from keras_lm.export.tflite_rewrites import fold_slices_of_packs
+
+    data = _stacked_cache_file(stride)
+    assert "PACK" in builtin_operator_names(data)
+    folded, count = fold_slices_of_packs(data)
+    # A strided slice of an entry is not the entry: it stays, so its pack does.
+    assert count == (4 if stride == 1 else 3)
+    assert ("PACK" in builtin_operator_names(folded)) == (stride == 2)
+    rng = np.random.default_rng(0)
+    key, value = (rng.normal(size=(1, 4, 2, 3)).astype(np.float32) for _ in range(2))
+    for expected, got in zip(_run_stacked(data, key, value), _run_stacked(folded, key, value)):
+        np.testing.assert_array_equal(expected, got)

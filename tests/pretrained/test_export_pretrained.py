@@ -104,6 +104,18 @@ def test_gpt2_exports_and_the_engine_writes_keras_text(pretrained_runs, tmp_path
     # GPT-2's byte-level BPE travels as keras-hub's own tokenizer.json pipeline.
     operators = report["files"]["float32"]["operators"]
     assert "DYNAMIC_UPDATE_SLICE" in operators  # the cache write, a builtin
+    # keras-hub's stacked (batch, 2, length, heads, head_dim) cache is folded
+    # away (`tflite_rewrites.fold_slices_of_packs`): no 5-D tensor is left.
+    assert max_tensor_rank(run_dir / "tflite" / "model_float32.tflite") == 4
+
+
+def max_tensor_rank(path):
+    from ai_edge_litert import schema_py_generated as schema
+
+    root = schema.Model.GetRootAs(path.read_bytes(), 0)
+    return max(root.Subgraphs(s).Tensors(t).ShapeLength()
+               for s in range(root.SubgraphsLength())
+               for t in range(root.Subgraphs(s).TensorsLength()))
 
 
 @pytest.mark.slow
