@@ -156,6 +156,26 @@ def test_int4_block_32_keeps_the_top_token(pretrained_runs, tmp_path_factory, fa
     assert (run_dir / "litertlm" / "model_int4.litertlm").is_file()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["gpt2", "gemma3"])
+def test_int8_calibrates_an_imported_model(pretrained_runs, tmp_path_factory, family):
+    """int8 (calibrated on the run's own text) against float32, on the sharpened tiny preset.
+
+    The export picks full int8 or int8 matmuls by top-1 agreement on its
+    calibration texts (`keras_lm.export.tflite`); the choice must keep the
+    top token at most of the run's validation positions (bound 0.8).
+    """
+    run_dir, report = export_family(pretrained_runs, tmp_path_factory, family,
+                                    quantize=("none", "int8"))
+    int8 = report["files"]["int8"]
+    print(f"{family} int8 {int8['int8_mode']}: top-1 {int8['parity']['top1_agreement']:.3f}, "
+          f"perplexity change {int8['parity']['perplexity_change']:+.4f}")
+    assert int8["int8_mode"] in ("full", "matmuls")
+    assert int8["parity"]["top1_agreement"] >= 0.8
+    assert abs(int8["parity"]["perplexity_change"]) <= 0.05
+    assert (run_dir / "litertlm" / "model_int8.litertlm").is_file()
+
+
 # Prompts whose whitespace runs keras-hub 0.32 tokenized unlike its graph path
 # before `compat.align_keras_hub_bpe` (the SavedModel tokenizes in a graph).
 SPACED_PROMPTS = ["x = 2  # ok\n\n    y", "import json\nclass Foo:\n    "]
