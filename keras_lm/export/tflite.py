@@ -80,6 +80,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -111,6 +112,11 @@ QUANTIZATIONS = ("none", "fp16", "dynamic_int8", "int8", "int4")
 # recipe, as LiteRT-LM's own models ship). Channel-wise when a weight's
 # input dimension is no multiple of it.
 INT4_BLOCK_SIZE = 32
+# `int4`: the token table (the lookups and a tied head's logits) gets int8
+# channel-wise weights, the projections int4, as LiteRT-LM's mixed recipes
+# keep sensitive tables at 8 bits. All-int4 moved a tiny Gemma 3's
+# validation perplexity by +15% (int8 table: see BENCHMARKS.md).
+TOKEN_TABLE_BITS = 8
 # The block sizes ai-edge-quantizer implements (`QuantGranularity.BLOCKWISE_{n}`),
 # and 0: channel-wise (one scale per output channel over all its inputs).
 INT4_BLOCK_SIZES = (0, 32, 64, 128, 256)
@@ -123,6 +129,11 @@ INT8_MIN_TOP1_AGREEMENT = 0.95
 # The operators that keep int8 activations in the `matmuls` fallback: the
 # weight-heavy ones, where int8 pays (size, speed) and costs little accuracy.
 INT8_MATMUL_OPS = ("BATCH_MATMUL", "FULLY_CONNECTED", "GATHER")
+# Operators that keep float32 activations even in `full` int8: the int8 DIV
+# kernel stops (`data[i] != zero_point`) when a divisor's calibrated range
+# holds 0 and a later input rounds to it (a tiny Gemma 3's did, past its
+# calibration texts).
+INT8_FLOAT_OPS = ("DIV",)
 
 __all__ = [
     "QUANTIZATIONS",
@@ -506,7 +517,14 @@ def _convert_int8(converter, schema, functions, texts):
     calibrated = calibrate_int8(
         converter, lambda: ((key, inputs) for key, inputs, _ in samples()))
     full = quantize_calibrated(calibrated)
-    full_stats = _agreement(full, samples())
+    try:
+        full_stats = _agreement(full, samples())
+        full_failure = None
+    except RuntimeError as error:
+        # An int8 kernel may refuse the ranges it was calibrated to (Gemma 3's
+        # DIV: `data[i] != zero_point`, a divisor quantized to zero): the
+        # full model does not run, so it agrees nowhere.
+        full_stats, full_failure = (0.0, None), str(error).splitlines()[0]
     info = {
         "int8_mode": "full",
         "int8_top1_agreement": {"full": full_stats[0]},
@@ -522,10 +540,12 @@ def _convert_int8(converter, schema, functions, texts):
     if matmul_stats[0] < full_stats[0]:  # no better: keep the smaller, faster one
         return full, info
     info["int8_mode"] = "matmuls"
+    full_result = (f"failed to run ({full_failure})" if full_failure else
+                   f"agreed with float32 on the top token at {full_stats[0]:.1%} of "
+                   f"representative positions (< {INT8_MIN_TOP1_AGREEMENT:.0%})")
     info["int8_fallback_reason"] = (
-        f"full int8 agreed with float32 on the top token at {full_stats[0]:.1%} of "
-        f"representative positions (< {INT8_MIN_TOP1_AGREEMENT:.0%}); int8 activations "
-        f"for {', '.join(INT8_MATMUL_OPS)} only: {matmul_stats[0]:.1%}"
+        f"full int8 {full_result}; int8 activations for {', '.join(INT8_MATMUL_OPS)} "
+        f"only: {matmul_stats[0]:.1%}"
     )
     return matmuls, info
 
@@ -555,12 +575,15 @@ def quantize_calibrated(calibrated, int8_ops=None):
     """int8 `.tflite` bytes from `calibrate_int8`'s model.
 
     `int8_ops`: the operator names that get int8 activations (e.g.
-    `INT8_MATMUL_OPS`); None: every operator with an int8 builtin kernel.
+    `INT8_MATMUL_OPS`); None: every operator with an int8 builtin kernel but
+    `INT8_FLOAT_OPS`.
     Inputs and outputs keep their float32 (int32) types.
     """
+    names = operator_names(calibrated)
     if int8_ops is None:
-        return compat.quantize_calibrated_model(calibrated)
-    denied = [op for op in operator_names(calibrated) if op not in int8_ops]
+        denied = [op for op in names if op in INT8_FLOAT_OPS]
+        return compat.quantize_calibrated_model(calibrated, denylisted_ops=denied or None)
+    denied = [op for op in names if op not in int8_ops]
     return compat.quantize_calibrated_model(calibrated, denylisted_ops=denied)
 
 
@@ -576,14 +599,14 @@ def check_int4_block_size(block_size):
 def quantize_int4(data, block_size=INT4_BLOCK_SIZE):
     """`(bytes, info)`: the float32 `.tflite` `data` with int4 weights.
 
-    ai-edge-quantizer's dynamic recipe: the weights of every operator it
-    supports (the `FULLY_CONNECTED` projections and the token embedding's
-    `EMBEDDING_LOOKUP`) become symmetric int4 in blocks of `block_size`
-    inputs (channel-wise when it is 0, or when a weight's input dimension
-    is no multiple of it), and activations are quantized on the fly. The
-    token lookups are first rewritten from `GATHER` to `EMBEDDING_LOOKUP`
-    (`tflite_rewrites.token_lookups_as_embedding_lookups`), so a tied
-    embedding becomes one int4 table that the lookups and the logits read.
+    ai-edge-quantizer's dynamic recipe: the `FULLY_CONNECTED` projections
+    get symmetric int4 weights in blocks of `block_size` inputs (channel-wise
+    when it is 0, or when a weight's input dimension is no multiple of it),
+    and activations are quantized on the fly. The token lookups are first
+    rewritten from `GATHER` to `EMBEDDING_LOOKUP`
+    (`tflite_rewrites.token_lookups_as_embedding_lookups`), so the token
+    table becomes one quantized table that the lookups and a tied head's
+    logits read: int8 channel-wise (`TOKEN_TABLE_BITS`).
     `data` must carry the `keras_lm` metadata (its vocabulary size). `info`
     names the int4 weights and the float ones left (the position table).
     """
@@ -592,12 +615,19 @@ def quantize_int4(data, block_size=INT4_BLOCK_SIZE):
     vocabulary_size = (read_metadata(data) or {}).get("vocabulary_size")
     data, lookups = token_lookups_as_embedding_lookups(data, vocabulary_size)
 
+    table_scopes = token_table_scopes(data)
+
     def run(granularity):
         q = quantizer.Quantizer(bytearray(data))
         q.add_dynamic_config(
             regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, num_bits=4,
             granularity=qtyping.QuantGranularity[granularity],
         )
+        for scope in table_scopes:  # the later, narrower config wins for these ops
+            q.add_dynamic_config(
+                regex=f"^{re.escape(scope)}$",
+                operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                num_bits=TOKEN_TABLE_BITS, granularity=qtyping.QuantGranularity.CHANNELWISE)
         return bytes(q.quantize(enable_progress_report=False, enable_progress_bar=False)
                      .quantized_model)
 
@@ -615,6 +645,31 @@ def quantize_int4(data, block_size=INT4_BLOCK_SIZE):
         "float_weights": {name: shape for name, (kind, shape) in sorted(weights.items())
                           if kind == "FLOAT32" and np.prod(shape) >= 256},
     }
+
+
+def token_table_scopes(data):
+    """ai-edge-quantizer's scopes (output names + ";") of the ops that read a token table:
+    each `EMBEDDING_LOOKUP`, and each `FULLY_CONNECTED` whose weight is such a
+    table (a tied head's logits)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    root = schema.Model.GetRootAs(_model_bytes(data), 0)
+    codes = [max(root.OperatorCodes(i).BuiltinCode(), root.OperatorCodes(i).DeprecatedBuiltinCode())
+             for i in range(root.OperatorCodesLength())]
+    scopes = []
+    for s in range(root.SubgraphsLength()):
+        graph = root.Subgraphs(s)
+        ops = [graph.Operators(o) for o in range(graph.OperatorsLength())]
+        lookups = [op for op in ops
+                   if codes[op.OpcodeIndex()] == schema.BuiltinOperator.EMBEDDING_LOOKUP]
+        tables = {graph.Tensors(op.Inputs(1)).Buffer() for op in lookups}
+        heads = [op for op in ops
+                 if codes[op.OpcodeIndex()] == schema.BuiltinOperator.FULLY_CONNECTED
+                 and graph.Tensors(op.Inputs(1)).Buffer() in tables]
+        for op in lookups + heads:
+            scopes.append(";".join(graph.Tensors(op.Outputs(i)).Name().decode()
+                                   for i in range(op.OutputsLength())) + ";")
+    return scopes
 
 
 def constant_tensors(data):

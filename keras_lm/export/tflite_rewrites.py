@@ -19,7 +19,7 @@ its signatures, metadata and results:
   keep the float table for the lookups and add an int4 copy for the logits,
   in every signature (GPT-2 small: 575 MB against float32's 498 MB);
   keeping both float made every token read 154 MB of float32 logits
-  weights. After the rewrite the lookups and the logits read one int4 table.
+  weights. After the rewrite the lookups and the logits read one quantized table.
 
 Example (the float32 file of a model of vocabulary 259):
 

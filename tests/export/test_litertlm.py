@@ -39,7 +39,7 @@ def test_export_writes_litertlm_files_the_engine_reproduces(exported):
     int4 = metadata["files"]["int4"]
     assert int4["int4"]["granularity"] == "BLOCKWISE_32"
     assert len(int4["int4"]["int4_weights"]) >= 4  # qkv, output, mlp in/out of each block
-    # The tied embedding is one int4 table, read by the lookups and the logits.
+    # The tied embedding is one (int8) table, read by the lookups and the logits.
     assert int4["int4"]["embedding_lookups"] == 3
     assert not any(shape[0] == metadata["vocabulary_size"]
                    for shape in int4["int4"]["float_weights"].values())

@@ -598,10 +598,11 @@ def _constant_buffers(data, dtype_name):
     return found
 
 
-def test_int4_reads_one_int4_table_for_a_tied_embedding(models, exports):
+def test_int4_reads_one_int8_table_for_a_tied_embedding(models, exports):
     # Quantizing a tied embedding's logits alone made the quantizer copy the
     # float table into every signature (GPT-2 small: int4 575 MB > float32
-    # 498 MB); the lookups as EMBEDDING_LOOKUP share one int4 table with them.
+    # 498 MB); the lookups as EMBEDDING_LOOKUP share one table with them,
+    # int8 channel-wise (TOKEN_TABLE_BITS) beside int4 projections.
     table_shape = tuple(models["rotary"].token_embedding.embeddings.shape)
     float32 = open(exports["rotary", "none"].path, "rb").read()
     assert "GATHER" in builtin_operator_names(float32)
@@ -610,9 +611,13 @@ def test_int4_reads_one_int4_table_for_a_tied_embedding(models, exports):
     int4 = open(info.path, "rb").read()
     assert info.int4["embedding_lookups"] == 3  # prefill_8, prefill_32 and decode
     assert "EMBEDDING_LOOKUP" in builtin_operator_names(int4)
-    assert list(_constant_buffers(int4, "INT4").values()).count(table_shape) == 1
+    assert tflite_export.TOKEN_TABLE_BITS == 8
+    assert list(_constant_buffers(int4, "INT8").values()).count(table_shape) == 1
+    assert table_shape not in _constant_buffers(int4, "INT4").values()
     assert table_shape not in _constant_buffers(int4, "FLOAT32").values()
     assert _float_buffer_bytes(int4) < 4 * np.prod(table_shape) / 4
+    # The projections are int4.
+    assert any(len(shape) == 2 for shape in _constant_buffers(int4, "INT4").values())
 
 
 def test_token_lookups_rewrite_keeps_the_float_logits(exports):
