@@ -570,17 +570,7 @@ def test_int4_block_size_0_is_channel_wise_and_other_sizes_are_refused(exports):
 
 def _float_buffer_bytes(data):
     """Bytes of the distinct float32 constant buffers of a `.tflite` file."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    root = schema.Model.GetRootAs(data, 0)
-    sizes = {}
-    for s in range(root.SubgraphsLength()):
-        graph = root.Subgraphs(s)
-        for t in range(graph.TensorsLength()):
-            tensor = graph.Tensors(t)
-            if tensor.Type() == schema.TensorType.FLOAT32 and tensor.Buffer() > 0:
-                sizes[tensor.Buffer()] = 4 * int(np.prod(tensor.ShapeAsNumpy()))
-    return sum(sizes.values())
+    return sum(4 * int(np.prod(shape)) for shape in _constant_buffers(data, "FLOAT32").values())
 
 
 def _constant_buffers(data, dtype_name):
