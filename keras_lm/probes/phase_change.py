@@ -60,6 +60,7 @@ class PhaseChange:
     repeat: str = "random"  # the task's induction_repeat: "random" or "periodic"
     intermediate_dim: int = None  # MLP width (None: 4 x width; 0: attention-only blocks)
     seed: int = 0
+    model_args: dict = None  # more TransformerLM arguments, e.g. {"smear": True}
 
     def task_args(self):
         if self.block_length is None:
@@ -75,7 +76,7 @@ class PhaseChange:
             model="transformer", preset="tiny",
             model_args={"hidden_dim": self.width, "num_heads": self.num_heads,
                         "num_layers": layers, "position_embedding": self.position_embedding,
-                        "intermediate_dim": self.intermediate_dim},
+                        "intermediate_dim": self.intermediate_dim, **(self.model_args or {})},
             task="induction", task_args=self.task_args(), sequence_length=self.sequence_length,
             vocabulary_size=self.vocabulary_size, batch_size=self.batch_size, steps=self.steps,
             eval_interval=self.steps, val_steps=2, learning_rate=self.learning_rate,

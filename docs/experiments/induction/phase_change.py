@@ -40,11 +40,14 @@ def main():
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--num_heads", type=int, default=2)
     parser.add_argument("--learning_rate", type=float, default=3e-3)
+    parser.add_argument("--model_args", default="",
+                        help="more TransformerLM arguments, e.g. smear=true")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds, one run each")
     parser.add_argument("--runs", default="/tmp/keras_lm_phase_change")
     parser.add_argument("--results", default=os.path.join(HERE, "random_offset"),
                         help="where seed-<s>.csv/.json/.png go")
     args = parser.parse_args()
+    from keras_lm.cli.config_flags import parse_model_args
     from keras_lm.probes.phase_change import PhaseChange, run_phase_change
 
     os.makedirs(args.results, exist_ok=True)
@@ -56,7 +59,7 @@ def main():
             sequence_length=args.sequence_length, vocabulary_size=args.vocabulary_size,
             block_length=args.block_length, width=args.width,
             intermediate_dim=args.intermediate_dim, num_heads=args.num_heads,
-            learning_rate=args.learning_rate))
+            learning_rate=args.learning_rate, model_args=parse_model_args(args.model_args)))
         for name, suffix in (("results.csv", "csv"), ("results.json", "json"),
                              ("phase_change.png", "png")):
             shutil.copy(os.path.join(runs, name), os.path.join(args.results, f"seed-{seed}.{suffix}"))
