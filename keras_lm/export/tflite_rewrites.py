@@ -1,7 +1,8 @@
 """Rewrites of a converted `.tflite` graph that the TFLite converter does not make itself.
 
 Both work on the file's flatbuffer (ai-edge-litert's object API) and keep
-its signatures, metadata and results:
+its signatures, metadata and results; a file whose weights lie past its
+flatbuffer (over 2 GB) is returned unchanged:
 
 - `fold_slices_of_packs`: `STRIDED_SLICE(PACK(a, b, ...))` that takes one
   whole entry back becomes that entry. keras-hub's GPT-2, Llama and Qwen 3
@@ -43,7 +44,9 @@ def fold_slices_of_packs(data):
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils
 
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+    model = _model_object(data)
+    if model is None:
+        return data, 0
     count = 0
     for index, graph in enumerate(model.subgraphs):
         producers = {out: op for op in graph.operators for out in op.outputs}
@@ -72,6 +75,18 @@ def fold_slices_of_packs(data):
     if not count:
         return data, 0
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), count
+
+
+def _model_object(data):
+    """The file's flatbuffer as objects, or None when its weights lie past the flatbuffer.
+
+    A file over 2 GB keeps its buffers after the flatbuffer, by offset; the
+    object API does not carry them, so such a file is left as it is.
+    """
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+    return None if any(buffer.offset for buffer in model.buffers) else model
 
 
 def _packed_entry(model, graph, op, pack):
@@ -127,7 +142,9 @@ def token_lookups_as_embedding_lookups(data, vocabulary_size):
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils
 
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+    model = _model_object(data)
+    if model is None:
+        return data, 0
     count = 0
     for graph in model.subgraphs:
         operators = []
