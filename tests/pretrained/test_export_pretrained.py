@@ -199,6 +199,7 @@ print(json.dumps([t.decode("utf-8", "replace") for t in text.numpy()]))
 """
 
 
+@pytest.mark.slow  # 42 s, the longest default test (exports, then a fresh TensorFlow process)
 def test_gpt2_saved_model_in_a_fresh_process_writes_keras_text(pretrained_runs, tmp_path_factory):
     import json
     import subprocess
