@@ -91,19 +91,21 @@ import tensorflow as tf
 
 from keras_lm import compat
 from keras_lm.errors import UsageError
-from keras_lm.export.tflite_rewrites import (
-    fold_slices_of_packs,
-    token_lookups_as_embedding_lookups,
-)
 from keras_lm.export.litert_runner import (
     METADATA_NAME,
     _model_bytes,
+    _operators,
+    _root,
     float_operator_names,
     operator_names,
     read_metadata,
     run_prompt,
 )
 from keras_lm.export.schema import ExportSchema, check_prefill_lengths
+from keras_lm.export.tflite_rewrites import (
+    fold_slices_of_packs,
+    token_lookups_as_embedding_lookups,
+)
 from keras_lm.io_utils import write_bytes
 
 QUANTIZATIONS = ("none", "fp16", "dynamic_int8", "int8", "int4")
@@ -651,25 +653,16 @@ def token_table_scopes(data):
     """ai-edge-quantizer's scopes (output names + ";") of the ops that read a token table:
     each `EMBEDDING_LOOKUP`, and each `FULLY_CONNECTED` whose weight is such a
     table (a tied head's logits)."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    root = schema.Model.GetRootAs(_model_bytes(data), 0)
-    codes = [max(root.OperatorCodes(i).BuiltinCode(), root.OperatorCodes(i).DeprecatedBuiltinCode())
-             for i in range(root.OperatorCodesLength())]
-    scopes = []
-    for s in range(root.SubgraphsLength()):
-        graph = root.Subgraphs(s)
-        ops = [graph.Operators(o) for o in range(graph.OperatorsLength())]
-        lookups = [op for op in ops
-                   if codes[op.OpcodeIndex()] == schema.BuiltinOperator.EMBEDDING_LOOKUP]
-        tables = {graph.Tensors(op.Inputs(1)).Buffer() for op in lookups}
-        heads = [op for op in ops
-                 if codes[op.OpcodeIndex()] == schema.BuiltinOperator.FULLY_CONNECTED
-                 and graph.Tensors(op.Inputs(1)).Buffer() in tables]
-        for op in lookups + heads:
-            scopes.append(";".join(graph.Tensors(op.Outputs(i)).Name().decode()
-                                   for i in range(op.OutputsLength())) + ";")
-    return scopes
+    operators = list(_operators(_root(_model_bytes(data))))
+    # Buffers belong to the file, not a subgraph: one table serves every signature.
+    tables = {graph.Tensors(op.Inputs(1)).Buffer()
+              for graph, op, name in operators if name == "EMBEDDING_LOOKUP"}
+    return [";".join(graph.Tensors(op.Outputs(i)).Name().decode()
+                     for i in range(op.OutputsLength())) + ";"
+            for graph, op, name in operators
+            if name == "EMBEDDING_LOOKUP" or (
+                name == "FULLY_CONNECTED"
+                and graph.Tensors(op.Inputs(1)).Buffer() in tables)]
 
 
 def constant_tensors(data):

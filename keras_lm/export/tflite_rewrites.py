@@ -180,8 +180,8 @@ def _is_token_gather(model, graph, op, vocabulary_size, schema):
         return False
     table, ids = (graph.tensors[i] for i in op.inputs)
     static = ids.shapeSignature is None or all(d >= 0 for d in ids.shapeSignature)
-    return (_constant(model, graph, op.inputs[0], dtype=np.float32) is not None
-            and len(table.shape) == 2 and table.shape[0] == vocabulary_size
+    constant = table.buffer and model.buffers[table.buffer].data is not None
+    return (constant and table.type == schema.TensorType.FLOAT32 and len(table.shape) == 2 and table.shape[0] == vocabulary_size
             and ids.type == schema.TensorType.INT32 and static)
 
 
@@ -190,16 +190,15 @@ def _builtin(model, op):
     return max(code.builtinCode, code.deprecatedBuiltinCode)
 
 
-def _constant(model, graph, tensor_index, dtype=np.int32):
-    """The values of a constant tensor of `dtype` (int32 or float32), or None."""
+def _constant(model, graph, tensor_index):
+    """The values of a constant int32 tensor, or None."""
     from ai_edge_litert import schema_py_generated as schema
 
     tensor = graph.tensors[tensor_index]
-    kind = {np.int32: schema.TensorType.INT32, np.float32: schema.TensorType.FLOAT32}[dtype]
     buffer = model.buffers[tensor.buffer] if tensor.buffer else None
-    if tensor.type != kind or buffer is None or buffer.data is None:
+    if tensor.type != schema.TensorType.INT32 or buffer is None or buffer.data is None:
         return None
-    return np.frombuffer(bytes(buffer.data), dtype)
+    return np.frombuffer(bytes(buffer.data), np.int32)
 
 
 def _add_tensor(graph, name, shape, dtype, buffer=0):

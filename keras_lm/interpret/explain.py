@@ -37,6 +37,8 @@ METHODS = ("integrated_gradients", "gradient_x_input", "occlusion", "shap", "lim
 # SHAP and LIME evaluate hundreds of masked inputs, so they join only when
 # asked (`compare="all"`).
 CHEAP_METHODS = ("integrated_gradients", "gradient_x_input", "occlusion")
+# The methods that differentiate the objective with respect to the embeddings.
+GRADIENT_METHODS = ("integrated_gradients", "gradient_x_input")
 SAMPLING_METHODS = ("shap", "lime")
 # The most faithful method costing at most 10x integrated gradients, measured by
 # benchmarks/attribution_faithfulness.py (docs/interpret.md, "Which method to
@@ -122,7 +124,7 @@ def _check_gradients_possible(model, names):
     token ids only (`TransformerLM.ids_only_option`: its tables need the ids)."""
     language_model = getattr(model, "backbone", model)
     option = getattr(language_model, "ids_only_option", None)
-    needs_embeddings = [n for n in names if n in ("integrated_gradients", "gradient_x_input")]
+    needs_embeddings = [n for n in names if n in GRADIENT_METHODS]
     if option and needs_embeddings:
         raise UsageError(f"method={needs_embeddings[0]}: the model's {option} needs token ids, "
                          "so it has no gradients with respect to the embeddings; use occlusion, "
