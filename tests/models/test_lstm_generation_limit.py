@@ -16,6 +16,9 @@ def tiny(**kwargs):
 
 
 def test_generates_past_its_training_window():
+    # Seeded: an unseeded random model's greedy text may reach <eos> early (seen
+    # once in CI: 28 of 40 bytes), which would not be about the window.
+    keras.utils.set_random_seed(0)
     model = tiny(sequence_length=8, max_length=64)
     assert (model.training_length, model.sequence_length) == (8, 64)
     text = generate(model, ByteTokenizer(), "ab", 40, sampler="greedy")
